@@ -1,0 +1,67 @@
+"""One error hierarchy for moeplan, and the one place that maps errors to exit codes.
+
+Exit codes (documented in the README):
+
+====  ==========================================================
+0     success
+1     unexpected bug (traceback only with ``--debug``)
+2     bad usage or bad input (file, shape, value, unknown name)
+3     infeasible: no plan satisfies the constraints (explained)
+4     solver limit reached without any solution
+5     runtime adapter failure (a worker died, a collective failed)
+====  ==========================================================
+"""
+
+from __future__ import annotations
+
+__all__ = [
+    "PlannerError",
+    "InputError",
+    "ProfileNotFound",
+    "Infeasible",
+    "SolverLimit",
+    "RuntimeAdapterError",
+    "exit_code_for",
+]
+
+
+class PlannerError(Exception):
+    """Base of every error moeplan raises on purpose."""
+
+    exit_code = 1
+
+
+class InputError(PlannerError, ValueError):
+    """A bad file, shape, value or argument. The message names the offending item."""
+
+    exit_code = 2
+
+
+class ProfileNotFound(InputError, KeyError):
+    """An unknown model or GPU name. The message lists the known ones."""
+
+    def __str__(self) -> str:  # KeyError would quote the message
+        return str(self.args[0]) if self.args else ""
+
+
+class Infeasible(PlannerError):
+    """No plan satisfies the constraints; the message says which one and by how much."""
+
+    exit_code = 3
+
+
+class SolverLimit(PlannerError):
+    """A solver stopped at its limit before finding any solution."""
+
+    exit_code = 4
+
+
+class RuntimeAdapterError(PlannerError):
+    """The torch runtime adapter failed (worker died, collective error)."""
+
+    exit_code = 5
+
+
+def exit_code_for(exc: BaseException) -> int:
+    """Exit code of the CLI for an exception (1 for anything unexpected)."""
+    return exc.exit_code if isinstance(exc, PlannerError) else 1

@@ -1,0 +1,158 @@
+"""Measured expert loads: token-to-expert assignment counts per step, layer and expert."""
+
+from __future__ import annotations
+
+import hashlib
+from dataclasses import dataclass, field
+from types import MappingProxyType
+from typing import Mapping
+
+import numpy as np
+
+from planner.errors import InputError
+
+__all__ = ["ExpertLoads", "LayerStats"]
+
+
+@dataclass(frozen=True)
+class LayerStats:
+    """Skew of one layer's summed loads.
+
+    ``max_over_mean`` is the hottest expert's load over the mean expert load, ``cv`` the coefficient
+    of variation over experts, ``hottest_share`` the hottest expert's share of the layer's load.
+    """
+
+    layer: int
+    total: float
+    max_over_mean: float
+    cv: float
+    hottest_expert: int
+    hottest_share: float
+
+
+@dataclass(frozen=True, eq=False)
+class ExpertLoads:
+    """Counts of token-to-expert assignments (token x top-k) shaped ``[steps, layers, experts]``.
+
+    Parameters
+    ----------
+    counts : array ``[steps, layers, experts]`` (a ``[layers, experts]`` array is one step);
+        finite and non-negative. Stored as a read-only float64 copy.
+    layer_ids : hidden-layer index of every row of the layer axis (e.g. ``(3, 4, ..., 60)`` for
+        DeepSeek-V3's MoE layers, ``(0, 7, 15)`` for the OLMoE analysis files). Default ``0..L-1``.
+    model : the model the loads were measured on, as written in the source (may be None).
+    source : where the counts came from (file names).
+    provenance : free-form ``{"source": ..., "license": ..., "date": ...}`` record.
+
+    Examples
+    --------
+    >>> loads = ExpertLoads([[4, 2, 1, 1]], layer_ids=[5])
+    >>> loads.shape
+    (1, 1, 4)
+    >>> loads.layer_stats()[0].max_over_mean
+    2.0
+    """
+
+    counts: np.ndarray
+    layer_ids: tuple[int, ...] = ()
+    model: str | None = None
+    source: str = ""
+    provenance: Mapping[str, str] = field(default_factory=dict)
+
+    def __post_init__(self) -> None:
+        arr = np.asarray(self.counts)
+        if arr.dtype == object or not (np.issubdtype(arr.dtype, np.number) or arr.dtype == bool):
+            raise InputError(f"counts: expected numbers, got dtype {arr.dtype}")
+        arr = np.array(arr, dtype=np.float64)
+        if arr.ndim == 2:
+            arr = arr[None, :, :]
+        if arr.ndim != 3:
+            raise InputError(
+                f"counts: expected shape [steps, layers, experts] or [layers, experts], got {list(arr.shape)}"
+            )
+        if 0 in arr.shape:
+            raise InputError(f"counts: empty array of shape {list(arr.shape)}")
+        bad = ~np.isfinite(arr)
+        if bad.any():
+            s, l, e = (int(i) for i in np.argwhere(bad)[0])
+            raise InputError(f"counts: non-finite value {arr[s, l, e]} at step {s}, layer row {l}, expert {e}")
+        if (arr < 0).any():
+            s, l, e = (int(i) for i in np.argwhere(arr < 0)[0])
+            raise InputError(f"counts: negative value {arr[s, l, e]:g} at step {s}, layer row {l}, expert {e}")
+        arr.setflags(write=False)
+        object.__setattr__(self, "counts", arr)
+        ids = tuple(int(i) for i in self.layer_ids) if len(self.layer_ids) else tuple(range(arr.shape[1]))
+        if len(ids) != arr.shape[1]:
+            raise InputError(f"layer_ids: {len(ids)} ids for {arr.shape[1]} layer rows in counts")
+        if len(set(ids)) != len(ids):
+            raise InputError(f"layer_ids: duplicate layer ids in {list(ids)}")
+        if any(i < 0 for i in ids):
+            raise InputError(f"layer_ids: negative layer id in {list(ids)}")
+        object.__setattr__(self, "layer_ids", ids)
+        object.__setattr__(self, "provenance", MappingProxyType(dict(self.provenance)))
+
+    # -- shape -------------------------------------------------------------------------------
+    @property
+    def shape(self) -> tuple[int, int, int]:
+        return tuple(self.counts.shape)  # type: ignore[return-value]
+
+    @property
+    def num_steps(self) -> int:
+        return self.counts.shape[0]
+
+    @property
+    def num_layers(self) -> int:
+        return self.counts.shape[1]
+
+    @property
+    def num_experts(self) -> int:
+        return self.counts.shape[2]
+
+    # -- views -------------------------------------------------------------------------------
+    def summed(self) -> np.ndarray:
+        """Loads summed over steps, ``[layers, experts]``."""
+        return self.counts.sum(axis=0)
+
+    def sha256(self) -> str:
+        """Hash of the counts and layer ids (what a plan records about its input)."""
+        h = hashlib.sha256()
+        h.update(np.asarray(self.counts.shape, dtype=np.int64).tobytes())
+        h.update(np.asarray(self.layer_ids, dtype=np.int64).tobytes())
+        h.update(np.ascontiguousarray(self.counts).tobytes())
+        return h.hexdigest()
+
+    def select_layers(self, layer_ids) -> "ExpertLoads":
+        """The rows of the given hidden layers (each must be present)."""
+        ids = [int(i) for i in layer_ids]
+        missing = [i for i in ids if i not in self.layer_ids]
+        if missing:
+            raise InputError(f"layer_ids: layers {missing} are not in the loads (have {list(self.layer_ids)})")
+        rows = [self.layer_ids.index(i) for i in ids]
+        return ExpertLoads(self.counts[:, rows, :], ids, self.model, self.source, self.provenance)
+
+    def window(self, start: int, stop: int | None = None) -> "ExpertLoads":
+        """Steps ``start:stop`` (a time window)."""
+        part = self.counts[start:stop]
+        if part.shape[0] == 0:
+            raise InputError(f"window: steps {start}:{stop} select nothing of {self.num_steps} steps")
+        return ExpertLoads(part, self.layer_ids, self.model, self.source, self.provenance)
+
+    def layer_stats(self) -> list[LayerStats]:
+        """Skew statistics per layer on the summed loads."""
+        out = []
+        for row, lid in enumerate(self.layer_ids):
+            w = self.summed()[row]
+            total = float(w.sum())
+            mean = total / w.size
+            hot = int(np.argmax(w))
+            out.append(
+                LayerStats(
+                    layer=lid,
+                    total=total,
+                    max_over_mean=float(w[hot] / mean) if mean > 0 else 0.0,
+                    cv=float(w.std() / mean) if mean > 0 else 0.0,
+                    hottest_expert=hot,
+                    hottest_share=float(w[hot] / total) if total > 0 else 0.0,
+                )
+            )
+        return out
