@@ -1,0 +1,56 @@
+"""moeplan: capacity planning for serving Mixture-of-Experts LLMs.
+
+The notebook API is the same the CLI calls::
+
+    from planner import read_loads, plan_replicas, verify_plan
+    plan = plan_replicas(read_loads("loads.json"), "deepseek-v3", num_gpus=32, num_nodes=4)
+    print(plan.summary())
+"""
+
+__version__ = "0.1.0"
+
+__all__ = [
+    "__version__",
+    "ExpertLoads",
+    "read_loads",
+    "builtin_loads",
+    "get_model",
+    "get_gpu",
+    "plan_replicas",
+    "verify_plan",
+    "read_plan",
+    "write_plan",
+    "Plan",
+]
+
+
+def __getattr__(name):  # lazy: `import planner` stays cheap and free of import cycles
+    if name == "ExpertLoads":
+        from planner.inputs.loads import ExpertLoads
+
+        return ExpertLoads
+    if name in ("read_loads", "builtin_loads"):
+        from planner.inputs import readers
+
+        return getattr(readers, name)
+    if name in ("get_model", "get_gpu"):
+        from planner import profiles
+
+        return getattr(profiles, name)
+    if name == "plan_replicas":
+        from planner.replicas import plan_replicas
+
+        return plan_replicas
+    if name == "verify_plan":
+        from planner.plans.verify import verify_plan
+
+        return verify_plan
+    if name in ("read_plan", "write_plan"):
+        from planner.plans import io
+
+        return getattr(io, name)
+    if name == "Plan":
+        from planner.plans.schema import Plan
+
+        return Plan
+    raise AttributeError(f"module 'planner' has no attribute {name!r}")

@@ -1,0 +1,136 @@
+"""`moeplan replicas`, `moeplan verify`, `moeplan export`."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Annotated, Optional
+
+import typer
+
+from planner.cli._output import emit, handle_errors, warn
+from planner.errors import InputError
+from planner.plans.export import TARGETS, export_plan
+from planner.plans.io import atomic_write_text, read_plan, write_plan
+from planner.plans.verify import VerifyReport, verify_plan
+from planner.tables import format_table
+
+JsonOpt = Annotated[bool, typer.Option("--json", help="Print the result as JSON on stdout.")]
+
+
+def _read(paths: list[str], num_experts: Optional[int] = None):
+    from planner.inputs.readers import read_loads
+
+    return read_loads(paths if len(paths) > 1 else paths[0], num_experts=num_experts)
+
+
+@handle_errors
+def replicas(
+    loads: Annotated[list[str], typer.Argument(help="Expert-load file(s): .npz, .json, per-rank .csv (summed), or builtin:NAME.")],
+    model: Annotated[str, typer.Option("--model", "-m", help="Model id, Hugging Face name, profile YAML or config.json.")],
+    gpus: Annotated[int, typer.Option("--gpus", "-d", help="Number of GPUs (EP ranks) holding experts.")],
+    nodes: Annotated[int, typer.Option("--nodes", "-n", help="Number of nodes the GPUs sit in.")] = 1,
+    redundant: Annotated[
+        Optional[int],
+        typer.Option("--redundant", "-r", help="Redundant slots per layer (default: one per GPU, rounded so slots divide over GPUs)."),
+    ] = None,
+    algorithm: Annotated[str, typer.Option("--algorithm", help="Replica algorithm: eplb (DeepSeek's baseline).")] = "eplb",
+    policy: Annotated[str, typer.Option("--policy", help="EPLB policy: auto, hierarchical or global.")] = "auto",
+    groups: Annotated[Optional[int], typer.Option("--groups", help="Expert groups for the hierarchical policy (default: the model's).")] = None,
+    num_experts: Annotated[Optional[int], typer.Option("--num-experts", help="Experts per layer for CSV dumps that miss some experts.")] = None,
+    gpu: Annotated[Optional[str], typer.Option("--gpu", "-g", help="GPU profile: check that the expert weights fit in its memory.")] = None,
+    output: Annotated[Optional[Path], typer.Option("--output", "-o", help="Write the plan JSON here (atomically).")] = None,
+    json_out: JsonOpt = False,
+) -> None:
+    """Plan expert replicas and their GPUs per MoE layer from measured loads; print a per-layer table."""
+    from planner.replicas import plan_replicas
+
+    data = _read(loads, num_experts)
+    plan = plan_replicas(
+        data, model, num_gpus=gpus, num_nodes=nodes, redundant_slots=redundant,
+        algorithm=algorithm, policy=policy, num_groups=groups, gpu=gpu,
+    )
+    if output is not None:
+        write_plan(plan, output)
+    rep = plan.solve_report
+    result = {
+        "output": str(output) if output else None,
+        "verified": True,
+        "solve": rep.to_dict(),
+        "plan": plan.model_dump(mode="json"),
+    }
+    human = plan.summary() + f"\nsolved in {rep.wall_time_s:.3f} s; plan verified"
+    if output is not None:
+        human += f"; written to {output}"
+    emit(result, human, json_out)
+
+
+def _verify_table(report: VerifyReport) -> str:
+    rows = [[c.name, "ok" if c.ok else "FAIL", c.detail] for c in report.checks]
+    return format_table(["check", "result", "detail"], rows)
+
+
+@handle_errors
+def verify(
+    plan_path: Annotated[Path, typer.Argument(metavar="PLAN", help="Plan JSON file.")],
+    loads: Annotated[list[str], typer.Option("--loads", "-l", help="The load file(s) the plan was made from.")],
+    num_experts: Annotated[Optional[int], typer.Option("--num-experts", help="Experts per layer for CSV dumps.")] = None,
+    json_out: JsonOpt = False,
+) -> None:
+    """Recompute every invariant and metric of a plan without a solver; exit 2 if any check fails."""
+    plan = read_plan(plan_path)
+    report = verify_plan(plan, _read(loads, num_experts))
+    emit(report.to_dict(), _verify_table(report), json_out)
+    if not report.ok:
+        c = report.failures[0]
+        raise InputError(f"{plan_path}: plan fails verification: {c.name}: {c.detail}")
+
+
+@handle_errors
+def export(
+    plan_path: Annotated[Path, typer.Argument(metavar="PLAN", help="Plan JSON file.")],
+    target: Annotated[str, typer.Option("--target", "-t", help=f"Engine format: {', '.join(TARGETS)}.")],
+    output: Annotated[Path, typer.Option("--output", "-o", help="File to write (atomically).")],
+    json_out: JsonOpt = False,
+) -> None:
+    """Write a replica plan in an engine's expert-placement format; refuse what the engine cannot express."""
+    plan = read_plan(plan_path)
+    exp = export_plan(plan, target)
+    atomic_write_text(output, exp.text)
+    if exp.filled_layers:
+        warn(
+            f"{len(exp.filled_layers)} MoE layer(s) not in the plan got the trivial placement: "
+            f"{_ranges(exp.filled_layers)}"
+        )
+    result = {
+        "target": exp.target,
+        "output": str(output),
+        "num_slots": exp.num_slots,
+        "num_redundant_experts": exp.num_redundant_experts,
+        "ep_size": exp.ep_size,
+        "filled_layers": list(exp.filled_layers),
+        "launch_hint": exp.launch_hint,
+    }
+    emit(result, f"wrote {target} placement to {output}\nlaunch with: {exp.launch_hint}", json_out)
+
+
+def _ranges(ids) -> str:
+    """Compact '0-2, 5, 8-9' form of sorted ints.
+
+    >>> _ranges([0, 1, 2, 5, 8, 9])
+    '0-2, 5, 8-9'
+    """
+    ids = sorted(ids)
+    out, start = [], None
+    for i, x in enumerate(ids):
+        if start is None:
+            start = x
+        if i + 1 == len(ids) or ids[i + 1] != x + 1:
+            out.append(f"{start}" if start == x else f"{start}-{x}")
+            start = None
+    return ", ".join(out)
+
+
+def register(app: typer.Typer) -> None:
+    app.command("replicas")(replicas)
+    app.command("verify")(verify)
+    app.command("export")(export)

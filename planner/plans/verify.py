@@ -1,0 +1,263 @@
+"""Solver-free verifier: recompute every invariant and metric of a plan from the plan and its loads.
+
+Deliberately independent of ``solvers/``: it re-derives per-GPU loads with its own plain numpy code,
+so a bug in a solver's bookkeeping cannot hide behind the same bug here.
+
+Checks (each reported by name):
+
+1. ``shapes``        every per-row array has one row per planned layer and one entry per slot/GPU
+2. ``layers``        planned layers are distinct hidden layers, present in the loads
+3. ``loads_hash``    the loads given are the loads the plan was made from
+4. ``experts``       slot contents are valid expert ids and every expert has >= 1 replica per layer
+5. ``gpus``          slot GPUs and nodes are in range and consistent (node = gpu // gpus_per_node),
+                     slots are numbered GPU-major, ``slots_per_gpu`` counts them, every GPU holds one
+6. ``duplicates``    no two replicas of one expert on one GPU, unless the plan allows it
+7. ``metrics``       per-GPU loads, busiest load, balancedness (summed and replayed), lower bounds,
+                     expert bytes per GPU and the report's objective / bound / gap equal the recorded ones
+8. ``model``         bytes per expert and expert count agree with the model profile (when known)
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+import numpy as np
+
+from planner.errors import InputError, ProfileNotFound
+from planner.inputs.loads import ExpertLoads
+from planner.numerics import close
+from planner.plans.schema import Plan
+
+__all__ = ["Check", "VerifyReport", "verify_plan", "replica_lower_bound"]
+
+
+@dataclass(frozen=True)
+class Check:
+    name: str
+    ok: bool
+    detail: str = ""
+
+
+@dataclass(frozen=True)
+class VerifyReport:
+    checks: tuple[Check, ...] = field(default_factory=tuple)
+
+    @property
+    def ok(self) -> bool:
+        return all(c.ok for c in self.checks)
+
+    @property
+    def failures(self) -> list[Check]:
+        return [c for c in self.checks if not c.ok]
+
+    def to_dict(self) -> dict:
+        return {"ok": self.ok, "checks": [c.__dict__ for c in self.checks]}
+
+
+def replica_lower_bound(weight: np.ndarray, num_slots: int, num_gpus: int) -> float:
+    """Lower bound on the busiest-GPU load of one layer with ``num_slots`` slots on ``num_gpus`` GPUs.
+
+    No GPU can be below the average, and the GPU holding the hottest expert's largest share carries
+    at least ``w_max / r`` where ``r <= min(D, P - E + 1)`` is the most GPUs that expert can span.
+
+    >>> replica_lower_bound(np.array([90.0, 10.0, 10.0, 10.0]), 5, 3)
+    45.0
+    """
+    w = np.asarray(weight, dtype=np.float64)
+    spread = max(1, min(num_gpus, num_slots - w.size + 1))
+    return float(max(w.sum() / num_gpus, w.max(initial=0.0) / spread))
+
+
+def _balancedness(gpu_loads: np.ndarray) -> np.ndarray:
+    """mean/max over the last axis; a layer with no load counts as perfectly balanced."""
+    mx = gpu_loads.max(axis=-1)
+    mean = gpu_loads.mean(axis=-1)
+    with np.errstate(invalid="ignore", divide="ignore"):
+        return np.where(mx > 0, mean / np.where(mx > 0, mx, 1.0), 1.0)
+
+
+def _gpu_loads(weight: np.ndarray, phy2log: np.ndarray, slot_gpu: np.ndarray, num_experts: int, num_gpus: int):
+    """weight [T, E] of one layer -> [T, D]: each expert's load split evenly over its replicas."""
+    replicas = np.bincount(phy2log, minlength=num_experts).astype(np.float64)
+    per_slot = weight[:, phy2log] / replicas[phy2log]  # [T, P]
+    membership = np.zeros((phy2log.size, num_gpus))
+    membership[np.arange(phy2log.size), slot_gpu] = 1.0
+    return per_slot @ membership
+
+
+def _model_check(plan: Plan) -> Check:
+    from planner.profiles import get_model
+
+    rp = plan.replicas
+    try:
+        model = get_model(plan.inputs.model)
+    except ProfileNotFound:
+        return Check("model", True, f"model {plan.inputs.model!r} is not a known profile; not checked")
+    problems = []
+    if model.bytes_per_expert != rp.bytes_per_expert:
+        problems.append(f"bytes_per_expert {rp.bytes_per_expert} != profile's {model.bytes_per_expert}")
+    if model.num_routed_experts != rp.num_experts:
+        problems.append(f"num_experts {rp.num_experts} != profile's {model.num_routed_experts}")
+    if rp.num_hidden_layers != model.num_hidden_layers:
+        problems.append(f"num_hidden_layers {rp.num_hidden_layers} != profile's {model.num_hidden_layers}")
+    dense = sorted(set(rp.layers) - set(model.moe_layers))
+    if dense:
+        problems.append(f"layers {dense} are not MoE layers of {model.id}")
+    return Check("model", not problems, "; ".join(problems))
+
+
+def verify_plan(plan: Plan, loads: ExpertLoads) -> VerifyReport:
+    """Recompute every invariant and metric of ``plan`` on ``loads``; never calls a solver.
+
+    Returns a :class:`VerifyReport`; ``report.ok`` is True when every check passes.
+    """
+    checks: list[Check] = []
+    rp = plan.replicas
+    rows = len(rp.layers)
+    E, D = rp.num_experts, rp.num_gpus
+
+    # 1. shapes
+    bad = []
+    for name in ("physical_to_logical", "slot_gpu", "slot_node", "slots_per_gpu"):
+        if len(getattr(rp, name)) != rows:
+            bad.append(f"{name} has {len(getattr(rp, name))} rows for {rows} layers")
+    for name in ("gpu_load_tokens", "max_gpu_load_tokens", "lower_bound_tokens", "balancedness", "replay_balancedness"):
+        if len(getattr(rp.predicted, name)) != rows:
+            bad.append(f"predicted.{name} has {len(getattr(rp.predicted, name))} rows for {rows} layers")
+    if not bad:
+        for r in range(rows):
+            n = len(rp.physical_to_logical[r])
+            if len(rp.slot_gpu[r]) != n or len(rp.slot_node[r]) != n:
+                bad.append(f"layer {rp.layers[r]}: slot_gpu/slot_node lengths differ from {n} slots")
+            if len(rp.slots_per_gpu[r]) != D or len(rp.predicted.gpu_load_tokens[r]) != D:
+                bad.append(f"layer {rp.layers[r]}: per-GPU arrays need {D} entries")
+        if len(rp.predicted.expert_bytes_per_gpu) != D:
+            bad.append(f"predicted.expert_bytes_per_gpu needs {D} entries")
+    checks.append(Check("shapes", not bad, "; ".join(bad[:3])))
+    if bad:
+        return VerifyReport(tuple(checks))
+
+    # 2. layers
+    problems = []
+    if len(set(rp.layers)) != rows:
+        problems.append(f"duplicate layers in {rp.layers}")
+    out_of_range = [l for l in rp.layers if not 0 <= l < rp.num_hidden_layers]
+    if out_of_range:
+        problems.append(f"layers {out_of_range} outside 0..{rp.num_hidden_layers - 1}")
+    missing = [l for l in rp.layers if l not in loads.layer_ids]
+    if missing:
+        problems.append(f"layers {missing} are not in the loads (have {list(loads.layer_ids)})")
+    if loads.num_experts != E:
+        problems.append(f"loads have {loads.num_experts} experts, plan has {E}")
+    checks.append(Check("layers", not problems, "; ".join(problems)))
+    if problems:
+        return VerifyReport(tuple(checks))
+    sel = loads.select_layers(rp.layers)
+
+    # 3. loads hash
+    recorded = plan.inputs.loads.sha256
+    checks.append(
+        Check(
+            "loads_hash",
+            recorded == loads.sha256(),
+            "" if recorded == loads.sha256() else f"loads sha256 {loads.sha256()[:12]} != plan's {recorded[:12]}",
+        )
+    )
+
+    # 4-6. experts, GPUs, duplicates
+    exp_problems, gpu_problems, dup_problems = [], [], []
+    for r, layer in enumerate(rp.layers):
+        p2l = np.asarray(rp.physical_to_logical[r])
+        sg = np.asarray(rp.slot_gpu[r])
+        sn = np.asarray(rp.slot_node[r])
+        if p2l.size and (p2l.min() < 0 or p2l.max() >= E):
+            exp_problems.append(f"layer {layer}: expert id outside 0..{E - 1}")
+            continue
+        absent = np.flatnonzero(np.bincount(p2l, minlength=E) == 0)
+        if absent.size:
+            exp_problems.append(f"layer {layer}: experts {absent[:5].tolist()} have no replica")
+        if sg.size and (sg.min() < 0 or sg.max() >= D):
+            gpu_problems.append(f"layer {layer}: slot GPU outside 0..{D - 1}")
+            continue
+        if rp.num_nodes * rp.gpus_per_node != D:
+            gpu_problems.append(f"num_nodes {rp.num_nodes} x gpus_per_node {rp.gpus_per_node} != num_gpus {D}")
+        if not np.array_equal(sn, sg // rp.gpus_per_node):
+            gpu_problems.append(f"layer {layer}: slot_node disagrees with slot_gpu // gpus_per_node")
+        if np.any(np.diff(sg) < 0):
+            gpu_problems.append(f"layer {layer}: slots are not numbered GPU-major")
+        counts = np.bincount(sg, minlength=D)
+        if counts.tolist() != list(rp.slots_per_gpu[r]):
+            gpu_problems.append(f"layer {layer}: slots_per_gpu {list(rp.slots_per_gpu[r])[:8]} != counted {counts[:8].tolist()}")
+        if (counts == 0).any():
+            gpu_problems.append(f"layer {layer}: GPU {int(np.argmin(counts))} holds no slot")
+        pairs = sg.astype(np.int64) * E + p2l
+        if np.unique(pairs).size != pairs.size and not rp.duplicates_allowed:
+            _, idx, cnt = np.unique(pairs, return_index=True, return_counts=True)
+            s = int(idx[np.argmax(cnt > 1)])
+            dup_problems.append(f"layer {layer}: expert {int(p2l[s])} has two replicas on GPU {int(sg[s])}")
+    checks.append(Check("experts", not exp_problems, "; ".join(exp_problems[:3])))
+    checks.append(Check("gpus", not gpu_problems, "; ".join(gpu_problems[:3])))
+    checks.append(Check("duplicates", not dup_problems, "; ".join(dup_problems[:3])))
+    if exp_problems or gpu_problems:
+        return VerifyReport(tuple(checks))
+
+    # 7. metrics
+    met = rp.predicted
+    mism: list[str] = []
+
+    def cmp(what: str, got: float, recorded: float) -> None:
+        if not close(got, recorded):
+            mism.append(f"{what}: recomputed {got:.9g} != recorded {recorded:.9g}")
+
+    summed = sel.summed()
+    objective = bound = 0.0
+    b_rows, rb_rows = [], []
+    expert_bytes = np.zeros(D, dtype=np.int64)
+    for r, layer in enumerate(rp.layers):
+        p2l = np.asarray(rp.physical_to_logical[r])
+        sg = np.asarray(rp.slot_gpu[r])
+        g = _gpu_loads(summed[r][None, :], p2l, sg, E, D)[0]
+        for d in range(D):
+            cmp(f"layer {layer} GPU {d} load", g[d], met.gpu_load_tokens[r][d])
+        cmp(f"layer {layer} busiest-GPU load", g.max(), met.max_gpu_load_tokens[r])
+        lb = replica_lower_bound(summed[r], p2l.size, D)
+        cmp(f"layer {layer} lower bound", lb, met.lower_bound_tokens[r])
+        b = float(_balancedness(g))
+        cmp(f"layer {layer} balancedness", b, met.balancedness[r])
+        per_step = _gpu_loads(sel.counts[:, r, :], p2l, sg, E, D)
+        rb = float(_balancedness(per_step).mean())
+        cmp(f"layer {layer} replay balancedness", rb, met.replay_balancedness[r])
+        objective += g.max()
+        bound += lb
+        b_rows.append(b)
+        rb_rows.append(rb)
+        expert_bytes += np.bincount(sg, minlength=D) * rp.bytes_per_expert
+    cmp("balancedness_mean", float(np.mean(b_rows)), met.balancedness_mean)
+    cmp("replay_balancedness_mean", float(np.mean(rb_rows)), met.replay_balancedness_mean)
+    if expert_bytes.tolist() != list(met.expert_bytes_per_gpu):
+        mism.append("expert_bytes_per_gpu differs from slots x bytes_per_expert")
+    rep = plan.report
+    if rep.objective is not None:
+        cmp("report.objective", objective, rep.objective)
+    if rep.bound is not None:
+        cmp("report.bound", bound, rep.bound)
+        if rep.objective is not None and rep.bound > rep.objective * (1 + 1e-9):
+            mism.append(f"report.bound {rep.bound} exceeds objective {rep.objective}")
+    if rep.gap is not None and objective > 0:
+        cmp("report.gap", max(0.0, (objective - bound) / objective), rep.gap)
+    if met.load_basis != f"sum over {loads.num_steps} step(s)":
+        mism.append(f"load_basis {met.load_basis!r} does not match {loads.num_steps} step(s) of loads")
+    checks.append(Check("metrics", not mism, "; ".join(mism[:3]) + (f" (+{len(mism) - 3} more)" if len(mism) > 3 else "")))
+
+    # 8. model
+    checks.append(_model_check(plan))
+    return VerifyReport(tuple(checks))
+
+
+def require_valid(plan: Plan, loads: ExpertLoads) -> VerifyReport:
+    """Verify and raise :class:`InputError` naming the first failed check."""
+    report = verify_plan(plan, loads)
+    if not report.ok:
+        c = report.failures[0]
+        raise InputError(f"plan fails verification: {c.name}: {c.detail}")
+    return report
