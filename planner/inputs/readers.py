@@ -21,20 +21,19 @@ Every error is an :class:`~planner.errors.InputError` whose one-line message sta
 
 from __future__ import annotations
 
-import csv
-import io
 import json
-import math
 import os
 import tempfile
 import zipfile
 from importlib import resources
 from pathlib import Path
-from typing import Any
 
 import numpy as np
 
 from planner.errors import InputError
+from planner.inputs._common import _Bad, _make, _one_line
+from planner.inputs._csv_loads import _read_csvs
+from planner.inputs._json_loads import _provenance_dict, _read_json_bytes
 from planner.inputs.loads import ExpertLoads
 
 __all__ = ["read_loads", "write_loads_npz", "builtin_loads", "list_builtin_loads", "FORMATS"]
@@ -43,16 +42,6 @@ FORMATS = ("npz", "json", "csv")
 _BUILTIN = "builtin:"
 _CSV_HEADER = ["layer_id", "expert_id", "count"]
 _ZIP_MAGIC = (b"PK\x03\x04", b"PK\x05\x06")
-_NUMBER_TYPES = {int, float}
-# Without num_experts, a CSV's largest expert_id sizes the array; a typo must not allocate gigabytes.
-_MAX_INFERRED_EXPERTS = 65_536
-# Top-level descriptive fields copied into provenance when a JSON file carries them.
-_JSON_META = ("source", "license", "date", "dataset", "phase", "note", "top_k", "sequence_length")
-_JSON_LAYOUTS = "'counts' (moeplan, OLMoE analysis), 'logical_count' (SGLang) or a bare 2-D/3-D list"
-
-
-class _Bad(Exception):
-    """A problem found inside a file; the caller prefixes the file name."""
 
 
 # -- public API -------------------------------------------------------------------------------
@@ -251,20 +240,8 @@ def _check_num_experts(loads: ExpertLoads, where: str, num_experts: int | None) 
     return loads
 
 
-def _make(where: str, counts, layer_ids, model, source: str, provenance: dict) -> ExpertLoads:
-    """Build the loads, naming the file in ExpertLoads' own validation errors."""
-    try:
-        return ExpertLoads(counts, layer_ids, model, source, provenance)
-    except InputError as exc:
-        raise InputError(f"{where}: {exc}") from None
-
-
 def _builtin_dir():
     return resources.files("planner") / "data" / "expert_loads"
-
-
-def _one_line(exc: BaseException) -> str:
-    return " ".join(str(exc).split()) or type(exc).__name__
 
 
 # -- npz --------------------------------------------------------------------------------------
@@ -338,237 +315,3 @@ def _npz_string(arr: np.ndarray | None, key: str) -> str | None:
         raise _Bad(f"{key}: expected a 0-d string array, got {arr.ndim}-D {arr.dtype}")
     value = arr[()]
     return value.decode("utf-8", errors="replace") if isinstance(value, bytes) else str(value)
-
-
-# -- JSON -------------------------------------------------------------------------------------
-def _read_json_bytes(data: bytes, where: str, name: str) -> ExpertLoads:
-    try:
-        text = data.decode("utf-8-sig")
-    except UnicodeDecodeError as exc:
-        raise InputError(f"{where}: not UTF-8 text (byte {exc.start})") from None
-    if not text.strip():
-        raise InputError(f"{where}: empty file")
-    try:
-        doc = json.loads(text)
-    except json.JSONDecodeError as exc:
-        raise InputError(f"{where}: malformed JSON at line {exc.lineno}, column {exc.colno}: {exc.msg}") from None
-    except RecursionError:
-        raise InputError(f"{where}: malformed JSON: nested too deeply") from None
-    try:
-        counts, layer_ids, model, provenance = _json_layout(doc)
-    except _Bad as exc:
-        raise InputError(f"{where}: {exc}") from None
-    provenance.setdefault("source", name)
-    provenance["file"] = name
-    return _make(where, counts, layer_ids, model, name, provenance)
-
-
-def _json_layout(doc: Any) -> tuple[np.ndarray, tuple[int, ...], str | None, dict[str, str]]:
-    """Counts, layer ids, model and provenance of a parsed JSON document (any accepted layout)."""
-    if isinstance(doc, list):
-        return _json_counts(doc, "counts"), (), None, {"format": "json-list"}
-    if not isinstance(doc, dict):
-        raise _Bad(f"unknown JSON layout: top level is {_kind(doc)}; expected an object with {_JSON_LAYOUTS}")
-    if "counts" in doc and "logical_count" in doc:
-        raise _Bad("unknown JSON layout: both 'counts' and 'logical_count' present; keep one")
-    if "logical_count" in doc:
-        return _sglang_layout(doc)
-    if "counts" not in doc:
-        raise _Bad(f"unknown JSON layout: found keys {sorted(doc)}; accepted: {_JSON_LAYOUTS}")
-    counts = _json_counts(doc["counts"], "counts")
-    if "layer_ids" in doc and "layers" in doc:
-        raise _Bad("both 'layer_ids' and 'layers' present; keep one")
-    olmoe = "layers" in doc  # the OLMoE routing-analysis files name the hidden layers 'layers'
-    key = "layers" if olmoe else "layer_ids"
-    layer_ids = _json_ints(doc[key], key) if key in doc else ()
-    if "num_experts" in doc:
-        declared = doc["num_experts"]
-        if type(declared) is not int or declared != counts.shape[-1]:
-            have = counts.shape[-1]
-            raise _Bad(f"num_experts mismatch: file says {declared!r} but counts have {have} experts per layer")
-    provenance = _provenance_dict(doc.get("provenance", {}))
-    for field in _JSON_META:
-        if field in doc and field not in provenance:
-            provenance[field] = _as_text(doc[field])
-    provenance["format"] = "olmoe-analysis-json" if olmoe else "moeplan-json"
-    return counts, layer_ids, _json_model(doc.get("model")), provenance
-
-
-def _sglang_layout(doc: dict) -> tuple[np.ndarray, tuple[int, ...], str | None, dict[str, str]]:
-    counts = _json_counts(doc["logical_count"], "logical_count")
-    rows = counts if counts.ndim == 2 else counts.sum(axis=0)
-    zero = [i for i in range(rows.shape[0]) if not rows[i].any()]
-    # SGLang indexes every hidden layer; dense layers (e.g. DeepSeek-V3's first three) stay all-zero.
-    provenance = {"format": "sglang-logical-count-json", "all_zero_layers": ",".join(map(str, zero))}
-    for field in _JSON_META:
-        if field in doc:
-            provenance[field] = _as_text(doc[field])
-    return counts, tuple(range(rows.shape[0])), _json_model(doc.get("model")), provenance
-
-
-def _json_counts(value: Any, key: str) -> np.ndarray:
-    """A nested JSON list checked to be a rectangular 2-D or 3-D array of numbers, as float64."""
-    shape, probe = [], value
-    while isinstance(probe, list):
-        shape.append(len(probe))
-        if not probe:
-            break
-        probe = probe[0]
-    if not shape:
-        raise _Bad(f"{key}: expected a 2-D or 3-D list of numbers, got {_kind(value)}")
-    if 0 in shape:
-        raise _Bad(f"{key}: empty array")
-    if len(shape) not in (2, 3):
-        raise _Bad(f"{key}: expected 2-D or 3-D, got {len(shape)}-D")
-    _check_rect(value, shape, key, "")
-    try:
-        return np.array(value, dtype=np.float64)
-    except OverflowError:
-        raise _Bad(f"{key}: a count is too large for a float") from None
-
-
-def _check_rect(node: list, shape: list[int], key: str, at: str) -> None:
-    """Raise on the first entry that breaks the shape or is not a number (bools and null included)."""
-    if len(shape) == 1:
-        if set(map(type, node)) <= _NUMBER_TYPES:
-            return
-        for i, x in enumerate(node):
-            if isinstance(x, list):
-                raise _Bad(f"{key}: ragged array: {key}{at}[{i}] is a list, expected a number")
-            if type(x) not in _NUMBER_TYPES:
-                kind = "" if x is None else f" ({_kind(x)})"
-                raise _Bad(f"{key}: non-numeric value {json.dumps(x)}{kind} at {key}{at}[{i}]")
-        return
-    for i, child in enumerate(node):
-        where = f"{at}[{i}]"
-        if not isinstance(child, list):
-            raise _Bad(f"{key}: ragged array: {key}{where} is {_kind(child)}, expected a list of {shape[1]}")
-        if len(child) != shape[1]:
-            first = key + "[0]" * where.count("[")
-            raise _Bad(f"{key}: ragged array: {key}{where} has length {len(child)}, {first} has {shape[1]}")
-        _check_rect(child, shape[1:], key, where)
-
-
-def _json_ints(value: Any, key: str) -> tuple[int, ...]:
-    if not isinstance(value, list) or any(type(i) is not int for i in value):
-        raise _Bad(f"{key}: expected a list of integers, got {json.dumps(value)[:80]}")
-    return tuple(value)
-
-
-def _json_model(value: Any) -> str | None:
-    if value is not None and not isinstance(value, str):
-        raise _Bad(f"model: expected a string, got {_kind(value)}")
-    return value
-
-
-def _provenance_dict(value: Any) -> dict[str, str]:
-    if not isinstance(value, dict):
-        raise _Bad(f"provenance: expected an object, got {_kind(value)}")
-    return {str(k): _as_text(v) for k, v in value.items()}
-
-
-def _as_text(value: Any) -> str:
-    return value if isinstance(value, str) else json.dumps(value)
-
-
-def _kind(value: Any) -> str:
-    names = {bool: "a bool", type(None): "null", str: "a string", int: "a number", float: "a number",
-             list: "a list", dict: "an object"}
-    return names.get(type(value), type(value).__name__)
-
-
-# -- per-rank CSV -----------------------------------------------------------------------------
-def _read_csvs(files: list[tuple[Path, str]], num_experts: int | None) -> ExpertLoads:
-    tables = [(where, _csv_table(path, where, num_experts)) for path, where in files]
-    if num_experts is None:
-        num_experts = _csv_num_experts(tables)
-    layer_ids = sorted({layer for _, table in tables for layer, _ in table})
-    row = {layer: i for i, layer in enumerate(layer_ids)}
-    counts = np.zeros((1, len(layer_ids), num_experts))
-    for _, table in tables:
-        for (layer, expert), count in table.items():
-            counts[0, row[layer], expert] += count
-    names = ", ".join(path.name for path, _ in files)
-    provenance = {"source": names, "file": names, "format": "sglang-rank-csv", "ranks": str(len(files))}
-    return _make(files[0][1], counts, layer_ids, None, names, provenance)
-
-
-def _csv_table(path: Path, where: str, num_experts: int | None) -> dict[tuple[int, int], float]:
-    """``{(layer_id, expert_id): count}`` of one rank file, every row checked."""
-    try:
-        text = path.read_text(encoding="utf-8-sig")
-    except UnicodeDecodeError as exc:
-        raise InputError(f"{where}: not UTF-8 text (byte {exc.start})") from None
-    reader = csv.reader(io.StringIO(text))
-    header = [c.strip() for c in next(reader, [])]
-    if header != _CSV_HEADER:
-        got = ",".join(header)
-        raise InputError(f"{where}: line 1: wrong CSV header {got!r}; expected 'layer_id,expert_id,count'")
-    table: dict[tuple[int, int], float] = {}
-    first_line: dict[tuple[int, int], int] = {}
-    for fields in reader:
-        line = reader.line_num
-        if not any(f.strip() for f in fields):
-            continue
-        if len(fields) != 3:
-            raise InputError(f"{where}: line {line}: expected 3 fields, got {len(fields)}")
-        layer, expert = (_csv_id(f, name, where, line) for f, name in zip(fields[:2], _CSV_HEADER[:2]))
-        if num_experts is not None and expert >= num_experts:
-            raise InputError(f"{where}: line {line}: expert_id {expert} >= num_experts {num_experts}")
-        if (layer, expert) in table:
-            raise InputError(
-                f"{where}: line {line}: duplicate row for layer_id {layer}, expert_id {expert} "
-                f"(first at line {first_line[(layer, expert)]})"
-            )
-        table[(layer, expert)] = _csv_count(fields[2], where, line)
-        first_line[(layer, expert)] = line
-    if not table:
-        raise InputError(f"{where}: no data rows after the header")
-    return table
-
-
-def _csv_id(field: str, name: str, where: str, line: int) -> int:
-    try:
-        value = int(field.strip())
-    except ValueError:
-        raise InputError(f"{where}: line {line}: {name} {field.strip()!r} is not an integer") from None
-    if value < 0:
-        raise InputError(f"{where}: line {line}: negative {name} {value}")
-    return value
-
-
-def _csv_count(field: str, where: str, line: int) -> float:
-    try:
-        value = float(field.strip())
-    except ValueError:
-        raise InputError(f"{where}: line {line}: count {field.strip()!r} is not a number") from None
-    if not math.isfinite(value):
-        raise InputError(f"{where}: line {line}: non-finite count {field.strip()!r}")
-    if value < 0:
-        raise InputError(f"{where}: line {line}: negative count {field.strip()}")
-    return value
-
-
-def _csv_num_experts(tables: list[tuple[str, dict]]) -> int:
-    """Experts per layer when not given: max id + 1 over all files, checked against dense files.
-
-    A rank file lists only experts that received tokens, so a file's largest id is a lower bound,
-    and files may differ. A file that lists every expert ``0..n-1`` in every layer, however, is a
-    dense dump of ``n`` experts; another file with an id ``>= n`` comes from a different model.
-    """
-    sizes = [(where, 1 + max(e for _, e in table)) for where, table in tables]
-    num_experts = max(n for _, n in sizes)
-    if num_experts > _MAX_INFERRED_EXPERTS:
-        where = next(w for w, m in sizes if m == num_experts)
-        raise InputError(
-            f"{where}: expert_id {num_experts - 1} is implausibly large; pass num_experts if it is right"
-        )
-    for (where, table), (_, n) in zip(tables, sizes):
-        layers = {layer for layer, _ in table}
-        if 2 <= n < num_experts and len(table) == n * len(layers):
-            other = next(w for w, m in sizes if m == num_experts)
-            raise InputError(
-                f"{where}: num_experts mismatch: this file lists all {n} experts of every layer, "
-                f"but {other} has expert_id {num_experts - 1}"
-            )
-    return num_experts
