@@ -1,0 +1,567 @@
+r"""Per-GPU memory model: weights, activations, runtime overhead and the KV cache that is left.
+
+Model (bytes per GPU of one pipeline stage; H hidden, V vocabulary, E routed experts, I expert
+width, I_d dense FFN width, I_s shared-expert width, k top-k, T = ``max_batch_tokens``,
+b = weight bytes per parameter)::
+
+    (1) attention   = b * L_s * attn_rank(tp)            per-rank share of every attention tensor
+    (2) dense FFN   = b * L_dense,s * 3 H I_d / tp
+    (3) shared exp. = b * L_moe,s * 3 H I_s / tp
+    (4) routed exp. = b * L_moe,s * slots * (3 H I + [2 I]) / moe_tp  (+ [H] down bias, replicated)
+    (5) router+norm = b * (L_s * 2 H + L_moe,s * (E H + [E] + [H]))   replicated on every rank
+    (6) embedding   = b * (first: ceil(V/tp) H + last: ceil(V/tp) H [untied or pp > 1] + H)
+    (7) activations = 2 B * (4 H T_r + max(T_r w_attn, T_r 3 I_d/tp, T_r 3 I_s/tp + R (2 H + 3 I/moe_tp)))
+                      + 4 B * min(T_r, 256) * ceil(V/tp)   (fp32 logits, last stage only)
+                      with T_r = ceil(T / dp) tokens per attention rank, R = ceil(T k / ep) routed rows
+    (8) overhead    = 3.5 GiB + NCCL buffers of a tp*dp group   (AIConfigurator's system files)
+    (9) usable      = memory_utilization * gpu.memory_bytes
+   (10) KV cache    = usable - (1..6) - (7) - (8);   < 0  ->  Infeasible
+   (11) kv_tokens   = floor(KV cache / (kv_elems_per_layer(tp) * L_s * kv_dtype_bytes)), floored to blocks
+
+``attn_rank(tp)``: GQA splits q and o over ``tp`` and k/v over ``min(tp, kv_heads)`` (one head per
+rank, replicated, beyond); MLA splits ``q_b``, ``kv_b`` and ``o`` by heads and replicates the
+latent down-projections ``q_a``, ``kv_a`` and their norms on every rank, as SGLang's and vLLM's
+DeepSeek modelling code do. Output biases, o/qk norms of full width are replicated; sinks split.
+KV elements per token and layer: MLA ``kv_lora_rank + qk_rope_head_dim`` on *every* TP rank (the
+latent is not split: vLLM ``ModelConfig.get_num_kv_heads`` returns 1 for MLA, "during decode it
+becomes MQA"); GQA ``2 * head_dim * kv_heads / min(tp, kv_heads)``. With DP-attention each of the
+``dp`` groups caches only its own requests, so one instance holds ``dp * kv_tokens``.
+
+Assumptions, all stated again in ``docs/memory.md``:
+
+- One dtype ``b`` for every weight (the model's release dtype). FP8 releases keep embeddings,
+  lm_head, norms and router in BF16 and add ~0.02 % block scales; neither is counted.
+- Shared experts and dense FFNs are split over ``tp`` and replicated over ``dp`` (SGLang can
+  instead fold shared experts into EP or split dense MLPs over the whole ``tp x dp`` group, which
+  needs less memory than counted here). Embedding and lm_head are vocab-parallel over ``tp``.
+- Pipeline stages follow vLLM's layer split (:meth:`ParallelLayout.stage_layer_ranges`); the
+  reported GPU is the stage with the fewest KV tokens, since every token of a sequence needs KV
+  space on every stage.
+- Activations: the peak of one layer at a time for ``T`` tokens per forward step summed over the
+  instance (SGLang divides ``--chunked-prefill-size`` over the DP ranks under DP-attention),
+  BF16 activations, four hidden-sized buffers (residual, input, output, communication), balanced
+  routing; DeepEP's fixed communication buffers and CUDA-graph pools are in the overhead.
+- Runtime overhead: AIConfigurator's ``misc.other_mem`` = 3.5 GiB (3,758,096,384 B, "increase from
+  551MB to 3.5GB for safer deployment") plus its ``nccl_mem`` for the group size (2: 342 MiB,
+  4 and 8: 392 MiB; larger groups taken as 8), from ``systems/h800_sxm.yaml`` (h200_sxm holds the
+  same other_mem). A pipeline's p2p buffers are not added.
+- Sliding-window layers (gpt-oss) are counted as full attention in ``kv_tokens`` (a lower bound);
+  :meth:`MemoryBreakdown.sequences_that_fit` caps them at the window.
+"""
+
+from __future__ import annotations
+
+import math
+import numbers
+from collections.abc import Sequence
+from dataclasses import asdict, dataclass
+
+import numpy as np
+
+from planner.errors import Infeasible, InputError
+from planner.numerics import round_float
+from planner.perf.layout import ParallelLayout
+from planner.profiles import AttentionSpec, GpuSpec, ModelArch, get_gpu, get_model
+
+__all__ = [
+    "MemoryBreakdown",
+    "memory_per_gpu",
+    "memory_per_stage",
+    "kv_tokens_for_budget",
+    "total_params_check",
+    "default_runtime_overhead_bytes",
+]
+
+_ACT_BYTES = 2  # BF16 activations, also for FP8 weights
+_HIDDEN_BUFFERS = 4  # residual, layer input, layer output, all-reduce / all-to-all scratch
+_LOGIT_BYTES = 4  # logits are computed in fp32
+_LOGIT_SEQS = 256  # sequences sampled per step (vLLM's long-standing max_num_seqs default)
+_OTHER_MEM_BYTES = 3_758_096_384  # AIConfigurator systems/*.yaml misc.other_mem (3.5 GiB)
+_NCCL_MEM_BYTES = {1: 0, 2: 358_612_992, 4: 411_041_792}  # AIConfigurator misc.nccl_mem (4 == 8)
+
+
+@dataclass(frozen=True)
+class MemoryBreakdown:
+    """Memory of the binding GPU of one instance, in bytes (decimal GB in :meth:`table`).
+
+    Every GPU of a pipeline stage holds the same bytes (up to one expert slot when ``ep`` does not
+    divide the experts, and one vocabulary row; the larger is reported). ``pp_stage`` says which
+    stage; :func:`memory_per_gpu` returns the stage with the fewest KV tokens.
+    """
+
+    model_id: str
+    gpu_id: str
+    layout: str
+    pp_stage: int
+    stage_layers: int
+    stage_moe_layers: int
+    expert_slots_per_gpu: int
+    max_batch_tokens: int
+    memory_utilization: float
+    attention_weights_bytes: float
+    dense_ffn_weights_bytes: float
+    shared_expert_weights_bytes: float
+    routed_expert_weights_bytes: float
+    router_and_norm_bytes: float
+    embedding_bytes: float
+    total_weights_bytes: float
+    activation_bytes: float
+    runtime_overhead_bytes: float
+    kv_cache_bytes: float  # negative from memory_per_stage when the stage does not fit
+    kv_bytes_per_token: float  # this GPU's KV bytes per token over its layers, windows counted full
+    kv_tokens: int
+    kv_tokens_per_instance: int  # kv_tokens x dp: each DP-attention group caches its own requests
+    kv_window_tokens: int | None
+    kv_windowed_layers: int
+    gpu_memory_bytes: float
+    usable_memory_bytes: float
+
+    def sequences_that_fit(self, context_tokens: int) -> int:
+        """Sequences of ``context_tokens`` whose KV fits on this GPU, sliding-window layers capped.
+
+        Parameters
+        ----------
+        context_tokens : tokens of every sequence (prompt + generated).
+        """
+        if context_tokens < 1:
+            raise InputError(f"context_tokens must be >= 1, got {context_tokens}")
+        per_layer = self.kv_bytes_per_token / self.stage_layers
+        full = self.stage_layers - self.kv_windowed_layers
+        windowed = min(context_tokens, self.kv_window_tokens or 0) * self.kv_windowed_layers
+        per_seq = per_layer * (full * context_tokens + windowed)
+        return max(0, math.floor(self.kv_cache_bytes / per_seq))
+
+    def to_dict(self) -> dict:
+        """Plain dict with floats rounded to 12 significant digits (stable in JSON)."""
+        return {k: round_float(v) if isinstance(v, float) else v for k, v in asdict(self).items()}
+
+    def table(self) -> str:
+        """Human-readable breakdown in decimal GB."""
+        rows = [
+            ("attention weights", self.attention_weights_bytes, ""),
+            ("dense FFN weights", self.dense_ffn_weights_bytes, ""),
+            ("shared-expert weights", self.shared_expert_weights_bytes, ""),
+            (
+                "routed-expert weights",
+                self.routed_expert_weights_bytes,
+                f"{self.expert_slots_per_gpu} slots x {self.stage_moe_layers} MoE layers",
+            ),
+            ("router + norms", self.router_and_norm_bytes, ""),
+            ("embedding + lm_head", self.embedding_bytes, "vocab-parallel"),
+            ("total weights", self.total_weights_bytes, ""),
+            ("activations", self.activation_bytes, f"{self.max_batch_tokens:,} tokens per step"),
+            ("runtime overhead", self.runtime_overhead_bytes, ""),
+            ("KV cache", self.kv_cache_bytes, ""),
+            (
+                "usable memory",
+                self.usable_memory_bytes,
+                f"{self.memory_utilization:.2f} x {self.gpu_memory_bytes / 1e9:.1f} GB",
+            ),
+        ]
+        head = (
+            f"{self.model_id} on {self.gpu_id}, {self.layout}: stage {self.pp_stage} "
+            f"({self.stage_layers} layers, {self.stage_moe_layers} MoE)"
+        )
+        lines = [head] + [f"  {name:<22}{b / 1e9:>9.2f} GB  {note}".rstrip() for name, b, note in rows]
+        lines.append(
+            f"  {'KV tokens':<22}{self.kv_tokens:>12,}  {self.kv_bytes_per_token:,.0f} B/token; "
+            f"{self.kv_tokens_per_instance:,} per instance"
+        )
+        return "\n".join(lines)
+
+
+@dataclass(frozen=True)
+class _Stage:
+    """Slot-independent costs of one stage's GPU (parameters, bytes) -- shared by the public functions."""
+
+    index: int
+    layers: int
+    moe_layers: int
+    params: dict  # component -> parameters per GPU, routed experts excluded
+    expert_params_per_slot: int  # one slot's parameters per GPU in one MoE layer
+    activation_bytes: int
+    kv_bytes_per_token: float
+    kv_windowed_layers: int
+
+
+def default_runtime_overhead_bytes(layout: ParallelLayout) -> int:
+    """AIConfigurator's ``other_mem`` (3.5 GiB) + ``nccl_mem`` for the ``tp x dp`` group.
+
+    >>> default_runtime_overhead_bytes(ParallelLayout(dp=8, ep=8))
+    4169138176
+    """
+    group = layout.tp * layout.dp
+    nccl = _NCCL_MEM_BYTES[1] if group == 1 else _NCCL_MEM_BYTES[2] if group == 2 else _NCCL_MEM_BYTES[4]
+    return _OTHER_MEM_BYTES + nccl
+
+
+def _attention_params_per_rank(att: AttentionSpec, H: int, tp: int) -> int:
+    """One rank's parameters of one attention block (tp = 1 gives ``_params.attention_params``)."""
+    nh = att.num_heads // tp
+    if att.kind == "mla":
+        qk = att.qk_nope_head_dim + att.qk_rope_head_dim
+        kv_a = att.kv_lora_rank + att.qk_rope_head_dim
+        if att.q_lora_rank:  # q_a + its norm replicated, q_b split by heads
+            q = H * att.q_lora_rank + att.q_lora_rank + att.q_lora_rank * nh * qk
+            q_bias = att.q_lora_rank
+        else:
+            q = H * nh * qk
+            q_bias = nh * qk
+        kv = H * kv_a + att.kv_lora_rank + att.kv_lora_rank * nh * (att.qk_nope_head_dim + att.v_head_dim)
+        params = q + kv + nh * att.v_head_dim * H
+        if att.qkv_bias:
+            params += q_bias + kv_a
+    else:
+        d, kv_heads = att.head_dim, att.num_kv_heads // min(tp, att.num_kv_heads)
+        params = 2 * H * nh * d + 2 * H * kv_heads * d
+        if att.qkv_bias:
+            params += nh * d + 2 * kv_heads * d
+        if att.qk_norm == "per_head":
+            params += 2 * d
+        elif att.qk_norm == "full":  # full-width q/k norms: vLLM all-gathers q, k and keeps them whole
+            params += (att.num_heads + att.num_kv_heads) * d
+    if att.o_bias:
+        params += H
+    if att.sinks:
+        params += nh
+    return params
+
+
+def _kv_elements_per_layer(att: AttentionSpec, tp: int) -> int:
+    """KV-cache elements one token adds on one rank in one layer."""
+    if att.kind == "mla":
+        return att.kv_lora_rank + att.qk_rope_head_dim  # the latent is held whole by every TP rank
+    return 2 * att.head_dim * (att.num_kv_heads // min(tp, att.num_kv_heads))
+
+
+def _attention_width(att: AttentionSpec, tp: int) -> int:
+    """Activation elements per token one attention block holds on one rank (projections + output)."""
+    nh = att.num_heads // tp
+    if att.kind == "mla":
+        qk = att.qk_nope_head_dim + att.qk_rope_head_dim
+        q = (att.q_lora_rank or 0) + nh * qk
+        kv = att.kv_lora_rank + att.qk_rope_head_dim + nh * (att.qk_nope_head_dim + att.v_head_dim)
+        return q + kv + nh * att.v_head_dim
+    return 2 * nh * att.head_dim + _kv_elements_per_layer(att, tp)
+
+
+def _stages(model: ModelArch, layout: ParallelLayout, max_batch_tokens: int, kv_dtype_bytes: float) -> list[_Stage]:
+    H, E, V, tp = model.hidden_size, model.num_routed_experts, model.vocab_size, layout.tp
+    moe_set = set(model.moe_layers)
+    vocab_rows = -(-V // tp)
+    attn = _attention_params_per_rank(model.attention, H, tp)
+    expert = 3 * H * model.moe_intermediate_size // layout.moe_tp
+    if model.expert_bias:
+        expert += 2 * model.moe_intermediate_size // layout.moe_tp + H
+    moe_extra = E * H + (E if model.router_bias else 0) + (H if model.shared_expert_gate else 0)
+    tokens_rank = -(-max_batch_tokens // layout.dp)
+    routed_rows = -(-max_batch_tokens * model.top_k // layout.ep)
+    kv_per_layer = _kv_elements_per_layer(model.attention, tp) * kv_dtype_bytes
+    ranges = layout.stage_layer_ranges(model.num_hidden_layers)
+    out = []
+    for s, layers in enumerate(ranges):
+        first, last = s == 0, s == len(ranges) - 1
+        n_moe = sum(1 for i in layers if i in moe_set)
+        n_dense = len(layers) - n_moe
+        embedding = (vocab_rows * H if first else 0) + (H if last else 0)
+        if last and (not model.tie_word_embeddings or not first):
+            embedding += vocab_rows * H  # a tied table is copied to the last stage under PP
+        params = {
+            "attention": len(layers) * attn,
+            "dense_ffn": n_dense * 3 * H * (model.dense_intermediate_size or 0) // tp,
+            "shared_expert": n_moe * 3 * H * model.shared_expert_intermediate_size // tp,
+            "router_and_norm": len(layers) * 2 * H + n_moe * moe_extra,
+            "embedding": embedding,
+        }
+        # (7): one layer's working set at a time on top of the persistent hidden-sized buffers
+        peak = tokens_rank * _attention_width(model.attention, tp)
+        if n_dense and model.dense_intermediate_size:
+            peak = max(peak, tokens_rank * 3 * model.dense_intermediate_size // tp)
+        if n_moe:
+            moe = tokens_rank * 3 * model.shared_expert_intermediate_size // tp
+            moe += routed_rows * (2 * H + 3 * model.moe_intermediate_size // layout.moe_tp)
+            peak = max(peak, moe)
+        activation = _ACT_BYTES * (_HIDDEN_BUFFERS * H * tokens_rank + peak)
+        if last:
+            activation += _LOGIT_BYTES * min(tokens_rank, _LOGIT_SEQS) * vocab_rows
+        windowed = sum(1 for i in layers if model.attention.window_tokens(i) is not None)
+        out.append(_Stage(s, len(layers), n_moe, params, expert, activation, kv_per_layer * len(layers), windowed))
+    return out
+
+
+@dataclass(frozen=True)
+class _Prepared:
+    """Checked inputs and the slot-independent bytes of every stage."""
+
+    arch: ModelArch
+    spec: GpuSpec
+    lay: ParallelLayout
+    slots: int
+    max_batch_tokens: int
+    memory_utilization: float
+    overhead: float
+    usable: float
+    block: int
+    stages: list  # of _Stage
+    weights: list  # per stage: component -> bytes, routed experts excluded
+    free_before_experts: list  # per stage: usable - overhead - activations - weights above
+    slot_bytes: list  # per stage: bytes of one slot over the stage's MoE layers
+
+
+_POSITIVE = 1e-12  # smallest value accepted where zero makes no sense
+
+
+def _check_number(name: str, value, *, low: float, integer: bool = False, high: float | None = None) -> None:
+    ok_type = isinstance(value, numbers.Integral if integer else numbers.Real)
+    bad = isinstance(value, bool) or not ok_type or not math.isfinite(value)
+    if bad or value < low or (high is not None and value > high):
+        bound = "> 0" if low == _POSITIVE else f">= {low}"
+        bound += f" and <= {high}" if high is not None else ""
+        raise InputError(f"{name} must be {'an integer' if integer else 'a number'} {bound}, got {value!r}")
+
+
+def _prepare(
+    model,
+    gpu,
+    layout,
+    *,
+    expert_slots_per_gpu=None,
+    weight_bytes_per_param=None,
+    kv_dtype_bytes=2,
+    max_batch_tokens=8192,
+    memory_utilization=0.90,
+    runtime_overhead_bytes=None,
+    kv_block_tokens=1,
+) -> _Prepared:
+    arch = model if isinstance(model, ModelArch) else get_model(model)
+    spec = gpu if isinstance(gpu, GpuSpec) else get_gpu(gpu)
+    lay = layout if isinstance(layout, ParallelLayout) else ParallelLayout.parse(layout)
+    lay.validate(arch, expert_slots_per_gpu=expert_slots_per_gpu)
+    slots = math.ceil(arch.num_routed_experts / lay.ep) if expert_slots_per_gpu is None else int(expert_slots_per_gpu)
+    b = arch.weight_bytes_per_param if weight_bytes_per_param is None else weight_bytes_per_param
+    _check_number("weight_bytes_per_param", b, low=_POSITIVE)
+    _check_number("kv_dtype_bytes", kv_dtype_bytes, low=_POSITIVE)
+    _check_number("max_batch_tokens", max_batch_tokens, low=0, integer=True)
+    _check_number("memory_utilization", memory_utilization, low=_POSITIVE, high=1.0)
+    _check_number("kv_block_tokens", kv_block_tokens, low=1, integer=True)
+    max_batch_tokens, kv_block_tokens = int(max_batch_tokens), int(kv_block_tokens)
+    overhead = default_runtime_overhead_bytes(lay) if runtime_overhead_bytes is None else runtime_overhead_bytes
+    _check_number("runtime_overhead_bytes", overhead, low=0)
+    usable = memory_utilization * spec.memory_bytes
+    stages = _stages(arch, lay, max_batch_tokens, kv_dtype_bytes)
+    weights = [{k: v * b for k, v in st.params.items()} for st in stages]
+    free = [usable - overhead - st.activation_bytes - sum(w.values()) for st, w in zip(stages, weights)]
+    slot_bytes = [st.moe_layers * st.expert_params_per_slot * b for st in stages]
+    return _Prepared(
+        arch,
+        spec,
+        lay,
+        slots,
+        max_batch_tokens,
+        float(memory_utilization),
+        float(overhead),
+        float(usable),
+        kv_block_tokens,
+        stages,
+        weights,
+        free,
+        slot_bytes,
+    )
+
+
+def memory_per_stage(
+    model: ModelArch | str, gpu: GpuSpec | str, layout: ParallelLayout | str, **options
+) -> tuple[MemoryBreakdown, ...]:
+    """Memory of one GPU of every pipeline stage; never raises :class:`Infeasible`.
+
+    ``**options`` are the keyword options of :func:`memory_per_gpu`. A stage that does not fit
+    has a negative ``kv_cache_bytes`` and ``kv_tokens == 0``.
+
+    >>> [m.stage_layers for m in memory_per_stage("deepseek-v3", "h200", "tp8pp2dp1ep8")]
+    [31, 30]
+    """
+    p = _prepare(model, gpu, layout, **options)
+    window = p.arch.attention.sliding_window
+    out = []
+    for st, w, free, slot_bytes in zip(p.stages, p.weights, p.free_before_experts, p.slot_bytes):
+        routed = p.slots * slot_bytes
+        kv_bytes = free - routed
+        tokens = max(0, math.floor(kv_bytes / st.kv_bytes_per_token)) // p.block * p.block
+        out.append(
+            MemoryBreakdown(
+                model_id=p.arch.id,
+                gpu_id=p.spec.id,
+                layout=p.lay.label,
+                pp_stage=st.index,
+                stage_layers=st.layers,
+                stage_moe_layers=st.moe_layers,
+                expert_slots_per_gpu=p.slots,
+                max_batch_tokens=p.max_batch_tokens,
+                memory_utilization=p.memory_utilization,
+                attention_weights_bytes=float(w["attention"]),
+                dense_ffn_weights_bytes=float(w["dense_ffn"]),
+                shared_expert_weights_bytes=float(w["shared_expert"]),
+                routed_expert_weights_bytes=float(routed),
+                router_and_norm_bytes=float(w["router_and_norm"]),
+                embedding_bytes=float(w["embedding"]),
+                total_weights_bytes=float(sum(w.values()) + routed),
+                activation_bytes=float(st.activation_bytes),
+                runtime_overhead_bytes=p.overhead,
+                kv_cache_bytes=float(kv_bytes),
+                kv_bytes_per_token=float(st.kv_bytes_per_token),
+                kv_tokens=tokens,
+                kv_tokens_per_instance=tokens * p.lay.dp,
+                kv_window_tokens=window if st.kv_windowed_layers else None,
+                kv_windowed_layers=st.kv_windowed_layers,
+                gpu_memory_bytes=float(p.spec.memory_bytes),
+                usable_memory_bytes=p.usable,
+            )
+        )
+    return tuple(out)
+
+
+def memory_per_gpu(
+    model: ModelArch | str,
+    gpu: GpuSpec | str,
+    layout: ParallelLayout | str,
+    *,
+    expert_slots_per_gpu: int | None = None,
+    weight_bytes_per_param: float | None = None,
+    kv_dtype_bytes: float = 2,
+    max_batch_tokens: int = 8192,
+    memory_utilization: float = 0.90,
+    runtime_overhead_bytes: float | None = None,
+    kv_block_tokens: int = 1,
+) -> MemoryBreakdown:
+    """Memory of the binding GPU of one instance and the KV-cache tokens it has room for.
+
+    Parameters
+    ----------
+    model, gpu : profiles or their names.
+    layout : a :class:`ParallelLayout` or its label (``"tp1pp1dp8ep8"``).
+    expert_slots_per_gpu : routed-expert slots per GPU in every MoE layer (a replica plan's);
+        default ``ceil(E / ep)``, no redundancy.
+    weight_bytes_per_param : bytes of every weight; default the model's release dtype.
+    kv_dtype_bytes : bytes per KV-cache element (2 BF16, 1 FP8).
+    max_batch_tokens : tokens of one forward step over the whole instance (split over DP ranks).
+    memory_utilization : share of device memory the engine may use (vLLM ``gpu_memory_utilization``,
+        default 0.9; SGLang ``--mem-fraction-static``).
+    runtime_overhead_bytes : CUDA context, NCCL, cuBLAS workspaces, CUDA graphs; default
+        :func:`default_runtime_overhead_bytes`.
+    kv_block_tokens : KV block (page) size; ``kv_tokens`` is floored to a multiple (vLLM 16, SGLang 1).
+
+    Returns
+    -------
+    MemoryBreakdown
+        The pipeline stage with the fewest KV tokens (the first one on a tie).
+
+    Raises
+    ------
+    InputError
+        A layout the model cannot use, or an out-of-range argument.
+    Infeasible
+        Weights, activations and overhead exceed the usable memory; the message names the GPU,
+        the layout, need and have in GB and the largest component.
+
+    Examples
+    --------
+    >>> m = memory_per_gpu("deepseek-v3", "h200", "tp1pp1dp8ep8")
+    >>> round(m.routed_expert_weights_bytes / 1e9, 2), m.kv_bytes_per_token
+    (81.74, 70272.0)
+    """
+    stages = memory_per_stage(
+        model,
+        gpu,
+        layout,
+        expert_slots_per_gpu=expert_slots_per_gpu,
+        weight_bytes_per_param=weight_bytes_per_param,
+        kv_dtype_bytes=kv_dtype_bytes,
+        max_batch_tokens=max_batch_tokens,
+        memory_utilization=memory_utilization,
+        runtime_overhead_bytes=runtime_overhead_bytes,
+        kv_block_tokens=kv_block_tokens,
+    )
+    worst = min(stages, key=lambda m: (m.kv_cache_bytes / m.kv_bytes_per_token, m.pp_stage))
+    if worst.kv_cache_bytes < 0:
+        parts = {
+            "routed experts": worst.routed_expert_weights_bytes,
+            "attention": worst.attention_weights_bytes,
+            "dense FFN": worst.dense_ffn_weights_bytes,
+            "shared experts": worst.shared_expert_weights_bytes,
+            "embedding": worst.embedding_bytes,
+            "activations": worst.activation_bytes,
+            "runtime overhead": worst.runtime_overhead_bytes,
+        }
+        name = max(parts, key=parts.get)
+        need = worst.total_weights_bytes + worst.activation_bytes + worst.runtime_overhead_bytes
+        raise Infeasible(
+            f"{worst.gpu_id}: {worst.model_id} at {worst.layout} does not fit (stage {worst.pp_stage}): "
+            f"need {need / 1e9:.1f} GB (weights {worst.total_weights_bytes / 1e9:.1f} + activations "
+            f"{worst.activation_bytes / 1e9:.1f} + overhead {worst.runtime_overhead_bytes / 1e9:.1f}), have "
+            f"{worst.usable_memory_bytes / 1e9:.1f} GB ({worst.memory_utilization:.2f} x "
+            f"{worst.gpu_memory_bytes / 1e9:.1f}); largest: {name} {parts[name] / 1e9:.1f} GB"
+        )
+    return worst
+
+
+def kv_tokens_for_budget(
+    model: ModelArch | str,
+    gpu: GpuSpec | str,
+    layout: ParallelLayout | str,
+    expert_slots_per_gpu_list: Sequence[int],
+    **options,
+) -> np.ndarray:
+    """KV tokens the binding GPU keeps for each expert-slot count (a replica-budget sweep).
+
+    Replicas as bytes per GPU: each extra slot costs ``bytes_per_expert x MoE layers`` of KV
+    space, so tokens fall linearly in the slot count. One pass over the layers, then
+    O(slot counts x stages) numpy work.
+
+    Parameters
+    ----------
+    model, gpu, layout : as in :func:`memory_per_gpu`.
+    expert_slots_per_gpu_list : slot counts per GPU and MoE layer, each ``>= ceil(E / ep)``.
+    **options : the keyword options of :func:`memory_per_gpu` except ``expert_slots_per_gpu``.
+
+    Returns
+    -------
+    numpy.ndarray
+        int64 tokens, one per slot count; 0 where the budget does not fit (where
+        :func:`memory_per_gpu` raises :class:`Infeasible`). Equal to ``memory_per_gpu(...).kv_tokens``.
+
+    Examples
+    --------
+    >>> kv_tokens_for_budget("deepseek-v3", "h200", "tp1pp1dp8ep8", [32, 33, 36]).tolist()
+    [332072, 295723, 186675]
+    """
+    if "expert_slots_per_gpu" in options:
+        raise InputError("kv_tokens_for_budget: give the slot counts in expert_slots_per_gpu_list")
+    p = _prepare(model, gpu, layout, **options)
+    slots = np.asarray(expert_slots_per_gpu_list)
+    if slots.ndim != 1 or slots.size == 0 or not np.issubdtype(slots.dtype, np.integer):
+        raise InputError("expert_slots_per_gpu_list must be a non-empty list of integers")
+    if slots.min() < p.slots:
+        raise InputError(
+            f"expert_slots_per_gpu_list: {int(slots.min())} slots per GPU x ep={p.lay.ep} cannot hold "
+            f"{p.arch.num_routed_experts} experts (need >= {p.slots})"
+        )
+    per_stage = []
+    for st, free, slot_bytes in zip(p.stages, p.free_before_experts, p.slot_bytes):
+        kv_bytes = free - slots.astype(np.float64) * slot_bytes  # the float operations of memory_per_stage
+        tokens = np.maximum(0.0, np.floor(kv_bytes / st.kv_bytes_per_token)).astype(np.int64)
+        per_stage.append(tokens // p.block * p.block)
+    return np.min(np.stack(per_stage), axis=0)
+
+
+def total_params_check(model: ModelArch | str) -> float:
+    """Relative difference between the parameters the memory model places (one GPU holding the
+    whole model) and ``model.total_params()``; 0 means every parameter is accounted for.
+
+    >>> total_params_check("deepseek-v3")
+    0.0
+    """
+    arch = model if isinstance(model, ModelArch) else get_model(model)
+    (stage,) = _stages(arch, ParallelLayout(), 0, 2)
+    placed = sum(stage.params.values()) + arch.num_routed_experts * stage.moe_layers * stage.expert_params_per_slot
+    total = arch.total_params()
+    return abs(placed - total) / total
