@@ -8,23 +8,13 @@ from __future__ import annotations
 
 import numpy as np
 
-from planner import __version__
 from planner.errors import Infeasible, InputError, PlannerError
 from planner.inputs.loads import ExpertLoads
-from planner.numerics import round_float
-from planner.plans.schema import (
-    LoadsRef,
-    Plan,
-    PlanInputs,
-    ReplicaMetrics,
-    ReplicaPlan,
-    ReportRecord,
-    ToolInfo,
-)
-from planner.plans.verify import replica_lower_bound, verify_plan
+from planner._replica_build import build_replica_plan
+from planner.plans.schema import Plan
+from planner.plans.verify import verify_plan
 from planner.profiles import GpuSpec, ModelArch, get_gpu, get_model
 from solvers.eplb import eplb
-from solvers.report import SolveReport
 
 __all__ = ["plan_replicas", "align_loads", "default_redundant_slots", "ALGORITHMS"]
 
@@ -186,112 +176,13 @@ def plan_replicas(
         "slots_per_layer": P,
         "gpu": get_gpu(gpu).id if gpu is not None else None,
     }
-    plan = _build_plan(
-        aligned, loads, arch, layout.phy2log, num_gpus, num_nodes, params, report, duplicates_allowed=True
+    slot_gpu = np.broadcast_to(np.arange(P) // (P // num_gpus), layout.phy2log.shape)
+    plan = build_replica_plan(
+        aligned, loads, arch, layout.phy2log, slot_gpu, num_gpus=num_gpus, num_nodes=num_nodes,
+        params=params, report=report, duplicates_allowed=True,
     )
     check = verify_plan(plan, loads)
     if not check.ok:  # a bug, not a user error: every emitted plan must verify
         c = check.failures[0]
         raise PlannerError(f"internal error: planned replica layout fails verification: {c.name}: {c.detail}")
-    return plan
-
-
-def _build_plan(
-    loads: ExpertLoads,
-    source_loads: ExpertLoads,
-    arch: ModelArch,
-    phy2log: np.ndarray,
-    num_gpus: int,
-    num_nodes: int,
-    params: dict,
-    report: SolveReport,
-    *,
-    duplicates_allowed: bool,
-) -> Plan:
-    """Assemble the Plan with its predicted metrics (slots numbered GPU-major, equal per GPU).
-
-    ``loads`` are the planned rows; ``source_loads`` the loads as given, which the plan records.
-    """
-    E, D = arch.num_routed_experts, num_gpus
-    gpn = D // num_nodes
-    summed = loads.summed()
-    rows_p2l, rows_gpu, rows_node, rows_spg = [], [], [], []
-    gpu_load, max_load, bounds, bal, replay = [], [], [], [], []
-    expert_bytes = np.zeros(D, dtype=np.int64)
-    for r in range(loads.num_layers):
-        p2l = np.asarray(phy2log[r], dtype=np.int64)
-        P = p2l.size
-        sg = np.arange(P) // (P // D)
-        replicas = np.bincount(p2l, minlength=E).astype(np.float64)
-        per_slot = loads.counts[:, r, :][:, p2l] / replicas[p2l]  # [T, P]
-        per_gpu_steps = per_slot.reshape(per_slot.shape[0], D, P // D).sum(axis=2)  # [T, D]
-        g = (summed[r][p2l] / replicas[p2l]).reshape(D, P // D).sum(axis=1)
-        mx_steps = per_gpu_steps.max(axis=1)
-        b_steps = np.where(mx_steps > 0, per_gpu_steps.mean(axis=1) / np.where(mx_steps > 0, mx_steps, 1), 1.0)
-        rows_p2l.append(p2l.tolist())
-        rows_gpu.append(sg.tolist())
-        rows_node.append((sg // gpn).tolist())
-        rows_spg.append(np.bincount(sg, minlength=D).tolist())
-        gpu_load.append([round_float(x) for x in g])
-        max_load.append(round_float(g.max()))
-        bounds.append(round_float(replica_lower_bound(summed[r], P, D)))
-        bal.append(round_float(g.mean() / g.max()) if g.max() > 0 else 1.0)
-        replay.append(round_float(b_steps.mean()))
-        expert_bytes += np.bincount(sg, minlength=D) * arch.bytes_per_expert
-    objective = float(sum(max_load))
-    bound = float(sum(bounds))
-    gap = max(0.0, (objective - bound) / objective) if objective > 0 else 0.0
-    metrics = ReplicaMetrics(
-        load_basis=f"sum over {loads.num_steps} step(s)",
-        gpu_load_tokens=gpu_load,
-        max_gpu_load_tokens=max_load,
-        lower_bound_tokens=bounds,
-        balancedness=bal,
-        balancedness_mean=round_float(float(np.mean(bal))),
-        replay_balancedness=replay,
-        replay_balancedness_mean=round_float(float(np.mean(replay))),
-        expert_bytes_per_gpu=expert_bytes.tolist(),
-    )
-    replica_plan = ReplicaPlan(
-        layers=list(loads.layer_ids),
-        num_hidden_layers=arch.num_hidden_layers,
-        num_experts=E,
-        num_gpus=D,
-        num_nodes=num_nodes,
-        gpus_per_node=gpn,
-        bytes_per_expert=arch.bytes_per_expert,
-        duplicates_allowed=duplicates_allowed,
-        physical_to_logical=rows_p2l,
-        slot_gpu=rows_gpu,
-        slot_node=rows_node,
-        slots_per_gpu=rows_spg,
-        predicted=metrics,
-    )
-    record = ReportRecord(
-        status=report.status,
-        stop_reason=report.stop_reason,
-        objective=round_float(objective),
-        bound=round_float(bound),
-        gap=round_float(gap),
-        solver=report.solver,
-        solver_version=report.solver_version,
-        message=report.message,
-    )
-    plan = Plan(
-        tool=ToolInfo(version=__version__),
-        inputs=PlanInputs(
-            loads=LoadsRef(
-                sha256=source_loads.sha256(),
-                source=source_loads.source,
-                shape=source_loads.shape,
-                layer_ids=list(source_loads.layer_ids),
-                model=source_loads.model,
-            ),
-            model=arch.id,
-            parameters=params,
-        ),
-        replicas=replica_plan,
-        report=record,
-    )
-    plan._solve_report = report.with_(objective=objective, bound=bound, gap=gap)
     return plan

@@ -66,7 +66,9 @@ class ReportRecord(_Frozen):
 
     status: Literal["optimal", "feasible", "infeasible", "error"]
     stop_reason: str
-    objective: float | None = Field(description="sum over layers of the busiest-GPU load, tokens")
+    objective: float | None = Field(
+        description="sum over layers of the per-step busiest-GPU load averaged over the planning steps, tokens"
+    )
     bound: float | None = Field(description="valid lower bound on the objective, tokens")
     gap: float | None = Field(description="(objective - bound) / objective")
     solver: str
@@ -75,20 +77,40 @@ class ReportRecord(_Frozen):
 
 
 class ReplicaMetrics(_Frozen):
-    """Predicted per-GPU loads of the plan on its input loads (expert load split evenly over replicas)."""
+    """Predicted per-GPU loads of the plan on its input loads.
 
-    load_basis: str = Field(description="how the loads below were formed, e.g. 'sum over 1 step(s)'")
+    An expert's load is split over its replicas evenly, or by ``dispatch_weights`` when the plan has
+    them. "Planning steps" are the steps ``plan_steps`` of the loads the plan was made from; the
+    "summed" metrics use the counts summed over those steps, the "replay" metrics are computed step by
+    step and averaged. ``holdout_*`` are the same replayed on later steps the planner did not see.
+    """
+
+    load_basis: str = Field(description="how the summed loads were formed, e.g. 'sum over steps 0-199'")
+    plan_steps: tuple[int, int] = Field(description="[start, stop) step range of the loads used for planning")
     gpu_load_tokens: list[list[float]] = Field(description="[row][gpu] load on the summed counts, tokens")
-    max_gpu_load_tokens: list[float] = Field(description="[row] busiest-GPU load, tokens")
+    max_gpu_load_tokens: list[float] = Field(description="[row] busiest-GPU load on the summed counts, tokens")
     lower_bound_tokens: list[float] = Field(
-        description="[row] lower bound on the busiest-GPU load for this slot budget, tokens"
+        description="[row] lower bound on the busiest-GPU load on the summed counts for this slot budget, tokens"
     )
     balancedness: list[float] = Field(description="[row] mean_g load / max_g load on the summed counts")
     balancedness_mean: float = Field(description="mean of balancedness over rows")
     replay_balancedness: list[float] = Field(
-        description="[row] per-step balancedness averaged over the steps of the loads"
+        description="[row] per-step balancedness averaged over the planning steps"
     )
     replay_balancedness_mean: float
+    replay_max_gpu_load_tokens: list[float] = Field(
+        description="[row] per-step busiest-GPU load averaged over the planning steps, tokens"
+    )
+    replay_lower_bound_tokens: list[float] = Field(
+        description="[row] per-step lower bound on the busiest-GPU load averaged over the planning steps, tokens"
+    )
+    holdout_steps: tuple[int, int] | None = Field(
+        default=None, description="[start, stop) later steps replayed as held-out, or null"
+    )
+    holdout_replay_balancedness: list[float] | None = Field(
+        default=None, description="[row] per-step balancedness averaged over the held-out steps"
+    )
+    holdout_replay_balancedness_mean: float | None = None
     expert_bytes_per_gpu: list[int] = Field(
         description="[gpu] bytes of routed-expert weights the GPU holds over the planned layers"
     )
@@ -105,10 +127,18 @@ class ReplicaPlan(_Frozen):
     duplicates_allowed: bool = Field(
         description="whether two replicas of one expert may sit on one GPU (EPLB's packing allows it)"
     )
+    mode: Literal["uniform", "per-layer"] = Field(
+        default="uniform", description="same slot count in every layer (what engines load) or per-layer counts"
+    )
     physical_to_logical: list[list[int]]
     slot_gpu: list[list[int]]
     slot_node: list[list[int]]
     slots_per_gpu: list[list[int]]
+    dispatch_weights: list[list[float]] | None = Field(
+        default=None,
+        description="[row][slot] share of its expert's tokens each slot receives (sums to 1 per expert); "
+        "null = even split over replicas",
+    )
     predicted: ReplicaMetrics
 
 

@@ -10,10 +10,13 @@ Checks (each reported by name):
 3. ``loads_hash``    the loads given are the loads the plan was made from
 4. ``experts``       slot contents are valid expert ids and every expert has >= 1 replica per layer
 5. ``gpus``          slot GPUs and nodes are in range and consistent (node = gpu // gpus_per_node),
-                     slots are numbered GPU-major, ``slots_per_gpu`` counts them, every GPU holds one
+                     slots are numbered GPU-major, ``slots_per_gpu`` counts them, every GPU holds one;
+                     uniform mode: equal slots everywhere; per-layer mode: per-GPU totals within 1
 6. ``duplicates``    no two replicas of one expert on one GPU, unless the plan allows it
-7. ``metrics``       per-GPU loads, busiest load, balancedness (summed and replayed), lower bounds,
-                     expert bytes per GPU and the report's objective / bound / gap equal the recorded ones
+7. ``split``         dispatch weights (if any) are non-negative and sum to 1 over each expert's replicas
+   ``metrics``       per-GPU loads, busiest load, balancedness (summed, replayed, held-out), lower bounds
+                     (summed and per step), expert bytes per GPU and the report's objective / bound / gap
+                     equal the recorded ones
 8. ``model``         bytes per expert and expert count agree with the model profile (when known)
 """
 
@@ -76,13 +79,25 @@ def _balancedness(gpu_loads: np.ndarray) -> np.ndarray:
         return np.where(mx > 0, mean / np.where(mx > 0, mx, 1.0), 1.0)
 
 
-def _gpu_loads(weight: np.ndarray, phy2log: np.ndarray, slot_gpu: np.ndarray, num_experts: int, num_gpus: int):
-    """weight [T, E] of one layer -> [T, D]: each expert's load split evenly over its replicas."""
+def _slot_fractions(phy2log: np.ndarray, num_experts: int, weights) -> np.ndarray:
+    """Share of its expert's tokens each slot receives: the plan's dispatch weights or an even split."""
+    if weights is not None:
+        return np.asarray(weights, dtype=np.float64)
     replicas = np.bincount(phy2log, minlength=num_experts).astype(np.float64)
-    per_slot = weight[:, phy2log] / replicas[phy2log]  # [T, P]
+    return 1.0 / replicas[phy2log]
+
+
+def _gpu_loads(weight: np.ndarray, phy2log: np.ndarray, slot_gpu: np.ndarray, frac: np.ndarray, num_gpus: int):
+    """weight [T, E] of one layer -> [T, D] per-GPU loads."""
     membership = np.zeros((phy2log.size, num_gpus))
     membership[np.arange(phy2log.size), slot_gpu] = 1.0
-    return per_slot @ membership
+    return (weight[:, phy2log] * frac) @ membership
+
+
+def _step_bounds(weight: np.ndarray, num_slots: int, num_gpus: int) -> np.ndarray:
+    """Per-step lower bound on the busiest-GPU load, [T] (see replica_lower_bound)."""
+    spread = max(1, min(num_gpus, num_slots - weight.shape[1] + 1))
+    return np.maximum(weight.sum(axis=1) / num_gpus, weight.max(axis=1) / spread)
 
 
 def _model_check(plan: Plan) -> Check:
@@ -195,45 +210,101 @@ def verify_plan(plan: Plan, loads: ExpertLoads) -> VerifyReport:
             _, idx, cnt = np.unique(pairs, return_index=True, return_counts=True)
             s = int(idx[np.argmax(cnt > 1)])
             dup_problems.append(f"layer {layer}: expert {int(p2l[s])} has two replicas on GPU {int(sg[s])}")
+    sizes = [len(row) for row in rp.physical_to_logical]
+    if rp.mode == "uniform":
+        if len(set(sizes)) > 1:
+            gpu_problems.append(f"mode uniform but slot counts differ between layers ({sorted(set(sizes))})")
+        if any(len(set(spg)) > 1 for spg in rp.slots_per_gpu):
+            gpu_problems.append("mode uniform but GPUs hold different slot counts within a layer")
+    else:
+        totals = np.asarray(rp.slots_per_gpu).sum(axis=0)
+        if totals.max() - totals.min() > 1:
+            gpu_problems.append(
+                f"per-layer mode: slots per GPU over all layers range {totals.min()}-{totals.max()}, more than 1 apart"
+            )
     checks.append(Check("experts", not exp_problems, "; ".join(exp_problems[:3])))
     checks.append(Check("gpus", not gpu_problems, "; ".join(gpu_problems[:3])))
     checks.append(Check("duplicates", not dup_problems, "; ".join(dup_problems[:3])))
     if exp_problems or gpu_problems:
         return VerifyReport(tuple(checks))
 
-    # 7. metrics
+    # 7. split and metrics
     met = rp.predicted
     mism: list[str] = []
+    split_problems: list[str] = []
+    if rp.dispatch_weights is not None:
+        if len(rp.dispatch_weights) != rows:
+            split_problems.append(f"dispatch_weights has {len(rp.dispatch_weights)} rows for {rows} layers")
+        else:
+            for r, layer in enumerate(rp.layers):
+                w = np.asarray(rp.dispatch_weights[r], dtype=np.float64)
+                p2l = np.asarray(rp.physical_to_logical[r])
+                if w.size != p2l.size:
+                    split_problems.append(f"layer {layer}: {w.size} dispatch weights for {p2l.size} slots")
+                elif (w < -1e-12).any():
+                    split_problems.append(f"layer {layer}: negative dispatch weight")
+                else:
+                    sums = np.bincount(p2l, weights=w, minlength=E)
+                    bad_e = np.flatnonzero(np.abs(sums - 1.0) > 1e-6)
+                    if bad_e.size:
+                        split_problems.append(f"layer {layer}: dispatch weights of expert {int(bad_e[0])} sum to {sums[bad_e[0]]:.6g}, not 1")
+    checks.append(Check("split", not split_problems, "; ".join(split_problems[:3])))
+    a, b = met.plan_steps
+    if not 0 <= a < b <= loads.num_steps:
+        checks.append(Check("metrics", False, f"plan_steps {a}-{b} outside the {loads.num_steps} steps of the loads"))
+        return VerifyReport(tuple(checks))
+    hold = met.holdout_steps
+    if hold is not None and not 0 <= hold[0] < hold[1] <= loads.num_steps:
+        checks.append(Check("metrics", False, f"holdout_steps {hold[0]}-{hold[1]} outside the {loads.num_steps} steps"))
+        return VerifyReport(tuple(checks))
+    if split_problems:
+        return VerifyReport(tuple(checks))
 
-    def cmp(what: str, got: float, recorded: float) -> None:
-        if not close(got, recorded):
-            mism.append(f"{what}: recomputed {got:.9g} != recorded {recorded:.9g}")
+    def cmp(what: str, got: float, recorded: float | None) -> None:
+        if recorded is None or not close(got, recorded):
+            mism.append(f"{what}: recomputed {got:.9g} != recorded {recorded}")
 
-    summed = sel.summed()
+    window = sel.counts[a:b]
+    summed = window.sum(axis=0)
     objective = bound = 0.0
-    b_rows, rb_rows = [], []
+    b_rows, rb_rows, hb_rows = [], [], []
     expert_bytes = np.zeros(D, dtype=np.int64)
     for r, layer in enumerate(rp.layers):
         p2l = np.asarray(rp.physical_to_logical[r])
         sg = np.asarray(rp.slot_gpu[r])
-        g = _gpu_loads(summed[r][None, :], p2l, sg, E, D)[0]
+        frac = _slot_fractions(p2l, E, None if rp.dispatch_weights is None else rp.dispatch_weights[r])
+        g = _gpu_loads(summed[r][None, :], p2l, sg, frac, D)[0]
         for d in range(D):
             cmp(f"layer {layer} GPU {d} load", g[d], met.gpu_load_tokens[r][d])
         cmp(f"layer {layer} busiest-GPU load", g.max(), met.max_gpu_load_tokens[r])
-        lb = replica_lower_bound(summed[r], p2l.size, D)
-        cmp(f"layer {layer} lower bound", lb, met.lower_bound_tokens[r])
-        b = float(_balancedness(g))
-        cmp(f"layer {layer} balancedness", b, met.balancedness[r])
-        per_step = _gpu_loads(sel.counts[:, r, :], p2l, sg, E, D)
+        cmp(f"layer {layer} lower bound", replica_lower_bound(summed[r], p2l.size, D), met.lower_bound_tokens[r])
+        bal = float(_balancedness(g))
+        cmp(f"layer {layer} balancedness", bal, met.balancedness[r])
+        per_step = _gpu_loads(window[:, r, :], p2l, sg, frac, D)
         rb = float(_balancedness(per_step).mean())
         cmp(f"layer {layer} replay balancedness", rb, met.replay_balancedness[r])
-        objective += g.max()
-        bound += lb
-        b_rows.append(b)
+        rmax = float(per_step.max(axis=1).mean())
+        rlb = float(_step_bounds(window[:, r, :], p2l.size, D).mean())
+        cmp(f"layer {layer} replay busiest-GPU load", rmax, met.replay_max_gpu_load_tokens[r])
+        cmp(f"layer {layer} replay lower bound", rlb, met.replay_lower_bound_tokens[r])
+        if hold is not None:
+            hb = float(_balancedness(_gpu_loads(sel.counts[hold[0]:hold[1], r, :], p2l, sg, frac, D)).mean())
+            hb_rows.append(hb)
+            if met.holdout_replay_balancedness is None or len(met.holdout_replay_balancedness) != rows:
+                mism.append("holdout_replay_balancedness missing or of the wrong length")
+            else:
+                cmp(f"layer {layer} held-out replay balancedness", hb, met.holdout_replay_balancedness[r])
+        objective += rmax
+        bound += rlb
+        b_rows.append(bal)
         rb_rows.append(rb)
         expert_bytes += np.bincount(sg, minlength=D) * rp.bytes_per_expert
     cmp("balancedness_mean", float(np.mean(b_rows)), met.balancedness_mean)
     cmp("replay_balancedness_mean", float(np.mean(rb_rows)), met.replay_balancedness_mean)
+    if hold is not None:
+        cmp("holdout_replay_balancedness_mean", float(np.mean(hb_rows)), met.holdout_replay_balancedness_mean)
+    elif met.holdout_replay_balancedness is not None or met.holdout_replay_balancedness_mean is not None:
+        mism.append("held-out metrics recorded without holdout_steps")
     if expert_bytes.tolist() != list(met.expert_bytes_per_gpu):
         mism.append("expert_bytes_per_gpu differs from slots x bytes_per_expert")
     rep = plan.report
@@ -245,8 +316,8 @@ def verify_plan(plan: Plan, loads: ExpertLoads) -> VerifyReport:
             mism.append(f"report.bound {rep.bound} exceeds objective {rep.objective}")
     if rep.gap is not None and objective > 0:
         cmp("report.gap", max(0.0, (objective - bound) / objective), rep.gap)
-    if met.load_basis != f"sum over {loads.num_steps} step(s)":
-        mism.append(f"load_basis {met.load_basis!r} does not match {loads.num_steps} step(s) of loads")
+    if met.load_basis != f"sum over steps {a}-{b - 1}":
+        mism.append(f"load_basis {met.load_basis!r} does not match plan_steps {a}-{b}")
     checks.append(Check("metrics", not mism, "; ".join(mism[:3]) + (f" (+{len(mism) - 3} more)" if len(mism) > 3 else "")))
 
     # 8. model
