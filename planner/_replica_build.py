@@ -167,5 +167,6 @@ def build_replica_plan(
         replicas=replica_plan,
         report=record,
     )
-    plan._solve_report = report
+    # the solver's report with the plan's replayed objective / bound, keeping its wall time
+    plan._solve_report = report.with_(objective=objective, bound=bound, gap=gap)
     return plan

@@ -34,9 +34,10 @@ class Scenario:
     num_gpus: int
     num_nodes: int = 1
     redundant_slots: int | None = None
-    algorithm: str = "eplb"
+    algorithm: str = "stepaware"
     policy: str = "auto"
     exports: tuple[str, ...] = ()
+    compare_eplb: bool = True
 
 
 @dataclass(frozen=True)
@@ -103,6 +104,17 @@ def run_scenario(scenario: Scenario, out_dir: str | Path) -> ScenarioResult:
         + plan.summary()
         + "\n"
     )
+    if scenario.compare_eplb and scenario.algorithm != "eplb":
+        base = plan_replicas(
+            loads, scenario.model, num_gpus=scenario.num_gpus, num_nodes=scenario.num_nodes,
+            redundant_slots=scenario.redundant_slots, algorithm="eplb", policy=scenario.policy,
+        )
+        m, mb = plan.replicas.predicted, base.replicas.predicted
+        summary += (
+            f"EPLB at the same slots (the engines' default): replayed balancedness {mb.replay_balancedness_mean:.4f} "
+            f"vs {m.replay_balancedness_mean:.4f} here; busiest-GPU load {base.report.objective:.0f} vs "
+            f"{plan.report.objective:.0f} tokens here ({100 * (plan.report.objective / base.report.objective - 1):+.2f}%)\n"
+        )
     out.mkdir(parents=True, exist_ok=True)
     files = {"plan": str(write_plan(plan, out / "plan.json"))}
     for exp in exports:

@@ -60,7 +60,6 @@ def _tamper(plan: Plan, path, value) -> Plan:
 @pytest.mark.parametrize(
     "path, change, failed",
     [
-        (("replicas", "physical_to_logical", 0, 3), lambda v: (v + 1) % 64, "experts"),  # drops an expert
         (("replicas", "slot_gpu", 0, 0), lambda v: 7, "gpus"),
         (("replicas", "slot_node", 1, 0), lambda v: 1, "gpus"),
         (("replicas", "slots_per_gpu", 2, 0), lambda v: v + 1, "gpus"),
@@ -83,6 +82,15 @@ def test_verifier_catches_tampering(plan, loads, path, change, failed):
     assert failed in {c.name for c in report.failures}, report.failures
 
 
+def test_verifier_catches_a_missing_expert(plan, loads):
+    data = json.loads(plan.to_json())
+    row = data["replicas"]["physical_to_logical"][0]
+    lone = next(s for s, e in enumerate(row) if row.count(e) == 1)
+    row[lone] = (row[lone] + 1) % 64
+    report = verify_plan(Plan.model_validate(data), loads)
+    assert "experts" in {c.name for c in report.failures}
+
+
 def test_duplicates_flagged_unless_allowed(plan, loads):
     """Swap contents so one GPU holds two copies of a replicated expert (every expert still present)."""
     data = json.loads(plan.to_json())
@@ -100,9 +108,9 @@ def test_duplicates_flagged_unless_allowed(plan, loads):
         break
     else:
         raise AssertionError("plan has no replicated expert")
-    swapped = Plan.model_validate(data)
-    names = {c.name for c in verify_plan(swapped, loads).failures}
-    assert "duplicates" not in names  # EPLB plans allow duplicates
+    data["replicas"]["duplicates_allowed"] = True  # as EPLB plans record
+    names = {c.name for c in verify_plan(Plan.model_validate(data), loads).failures}
+    assert "duplicates" not in names
     data["replicas"]["duplicates_allowed"] = False
     names = {c.name for c in verify_plan(Plan.model_validate(data), loads).failures}
     assert "duplicates" in names

@@ -29,8 +29,8 @@ def test_every_builtin_load_plans_and_verifies(name, gpus):
 def test_replication_helps_the_skewed_olmoe_layer():
     """OLMoE arxiv layer 0 has one expert at 7.8x the mean: EP8 without replicas cannot balance it."""
     loads = builtin_loads("olmoe-arxiv")
-    no_rep = plan_replicas(loads, "olmoe-1b-7b", num_gpus=8, redundant_slots=0)
-    rep = plan_replicas(loads, "olmoe-1b-7b", num_gpus=8, redundant_slots=8)
+    no_rep = plan_replicas(loads, "olmoe-1b-7b", num_gpus=8, redundant_slots=0, algorithm="eplb")
+    rep = plan_replicas(loads, "olmoe-1b-7b", num_gpus=8, redundant_slots=8, algorithm="eplb")
     assert no_rep.replicas.predicted.balancedness[0] < 0.85
     assert rep.replicas.predicted.balancedness[0] > 0.95
     # reference study (replication.md section 7): EPLB global, P = E + D: 0.986, 0.995, 0.999
@@ -57,12 +57,18 @@ def test_deepseek_scale_hierarchical_plan_verifies():
     pop = rng.dirichlet(np.full(E, 0.3), size=len(model.moe_layers))
     counts = np.stack([rng.multinomial(4096 * 8, p) for p in pop])[None]
     loads = ExpertLoads(counts, layer_ids=model.moe_layers)
-    plan = plan_replicas(loads, model, num_gpus=32, num_nodes=4, redundant_slots=32)
-    assert plan.report.solver == "eplb-hierarchical"
-    assert verify_plan(plan, loads).ok
-    assert plan.replicas.slots_per_gpu[0] == [9] * 32
-    # routed-expert bytes per GPU: 9 slots x 58 layers x 44,040,192 B (FP8)
-    assert plan.replicas.predicted.expert_bytes_per_gpu[0] == 9 * 58 * model.bytes_per_expert
+    for algorithm, solver in (("eplb", "eplb-hierarchical"), ("stepaware", "stepaware-2e")):
+        plan = plan_replicas(loads, model, num_gpus=32, num_nodes=4, redundant_slots=32, algorithm=algorithm)
+        assert plan.report.solver.startswith(solver)
+        assert plan.inputs.parameters["policy"] == "hierarchical"
+        assert verify_plan(plan, loads).ok
+        assert plan.replicas.slots_per_gpu[0] == [9] * 32
+        # routed-expert bytes per GPU: 9 slots x 58 layers x 44,040,192 B (FP8)
+        assert plan.replicas.predicted.expert_bytes_per_gpu[0] == 9 * 58 * model.bytes_per_expert
+        # hierarchical: all replicas of an expert sit in one node
+        for p2l, node in zip(plan.replicas.physical_to_logical, plan.replicas.slot_node):
+            pairs = {(e, n) for e, n in zip(p2l, node)}
+            assert len(pairs) == len({e for e, _ in pairs})
 
 
 @pytest.mark.parametrize(

@@ -31,13 +31,24 @@ def replicas(
     nodes: Annotated[int, typer.Option("--nodes", "-n", help="Number of nodes the GPUs sit in.")] = 1,
     redundant: Annotated[
         Optional[int],
-        typer.Option("--redundant", "-r", help="Redundant slots per layer (default: one per GPU, rounded so slots divide over GPUs)."),
+        typer.Option("--redundant", "-r", help="Redundant slots per layer (per-layer mode: the average); default one per GPU, rounded so slots divide over GPUs."),
     ] = None,
-    algorithm: Annotated[str, typer.Option("--algorithm", help="Replica algorithm: eplb (DeepSeek's baseline).")] = "eplb",
-    policy: Annotated[str, typer.Option("--policy", help="EPLB policy: auto, hierarchical or global.")] = "auto",
+    budget_gb: Annotated[Optional[float], typer.Option("--budget-gb", help="GB of expert replicas per GPU over all MoE layers (instead of --redundant).")] = None,
+    auto_budget: Annotated[bool, typer.Option("--auto-budget", help="Sweep budgets and take the one maximising balancedness x KV tokens (needs --gpu).")] = False,
+    mode: Annotated[str, typer.Option("--mode", help="uniform (same slots every layer; what engines load) or per-layer (knapsack over layers).")] = "uniform",
+    algorithm: Annotated[str, typer.Option("--algorithm", help="stepaware (default; sees every step) or eplb (DeepSeek's baseline).")] = "stepaware",
+    policy: Annotated[str, typer.Option("--policy", help="auto, hierarchical (replicas stay in their group's node) or global.")] = "auto",
     groups: Annotated[Optional[int], typer.Option("--groups", help="Expert groups for the hierarchical policy (default: the model's).")] = None,
+    gpu: Annotated[Optional[str], typer.Option("--gpu", "-g", help="GPU profile: check that expert weights fit; needed for --auto-budget.")] = None,
+    layout: Annotated[Optional[str], typer.Option("--layout", help="Parallel layout for the memory model with --auto-budget, e.g. tp1pp1dp8ep8 (default dpD epD).")] = None,
+    window: Annotated[Optional[int], typer.Option("--window", help="Plan on the most recent STEPS steps (before the held-out ones).")] = None,
+    holdout: Annotated[int, typer.Option("--holdout", help="Hold out the last STEPS steps and report replayed balancedness on them.")] = 0,
+    split: Annotated[str, typer.Option("--split", help="even (engines) or optimal (LP dispatch weights; no engine export).")] = "even",
+    sample_steps: Annotated[Optional[int], typer.Option("--sample-steps", help="The step-aware packer plans on at most this many steps.")] = 200,
+    swap_time_s: Annotated[Optional[float], typer.Option("--swap-time-s", help="Seconds of swap search after packing (0 = off; default 1 s for windows of <= 8 steps, else off).")] = None,
+    time_limit_s: Annotated[float, typer.Option("--time-limit-s", help="Time limit for LP/MILP solves.")] = 60.0,
     num_experts: Annotated[Optional[int], typer.Option("--num-experts", help="Experts per layer for CSV dumps that miss some experts.")] = None,
-    gpu: Annotated[Optional[str], typer.Option("--gpu", "-g", help="GPU profile: check that the expert weights fit in its memory.")] = None,
+    plot: Annotated[Optional[Path], typer.Option("--plot", help="With --auto-budget: write the budget sweep as a PNG.")] = None,
     output: Annotated[Optional[Path], typer.Option("--output", "-o", help="Write the plan JSON here (atomically).")] = None,
     json_out: JsonOpt = False,
 ) -> None:
@@ -45,10 +56,31 @@ def replicas(
     from planner.replicas import plan_replicas
 
     data = _read(loads, num_experts)
-    plan = plan_replicas(
-        data, model, num_gpus=gpus, num_nodes=nodes, redundant_slots=redundant,
-        algorithm=algorithm, policy=policy, num_groups=groups, gpu=gpu,
+    kwargs = dict(
+        num_gpus=gpus, num_nodes=nodes, mode=mode, algorithm=algorithm, policy=policy, num_groups=groups, gpu=gpu,
+        window_steps=window, holdout_steps=holdout, split=split, sample_steps=sample_steps,
+        swap_time_limit_s=swap_time_s, time_limit_s=time_limit_s,
     )
+    sweep_text, sweep = "", None
+    if auto_budget:
+        from planner.replica_budget import budget_sweep, choose_budget, plot_budget_sweep, sweep_table
+
+        if gpu is None:
+            raise InputError("auto-budget: needs --gpu (the memory model decides what a replica costs in KV cache)")
+        if redundant is not None or budget_gb is not None:
+            raise InputError("auto-budget: give no --redundant / --budget-gb, the sweep chooses them")
+        if mode != "uniform":
+            raise InputError("auto-budget: sweeps uniform budgets; use --mode uniform")
+        sweep = budget_sweep(data, model, gpu, num_gpus=gpus, num_nodes=nodes, layout=layout, window_steps=window,
+                             holdout_steps=holdout, algorithm=algorithm, sample_steps=sample_steps)
+        chosen = choose_budget(sweep)
+        redundant = chosen.redundant_slots
+        sweep_text = "budget sweep (throughput proxy = b x KV tokens; * = chosen):\n" + sweep_table(sweep, chosen) + "\n\n"
+        if plot is not None:
+            plot_budget_sweep(sweep, plot, title=f"{model} on {gpus} x {gpu}")
+    elif plot is not None:
+        raise InputError("plot: only with --auto-budget")
+    plan = plan_replicas(data, model, redundant_slots=redundant, budget_gb=budget_gb, **kwargs)
     if output is not None:
         write_plan(plan, output)
     rep = plan.solve_report
@@ -56,9 +88,10 @@ def replicas(
         "output": str(output) if output else None,
         "verified": True,
         "solve": rep.to_dict(),
+        "budget_sweep": [p.to_dict() for p in sweep] if sweep else None,
         "plan": plan.model_dump(mode="json"),
     }
-    human = plan.summary() + f"\nsolved in {rep.wall_time_s:.3f} s; plan verified"
+    human = sweep_text + plan.summary() + f"\nsolved in {rep.wall_time_s:.3f} s; plan verified"
     if output is not None:
         human += f"; written to {output}"
     emit(result, human, json_out)

@@ -11,13 +11,18 @@ from pydantic import ValidationError
 from planner.errors import InputError
 from planner.plans.schema import Plan
 
-__all__ = ["atomic_write_text", "write_plan", "read_plan"]
+__all__ = ["atomic_write_text", "atomic_write_bytes", "write_plan", "read_plan"]
 
 
 def atomic_write_text(path: str | os.PathLike, text: str) -> Path:
-    """Write ``text`` to ``path`` so that readers see the old file or the whole new one, never a part.
+    """Write ``text`` (UTF-8, ``\\n`` line ends) atomically; see :func:`atomic_write_bytes`."""
+    return atomic_write_bytes(path, text.encode("utf-8"))
 
-    The text goes to a temporary file in the same directory, is flushed to disk and then renamed over
+
+def atomic_write_bytes(path: str | os.PathLike, data: bytes) -> Path:
+    """Write ``data`` to ``path`` so that readers see the old file or the whole new one, never a part.
+
+    The bytes go to a temporary file in the same directory, are flushed to disk and then renamed over
     the target. The parent directory must exist.
     """
     target = Path(path)
@@ -28,8 +33,8 @@ def atomic_write_text(path: str | os.PathLike, text: str) -> Path:
         raise InputError(f"{target}: is a directory, expected a file path")
     fd, tmp = tempfile.mkstemp(prefix=f".{target.name}.", suffix=".tmp", dir=parent)
     try:
-        with os.fdopen(fd, "w", encoding="utf-8", newline="\n") as fh:
-            fh.write(text)
+        with os.fdopen(fd, "wb") as fh:
+            fh.write(data)
             fh.flush()
             os.fsync(fh.fileno())
         os.replace(tmp, target)
