@@ -6,7 +6,9 @@ most recent ``window_steps`` steps (what an engine's load recorder holds), then 
 the next re-plan. Every step after the warm-up is scored with the plan in force (replayed
 balancedness, mean over layers). A re-plan moves weights: on every GPU, each expert copy the new
 layout holds and the old one did not must be copied in, so the cost is
-``slots changed x bytes per expert`` (slot order within a GPU is free: the engine re-indexes).
+``copies moved x bytes per expert`` (slot order within a GPU is free: the engine re-indexes). GPUs of
+equal capacity are interchangeable, so each new plan is first relabelled to keep the most copies where
+they are (a linear assignment per layer).
 
 Recommendation rule (stated, not learned): among the simulated policies, take the ones whose mean
 balancedness is within ``tolerance_b`` of the best, and recommend the one that moves the fewest
@@ -25,10 +27,11 @@ from planner.profiles import ModelArch, get_model
 from planner.replicas import align_loads, default_redundant_slots
 from planner.tables import format_table
 from solvers.eplb import eplb
+from solvers.migration import copies_to_move, relabel_gpus
 from solvers.replay import replay_balancedness
 from solvers.stepaware import plan_stepaware
 
-__all__ = ["ReplanPolicy", "ReplanResult", "simulate_replanning", "recommend_policy", "slots_changed", "replan_table"]
+__all__ = ["ReplanPolicy", "ReplanResult", "simulate_replanning", "recommend_policy", "replan_table"]
 
 
 @dataclass(frozen=True)
@@ -76,23 +79,6 @@ class ReplanResult:
         return len(self.replan_steps) - 1
 
 
-def slots_changed(old_phy2log: np.ndarray, old_gpu: np.ndarray, new_phy2log: np.ndarray, new_gpu: np.ndarray, num_experts: int, num_gpus: int) -> int:
-    """Expert copies the new layout needs that are not already on the same GPU (summed over layers).
-
-    >>> slots_changed(np.array([[0, 1, 1, 2]]), np.array([[0, 0, 1, 1]]),
-    ...               np.array([[0, 2, 1, 2]]), np.array([[0, 0, 1, 1]]), 3, 2)
-    1
-    """
-    moved = 0
-    for r in range(old_phy2log.shape[0]):
-        def table(p2l, sg):
-            used = p2l >= 0
-            return np.bincount(sg[used] * num_experts + p2l[used], minlength=num_gpus * num_experts)
-
-        moved += int(np.maximum(table(new_phy2log[r], new_gpu[r]) - table(old_phy2log[r], old_gpu[r]), 0).sum())
-    return moved
-
-
 def _planner(algorithm: str, num_slots: int, num_gpus: int, num_nodes: int, groups: int, sample_steps: int | None):
     def plan(weight_tle: np.ndarray):
         if algorithm == "eplb":
@@ -115,12 +101,15 @@ def simulate_replanning(
     redundant_slots: int | None = None,
     algorithm: str = "stepaware",
     sample_steps: int | None = 50,
+    relabel: bool = True,
     progress=None,
 ) -> list[ReplanResult]:
     """Replay ``loads`` step by step under each policy; see the module docstring.
 
     The first plan is made from the ``window_steps`` steps before the first scored step, so every
-    policy is scored on the same steps: ``max(window_steps)`` .. end.
+    policy is scored on the same steps: ``max(window_steps)`` .. end. With ``relabel`` (default) each
+    new plan's GPUs are permuted to keep the most copies in place (:func:`solvers.migration.relabel_gpus`),
+    which changes no load, only the traffic.
     """
     import time
 
@@ -138,6 +127,7 @@ def simulate_replanning(
     if T - start < 2:
         raise InputError(f"loads: {T} steps leave nothing to score after a {start}-step planning window")
     counts = aligned.counts
+    gpn = num_gpus // num_nodes if num_nodes > 1 else None
     plan = _planner(algorithm, P, num_gpus, num_nodes, arch.num_expert_groups or 1 if num_nodes > 1 else 1, sample_steps)
     results = []
     for i, pol in enumerate(policies):
@@ -153,7 +143,9 @@ def simulate_replanning(
             )
             if due:
                 new_p2l, new_sg = plan(counts[max(0, t - pol.window_steps):t])
-                moved += slots_changed(p2l, sg, new_p2l, new_sg, E, num_gpus)
+                if relabel:
+                    new_p2l, new_sg = relabel_gpus(p2l, sg, new_p2l, new_sg, num_gpus, E, gpus_per_node=gpn)
+                moved += int(copies_to_move(p2l, sg, new_p2l, new_sg, num_gpus, E).sum())
                 p2l, sg, last = new_p2l, new_sg, t
                 replans.append(t)
             b_steps.append(float(replay_balancedness(counts[t:t + 1], p2l, sg, num_gpus)[0].mean()))

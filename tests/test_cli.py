@@ -181,3 +181,30 @@ def test_main_success_exit_zero(capsys):
         main(["models"])
     assert exc.value.code == 0
     assert "deepseek-v3" in capsys.readouterr().out
+
+
+def test_auto_budget_with_plot(tmp_path):
+    trace = tmp_path / "t.npz"
+    assert run("synth", "-o", trace, "--steps", 80, "--layers", 4, "--experts", 64, "--first-layer", 0).exit_code == 0
+    png = tmp_path / "sweep.png"
+    res = run("replicas", trace, "-m", "olmoe-1b-7b", "-d", 8, "--gpu", "l4", "--auto-budget", "--holdout", 40,
+              "--plot", png, "--json")
+    assert res.exit_code == 0, res.output
+    data = json.loads(res.stdout)
+    chosen = max(data["budget_sweep"], key=lambda p: p["proxy"])
+    assert data["plan"]["inputs"]["parameters"]["redundant_slots"] == chosen["redundant_slots"]
+    assert png.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    res = run("replicas", trace, "-m", "olmoe-1b-7b", "-d", 8, "--auto-budget")
+    assert res.exit_code == 2 and "--gpu" in res.stderr
+
+
+def test_replan_command(tmp_path):
+    trace = tmp_path / "t.npz"
+    run("synth", "-o", trace, "--steps", 60, "--layers", 3, "--experts", 64, "--first-layer", 0)
+    res = run("replan", trace, "-m", "olmoe-1b-7b", "-d", 8, "--every", "5,50", "--thresholds", "0.9", "--window", 20, "--json")
+    assert res.exit_code == 0, res.output
+    data = json.loads(res.stdout)
+    assert {p["policy"] for p in data["policies"]} == {"every 5", "every 50", "b < 0.9"}
+    assert data["recommended"] in {p["policy"] for p in data["policies"]}
+    res = run("replan", trace, "-m", "olmoe-1b-7b", "-d", 8, "--every", "x")
+    assert res.exit_code == 2 and "every" in res.stderr
