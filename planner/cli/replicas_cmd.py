@@ -48,6 +48,7 @@ def replicas(
     swap_time_s: Annotated[Optional[float], typer.Option("--swap-time-s", help="Seconds of swap search after packing (0 = off; default 1 s for windows of <= 8 steps, else off).")] = None,
     time_limit_s: Annotated[float, typer.Option("--time-limit-s", help="Time limit for LP/MILP solves.")] = 60.0,
     num_experts: Annotated[Optional[int], typer.Option("--num-experts", help="Experts per layer for CSV dumps that miss some experts.")] = None,
+    certify_time_s: Annotated[float, typer.Option("--certify-time-s", help="Per layer: prove the gap with the exact MILP on layers of <= 32 experts (0 = off).")] = 0.0,
     plot: Annotated[Optional[Path], typer.Option("--plot", help="With --auto-budget: write the budget sweep as a PNG.")] = None,
     output: Annotated[Optional[Path], typer.Option("--output", "-o", help="Write the plan JSON here (atomically).")] = None,
     json_out: JsonOpt = False,
@@ -83,15 +84,23 @@ def replicas(
     plan = plan_replicas(data, model, redundant_slots=redundant, budget_gb=budget_gb, **kwargs)
     if output is not None:
         write_plan(plan, output)
+    certs_text, certs = "", []
+    if certify_time_s > 0:
+        from planner.certify import certificate_table, certify_plan
+
+        certs = certify_plan(plan, data, time_limit_s=certify_time_s)
+        certs_text = ("\n\nMILP certificates (sampled planning steps):\n" + certificate_table(certs)) if certs else (
+            "\n\nno MILP certificate: layers with more than 32 experts or dispatch weights are not certified")
     rep = plan.solve_report
     result = {
         "output": str(output) if output else None,
         "verified": True,
         "solve": rep.to_dict(),
+        "certificates": [c.to_dict() for c in certs],
         "budget_sweep": [p.to_dict() for p in sweep] if sweep else None,
         "plan": plan.model_dump(mode="json"),
     }
-    human = sweep_text + plan.summary() + f"\nsolved in {rep.wall_time_s:.3f} s; plan verified"
+    human = sweep_text + plan.summary() + certs_text + f"\nsolved in {rep.wall_time_s:.3f} s; plan verified"
     if output is not None:
         human += f"; written to {output}"
     emit(result, human, json_out)
