@@ -28,7 +28,14 @@ from typing import Any, Callable
 
 from planner import _params
 from planner._hf_config import fields_from_hf_config
-from planner._profile_schema import GPU_SCHEMA, MODEL_SCHEMA, FieldError, check_model, load_yaml_text, parse
+from planner._profile_schema import (
+    GPU_SCHEMA,
+    MODEL_SCHEMA,
+    FieldError,
+    check_model,
+    load_yaml_text,
+    parse,
+)
 from planner.errors import InputError, ProfileNotFound
 
 __all__ = [

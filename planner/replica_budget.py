@@ -190,7 +190,7 @@ def plot_budget_sweep(points: list[BudgetPoint], path, *, title: str = "") -> No
         import matplotlib.pyplot as plt
     except ImportError:
         raise InputError("plot: needs matplotlib (pip install 'moeplan[plot]')") from None
-    from planner.plans.io import atomic_write_bytes
+    from planner.fileio import atomic_write_bytes
 
     r = [p.redundant_slots for p in points]
     fig, ax = plt.subplots(figsize=(6.4, 4.0), dpi=110)

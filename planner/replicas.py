@@ -13,8 +13,6 @@ Modes: ``uniform`` (the same slots in every layer; what SGLang / vLLM / TensorRT
 
 from __future__ import annotations
 
-import numpy as np
-
 from planner._replica_build import build_replica_plan
 from planner.errors import Infeasible, InputError, PlannerError
 from planner.inputs.loads import ExpertLoads

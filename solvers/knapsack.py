@@ -36,6 +36,7 @@ from typing import Literal
 
 import numpy as np
 
+from solvers._checks import non_negative_int, positive_float
 from solvers.backends import scipy_highs_version
 from solvers.report import SolveReport, relative_gap
 
@@ -106,10 +107,10 @@ def multiple_choice_knapsack(
     """
     start = time.perf_counter()
     v, c, avail = _check_values_costs(values, costs)
-    budget = _non_negative_int(budget, "budget")
+    budget = non_negative_int(budget, "budget")
     if method not in ("dp", "milp"):
         raise ValueError(f"method must be 'dp' or 'milp', got {method!r}")
-    time_limit_s = _positive_float(time_limit_s, "time_limit_s")
+    time_limit_s = positive_float(time_limit_s, "time_limit_s")
     solver = "mckp-dp" if method == "dp" else "scipy-highs-milp"
     version = f"numpy {np.__version__}" if method == "dp" else scipy_highs_version()
 
@@ -209,22 +210,6 @@ def _check_values_costs(values, costs) -> tuple[np.ndarray, np.ndarray, np.ndarr
     if not np.all(np.isfinite(c_raw)) or np.any(c_raw < 0) or np.any(c_raw != np.round(c_raw)):
         raise ValueError("costs must be non-negative integers")
     return v, c_raw.astype(np.int64), v > -np.inf
-
-
-def _non_negative_int(value, name: str) -> int:
-    if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or value < 0:
-        raise ValueError(f"{name} must be a non-negative integer, got {value!r}")
-    return int(value)
-
-
-def _positive_float(value, name: str) -> float:
-    try:
-        out = float(value)
-    except (TypeError, ValueError):
-        raise ValueError(f"{name} must be a positive number, got {value!r}") from None
-    if not (out > 0.0) or math.isnan(out):
-        raise ValueError(f"{name} must be a positive number, got {value!r}")
-    return out
 
 
 def _infeasibility(c: np.ndarray, avail: np.ndarray, budget: int) -> str:

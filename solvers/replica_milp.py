@@ -55,6 +55,7 @@ from typing import Literal
 
 import numpy as np
 
+from solvers._checks import positive_float, positive_int
 from solvers.backends import scipy_highs_version
 from solvers.report import SolveReport, relative_gap
 
@@ -137,13 +138,13 @@ def exact_replica_milp(
     start = time.perf_counter()
     w = _check_weight(weight)
     steps, experts = w.shape
-    num_slots = _positive_int(num_slots, "num_slots")
-    num_gpus = _positive_int(num_gpus, "num_gpus")
+    num_slots = positive_int(num_slots, "num_slots")
+    num_gpus = positive_int(num_gpus, "num_gpus")
     if num_slots < experts:
         raise ValueError(f"num_slots ({num_slots}) must be at least the number of experts ({experts})")
     cap = _check_capacity(capacity, num_slots, num_gpus)
     fixed = None if counts is None else _check_counts(counts, experts, num_slots)
-    time_limit_s = _positive_float(time_limit_s, "time_limit_s")
+    time_limit_s = positive_float(time_limit_s, "time_limit_s")
     if not (0.0 <= rel_gap < 1.0):
         raise ValueError(f"rel_gap must be in [0, 1), got {rel_gap!r}")
     if symmetry not in ("pin", "loads", "none"):
@@ -231,22 +232,6 @@ def placement_objective(weight, phy2log, slot_gpu, num_gpus: int) -> float:
 
 
 # --- validation -------------------------------------------------------------------------------
-
-
-def _positive_int(value, name: str) -> int:
-    if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or value < 1:
-        raise ValueError(f"{name} must be a positive integer, got {value!r}")
-    return int(value)
-
-
-def _positive_float(value, name: str) -> float:
-    try:
-        out = float(value)
-    except (TypeError, ValueError):
-        raise ValueError(f"{name} must be a positive number, got {value!r}") from None
-    if not (out > 0.0):
-        raise ValueError(f"{name} must be a positive number, got {value!r}")
-    return out
 
 
 def _int_vector(value, name: str, size: int) -> np.ndarray:

@@ -34,6 +34,7 @@ import time
 
 import numpy as np
 
+from solvers._checks import positive_float, positive_int
 from solvers.backends import scipy_highs_version
 from solvers.report import SolveReport, relative_gap
 
@@ -90,9 +91,9 @@ def optimal_split(
     """
     start = time.perf_counter()
     w = _check_weight(weight, "weight", 2)
-    num_gpus = _positive_int(num_gpus, "num_gpus")
+    num_gpus = positive_int(num_gpus, "num_gpus")
     p2l, gpu = _check_placement(phy2log, slot_gpu, w.shape[1], num_gpus, "")
-    time_limit_s = _positive_float(time_limit_s, "time_limit_s")
+    time_limit_s = positive_float(time_limit_s, "time_limit_s")
     return _solve_layer(w, p2l, gpu, num_gpus, time_limit_s, start)
 
 
@@ -141,14 +142,14 @@ def optimal_split_layers(
     start = time.perf_counter()
     w = _check_weight(weight, "weight", 3)
     steps, layers, experts = w.shape
-    num_gpus = _positive_int(num_gpus, "num_gpus")
+    num_gpus = positive_int(num_gpus, "num_gpus")
     p2l = _int_array(phy2log, "phy2log", 2)
     gpu = _int_array(slot_gpu, "slot_gpu", 2)
     if p2l.shape != gpu.shape or p2l.shape[0] != layers:
         raise ValueError(f"phy2log and slot_gpu must both have shape ({layers}, Pmax), got {p2l.shape} and {gpu.shape}")
     if not np.array_equal(p2l < 0, gpu < 0):
         raise ValueError("phy2log and slot_gpu must have their -1 padding in the same places")
-    time_limit_s = _positive_float(time_limit_s, "time_limit_s")
+    time_limit_s = positive_float(time_limit_s, "time_limit_s")
     real = p2l >= 0
     placements = [_check_placement(p2l[i][real[i]], gpu[i][real[i]], experts, num_gpus, f" in layer {i}")
                   for i in range(layers)]
@@ -196,22 +197,6 @@ def split_objective(weight, phy2log, slot_gpu, fractions, num_gpus: int) -> floa
 
 
 # --- validation -------------------------------------------------------------------------------
-
-
-def _positive_int(value, name: str) -> int:
-    if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or value < 1:
-        raise ValueError(f"{name} must be a positive integer, got {value!r}")
-    return int(value)
-
-
-def _positive_float(value, name: str) -> float:
-    try:
-        out = float(value)
-    except (TypeError, ValueError):
-        raise ValueError(f"{name} must be a positive number, got {value!r}") from None
-    if not (out > 0.0):
-        raise ValueError(f"{name} must be a positive number, got {value!r}")
-    return out
 
 
 def _check_weight(weight, name: str, ndim: int) -> np.ndarray:

@@ -38,7 +38,12 @@ def replan(
 ) -> None:
     """Simulate re-planning policies on a trace with drift: b over time, weights moved, a recommendation."""
     from planner.inputs.readers import read_loads
-    from planner.replan import ReplanPolicy, recommend_policy, replan_table, simulate_replanning
+    from planner.replan import (
+        ReplanPolicy,
+        recommend_policy,
+        replan_table,
+        simulate_replanning,
+    )
 
     data = read_loads(loads if len(loads) > 1 else loads[0])
     policies = [ReplanPolicy(every_steps=n, window_steps=window, check_steps=check_steps) for n in _numbers(every, int, "every")]

@@ -64,7 +64,12 @@ def replicas(
     )
     sweep_text, sweep = "", None
     if auto_budget:
-        from planner.replica_budget import budget_sweep, choose_budget, plot_budget_sweep, sweep_table
+        from planner.replica_budget import (
+            budget_sweep,
+            choose_budget,
+            plot_budget_sweep,
+            sweep_table,
+        )
 
         if gpu is None:
             raise InputError("auto-budget: needs --gpu (the memory model decides what a replica costs in KV cache)")

@@ -21,9 +21,9 @@ Every error is an :class:`~planner.errors.InputError` whose one-line message sta
 
 from __future__ import annotations
 
+import io
 import json
 import os
-import tempfile
 import zipfile
 from importlib import resources
 from pathlib import Path
@@ -31,6 +31,7 @@ from pathlib import Path
 import numpy as np
 
 from planner.errors import InputError
+from planner.fileio import atomic_write_bytes
 from planner.inputs._common import _Bad, _make, _one_line
 from planner.inputs._csv_loads import _read_csvs
 from planner.inputs._json_loads import _provenance_dict, _read_json_bytes
@@ -159,32 +160,15 @@ def write_loads_npz(loads: ExpertLoads, path) -> Path:
     a JSON string). The archive goes to a temporary file in the target's directory, is flushed to
     disk and renamed over the target, so readers never see a partial file.
     """
-    target = Path(path)
-    parent = target.parent if str(target.parent) else Path(".")
-    if not parent.is_dir():
-        raise InputError(f"{target}: output directory {parent} does not exist")
-    if target.is_dir():
-        raise InputError(f"{target}: is a directory, expected a file path")
     arrays = {"counts": np.asarray(loads.counts, dtype=np.float64),
               "layer_ids": np.asarray(loads.layer_ids, dtype=np.int64)}
     if loads.model is not None:
         arrays["model"] = np.array(str(loads.model))
     if loads.provenance:
         arrays["provenance"] = np.array(json.dumps(dict(loads.provenance), sort_keys=True))
-    fd, tmp = tempfile.mkstemp(prefix=f".{target.name}.", suffix=".tmp", dir=parent)
-    try:
-        with os.fdopen(fd, "wb") as fh:
-            np.savez(fh, **arrays)
-            fh.flush()
-            os.fsync(fh.fileno())
-        os.replace(tmp, target)
-    except BaseException:
-        try:
-            os.unlink(tmp)
-        except FileNotFoundError:
-            pass
-        raise
-    return target
+    buf = io.BytesIO()
+    np.savez(buf, **arrays)
+    return atomic_write_bytes(path, buf.getvalue())
 
 
 # -- dispatch ---------------------------------------------------------------------------------
