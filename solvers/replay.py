@@ -207,3 +207,11 @@ def _routing_matrix(phy2log, slot_gpu, num_gpus, num_experts, num_layers, split)
     flat = (layer * num_experts + expert) * num_gpus + gpu[used]
     size = num_layers * num_experts * num_gpus
     return np.bincount(flat, weights=share, minlength=size).reshape(num_layers, num_experts, num_gpus)
+
+
+def gpu_major_layout(gpu_of_item, item_expert, experts):
+    """Padded phy2log / slot_gpu, slots GPU-major and by expert id within a GPU."""
+    pad = np.iinfo(np.int64).max
+    key = np.sort(np.where(item_expert >= 0, gpu_of_item * experts + item_expert, pad), axis=1)
+    used = key != pad
+    return np.where(used, key % experts, -1), np.where(used, key // experts, -1)

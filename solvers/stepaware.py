@@ -39,9 +39,11 @@ import time
 
 import numpy as np
 
+from solvers._checks import positive_int
 from solvers.packing import balanced_packing
-from solvers.replay import _check_layout, _check_weight, replay_gpu_loads
+from solvers.replay import _check_weight, gpu_major_layout, replay_gpu_loads
 from solvers.report import SolveReport, relative_gap
+from solvers.swap import _swap_search, swap_search
 
 __all__ = [
     "plan_stepaware", "replica_counts_greedy", "pack_stepaware", "swap_search", "spread_capacity",
@@ -107,7 +109,7 @@ def plan_stepaware(weight, num_slots, num_gpus, *, num_nodes=1, capacity=None, e
     start = time.perf_counter()
     w = _check_weight(weight)
     steps, layers, experts = w.shape
-    num_gpus, num_nodes = _pos_int(num_gpus, "num_gpus"), _pos_int(num_nodes, "num_nodes")
+    num_gpus, num_nodes = positive_int(num_gpus, "num_gpus"), positive_int(num_nodes, "num_nodes")
     if num_gpus % num_nodes:
         raise ValueError(f"num_nodes ({num_nodes}) must divide num_gpus ({num_gpus})")
     slots = _slots(num_slots, layers)
@@ -122,7 +124,7 @@ def plan_stepaware(weight, num_slots, num_gpus, *, num_nodes=1, capacity=None, e
         for layer in np.flatnonzero((cap < 0).any(axis=1) | (cap.sum(axis=1) != slots))[:1]:
             raise ValueError(f"capacity of layer {layer} must be >= 0 and sum to num_slots = {slots[layer]}")
     plan_w = w
-    if sample_steps is not None and steps > _pos_int(sample_steps, "sample_steps"):
+    if sample_steps is not None and steps > positive_int(sample_steps, "sample_steps"):
         plan_w = w[np.unique(np.linspace(0, steps - 1, sample_steps).round().astype(np.int64))]
     nodes = None if expert_nodes is None else _expert_nodes(expert_nodes, layers, experts, num_nodes)
     if nodes is None:
@@ -170,7 +172,7 @@ def replica_counts_greedy(weight_le, num_slots, *, max_copies) -> np.ndarray:
     """
     w = _weight2(weight_le)
     layers, experts = w.shape
-    slots, cap = _slots(num_slots, layers), _pos_int(max_copies, "max_copies")
+    slots, cap = _slots(num_slots, layers), positive_int(max_copies, "max_copies")
     for layer in np.flatnonzero((slots < experts) | (slots > experts * cap))[:1]:
         raise ValueError(f"layer {layer}: num_slots {slots[layer]} is outside [E, E * max_copies] = "
                          f"[{experts}, {experts * cap}]")
@@ -224,7 +226,7 @@ def pack_stepaware(weight, counts, capacity, *, expert_nodes=None, gpus_per_node
     c = _int2(counts, "counts", (layers, experts))
     cap = _int2(capacity, "capacity", (layers, None))
     num_gpus = cap.shape[1]
-    gpn = num_gpus if expert_nodes is None else _pos_int(gpus_per_node, "gpus_per_node")
+    gpn = num_gpus if expert_nodes is None else positive_int(gpus_per_node, "gpus_per_node")
     if num_gpus % gpn:
         raise ValueError(f"gpus_per_node ({gpn}) must divide the number of GPUs ({num_gpus})")
     for layer, e in np.argwhere((c < 1) | (c > gpn))[:1]:
@@ -240,44 +242,7 @@ def pack_stepaware(weight, counts, capacity, *, expert_nodes=None, gpus_per_node
             raise ValueError(f"layer {layer} node {n}: {demand[layer, n]} replicas for {supply[layer, n]} slots")
     _check_spreadable(c, cap, nodes, gpn)
     gpu_of_item, item_expert = _place(w, c, cap, nodes, gpn, projection)
-    return _layout(gpu_of_item, item_expert, experts)
-
-
-def swap_search(weight, phy2log, slot_gpu, num_gpus, *, time_limit_s=1.0, max_steps=None, gpus_per_node=None):
-    """Swap replicas between GPUs while ``sum_t mean_t / max_t`` grows (method 3e), per layer.
-
-    Each round takes the GPUs by how often they are a step's busiest, evaluates every swap of one
-    of their replicas with a replica on another GPU (vectorised over pairs and steps; the top 3
-    GPUs of each step give the maximum of the untouched GPUs) and applies the best strictly
-    improving one. Swaps never put two replicas of an expert on a GPU, stay inside a node with
-    `gpus_per_node`, and keep every GPU's slot count.
-
-    Parameters
-    ----------
-    weight, phy2log, slot_gpu, num_gpus
-        As in :func:`solvers.replay.replay_gpu_loads` (even split).
-    time_limit_s : float, default 1.0
-        Wall-clock cap for the call; each layer gets an equal share of the time left.
-    max_steps : int, optional
-        Cap on applied swaps per layer (default ``4 * Pmax``); the result is deterministic
-        whenever the time cap is not hit.
-    gpus_per_node : int, optional
-        Restrict swaps to GPUs of one node.
-
-    Returns
-    -------
-    phy2log, slot_gpu : ndarray of int64
-
-    Examples
-    --------
-    >>> w = [[8.0, 1, 3, 7]]
-    >>> replay_gpu_loads(w, [[0, 3, 1, 2]], [[0, 0, 1, 1]], 2).tolist()
-    [[[15.0, 4.0]]]
-    >>> p2l, gpu = swap_search(w, [[0, 3, 1, 2]], [[0, 0, 1, 1]], 2)
-    >>> p2l.tolist(), replay_gpu_loads(w, p2l, gpu, 2).tolist()
-    ([[2, 3, 0, 1]], [[[10.0, 9.0]]])
-    """
-    return _swap_search(_check_weight(weight), phy2log, slot_gpu, num_gpus, time_limit_s, max_steps, gpus_per_node)[:2]
+    return gpu_major_layout(gpu_of_item, item_expert, experts)
 
 
 def spread_capacity(num_slots, num_gpus) -> np.ndarray:
@@ -292,7 +257,7 @@ def spread_capacity(num_slots, num_gpus) -> np.ndarray:
     >>> spread_capacity([5, 5, 4], 2).tolist()
     [[3, 2], [2, 3], [2, 2]]
     """
-    slots, num_gpus = _slots(num_slots, np.size(num_slots)), _pos_int(num_gpus, "num_gpus")
+    slots, num_gpus = _slots(num_slots, np.size(num_slots)), positive_int(num_gpus, "num_gpus")
     cap = np.repeat((slots // num_gpus)[:, None], num_gpus, axis=1)
     running = np.zeros(num_gpus, dtype=np.int64)
     for layer, extra in enumerate(slots % num_gpus):  # one cheap step per layer
@@ -314,7 +279,7 @@ def assign_groups_to_nodes(weight_le, num_groups, num_nodes) -> np.ndarray:
     """
     w = _weight2(weight_le)
     layers, experts = w.shape
-    groups, nodes = _pos_int(num_groups, "num_groups"), _pos_int(num_nodes, "num_nodes")
+    groups, nodes = positive_int(num_groups, "num_groups"), positive_int(num_nodes, "num_nodes")
     if experts % groups or groups % nodes:
         raise ValueError(f"need E ({experts}) % num_groups ({groups}) == 0 and num_groups % num_nodes ({nodes}) == 0")
     node_of_group, _ = balanced_packing(w.reshape(layers, groups, -1).sum(axis=2), nodes)
@@ -455,84 +420,7 @@ def _repair(layer, k, w, c, item_expert, gpu_of_item, load, total, free, holds, 
     raise ValueError(f"layer {layer}: no GPU can take another replica of expert {item_expert[layer, k]}")
 
 
-def _layout(gpu_of_item, item_expert, experts):
-    """Padded phy2log / slot_gpu, slots GPU-major and by expert id within a GPU."""
-    pad = np.iinfo(np.int64).max
-    key = np.sort(np.where(item_expert >= 0, gpu_of_item * experts + item_expert, pad), axis=1)
-    used = key != pad
-    return np.where(used, key % experts, -1), np.where(used, key // experts, -1)
-
-
-# -- step 3: swap search --------------------------------------------------------------------------
-def _swap_search(w, phy2log, slot_gpu, num_gpus, time_limit_s, max_steps, gpus_per_node):
-    """:func:`swap_search` on every layer; also returns the stop reason."""
-    layers, experts = w.shape[1:]
-    p2l, sg, counts = _check_layout(phy2log, slot_gpu, num_gpus, experts, layers)
-    cap_steps = 4 * p2l.shape[1] if max_steps is None else _pos_int(max_steps, "max_steps")
-    end = time.perf_counter() + float(time_limit_s)
-    node = np.arange(num_gpus) // (gpus_per_node or num_gpus)
-    stop = "completed"
-    for layer in range(layers):
-        used = p2l[layer] >= 0
-        ex, gpu = p2l[layer, used], sg[layer, used]  # copies, changed in place and written back
-        now = time.perf_counter()  # the layers left share the time left
-        deadline = now + (end - now) / (layers - layer)
-        reason = _swap_layer(w[:, layer, ex] / counts[layer, ex], ex, gpu, experts, node, deadline, cap_steps)
-        stop = reason if stop != "time_limit" and reason != "completed" else stop
-        p2l[layer, used], sg[layer, used] = ex, gpu
-    return *_layout(np.where(p2l >= 0, sg, 0), p2l, experts), stop
-
-
-def _swap_layer(vec, ex, gpu, experts, node, deadline, cap_steps):
-    """Swaps in one layer, in place on ``ex`` (expert of each slot) and ``gpu``; returns the stop reason."""
-    num_gpus = len(node)
-    load = np.zeros((vec.shape[0], num_gpus))
-    np.add.at(load.T, gpu, vec.T)
-    mean = load.mean(axis=1)
-    holds = np.zeros((experts, num_gpus), dtype=bool)
-    holds[ex, gpu] = True
-    for _ in range(cap_steps):
-        if time.perf_counter() > deadline:
-            return "time_limit"
-        peak = load.max(axis=1)
-        current = np.divide(mean, peak, out=np.ones_like(peak), where=peak > 0).sum()
-        padded = np.pad(load, ((0, 0), (0, 3)), constant_values=-np.inf)  # >= 3 columns
-        top = np.argsort(-padded, axis=1, kind="stable")[:, :3]
-        top_val = np.take_along_axis(padded, top, axis=1)
-        busiest = np.bincount(load.argmax(axis=1), minlength=num_gpus)
-        for a in np.argsort(-busiest, kind="stable")[: np.count_nonzero(busiest)]:
-            mine = np.flatnonzero(gpu == a)
-            theirs = np.flatnonzero((gpu != a) & (node[gpu] == node[a]))
-            b = gpu[theirs]
-            ok = ~holds[ex[theirs], a][None, :] & ~holds[ex[mine][:, None], b[None, :]]
-            if not ok.any():
-                continue
-            delta = vec[:, theirs].T[None] - vec[:, mine].T[:, None]  # [i, j, T]: change on GPU a
-            outside = (top[None] != a) & (top[None] != b[:, None, None])  # [j, T, 3]
-            other = np.take_along_axis(top_val[None], outside.argmax(axis=2)[..., None], axis=2)[..., 0]
-            new_peak = np.maximum(np.maximum(load[:, a] + delta, load[:, b].T[None] - delta), other[None])
-            score = np.divide(mean, new_peak, out=np.ones_like(new_peak), where=new_peak > 0).sum(axis=2)
-            i, j = np.unravel_index(np.where(ok, score, -np.inf).argmax(), ok.shape)
-            if ok[i, j] and score[i, j] > current * (1 + _TIE_RTOL) + _TIE_RTOL:
-                si, sj, bj = mine[i], theirs[j], b[j]
-                load[:, a] += delta[i, j]
-                load[:, bj] -= delta[i, j]
-                holds[ex[si], a] = holds[ex[sj], bj] = False
-                holds[ex[si], bj] = holds[ex[sj], a] = True
-                gpu[si], gpu[sj] = bj, a
-                break
-        else:
-            return "completed"
-    return "iteration_limit"
-
-
 # -- validation -----------------------------------------------------------------------------------
-def _pos_int(value, name):
-    if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or value < 1:
-        raise ValueError(f"{name} must be a positive integer, got {value!r}")
-    return int(value)
-
-
 def _weight2(weight):
     if np.ndim(weight) != 2:
         raise ValueError(f"weight_le must have shape (L, E), got {np.shape(weight)}")
