@@ -1,0 +1,42 @@
+"""The replica benchmark runs end to end at reduced scale (``--quick``) and reports every section."""
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+SCRIPT = Path(__file__).resolve().parents[1] / "benchmarks" / "replicas.py"
+SECTIONS = ("real_loads", "synthetic", "per_layer_budget", "replanning", "memory_kv", "targets", "meta")
+
+
+def _markdown_tables(text: str) -> list[list[str]]:
+    """Blocks of consecutive lines starting with '|' (header, rule, rows)."""
+    tables, block = [], []
+    for line in text.splitlines() + [""]:
+        if line.startswith("|"):
+            block.append(line)
+        elif block:
+            tables.append(block)
+            block = []
+    return tables
+
+
+def test_quick_benchmark(tmp_path):
+    out = tmp_path / "tmp.json"
+    res = subprocess.run([sys.executable, str(SCRIPT), "--quick", "--out", str(out)], capture_output=True, text=True,
+                         timeout=180, cwd=tmp_path)
+    assert res.returncode == 0, res.stderr[-2000:]
+    data = json.loads(out.read_text(encoding="utf-8"))
+    for key in SECTIONS:
+        assert data.get(key), f"section {key} missing or empty"
+    for key in SECTIONS[:5]:
+        assert all(text.count("\n") >= 2 for text in data[key]["tables"].values()), key
+    assert {t["pass"] for t in data["targets"]} <= {True, False}
+
+    tables = _markdown_tables(res.stdout)
+    assert len(tables) >= 8  # real loads x2, calibration, synthetic, budgets, re-planning, memory/KV, targets
+    for table in tables:
+        assert set(table[1]) <= set("|:- "), table[:2]  # a header rule
+        assert len(table) >= 3, table[0]  # at least one row
+    assert len(_markdown_tables(res.stdout.split("## Targets")[1])[0]) - 2 == len(data["targets"])
+    assert "## 5. Memory" in res.stdout and "Recommended for moeplan" in res.stdout
