@@ -1,0 +1,622 @@
+r"""Latency of one prefill batch or one decode step: a roofline with named efficiency factors.
+
+Model, for one GPU (``P`` dense tensor FLOP/s -- FP8 for FP8 weights where the GPU has it, BF16
+otherwise; ``W`` HBM bytes/s; ``b_a = 2`` activation bytes, ``b_w`` weight bytes; every Greek
+letter is a field of :class:`EfficiencyFactors`)::
+
+    (1) GEMM (m x k) @ (k x n) over g weight groups (g experts of a grouped GEMM, else 1):
+            F = 2 m n k,   B = g k n b_w + m (k + n) b_a
+            t = max(F / (P e(m / g)),  B / (W eta_gemm)) + tau_gemm
+            e(x) = e_max x / (x + x_half)             utilisation ramps with the rows per group
+    (2) memory-bound op moving B bytes (norm, residual add, activation, rope, embedding):
+            t = B / (W eta_op) + tau_op
+        RMSNorm runs one thread block per row, so a few rows still wait for one row's reduction:
+            t = max(B / (W eta_norm), k rho_norm) + tau_norm
+    (3) attention core (FlashAttention-style, BF16):
+            t = max(F_a / (P_bf16 e_attn), B_a / (W eta_attn)) + tau_attn
+            prefill  F_a = 2 h_r (d_qk + d_v) sum_req sum_{i=1..L} min(i, w)   (causal; ~L^2 / 2)
+            decode   F_a = 2 h_r (d_qk + d_v) sum_req min(c, w),   B_a = sum_req min(c, w) kv_r b_kv
+    (4) ring all-reduce of S bytes over n GPUs:   t = alpha + 2 (n - 1) / n * S / (beta lambda)
+    (5) all-to-all, S bytes into the busiest GPU:  t = alpha + (n - 1) / n * S / (beta lambda)
+        (spanning nodes: the larger of the NVLink share and the NIC share)
+    (6) send/recv of S bytes:                      t = alpha + S / (beta lambda)
+        beta = intra_node_bytes_per_s / 2 inside a node (the profile holds both directions),
+               inter_node_bytes_per_s across nodes (one direction per GPU)
+    (7) MoE layer; T tokens in the tp x dp MoE group, top-k, balancedness b, s slots per GPU:
+            R = T k / (ep b) rows on the busiest GPU,  A = s (1 - exp(-R / s)) slots it activates
+            t = a2a(R H b_a) + GEMM(R, 2I/moe_tp, H; g=A) + act + GEMM(R, H, I/moe_tp; g=A) + a2a(R H b_a)
+    (8) step = sum over stages and their layers (attention block + dense FFN or MoE block)
+               + embedding (first stage) + final norm and lm_head (last stage)
+               + (pp - 1) hand-offs of hidden state and residual (send/recv)
+
+The layer's ops are the ones vLLM / SGLang run (ParallelLayout rules in :mod:`planner.perf.layout`):
+attention ``x tp`` (GQA: q and o split, KV heads split up to ``kv_heads``; MLA: latent
+down-projections replicated, ``q_b``/``kv_b``/``o`` split by heads), each dense FFN / shared expert
+split over ``tp`` with an all-reduce, routed experts over ``ep`` groups of ``moe_tp`` ranks.
+Nothing overlaps: communication is added to compute (no two-batch overlap), CPU launch and
+scheduling overheads are not included (the calibration tables are kernel times). Factors, their
+sources and the measured errors are in ``docs/performance.md``.
+
+>>> t = decode_step_time_s("mixtral-8x7b", "h100", "tp2pp1dp1ep1moetp2", 64, 2048)
+>>> t.total_s > t.moe_expert_s > 0, t.moe_dispatch_s
+(True, 0.0)
+"""
+
+from __future__ import annotations
+
+import math
+import numbers
+from dataclasses import asdict, dataclass, fields
+
+import numpy as np
+
+from planner.errors import InputError
+from planner.numerics import round_float
+from planner.perf.layout import ParallelLayout
+from planner.perf.memory import _POSITIVE, _check_number, _kv_elements_per_layer
+from planner.profiles import GpuSpec, ModelArch, get_gpu, get_model
+
+__all__ = [
+    "GemmFactors",
+    "MemoryOpFactors",
+    "AttentionFactors",
+    "LinkFactors",
+    "EfficiencyFactors",
+    "DEFAULT_FACTORS",
+    "StepTime",
+    "gemm_time_s",
+    "memory_op_time_s",
+    "attention_time_s",
+    "collective_time_s",
+    "prefill_time_s",
+    "decode_step_time_s",
+]
+
+_ACT_BYTES = 2  # BF16 activations, also with FP8 weights
+_MEMORY_OPS = ("norm", "add", "act", "rope", "embedding")
+
+
+@dataclass(frozen=True)
+class GemmFactors:
+    """Eq. (1): ``peak_fraction`` = e_max, ``half_tokens`` = x_half (rows per weight group at which
+    utilisation is half of e_max), ``hbm_fraction`` = eta_gemm, ``overhead_s`` = tau_gemm."""
+
+    peak_fraction: float
+    half_tokens: float
+    hbm_fraction: float
+    overhead_s: float
+
+
+@dataclass(frozen=True)
+class MemoryOpFactors:
+    """Eq. (2): share of HBM bandwidth reached, fixed time per kernel, and (RMSNorm only) the
+    latency of one row per element ``row_s_per_elem`` = rho."""
+
+    hbm_fraction: float
+    overhead_s: float
+    row_s_per_elem: float = 0.0
+
+
+@dataclass(frozen=True)
+class AttentionFactors:
+    """Eq. (3): share of BF16 peak (prefill) and of HBM bandwidth (decode), fixed time per kernel."""
+
+    flops_fraction: float
+    hbm_fraction: float
+    overhead_s: float
+
+
+@dataclass(frozen=True)
+class LinkFactors:
+    """Eqs. (4)-(6): share of the link bandwidth reached (lambda) and the fixed latency (alpha)."""
+
+    bandwidth_fraction: float
+    latency_s: float
+
+
+@dataclass(frozen=True)
+class EfficiencyFactors:
+    """Every efficiency factor of the model, with where the numbers come from.
+
+    ``p2p_*`` serve send/recv (pipeline hand-offs) and all-to-all (NCCL builds it from grouped
+    send/recv); ``all_reduce_*`` serve the tensor-parallel reductions. ``*_intra`` inside one node,
+    ``*_inter`` for groups that span nodes.
+    """
+
+    gemm: GemmFactors
+    norm: MemoryOpFactors
+    add: MemoryOpFactors
+    act: MemoryOpFactors
+    rope: MemoryOpFactors
+    embedding: MemoryOpFactors
+    attention: AttentionFactors
+    all_reduce_intra: LinkFactors
+    all_reduce_inter: LinkFactors
+    p2p_intra: LinkFactors
+    p2p_inter: LinkFactors
+    source: str
+
+    def __post_init__(self) -> None:
+        for group in fields(self):
+            value = getattr(self, group.name)
+            if group.name == "source":
+                if not isinstance(value, str) or not value.strip():
+                    raise InputError("EfficiencyFactors.source must say where the numbers come from")
+                continue
+            for f in fields(value):
+                x = getattr(value, f.name)
+                ok = isinstance(x, numbers.Real) and math.isfinite(x) and x >= 0
+                if f.name.endswith("fraction"):
+                    ok = ok and 0 < x <= 1
+                if not ok:
+                    raise InputError(f"EfficiencyFactors.{group.name}.{f.name} out of range: {x!r}")
+
+    def to_dict(self) -> dict:
+        """Nested plain dict, floats rounded to 12 significant digits."""
+        out = asdict(self)
+        for key, value in out.items():
+            if isinstance(value, dict):
+                out[key] = {k: round_float(v) for k, v in value.items()}
+        return out
+
+
+#: Uncalibrated defaults, for GPUs without measured tables. GEMM, memory-op and link factors: the
+#: mean of the H100 and A100 fits to Vidur's tables, rounded (planner.perf.calibration,
+#: docs/performance.md; all_reduce_inter from A100 only, a poor fit). Attention has no table here,
+#: so its factors are assumptions: 0.6 of BF16 peak for prefill -- FlashAttention-2 reaches 50-73 %
+#: of A100 peak in the forward pass (Dao 2023, arXiv:2307.08691, s4.1), FlashAttention-3 75 % of
+#: H100 BF16 peak (Shah et al. 2024, arXiv:2407.08608), less for the short causal sequences of
+#: serving -- and 0.8 of HBM bandwidth for decode, like the GEMMs' weight streaming fitted here.
+DEFAULT_FACTORS = EfficiencyFactors(
+    gemm=GemmFactors(peak_fraction=0.75, half_tokens=130.0, hbm_fraction=0.88, overhead_s=6.4e-6),
+    norm=MemoryOpFactors(hbm_fraction=0.37, overhead_s=0.9e-6, row_s_per_elem=0.75e-9),
+    add=MemoryOpFactors(hbm_fraction=1.0, overhead_s=1.2e-6),  # both fits at the bound 1
+    act=MemoryOpFactors(hbm_fraction=0.55, overhead_s=2.7e-6),
+    rope=MemoryOpFactors(hbm_fraction=0.50, overhead_s=2.4e-6),
+    embedding=MemoryOpFactors(hbm_fraction=0.175, overhead_s=3.3e-6),
+    attention=AttentionFactors(flops_fraction=0.6, hbm_fraction=0.8, overhead_s=5e-6),  # assumed
+    all_reduce_intra=LinkFactors(bandwidth_fraction=0.66, latency_s=35e-6),
+    all_reduce_inter=LinkFactors(bandwidth_fraction=0.41, latency_s=140e-6),
+    p2p_intra=LinkFactors(bandwidth_fraction=0.86, latency_s=10.5e-6),
+    p2p_inter=LinkFactors(bandwidth_fraction=0.51, latency_s=25e-6),
+    source="defaults: mean of moeplan's H100 and A100 fits to Vidur tables (2026-11-22); attention assumed",
+)
+
+
+def _factors(factors: EfficiencyFactors | None) -> EfficiencyFactors:
+    if factors is None:
+        return DEFAULT_FACTORS
+    if not isinstance(factors, EfficiencyFactors):
+        raise InputError(f"factors must be EfficiencyFactors, got {type(factors).__name__}")
+    return factors
+
+
+def gemm_time_s(m, n, k, gpu: GpuSpec, factors=None, *, groups=1, weight_bytes=2.0, flops_per_s=None):
+    """Eq. (1): time of ``(m x k) @ (k x n)`` summed over ``groups`` weight matrices (vectorised).
+
+    ``m`` rows in total (split evenly over the groups), ``weight_bytes`` per weight element,
+    ``flops_per_s`` the peak (default the GPU's dense BF16). Returns seconds (float or array).
+    """
+    f = _factors(factors).gemm
+    m, n, k, groups = (np.asarray(x, dtype=np.float64) for x in (m, n, k, groups))
+    peak = gpu.bf16_flops_per_s if flops_per_s is None else flops_per_s
+    rows = m / np.maximum(groups, 1.0)
+    utilisation = f.peak_fraction * rows / (rows + f.half_tokens)
+    flops = 2.0 * m * n * k
+    hbm = groups * k * n * weight_bytes + m * (k + n) * _ACT_BYTES
+    with np.errstate(divide="ignore", invalid="ignore"):
+        compute = np.where(m > 0, flops / (peak * utilisation), 0.0)
+    t = np.maximum(compute, hbm / (gpu.hbm_bytes_per_s * f.hbm_fraction)) + f.overhead_s
+    return np.where(m > 0, t, 0.0)[()]
+
+
+def memory_op_time_s(op: str, m, k, gpu: GpuSpec, factors=None, *, n=None):
+    """Eq. (2): time of a memory-bound op on ``m`` rows of ``k`` elements (vectorised).
+
+    ``op`` is ``norm``, ``add``, ``act``, ``rope`` or ``embedding``; for ``act`` ``n`` is the input
+    width (default ``2k``, SiLU-and-mul) and ``k`` the output width.
+    """
+    if op not in _MEMORY_OPS:
+        raise InputError(f"unknown memory op {op!r}; known: {', '.join(_MEMORY_OPS)}")
+    f = getattr(_factors(factors), op)
+    m, k = np.asarray(m, dtype=np.float64), np.asarray(k, dtype=np.float64)
+    n = 2.0 * k if n is None else np.asarray(n, dtype=np.float64)
+    # elements read + written per row: rope rotates q and k in place, add reads two inputs
+    moved = {"norm": 2 * k, "rope": 2 * k, "embedding": 2 * k, "add": 3 * k, "act": n + k}[op]
+    t = m * moved * _ACT_BYTES / (gpu.hbm_bytes_per_s * f.hbm_fraction)
+    if f.row_s_per_elem:
+        t = np.maximum(t, k * f.row_s_per_elem)
+    return np.where(m > 0, t + f.overhead_s, 0.0)[()]
+
+
+def attention_time_s(flops, hbm_bytes, gpu: GpuSpec, factors=None):
+    """Eq. (3): attention-core time from its FLOPs and HBM bytes (vectorised)."""
+    f = _factors(factors).attention
+    flops, hbm_bytes = np.asarray(flops, dtype=np.float64), np.asarray(hbm_bytes, dtype=np.float64)
+    compute = flops / (gpu.bf16_flops_per_s * f.flops_fraction)
+    t = np.maximum(compute, hbm_bytes / (gpu.hbm_bytes_per_s * f.hbm_fraction))
+    return np.where(flops + hbm_bytes > 0, t + f.overhead_s, 0.0)[()]
+
+
+def collective_time_s(op: str, size_bytes, num_workers, gpu: GpuSpec, factors=None, *, devices_per_node=None):
+    """Eqs. (4)-(6): time of ``all_reduce``, ``all_to_all`` or ``send_recv`` (vectorised).
+
+    ``size_bytes``: the buffer per GPU (all-reduce), the bytes the busiest GPU receives
+    (all-to-all) or the message (send/recv). ``devices_per_node``: GPUs of the group on each node,
+    default ``min(num_workers, gpu.gpus_per_node)``; fewer than ``num_workers`` spans nodes.
+    Groups of one GPU take no time.
+    """
+    if op not in ("all_reduce", "all_to_all", "send_recv"):
+        raise InputError(f"unknown collective {op!r}; known: all_reduce, all_to_all, send_recv")
+    f = _factors(factors)
+    size, n = np.asarray(size_bytes, dtype=np.float64), np.asarray(num_workers, dtype=np.float64)
+    g = np.minimum(n, gpu.gpus_per_node) if devices_per_node is None else np.asarray(devices_per_node, np.float64)
+    near, far = (f.all_reduce_intra, f.all_reduce_inter) if op == "all_reduce" else (f.p2p_intra, f.p2p_inter)
+    near_bps = gpu.intra_node_bytes_per_s / 2 * near.bandwidth_fraction
+    far_bps = gpu.inter_node_bytes_per_s * far.bandwidth_fraction
+    with np.errstate(divide="ignore", invalid="ignore"):
+        if op == "all_reduce":  # ring: the slowest link carries 2 (n - 1) / n of the buffer
+            volume = 2.0 * (n - 1) / n * size
+            t = np.where(g < n, far.latency_s + volume / far_bps, near.latency_s + volume / near_bps)
+        elif op == "send_recv":
+            t = np.where(g < n, far.latency_s + size / far_bps, near.latency_s + size / near_bps)
+        else:  # all-to-all: (g - 1) / n of the bytes come over NVLink, (n - g) / n over the NIC
+            t_near, t_far = (g - 1) / n * size / near_bps, (n - g) / n * size / far_bps
+            t = np.where(g < n, far.latency_s + np.maximum(t_near, t_far), near.latency_s + t_near)
+    return np.where((n > 1) & (size > 0), t, 0.0)[()]
+
+
+_COMPONENTS = (
+    "embedding_s", "norm_s", "elementwise_s", "attention_proj_s", "attention_core_s", "dense_ffn_s",
+    "router_s", "moe_expert_s", "moe_dispatch_s", "moe_combine_s", "tp_all_reduce_s", "pp_send_s",
+    "lm_head_s",
+)  # fmt: skip
+
+
+@dataclass(frozen=True)
+class StepTime:
+    """Time of one prefill batch or decode step on one instance, by component (seconds).
+
+    Components are summed over every layer of every pipeline stage: ``total_s`` is the latency
+    of the step (a token passes every stage); ``stage_s`` gives each stage's own time (hand-offs
+    excluded), whose maximum bounds a pipelined instance's step rate. ``moe_rows_busiest_gpu`` is
+    R of eq. (7) for one MoE layer.
+    """
+
+    phase: str
+    model_id: str
+    gpu_id: str
+    layout: str
+    batch: int
+    tokens_per_request: int
+    context_tokens: int
+    balancedness: float
+    moe_rows_busiest_gpu: float
+    embedding_s: float
+    norm_s: float  # RMSNorms (input, post-attention, q/k and MLA latent norms, final)
+    elementwise_s: float  # rope, residual adds, activations of dense FFN and shared experts
+    attention_proj_s: float  # QKV / MLA projections and the output projection
+    attention_core_s: float
+    dense_ffn_s: float  # dense FFN layers and shared experts (GEMMs)
+    router_s: float
+    moe_expert_s: float  # routed-expert GEMMs and activation on the busiest GPU
+    moe_dispatch_s: float
+    moe_combine_s: float
+    tp_all_reduce_s: float
+    pp_send_s: float
+    lm_head_s: float
+    stage_s: tuple[float, ...]
+    total_s: float
+    factors_source: str
+
+    def components(self) -> dict[str, float]:
+        """``{component_s: seconds}`` of the breakdown (they sum to ``total_s``)."""
+        return {name: getattr(self, name) for name in _COMPONENTS}
+
+    def table(self) -> str:
+        """Human-readable breakdown in milliseconds."""
+        head = (
+            f"{self.phase} {self.model_id} on {self.gpu_id} {self.layout}: batch {self.batch}, "
+            f"{self.tokens_per_request} new / {self.context_tokens} context tokens, b = {self.balancedness:g}"
+        )
+        rows = [f"  {name[:-2]:<18}{value * 1e3:>10.3f} ms" for name, value in self.components().items() if value]
+        return "\n".join([head, *rows, f"  {'total':<18}{self.total_s * 1e3:>10.3f} ms"])
+
+    def to_dict(self) -> dict:
+        """Plain dict, floats rounded to 12 significant digits."""
+        out = asdict(self)
+        for key, value in out.items():
+            if isinstance(value, float):
+                out[key] = round_float(value)
+        out["stage_s"] = [round_float(v) for v in self.stage_s]
+        return out
+
+
+@dataclass(frozen=True)
+class _Step:
+    """Checked inputs of one step and the derived token counts."""
+
+    arch: ModelArch
+    spec: GpuSpec
+    lay: ParallelLayout
+    f: EfficiencyFactors
+    prefill: bool
+    requests_total: int
+    requests_rank: int  # requests of the busiest DP-attention group
+    new_tokens: int  # per request: isl (prefill) or 1 (decode)
+    context: int  # per request: tokens attended to at the last position
+    tokens_rank: int  # new tokens of the busiest DP-attention group
+    tokens_total: int  # new tokens of the instance (the MoE group sees all of them)
+    balancedness: float
+    slots: int
+    peak_flops_per_s: float  # GEMM peak for the model's weight dtype
+    kv_dtype_bytes: float
+
+
+def _gemm(s: _Step, m, n, k, *, groups=1, weight_bytes=None) -> float:
+    wb = s.arch.weight_bytes_per_param if weight_bytes is None else weight_bytes
+    return float(gemm_time_s(m, n, k, s.spec, s.f, groups=groups, weight_bytes=wb, flops_per_s=s.peak_flops_per_s))
+
+
+def _mem(s: _Step, op: str, m, k, n=None) -> float:
+    return float(memory_op_time_s(op, m, k, s.spec, s.f, n=n))
+
+
+def _coll(s: _Step, op: str, size_bytes, n) -> float:
+    return float(collective_time_s(op, size_bytes, n, s.spec, s.f))
+
+
+def _attention_pairs(s: _Step, window: int | None) -> float:
+    """Sum over the busiest group's requests of the (query, key) pairs attention computes."""
+    L = s.new_tokens if s.prefill else s.context
+    w = L if window is None else min(window, L)
+    if not s.prefill:
+        return float(s.requests_rank * w)
+    # positions 1..w attend to every earlier token, the later ones to the last w
+    return s.requests_rank * (w * (w + 1) / 2 + (L - w) * w)
+
+
+def _attention_block(s: _Step, window: int | None) -> dict[str, float]:
+    att, H, tp, T = s.arch.attention, s.arch.hidden_size, s.lay.tp, s.tokens_rank
+    heads = att.num_heads // tp
+    out = dict.fromkeys(_COMPONENTS, 0.0)
+    norm = 2 * _mem(s, "norm", T, H)  # input and post-attention RMSNorm
+    if att.kind == "mla":
+        nope, rope, v, lora = att.qk_nope_head_dim, att.qk_rope_head_dim, att.v_head_dim, att.kv_lora_rank
+        proj = _gemm(s, T, lora + rope, H) + _gemm(s, T, heads * (nope + v), lora)  # kv_a, kv_b (or absorbed)
+        norm += _mem(s, "norm", T, lora)
+        if att.q_lora_rank:
+            proj += _gemm(s, T, att.q_lora_rank, H) + _gemm(s, T, heads * (nope + rope), att.q_lora_rank)
+            norm += _mem(s, "norm", T, att.q_lora_rank)
+        else:
+            proj += _gemm(s, T, heads * (nope + rope), H)
+        proj += _gemm(s, T, H, heads * v)
+        rotated = (heads + 1) * rope
+        # prefill runs multi-head attention on decompressed k/v; decode attends over the latent (MQA)
+        d_qk, d_v = (nope + rope, v) if s.prefill else (lora + rope, lora)
+    else:
+        d, kv_heads = att.head_dim, max(1, att.num_kv_heads // min(tp, att.num_kv_heads))
+        proj = _gemm(s, T, (heads + 2 * kv_heads) * d, H) + _gemm(s, T, H, heads * d)
+        rotated = (heads + kv_heads) * d
+        if att.qk_norm == "per_head":
+            norm += _mem(s, "norm", T * (heads + kv_heads), d)
+        elif att.qk_norm == "full":
+            norm += _mem(s, "norm", T, rotated)
+        d_qk = d_v = d
+    pairs = _attention_pairs(s, window)
+    flops = 2.0 * heads * (d_qk + d_v) * pairs
+    if s.prefill:
+        hbm = T * heads * 2 * (d_qk + d_v) * _ACT_BYTES  # q, k, v in; o out
+    else:
+        hbm = pairs * _kv_elements_per_layer(att, tp) * s.kv_dtype_bytes + T * heads * (d_qk + d_v) * _ACT_BYTES
+    out["attention_proj_s"] = proj
+    out["attention_core_s"] = float(attention_time_s(flops, hbm, s.spec, s.f))
+    out["norm_s"] = norm
+    out["elementwise_s"] = _mem(s, "rope", T, rotated) + 2 * _mem(s, "add", T, H)  # two residual adds
+    out["tp_all_reduce_s"] = _coll(s, "all_reduce", T * H * _ACT_BYTES, tp)
+    return out
+
+
+def _dense_ffn(s: _Step, width: int) -> tuple[float, float]:
+    """(GEMMs, activation) of a gated FFN of ``width`` split over tp: a dense layer or shared experts."""
+    T, H, inner = s.tokens_rank, s.arch.hidden_size, width // s.lay.tp
+    return _gemm(s, T, 2 * inner, H) + _gemm(s, T, H, inner), _mem(s, "act", T, inner)
+
+
+def _ffn_block(s: _Step, moe: bool) -> dict[str, float]:
+    arch, lay, T, H = s.arch, s.lay, s.tokens_rank, s.arch.hidden_size
+    out = dict.fromkeys(_COMPONENTS, 0.0)
+    if not moe:
+        out["dense_ffn_s"], out["elementwise_s"] = _dense_ffn(s, arch.dense_intermediate_size)
+        out["tp_all_reduce_s"] = _coll(s, "all_reduce", T * H * _ACT_BYTES, lay.tp)
+        return out
+    shared = arch.shared_expert_intermediate_size
+    out["router_s"] = _gemm(s, T, arch.num_routed_experts, H, weight_bytes=_ACT_BYTES)  # router kept in BF16
+    if shared:
+        out["dense_ffn_s"], out["elementwise_s"] = _dense_ffn(s, shared)
+    # (7): rows on the busiest GPU and the slots they touch (uniform routing within the GPU)
+    rows = _moe_rows_busiest_gpu(s)
+    active = s.slots * -math.expm1(-rows / s.slots)
+    inner = arch.moe_intermediate_size // lay.moe_tp
+    out["moe_expert_s"] = (
+        _gemm(s, rows, 2 * inner, H, groups=active)
+        + _mem(s, "act", rows, inner)
+        + _gemm(s, rows, H, inner, groups=active)
+    )
+    if lay.ep > 1:
+        a2a = _coll(s, "all_to_all", rows * H * _ACT_BYTES, lay.tp * lay.dp)
+        out["moe_dispatch_s"] = out["moe_combine_s"] = a2a
+        if shared:  # the shared expert's row-parallel output
+            out["tp_all_reduce_s"] += _coll(s, "all_reduce", T * H * _ACT_BYTES, lay.tp)
+        # expert halves on moe_tp ranks: sum each token's outputs (top-k summed locally first)
+        out["tp_all_reduce_s"] += _coll(s, "all_reduce", rows / arch.top_k * H * _ACT_BYTES, lay.moe_tp)
+    else:  # every rank holds a 1/moe_tp slice of every expert: one reduction of routed + shared output
+        out["tp_all_reduce_s"] += _coll(s, "all_reduce", s.tokens_total * H * _ACT_BYTES, lay.moe_tp)
+    return out
+
+
+def _moe_rows_busiest_gpu(s: _Step) -> float:
+    """R of eq. (7); without EP every GPU sees every token, so balancedness does not apply."""
+    b = s.balancedness if s.lay.ep > 1 else 1.0
+    return s.tokens_total * s.arch.top_k / (s.lay.ep * b)
+
+
+def _step_time(s: _Step) -> StepTime:
+    arch, lay, H = s.arch, s.lay, s.arch.hidden_size
+    moe_layers = set(arch.moe_layers)
+    per_kind: dict[tuple, dict[str, float]] = {}  # (is MoE, window) -> one layer's components
+    ranges = lay.stage_layer_ranges(arch.num_hidden_layers)
+    stages = []
+    for index, layers in enumerate(ranges):
+        part = dict.fromkeys(_COMPONENTS, 0.0)
+        for layer in layers:
+            kind = (layer in moe_layers, arch.attention.window_tokens(layer))
+            if kind not in per_kind:
+                a, b = _attention_block(s, kind[1]), _ffn_block(s, kind[0])
+                per_kind[kind] = {c: a[c] + b[c] for c in _COMPONENTS}
+            for c, value in per_kind[kind].items():
+                part[c] += value
+        if index == 0:  # vocab-parallel embedding: a lookup, then an all-reduce over tp
+            part["embedding_s"] += _mem(s, "embedding", s.tokens_rank, H)
+            part["tp_all_reduce_s"] += _coll(s, "all_reduce", s.tokens_rank * H * _ACT_BYTES, lay.tp)
+        if index == len(ranges) - 1:  # final norm; logits of one position per request, lm_head in BF16
+            part["norm_s"] += _mem(s, "norm", s.tokens_rank, H)
+            vocab_rows = -(-arch.vocab_size // lay.tp)
+            part["lm_head_s"] += float(
+                gemm_time_s(s.requests_rank, vocab_rows, H, s.spec, s.f, weight_bytes=_ACT_BYTES)
+            )
+        stages.append(part)
+    # vLLM hands the next stage its hidden states and residual (IntermediateTensors)
+    handoff_bytes = 2 * s.tokens_rank * H * _ACT_BYTES
+    per_node = 2 if lay.num_gpus <= s.spec.gpus_per_node else 1
+    send = float(collective_time_s("send_recv", handoff_bytes, 2, s.spec, s.f, devices_per_node=per_node))
+    totals = {c: sum(p[c] for p in stages) for c in _COMPONENTS}
+    totals["pp_send_s"] = (lay.pp - 1) * send
+    return StepTime(
+        phase="prefill" if s.prefill else "decode",
+        model_id=arch.id,
+        gpu_id=s.spec.id,
+        layout=lay.label,
+        batch=s.requests_total,
+        tokens_per_request=s.new_tokens,
+        context_tokens=s.context,
+        balancedness=s.balancedness,
+        moe_rows_busiest_gpu=_moe_rows_busiest_gpu(s) if moe_layers else 0.0,
+        **totals,
+        stage_s=tuple(sum(p.values()) for p in stages),
+        total_s=sum(totals.values()),
+        factors_source=s.f.source,
+    )
+
+
+def _prepare(model, gpu, layout, batch, new_tokens, context, prefill, *, balancedness, expert_slots_per_gpu,
+             factors, kv_dtype_bytes) -> _Step:  # fmt: skip
+    arch = model if isinstance(model, ModelArch) else get_model(model)
+    spec = gpu if isinstance(gpu, GpuSpec) else get_gpu(gpu)
+    lay = layout if isinstance(layout, ParallelLayout) else ParallelLayout.parse(layout)
+    lay.validate(arch, expert_slots_per_gpu=expert_slots_per_gpu)
+    _check_number("batch", batch, low=1, integer=True)
+    _check_number("isl" if prefill else "context_len", context, low=1, integer=True)
+    _check_number("balancedness", balancedness, low=_POSITIVE, high=1.0)
+    _check_number("kv_dtype_bytes", kv_dtype_bytes, low=_POSITIVE)
+    f = _factors(factors)
+    slots = math.ceil(arch.num_routed_experts / lay.ep) if expert_slots_per_gpu is None else int(expert_slots_per_gpu)
+    fp8 = arch.weight_bytes_per_param <= 1 and spec.fp8_flops_per_s
+    requests_rank = -(-int(batch) // lay.dp)
+    return _Step(
+        arch=arch,
+        spec=spec,
+        lay=lay,
+        f=f,
+        prefill=prefill,
+        requests_total=int(batch),
+        requests_rank=requests_rank,
+        new_tokens=int(new_tokens),
+        context=int(context),
+        tokens_rank=requests_rank * int(new_tokens),
+        tokens_total=int(batch) * int(new_tokens),
+        balancedness=float(balancedness),
+        slots=slots,
+        peak_flops_per_s=spec.fp8_flops_per_s if fp8 else spec.bf16_flops_per_s,
+        kv_dtype_bytes=float(kv_dtype_bytes),
+    )
+
+
+def prefill_time_s(
+    model: ModelArch | str,
+    gpu: GpuSpec | str,
+    layout: ParallelLayout | str,
+    batch: int,
+    isl: int,
+    *,
+    balancedness: float = 1.0,
+    expert_slots_per_gpu: int | None = None,
+    factors: EfficiencyFactors | None = None,
+    kv_dtype_bytes: float = 2,
+) -> StepTime:
+    """Time to prefill ``batch`` prompts of ``isl`` tokens on one instance (eqs. 1-8).
+
+    Parameters
+    ----------
+    model, gpu : profiles or their names.
+    layout : a :class:`ParallelLayout` or its label; requests are spread over the ``dp``
+        DP-attention groups (the busiest holds ``ceil(batch / dp)``), the MoE sees all tokens.
+    batch : requests in the batch.
+    isl : prompt tokens per request (no prefix cache, no chunking).
+    balancedness : b = mean / max GPU load of the MoE layers, from a replica plan (1 = perfect);
+        the busiest GPU gets ``batch x isl x top_k / (ep x b)`` rows.
+    expert_slots_per_gpu : routed-expert slots per GPU (a replica plan's); default ``ceil(E / ep)``.
+    factors : efficiency factors; default :data:`DEFAULT_FACTORS` (uncalibrated). Pass
+        ``planner.perf.calibration.calibrated_factors(gpu)`` for a GPU with measured tables.
+    kv_dtype_bytes : bytes per KV-cache element (used by decode; kept for a symmetric signature).
+
+    Returns
+    -------
+    StepTime
+        Breakdown by component; ``total_s`` is the time to first token without queueing.
+
+    Raises
+    ------
+    InputError
+        Bad layout for the model, or an out-of-range argument.
+
+    Examples
+    --------
+    >>> t = prefill_time_s("deepseek-v3", "h200", "tp1pp1dp8ep8", 8, 4096, balancedness=0.8)
+    >>> round(t.moe_rows_busiest_gpu), t.attention_core_s > 0
+    (40960, True)
+    """
+    s = _prepare(model, gpu, layout, batch, isl, isl, True, balancedness=balancedness,
+                 expert_slots_per_gpu=expert_slots_per_gpu, factors=factors, kv_dtype_bytes=kv_dtype_bytes)  # fmt: skip
+    return _step_time(s)
+
+
+def decode_step_time_s(
+    model: ModelArch | str,
+    gpu: GpuSpec | str,
+    layout: ParallelLayout | str,
+    batch: int,
+    context_len: int,
+    *,
+    balancedness: float = 1.0,
+    expert_slots_per_gpu: int | None = None,
+    factors: EfficiencyFactors | None = None,
+    kv_dtype_bytes: float = 2,
+) -> StepTime:
+    """Time of one decode step: ``batch`` sequences each add one token after ``context_len``.
+
+    Parameters are those of :func:`prefill_time_s`; ``context_len`` is the KV-cache tokens every
+    sequence attends to (prompt + generated so far), ``kv_dtype_bytes`` the bytes of one cached
+    element (2 BF16, 1 FP8). ``total_s`` is one token's latency through every stage (TPOT
+    without queueing); a pipelined instance steps every ``max(stage_s)``.
+
+    Examples
+    --------
+    >>> short = decode_step_time_s("qwen3-30b-a3b", "h100", "tp1pp1dp1ep1", 32, 1024)
+    >>> long = decode_step_time_s("qwen3-30b-a3b", "h100", "tp1pp1dp1ep1", 32, 8192)
+    >>> long.attention_core_s > short.attention_core_s, long.moe_expert_s == short.moe_expert_s
+    (True, True)
+    """
+    s = _prepare(model, gpu, layout, batch, 1, context_len, False, balancedness=balancedness,
+                 expert_slots_per_gpu=expert_slots_per_gpu, factors=factors, kv_dtype_bytes=kv_dtype_bytes)  # fmt: skip
+    return _step_time(s)
