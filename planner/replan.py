@@ -31,7 +31,7 @@ from solvers.migration import copies_to_move, relabel_gpus
 from solvers.replay import replay_balancedness
 from solvers.stepaware import plan_stepaware
 
-__all__ = ["ReplanPolicy", "ReplanResult", "simulate_replanning", "recommend_policy", "replan_table"]
+__all__ = ["ReplanPolicy", "ReplanResult", "simulate_replanning", "recommend_policy", "replan_table", "plot_replanning"]
 
 
 @dataclass(frozen=True)
@@ -181,3 +181,35 @@ def replan_table(results: list[ReplanResult], recommended: ReplanResult | None =
             f"{r.plan_seconds:.1f}",
         ])
     return format_table(["policy", "window_steps", "replans", "mean_b", "worst_step_b", "moved_GB", "wall_s"], rows)
+
+
+def plot_replanning(results: list[ReplanResult], path, *, first_step: int = 0, title: str = "") -> None:
+    """Balancedness over time for each policy, re-plans marked, as a PNG (needs matplotlib)."""
+    try:
+        import matplotlib
+
+        matplotlib.use("Agg")
+        import matplotlib.pyplot as plt
+    except ImportError:
+        raise InputError("plot: needs matplotlib (pip install 'moeplan[plot]')") from None
+    import io
+
+    from planner.fileio import atomic_write_bytes
+
+    fig, ax = plt.subplots(figsize=(7.2, 4.0), dpi=110)
+    for r in results:
+        steps = first_step + np.arange(r.balancedness_per_step.size)
+        line, = ax.plot(steps, r.balancedness_per_step, lw=1.0,
+                        label=f"{r.policy.label}: mean {r.mean_b:.3f}, {r.bytes_moved / 1e9:.0f} GB moved")
+        marks = [t for t in r.replan_steps[1:]]
+        if marks:
+            ax.plot(marks, r.balancedness_per_step[np.asarray(marks) - first_step], "|", ms=8, color=line.get_color())
+    ax.set_xlabel("step")
+    ax.set_ylabel("replayed balancedness (mean over layers)")
+    ax.set_title(title or "re-planning policies (| = re-plan)", fontsize=10)
+    ax.legend(fontsize=7, loc="lower left")
+    fig.tight_layout()
+    buf = io.BytesIO()
+    fig.savefig(buf, format="png", metadata={"Software": None})
+    plt.close(fig)
+    atomic_write_bytes(path, buf.getvalue())

@@ -201,10 +201,14 @@ def test_auto_budget_with_plot(tmp_path):
 def test_replan_command(tmp_path):
     trace = tmp_path / "t.npz"
     run("synth", "-o", trace, "--steps", 60, "--layers", 3, "--experts", 64, "--first-layer", 0)
-    res = run("replan", trace, "-m", "olmoe-1b-7b", "-d", 8, "--every", "5,50", "--thresholds", "0.9", "--window", 20, "--json")
+    png = tmp_path / "replan.png"
+    res = run("replan", trace, "-m", "olmoe-1b-7b", "-d", 8, "--every", "5,50", "--thresholds", "0.9", "--window", 20,
+              "--plot", png, "--json")
     assert res.exit_code == 0, res.output
     data = json.loads(res.stdout)
     assert {p["policy"] for p in data["policies"]} == {"every 5", "every 50", "b < 0.9"}
     assert data["recommended"] in {p["policy"] for p in data["policies"]}
+    assert all(len(p["balancedness_per_step"]) == 40 for p in data["policies"])
+    assert png.read_bytes()[:4] == b"\x89PNG"
     res = run("replan", trace, "-m", "olmoe-1b-7b", "-d", 8, "--every", "x")
     assert res.exit_code == 2 and "every" in res.stderr

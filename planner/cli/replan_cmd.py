@@ -34,6 +34,7 @@ def replan(
     algorithm: Annotated[str, typer.Option("--algorithm", help="stepaware or eplb.")] = "stepaware",
     tolerance_b: Annotated[float, typer.Option("--tolerance-b", help="Recommend the cheapest policy within this much b of the best.")] = 0.005,
     sample_steps: Annotated[Optional[int], typer.Option("--sample-steps", help="Steps each re-plan samples from its window.")] = 50,
+    plot: Annotated[Optional[Path], typer.Option("--plot", help="Write balancedness over time per policy as a PNG.")] = None,
     json_out: JsonOpt = False,
 ) -> None:
     """Simulate re-planning policies on a trace with drift: b over time, weights moved, a recommendation."""
@@ -55,6 +56,10 @@ def replan(
     results = simulate_replanning(data, model, policies, num_gpus=gpus, num_nodes=nodes, redundant_slots=redundant,
                                   algorithm=algorithm, sample_steps=sample_steps, progress=progress)
     best = recommend_policy(results, tolerance_b=tolerance_b)
+    if plot is not None:
+        from planner.replan import plot_replanning
+
+        plot_replanning(results, plot, first_step=results[0].replan_steps[0], title=f"{model} on {gpus} GPUs: re-planning")
     human = (
         replan_table(results, best)
         + f"\nrecommended (*): {best.policy.label}, window {best.policy.window_steps} steps: mean b {best.mean_b:.4f}, "
