@@ -169,17 +169,17 @@ def predict_time_ms(table: OpTable, gpu: GpuSpec | str, factors: EfficiencyFacto
     out = np.full(len(table), np.nan)
     gemm = np.isin(table.op, GEMM_OPS)
     if gemm.any():
-        out[gemm] = gemm_time_s(table.m[gemm], table.n[gemm], table.k[gemm], spec, factors)
+        out[gemm] = gemm_time_s(table.m[gemm], table.n[gemm], table.k[gemm], spec, factors=factors)
     for op in MEMORY_OPS:
         rows = table.op == op
         if rows.any():
             n = table.n[rows] if op == "act" else None
-            out[rows] = memory_op_time_s(op, table.m[rows], table.k[rows], spec, factors, n=n)
+            out[rows] = memory_op_time_s(op, table.m[rows], table.k[rows], spec, factors=factors, n=n)
     for op in COLLECTIVE_OPS:
         rows = table.op == op
         if rows.any():
             out[rows] = collective_time_s(
-                op, table.size_bytes[rows], table.num_workers[rows], spec, factors,
+                op, table.size_bytes[rows], table.num_workers[rows], spec, factors=factors,
                 devices_per_node=table.devices_per_node[rows],
             )  # fmt: skip
     return out * 1e3
@@ -200,12 +200,14 @@ def evaluate(tables, factors: EfficiencyFactors, *, gpu=None, min_tokens: int = 
     tables : OpTable, ComputeTable, NetworkTable or a sequence of them (one GPU).
     factors : the factors to check.
     gpu : the GPU spec; default the tables' device.
-    min_tokens : compute rows with fewer tokens are left out (collectives are all kept).
+    min_tokens : compute rows with fewer tokens (``num_tokens``, else ``m``) are left out;
+        collectives are all kept.
     fitted_on, label : descriptions written into the report.
     """
     table = _as_op_table(tables)
     spec = _gpu_for(table, gpu)
-    keep = np.isin(table.op, COLLECTIVE_OPS) | (table.num_tokens >= min_tokens)
+    tokens = np.where(table.num_tokens > 0, table.num_tokens, table.m)  # a user table may leave num_tokens empty
+    keep = np.isin(table.op, COLLECTIVE_OPS) | (tokens >= min_tokens)
     table = table.select(keep)
     rel = np.abs(predict_time_ms(table, spec, factors) / table.time_ms - 1.0)
     family = _family(table)

@@ -16,6 +16,7 @@ letter is a field of :class:`EfficiencyFactors`)::
             t = max(F_a / (P_bf16 e_attn), B_a / (W eta_attn)) + tau_attn
             prefill  F_a = 2 h_r (d_qk + d_v) sum_req sum_{i=1..L} min(i, w)   (causal; ~L^2 / 2)
             decode   F_a = 2 h_r (d_qk + d_v) sum_req min(c, w),   B_a = sum_req min(c, w) kv_r b_kv
+            (B_a also counts q and o, the new tokens' KV written and, in prefill, the fresh k and v)
     (4) ring all-reduce of S bytes over n GPUs:   t = alpha + 2 (n - 1) / n * S / (beta lambda)
     (5) all-to-all, S bytes into the busiest GPU:  t = alpha + (n - 1) / n * S / (beta lambda)
         (spanning nodes: the larger of the NVLink share and the NIC share)
@@ -191,13 +192,17 @@ def _factors(factors: EfficiencyFactors | None) -> EfficiencyFactors:
     return factors
 
 
-def gemm_time_s(m, n, k, gpu: GpuSpec, factors=None, *, groups=1, weight_bytes=2.0, flops_per_s=None):
+def _gpu(gpu: GpuSpec | str) -> GpuSpec:
+    return gpu if isinstance(gpu, GpuSpec) else get_gpu(gpu)
+
+
+def gemm_time_s(m, n, k, gpu: GpuSpec | str, *, factors=None, groups=1, weight_bytes=2.0, flops_per_s=None):
     """Eq. (1): time of ``(m x k) @ (k x n)`` summed over ``groups`` weight matrices (vectorised).
 
     ``m`` rows in total (split evenly over the groups), ``weight_bytes`` per weight element,
     ``flops_per_s`` the peak (default the GPU's dense BF16). Returns seconds (float or array).
     """
-    f = _factors(factors).gemm
+    f, gpu = _factors(factors).gemm, _gpu(gpu)
     m, n, k, groups = (np.asarray(x, dtype=np.float64) for x in (m, n, k, groups))
     peak = gpu.bf16_flops_per_s if flops_per_s is None else flops_per_s
     rows = m / np.maximum(groups, 1.0)
@@ -210,7 +215,7 @@ def gemm_time_s(m, n, k, gpu: GpuSpec, factors=None, *, groups=1, weight_bytes=2
     return np.where(m > 0, t, 0.0)[()]
 
 
-def memory_op_time_s(op: str, m, k, gpu: GpuSpec, factors=None, *, n=None):
+def memory_op_time_s(op: str, m, k, gpu: GpuSpec | str, *, factors=None, n=None):
     """Eq. (2): time of a memory-bound op on ``m`` rows of ``k`` elements (vectorised).
 
     ``op`` is ``norm``, ``add``, ``act``, ``rope`` or ``embedding``; for ``act`` ``n`` is the input
@@ -218,7 +223,7 @@ def memory_op_time_s(op: str, m, k, gpu: GpuSpec, factors=None, *, n=None):
     """
     if op not in _MEMORY_OPS:
         raise InputError(f"unknown memory op {op!r}; known: {', '.join(_MEMORY_OPS)}")
-    f = getattr(_factors(factors), op)
+    f, gpu = getattr(_factors(factors), op), _gpu(gpu)
     m, k = np.asarray(m, dtype=np.float64), np.asarray(k, dtype=np.float64)
     n = 2.0 * k if n is None else np.asarray(n, dtype=np.float64)
     # elements read + written per row: rope rotates q and k in place, add reads two inputs
@@ -229,16 +234,17 @@ def memory_op_time_s(op: str, m, k, gpu: GpuSpec, factors=None, *, n=None):
     return np.where(m > 0, t + f.overhead_s, 0.0)[()]
 
 
-def attention_time_s(flops, hbm_bytes, gpu: GpuSpec, factors=None):
+def attention_time_s(flops, hbm_bytes, gpu: GpuSpec | str, *, factors=None):
     """Eq. (3): attention-core time from its FLOPs and HBM bytes (vectorised)."""
-    f = _factors(factors).attention
+    f, gpu = _factors(factors).attention, _gpu(gpu)
     flops, hbm_bytes = np.asarray(flops, dtype=np.float64), np.asarray(hbm_bytes, dtype=np.float64)
     compute = flops / (gpu.bf16_flops_per_s * f.flops_fraction)
     t = np.maximum(compute, hbm_bytes / (gpu.hbm_bytes_per_s * f.hbm_fraction))
     return np.where(flops + hbm_bytes > 0, t + f.overhead_s, 0.0)[()]
 
 
-def collective_time_s(op: str, size_bytes, num_workers, gpu: GpuSpec, factors=None, *, devices_per_node=None):
+def collective_time_s(op: str, size_bytes, num_workers, gpu: GpuSpec | str, *, factors=None,
+                      devices_per_node=None):  # fmt: skip
     """Eqs. (4)-(6): time of ``all_reduce``, ``all_to_all`` or ``send_recv`` (vectorised).
 
     ``size_bytes``: the buffer per GPU (all-reduce), the bytes the busiest GPU receives
@@ -248,7 +254,7 @@ def collective_time_s(op: str, size_bytes, num_workers, gpu: GpuSpec, factors=No
     """
     if op not in ("all_reduce", "all_to_all", "send_recv"):
         raise InputError(f"unknown collective {op!r}; known: all_reduce, all_to_all, send_recv")
-    f = _factors(factors)
+    f, gpu = _factors(factors), _gpu(gpu)
     size, n = np.asarray(size_bytes, dtype=np.float64), np.asarray(num_workers, dtype=np.float64)
     g = np.minimum(n, gpu.gpus_per_node) if devices_per_node is None else np.asarray(devices_per_node, np.float64)
     near, far = (f.all_reduce_intra, f.all_reduce_inter) if op == "all_reduce" else (f.p2p_intra, f.p2p_inter)
@@ -355,15 +361,16 @@ class _Step:
 
 def _gemm(s: _Step, m, n, k, *, groups=1, weight_bytes=None) -> float:
     wb = s.arch.weight_bytes_per_param if weight_bytes is None else weight_bytes
-    return float(gemm_time_s(m, n, k, s.spec, s.f, groups=groups, weight_bytes=wb, flops_per_s=s.peak_flops_per_s))
+    t = gemm_time_s(m, n, k, s.spec, factors=s.f, groups=groups, weight_bytes=wb, flops_per_s=s.peak_flops_per_s)
+    return float(t)
 
 
 def _mem(s: _Step, op: str, m, k, n=None) -> float:
-    return float(memory_op_time_s(op, m, k, s.spec, s.f, n=n))
+    return float(memory_op_time_s(op, m, k, s.spec, factors=s.f, n=n))
 
 
 def _coll(s: _Step, op: str, size_bytes, n) -> float:
-    return float(collective_time_s(op, size_bytes, n, s.spec, s.f))
+    return float(collective_time_s(op, size_bytes, n, s.spec, factors=s.f))
 
 
 def _attention_pairs(s: _Step, window: int | None) -> float:
@@ -394,6 +401,7 @@ def _attention_block(s: _Step, window: int | None) -> dict[str, float]:
         rotated = (heads + 1) * rope
         # prefill runs multi-head attention on decompressed k/v; decode attends over the latent (MQA)
         d_qk, d_v = (nope + rope, v) if s.prefill else (lora + rope, lora)
+        kv_heads = heads
     else:
         d, kv_heads = att.head_dim, max(1, att.num_kv_heads // min(tp, att.num_kv_heads))
         proj = _gemm(s, T, (heads + 2 * kv_heads) * d, H) + _gemm(s, T, H, heads * d)
@@ -405,12 +413,12 @@ def _attention_block(s: _Step, window: int | None) -> dict[str, float]:
         d_qk = d_v = d
     pairs = _attention_pairs(s, window)
     flops = 2.0 * heads * (d_qk + d_v) * pairs
-    if s.prefill:
-        hbm = T * heads * 2 * (d_qk + d_v) * _ACT_BYTES  # q, k, v in; o out
-    else:
-        hbm = pairs * _kv_elements_per_layer(att, tp) * s.kv_dtype_bytes + T * heads * (d_qk + d_v) * _ACT_BYTES
+    kv_bytes = _kv_elements_per_layer(att, tp) * s.kv_dtype_bytes  # per cached token on this rank
+    hbm = T * heads * (d_qk + d_v) * _ACT_BYTES + T * kv_bytes  # q in, o out; new tokens' KV written
+    # prefill reads the fresh k and v once per query (flash tiles stay on chip), decode the cache
+    hbm += T * kv_heads * (d_qk + d_v) * _ACT_BYTES if s.prefill else pairs * kv_bytes
     out["attention_proj_s"] = proj
-    out["attention_core_s"] = float(attention_time_s(flops, hbm, s.spec, s.f))
+    out["attention_core_s"] = float(attention_time_s(flops, hbm, s.spec, factors=s.f))
     out["norm_s"] = norm
     out["elementwise_s"] = _mem(s, "rope", T, rotated) + 2 * _mem(s, "add", T, H)  # two residual adds
     out["tp_all_reduce_s"] = _coll(s, "all_reduce", T * H * _ACT_BYTES, tp)
@@ -448,7 +456,7 @@ def _ffn_block(s: _Step, moe: bool) -> dict[str, float]:
         out["moe_dispatch_s"] = out["moe_combine_s"] = a2a
         if shared:  # the shared expert's row-parallel output
             out["tp_all_reduce_s"] += _coll(s, "all_reduce", T * H * _ACT_BYTES, lay.tp)
-        # expert halves on moe_tp ranks: sum each token's outputs (top-k summed locally first)
+        # experts split over moe_tp ranks: sum the partial outputs (top-k summed locally first)
         out["tp_all_reduce_s"] += _coll(s, "all_reduce", rows / arch.top_k * H * _ACT_BYTES, lay.moe_tp)
     else:  # every rank holds a 1/moe_tp slice of every expert: one reduction of routed + shared output
         out["tp_all_reduce_s"] += _coll(s, "all_reduce", s.tokens_total * H * _ACT_BYTES, lay.moe_tp)
@@ -483,13 +491,13 @@ def _step_time(s: _Step) -> StepTime:
             part["norm_s"] += _mem(s, "norm", s.tokens_rank, H)
             vocab_rows = -(-arch.vocab_size // lay.tp)
             part["lm_head_s"] += float(
-                gemm_time_s(s.requests_rank, vocab_rows, H, s.spec, s.f, weight_bytes=_ACT_BYTES)
+                gemm_time_s(s.requests_rank, vocab_rows, H, s.spec, factors=s.f, weight_bytes=_ACT_BYTES)
             )
         stages.append(part)
     # vLLM hands the next stage its hidden states and residual (IntermediateTensors)
     handoff_bytes = 2 * s.tokens_rank * H * _ACT_BYTES
     per_node = 2 if lay.num_gpus <= s.spec.gpus_per_node else 1
-    send = float(collective_time_s("send_recv", handoff_bytes, 2, s.spec, s.f, devices_per_node=per_node))
+    send = float(collective_time_s("send_recv", handoff_bytes, 2, s.spec, factors=s.f, devices_per_node=per_node))
     totals = {c: sum(p[c] for p in stages) for c in _COMPONENTS}
     totals["pp_send_s"] = (lay.pp - 1) * send
     return StepTime(
@@ -568,7 +576,7 @@ def prefill_time_s(
     expert_slots_per_gpu : routed-expert slots per GPU (a replica plan's); default ``ceil(E / ep)``.
     factors : efficiency factors; default :data:`DEFAULT_FACTORS` (uncalibrated). Pass
         ``planner.perf.calibration.calibrated_factors(gpu)`` for a GPU with measured tables.
-    kv_dtype_bytes : bytes per KV-cache element (used by decode; kept for a symmetric signature).
+    kv_dtype_bytes : bytes per KV-cache element (2 BF16, 1 FP8): the cache the prefill writes.
 
     Returns
     -------

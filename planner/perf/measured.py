@@ -336,6 +336,15 @@ def _find(kind: str, gpu: str, what: str) -> str:
     raise ProfileNotFound(f"no measured {kind} table for GPU {gpu!r} and {what!r}; shipped: {known}")
 
 
+def _frozen(table):
+    """Make the arrays of a cached table read-only, so no caller can change what others see."""
+    for f in fields(table):
+        value = getattr(table, f.name)
+        if isinstance(value, np.ndarray):
+            value.flags.writeable = False
+    return table
+
+
 def _read_rows(kind: str, name: str) -> list[dict[str, str]]:
     text = _measured_dir(kind).joinpath(name).read_text(encoding="utf-8")
     return list(csv.DictReader(io.StringIO(text)))
@@ -343,7 +352,7 @@ def _read_rows(kind: str, name: str) -> list[dict[str, str]]:
 
 @functools.cache
 def load_compute_table(gpu: str, model_name: str) -> ComputeTable:
-    """A shipped Vidur compute table as a tidy :class:`ComputeTable` (cached; do not mutate).
+    """A shipped Vidur compute table as a tidy :class:`ComputeTable` (cached, read-only arrays).
 
     Parameters
     ----------
@@ -362,7 +371,7 @@ def load_compute_table(gpu: str, model_name: str) -> ComputeTable:
     first = rows[0]
     ops = list(_VIDUR_OPS)
     count = len(rows)
-    return ComputeTable(
+    return _frozen(ComputeTable(
         gpu=gpu_id,
         model_name=model,
         n_head=int(first["n_head"]),
@@ -375,12 +384,12 @@ def load_compute_table(gpu: str, model_name: str) -> ComputeTable:
         num_tokens=np.tile(np.array([int(r["num_tokens"]) for r in rows], dtype=np.int64), len(ops)),
         tp=np.tile(np.array([int(r["num_tensor_parallel_workers"]) for r in rows], dtype=np.int64), len(ops)),
         time_ms=np.array([float(r[f"time_stats.{op}.median"]) for op in ops for r in rows]),
-    )
+    ))
 
 
 @functools.cache
 def load_network_table(gpu: str, collective: str) -> NetworkTable:
-    """A shipped Vidur collective table as a tidy :class:`NetworkTable` (cached; do not mutate).
+    """A shipped Vidur collective table as a tidy :class:`NetworkTable` (cached, read-only arrays).
 
     Parameters
     ----------
@@ -401,14 +410,14 @@ def load_network_table(gpu: str, collective: str) -> NetworkTable:
     name = _find("network", gpu, collective)
     rows = _read_rows("network", name)
     gpu_id, what = next((g, w) for (g, w), n in _index("network").items() if n == name)
-    return NetworkTable(
+    return _frozen(NetworkTable(
         gpu=gpu_id,
         collective=what,
         num_workers=np.array([int(r["num_workers"]) for r in rows], dtype=np.int64),
         devices_per_node=np.array([int(r["devices_per_node"]) for r in rows], dtype=np.int64),
         size_bytes=np.array([int(r["size"]) for r in rows], dtype=np.int64),  # Vidur writes bytes
         time_ms=np.array([float(r[f"time_stats.{what}.median"]) for r in rows]),
-    )
+    ))
 
 
 def _cell_int(value: str, column: str, where: str) -> int:
