@@ -21,6 +21,7 @@ __all__ = [
     "read_plan",
     "write_plan",
     "Plan",
+    "estimate",
 ]
 
 
@@ -49,6 +50,10 @@ def __getattr__(name):  # lazy: `import planner` stays cheap and free of import 
         from planner.plans import io
 
         return getattr(io, name)
+    if name == "estimate":
+        from planner.estimate import estimate
+
+        return estimate
     if name == "Plan":
         from planner.plans.schema import Plan
 

@@ -1,0 +1,48 @@
+"""`moeplan estimate`: one configuration -> TTFT, TPOT, throughput and memory, with the breakdown."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Annotated, Optional
+
+import typer
+
+from planner.cli._output import emit, handle_errors
+
+JsonOpt = Annotated[bool, typer.Option("--json", help="Print the result as JSON on stdout.")]
+
+
+@handle_errors
+def estimate(
+    model: Annotated[str, typer.Option("--model", "-m", help="Model id, Hugging Face name, profile YAML or config.json.")],
+    gpu: Annotated[str, typer.Option("--gpu", "-g", help="GPU id or vendor name, or a GPU profile YAML.")],
+    batch: Annotated[int, typer.Option("--batch", "-b", help="Requests per DP-attention rank, prefilled and decoded as one static batch.")],
+    isl: Annotated[int, typer.Option("--isl", help="Prompt (input) tokens per request.")],
+    osl: Annotated[int, typer.Option("--osl", help="Output tokens per request (at least 2).")],
+    tp: Annotated[int, typer.Option("--tp", help="Attention tensor-parallel ranks.")] = 1,
+    pp: Annotated[int, typer.Option("--pp", help="Pipeline stages.")] = 1,
+    dp: Annotated[int, typer.Option("--dp", help="Attention data-parallel ranks (DP-attention groups).")] = 1,
+    ep: Annotated[Optional[int], typer.Option("--ep", help="Expert-parallel ranks; default tp x dp.")] = None,
+    moe_tp: Annotated[int, typer.Option("--moe-tp", help="Tensor-parallel ranks inside each expert; ep x moe-tp must equal tp x dp.")] = 1,
+    replicas: Annotated[Optional[Path], typer.Option("--replicas", help="Replica plan (from `moeplan replicas -o`): its slots per GPU and replayed balancedness.")] = None,
+    uncalibrated: Annotated[bool, typer.Option("--uncalibrated", help="Use the default efficiency factors even where measured tables exist.")] = False,
+    kv_dtype_bytes: Annotated[float, typer.Option("--kv-dtype-bytes", help="Bytes per KV-cache element: 2 for BF16, 1 for FP8.")] = 2,
+    memory_utilization: Annotated[float, typer.Option("--memory-utilization", help="Share of GPU memory the engine may use.")] = 0.9,
+    max_batch_tokens: Annotated[int, typer.Option("--max-batch-tokens", help="Tokens per forward step the engine reserves activations for, over the instance.")] = 8192,
+    json_out: JsonOpt = False,
+) -> None:
+    """Estimate TTFT, TPOT, tokens/s per GPU and per user, and memory per GPU of one static batch."""
+    from planner.estimate import estimate as run_estimate
+    from planner.plans.io import read_plan
+
+    plan = read_plan(replicas) if replicas is not None else None
+    result = run_estimate(
+        model, gpu, tp=tp, pp=pp, dp=dp, ep=ep, moe_tp=moe_tp, batch=batch, isl=isl, osl=osl, replica_plan=plan,
+        calibrated=not uncalibrated, kv_dtype_bytes=kv_dtype_bytes, memory_utilization=memory_utilization,
+        max_batch_tokens=max_batch_tokens,
+    )  # fmt: skip
+    emit(result.to_dict(), result.table(), json_out)
+
+
+def register(app: typer.Typer) -> None:
+    app.command("estimate")(estimate)
