@@ -1,0 +1,549 @@
+r"""Expert-parallel workers that serve a stack of MoE layers with the replicas a plan gives them.
+
+Data: a :class:`~planner.plans.schema.Plan` (row ``l`` of ``physical_to_logical`` / ``slot_gpu``
+serves ``model_layers[l]``), ``W = plan.replicas.num_gpus`` ranks, ``T`` tokens.
+
+1. Placement. Rank ``g`` holds one weight copy per slot ``s`` with ``slot_gpu[l][s] == g``, copied
+   from the source layer's expert ``physical_to_logical[l][s]``; two slots of one expert on one
+   rank are two copies (as an engine's physical slots are), each serving its own rows.
+2. Tokens. Rank ``r`` owns the contiguous block ``[o_r, o_{r+1})`` of tokens
+   (``o_r = r * (T // W) + min(r, T % W)``), a data-parallel attention rank; it routes them with the
+   layer's own router.
+3. Dispatch. Each (token, top-k position) pair routed to expert ``e`` goes to one slot of ``e``
+   (its replicas ``S_e``, slots in increasing id), by a rule whose per-slot counts follow from the
+   routing alone (:func:`predicted_slot_tokens`). Occurrence order is global token index, then
+   top-k position; ``n_e`` is expert ``e``'s global number of occurrences:
+
+   - ``"even"``: the ``j``-th occurrence goes to ``S_e[j mod |S_e|]`` (round-robin). Slot ``i``
+     receives ``n_e // |S_e| + [i < n_e mod |S_e|]`` rows.
+   - ``"plan"``: the plan's ``dispatch_weights`` (even when it has none). Slot quotas are the
+     largest-remainder split of ``n_e`` by the weights (ties to the lower slot id); occurrences fill
+     the slots in order, so slot ``i`` takes occurrences ``[q_0 + .. + q_{i-1}, q_0 + .. + q_i)``.
+   - ``"deterministic"``: static, SGLang-like, no counts needed: from rank ``r`` every pair of
+     expert ``e`` goes to the lowest-id replica on rank ``r``; with none there, to replica
+     ``r mod m`` of the ``m`` replicas in ``r``'s node; with none there, to ``S_e[r mod |S_e|]``.
+
+   ``"even"`` and ``"plan"`` need ``n_e`` and the occurrences on lower ranks: one ``all_gather``
+   of every rank's ``[E]`` counts per layer (a real engine would fuse it with the count exchange).
+4. All-to-all. Each rank sorts its pairs by (destination rank, destination slot), exchanges the
+   ``[W, slots per rank]`` row counts with ``all_to_all_single``, then the rows (uneven splits).
+5. Compute and return. The receiver runs each of its slots' SwiGLU on that slot's rows and sends
+   the results back with a second ``all_to_all_single`` (splits swapped); the sender adds
+   ``w_tj f(x_t)`` into token ``t`` (``index_add_``) and the residual, then the next layer.
+
+Measured: rows each rank (and slot) receives per layer -- its load -- and per-layer wall times
+(a barrier, then route + dispatch + compute + combine; per rank; median of ``repeats`` forwards
+after ``warmup``). :func:`predicted_rank_tokens` computes the same counts from ``routing`` without
+workers; the plan's ``predicted.gpu_load_tokens`` (an exact even split on the counts it was made
+from) differs from ``"even"``'s integer rows by less than the number of the GPU's slots whose
+expert has two or more replicas (each such slot's round-robin share is off by less than one row).
+
+torch is imported inside the functions (house rule). The dispatch arithmetic is numpy; the
+predictions evaluate the rules' closed forms, not the per-row assignment the workers run (both use
+the same largest-remainder quotas and static table). Outputs equal :func:`planner.runtime.moe.reference_forward` up to
+fp32 summation order (``docs/runtime.md``).
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import TYPE_CHECKING
+
+import numpy as np
+
+from planner.errors import InputError
+from planner.runtime._dist import BACKENDS, run_workers
+from planner.runtime.moe import MoELayer, check_stack
+
+if TYPE_CHECKING:  # pragma: no cover
+    from planner.plans.schema import Plan
+
+__all__ = [
+    "DISPATCHES",
+    "RunResult",
+    "serve_layers",
+    "serve_dispatches",
+    "predicted_slot_tokens",
+    "predicted_rank_tokens",
+    "routing_counts",
+    "counts_report",
+]
+
+#: dispatch rules (module docstring, item 3)
+DISPATCHES = ("even", "plan", "deterministic")
+
+
+@dataclass(frozen=True)
+class RunResult:
+    """What the workers computed and measured.
+
+    ``outputs`` [T, H] float32 hidden states after the last layer, tokens in input order;
+    ``rank_tokens`` [L, W] rows each rank received per layer (its measured load, rows = token x
+    top-k pairs); ``slot_tokens`` [L] arrays [P_l] rows each slot computed; ``local_tokens``
+    [L, W] rows a rank dispatched to itself (no network); ``step_ms`` [L, W] per-layer wall time
+    per rank, median over ``repeats``; ``tokens_per_rank`` [W] tokens each rank owns.
+    """
+
+    outputs: np.ndarray
+    rank_tokens: np.ndarray
+    slot_tokens: tuple[np.ndarray, ...]
+    local_tokens: np.ndarray
+    step_ms: np.ndarray
+    tokens_per_rank: np.ndarray
+    dispatch: str
+    backend: str
+    repeats: int
+
+
+@dataclass(frozen=True)
+class _Layout:
+    """A plan's replica rows as numpy (pickles without pydantic; workers import only numpy)."""
+
+    physical_to_logical: tuple[np.ndarray, ...]
+    slot_gpu: tuple[np.ndarray, ...]
+    slot_node: tuple[np.ndarray, ...]
+    dispatch_weights: tuple[np.ndarray, ...]
+    num_experts: int
+    num_gpus: int
+    gpus_per_node: int
+
+
+def _layout(plan: Plan, num_rows: int | None = None) -> _Layout:
+    """Check the plan's replica rows (shapes, GPUs, every expert held); the rank that loads a slot
+    checks its expert id."""
+    rp = plan.replicas
+    rows = len(rp.physical_to_logical)
+    if num_rows is not None and rows != num_rows:
+        raise InputError(f"model_layers: {num_rows} layer(s) but the plan has {rows} row(s) (layers {rp.layers})")
+    p2l, gpu, node, weights = [], [], [], []
+    for row in range(rows):
+        p = np.asarray(rp.physical_to_logical[row], dtype=np.int64)
+        g = np.asarray(rp.slot_gpu[row], dtype=np.int64)
+        n = np.asarray(rp.slot_node[row], dtype=np.int64)
+        if g.shape != p.shape or n.shape != p.shape:
+            raise InputError(f"plan row {row}: {p.size} slots in physical_to_logical but {g.size} in slot_gpu, {n.size} in slot_node")
+        bad = np.flatnonzero((g < 0) | (g >= rp.num_gpus))
+        if bad.size:
+            s = int(bad[0])
+            raise InputError(f"plan row {row} slot {s}: on GPU {int(g[s])}, but the plan has GPUs 0..{rp.num_gpus - 1}")
+        held = set(p.tolist())
+        lost = [e for e in range(rp.num_experts) if e not in held]
+        if lost:
+            raise InputError(f"plan row {row}: no slot holds expert {lost[0]} (every expert needs a replica)")
+        if rp.dispatch_weights is not None:
+            w = np.asarray(rp.dispatch_weights[row], dtype=np.float64)
+            if w.shape != p.shape or not np.isfinite(w).all() or (w < 0).any():
+                raise InputError(f"plan row {row}: dispatch_weights must be {p.size} finite values >= 0")
+        else:
+            w = np.ones(p.size)  # even: equal weights within each expert
+        p2l.append(p)
+        gpu.append(g)
+        node.append(n)
+        weights.append(w)
+    return _Layout(tuple(p2l), tuple(gpu), tuple(node), tuple(weights), rp.num_experts, rp.num_gpus, rp.gpus_per_node)
+
+
+# -- the dispatch rules, shared by the workers and the predictions -------------------------------
+
+
+def _token_offsets(num_tokens: int, world_size: int) -> np.ndarray:
+    """``[W + 1]`` bounds of the rank-owned token blocks (the first ``T mod W`` ranks get one more)."""
+    q, m = divmod(num_tokens, world_size)
+    r = np.arange(world_size + 1)
+    return r * q + np.minimum(r, m)
+
+
+def _replicas(p2l: np.ndarray, num_experts: int) -> list[np.ndarray]:
+    """Slots of each expert in increasing id (a slot naming no valid expert serves nobody)."""
+    return [np.flatnonzero(p2l == e) for e in range(num_experts)]
+
+
+def _largest_remainder(total: int, weights: np.ndarray) -> np.ndarray:
+    """Integers summing to ``total`` in proportion to ``weights``; ties go to the lower index."""
+    w = np.asarray(weights, dtype=np.float64)
+    w = w / w.sum() if w.sum() > 0 else np.full(w.size, 1.0 / w.size)
+    exact = total * w
+    base = np.floor(exact).astype(np.int64)
+    rest = exact - base
+    short = total - int(base.sum())
+    if short >= 0:
+        base[np.argsort(-rest, kind="stable")[:short]] += 1
+    else:  # floating point pushed a share past an integer: take back from the smallest remainders
+        take = [i for i in np.argsort(rest, kind="stable") if base[i] > 0][:-short]
+        base[take] -= 1
+    return base
+
+
+def _static_table(layout: _Layout, row: int) -> np.ndarray:
+    """``[W, E]`` slot that rank ``r`` sends expert ``e``'s pairs to under ``"deterministic"``."""
+    W, E = layout.num_gpus, layout.num_experts
+    gpu, node = layout.slot_gpu[row], layout.slot_node[row]
+    table = np.empty((W, E), dtype=np.int64)
+    for e, reps in enumerate(_replicas(layout.physical_to_logical[row], E)):  # every expert has one (_layout)
+        for r in range(W):
+            here = reps[gpu[reps] == r]
+            near = reps[node[reps] == r // layout.gpus_per_node]
+            table[r, e] = here[0] if here.size else near[r % near.size] if near.size else reps[r % reps.size]
+    return table
+
+
+def _assign_slots(experts: np.ndarray, rank: int, replicas: list[np.ndarray], static: np.ndarray,
+                  weights: np.ndarray, rank_counts: np.ndarray | None, dispatch: str) -> np.ndarray:
+    """Slot of each of rank ``rank``'s (token, top-k) pairs; ``experts`` flat in occurrence order.
+
+    ``replicas`` from :func:`_replicas`; ``static`` the rank's row of :func:`_static_table`
+    (``"deterministic"``); ``weights`` the row's dispatch weights (``"plan"``); ``rank_counts``
+    [W, E] every rank's occurrences per expert (``"even"`` / ``"plan"``).
+    """
+    if dispatch == "deterministic":
+        return static[experts]
+    # global occurrence index g = occurrences on lower ranks + local occurrence index
+    order = np.argsort(experts, kind="stable")
+    local = np.empty(experts.size, dtype=np.int64)
+    starts = np.concatenate([[0], np.cumsum(np.bincount(experts, minlength=rank_counts.shape[1]))[:-1]])
+    local[order] = np.arange(experts.size) - starts[experts[order]]
+    g = rank_counts[:rank].sum(axis=0)[experts] + local
+    totals = rank_counts.sum(axis=0)
+    slots = np.empty(experts.size, dtype=np.int64)
+    for e in np.unique(experts):
+        mask, reps = experts == e, replicas[e]
+        if dispatch == "even":
+            slots[mask] = reps[g[mask] % reps.size]
+        else:
+            quota = _largest_remainder(int(totals[e]), weights[reps])
+            slots[mask] = reps[np.searchsorted(np.cumsum(quota), g[mask], side="right")]
+    return slots
+
+
+def routing_counts(routing, num_experts: int) -> np.ndarray:
+    """``[L, E]`` occurrences per expert of a ``[L, T, k]`` routing (what load files record).
+
+    >>> routing_counts([[[0, 1], [1, 2]]], 4).tolist()
+    [[1, 2, 1, 0]]
+    """
+    r = np.asarray(routing, dtype=np.int64)
+    if r.ndim == 2:
+        r = r[None]
+    return np.stack([np.bincount(layer.reshape(-1), minlength=num_experts) for layer in r])
+
+
+def _check_routing(layout: _Layout, routing) -> np.ndarray:
+    r = np.asarray(routing)
+    if r.ndim == 2:
+        r = r[None]
+    if r.ndim != 3 or not np.issubdtype(r.dtype, np.integer):
+        raise InputError(f"routing: expected integer expert ids [layers, tokens, top_k], got {r.dtype} {list(r.shape)}")
+    if r.shape[0] != len(layout.physical_to_logical):
+        raise InputError(f"routing: {r.shape[0]} layer(s) but the plan has {len(layout.physical_to_logical)} row(s)")
+    if r.size and (r.min() < 0 or r.max() >= layout.num_experts):
+        raise InputError(f"routing: expert ids must be in 0..{layout.num_experts - 1}")
+    return r.astype(np.int64)
+
+
+def predicted_slot_tokens(plan: Plan, routing, *, dispatch: str = "even") -> list[np.ndarray]:
+    """Rows each slot receives per layer under ``dispatch``, from the routing alone.
+
+    Closed forms of the rules (module docstring): round-robin and largest-remainder quotas from the
+    global counts, the static table from each rank's counts. No torch, no workers.
+
+    Parameters
+    ----------
+    plan : the replica plan; its rows are the layers of ``routing``.
+    routing : ``[L, T, k]`` expert ids (the second value of ``reference_forward``).
+    dispatch : one of :data:`DISPATCHES`.
+
+    Returns
+    -------
+    list of ``[P_l]`` int64 arrays, one per layer.
+    """
+    if dispatch not in DISPATCHES:
+        raise InputError(f"dispatch: unknown {dispatch!r}; known: {', '.join(DISPATCHES)}")
+    layout = _layout(plan)
+    r = _check_routing(layout, routing)
+    W, E = layout.num_gpus, layout.num_experts
+    bounds = _token_offsets(r.shape[1], W)
+    out = []
+    for row in range(r.shape[0]):
+        per_rank = np.stack([np.bincount(r[row, bounds[g]:bounds[g + 1]].reshape(-1), minlength=E) for g in range(W)])
+        reps = _replicas(layout.physical_to_logical[row], E)
+        slots = np.zeros(layout.physical_to_logical[row].size, dtype=np.int64)
+        if dispatch == "deterministic":
+            np.add.at(slots, _static_table(layout, row), per_rank)
+        else:
+            for e, n in enumerate(per_rank.sum(axis=0)):
+                if dispatch == "even":
+                    q, m = divmod(int(n), reps[e].size)
+                    slots[reps[e]] = q + (np.arange(reps[e].size) < m)
+                else:
+                    slots[reps[e]] = _largest_remainder(int(n), layout.dispatch_weights[row][reps[e]])
+        out.append(slots)
+    return out
+
+
+def predicted_rank_tokens(plan: Plan, routing, *, dispatch: str = "even") -> np.ndarray:
+    """``[L, W]`` rows each rank receives per layer under ``dispatch`` (sums of
+    :func:`predicted_slot_tokens` over the rank's slots)."""
+    layout = _layout(plan)
+    slots = predicted_slot_tokens(plan, routing, dispatch=dispatch)
+    return np.stack([np.bincount(layout.slot_gpu[row], weights=s, minlength=layout.num_gpus) for row, s in enumerate(slots)]).astype(np.int64)
+
+
+# -- the workers ----------------------------------------------------------------------------------
+
+
+def serve_layers(
+    plan: Plan,
+    model_layers: Sequence[MoELayer],
+    tokens,
+    *,
+    world_size: int | None = None,
+    dispatch: str = "even",
+    backend: str = "gloo",
+    warmup: int = 1,
+    repeats: int = 3,
+    timeout_s: float = 120.0,
+    threads_per_worker: int = 1,
+) -> RunResult:
+    """Serve ``model_layers`` on ``world_size`` expert-parallel ranks laid out as ``plan`` says.
+
+    Parameters
+    ----------
+    plan : replica plan; row ``l`` places ``model_layers[l]``'s experts.
+    model_layers : the stack (:class:`~planner.runtime.moe.MoELayer`, applied with a residual).
+    tokens : ``[T, H]`` fp32 hidden states, split evenly over the ranks in order.
+    world_size : ranks; must equal ``plan.replicas.num_gpus`` (the default).
+    dispatch : ``"even"``, ``"plan"`` or ``"deterministic"`` (module docstring, item 3).
+    backend : ``"gloo"`` (CPU) or ``"nccl"`` (rank ``r`` on ``cuda:r``).
+    warmup, repeats : untimed and timed forwards; outputs and counts are the last forward's.
+    timeout_s : deadline of the whole run (start-up included) and of every collective.
+    threads_per_worker : torch threads per rank.
+
+    Returns
+    -------
+    RunResult
+
+    Raises
+    ------
+    InputError
+        Plan rows that do not match the layers, a world size other than the plan's GPUs, a
+        slot on a GPU the plan does not have, an expert no slot holds, unknown dispatch, bad
+        tokens.
+    RuntimeAdapterError
+        A rank failed -- e.g. it was given a slot naming an expert the layer lacks (each rank
+        checks the slots it loads, as an engine would; the ranks then agree, so only the failing
+        rank raises); the message names the rank.
+    """
+    return serve_dispatches(
+        plan, model_layers, tokens, dispatches=(dispatch,), world_size=world_size, backend=backend, warmup=warmup,
+        repeats=repeats, timeout_s=timeout_s, threads_per_worker=threads_per_worker,
+    )[dispatch]
+
+
+def serve_dispatches(
+    plan: Plan,
+    model_layers: Sequence[MoELayer],
+    tokens,
+    *,
+    dispatches: Sequence[str] = DISPATCHES,
+    world_size: int | None = None,
+    backend: str = "gloo",
+    warmup: int = 1,
+    repeats: int = 3,
+    timeout_s: float = 120.0,
+    threads_per_worker: int = 1,
+) -> dict[str, RunResult]:
+    """:func:`serve_layers` under several dispatch rules on one placement, in one process group
+    (one start-up, which dominates a small run). Returns ``{rule: RunResult}`` in the given order."""
+    dispatches = tuple(dispatches)
+    bad = [d for d in dispatches if d not in DISPATCHES]
+    if bad or not dispatches or len(set(dispatches)) != len(dispatches):
+        raise InputError(f"dispatch: unknown or repeated {bad or list(dispatches)}; known: {', '.join(DISPATCHES)}")
+    if backend not in BACKENDS:
+        raise InputError(f"backend: unknown {backend!r}; known: {', '.join(BACKENDS)}")
+    for name, value, low in (("warmup", warmup, 0), ("repeats", repeats, 1)):
+        if not isinstance(value, int) or value < low:
+            raise InputError(f"{name}: must be an integer >= {low}, got {value!r}")
+    layers, x = check_stack(model_layers, tokens)
+    layout = _layout(plan, len(layers))
+    W = layout.num_gpus if world_size is None else world_size
+    if W != layout.num_gpus:
+        raise InputError(f"world_size: the plan places slots on {layout.num_gpus} GPUs, got world_size={W}")
+    for i, layer in enumerate(layers):
+        if layer.num_experts != layout.num_experts:
+            raise InputError(f"model_layers[{i}]: {layer.num_experts} experts, but the plan has {layout.num_experts}")
+    per_rank = run_workers(
+        _serve_worker, W, args=(layout, layers, x, dispatches, warmup, repeats, backend == "nccl"),
+        backend=backend, timeout_s=timeout_s, threads_per_worker=threads_per_worker,
+    )
+    return {d: _result(layout, [res["runs"][i] for res in per_rank], x.shape[0], d, backend, repeats)
+            for i, d in enumerate(dispatches)}
+
+
+def _result(layout: _Layout, runs: list[dict], num_tokens: int, dispatch: str, backend: str, repeats: int) -> RunResult:
+    """Assemble every rank's record of one rule into a RunResult."""
+    slot_tokens = [np.zeros(p.size, dtype=np.int64) for p in layout.physical_to_logical]
+    for run in runs:
+        for row, (slots, rows) in enumerate(run["slot_rows"]):
+            slot_tokens[row][slots] = rows
+    return RunResult(
+        outputs=np.concatenate([run["outputs"] for run in runs]),
+        rank_tokens=np.stack([run["received"] for run in runs], axis=1),
+        slot_tokens=tuple(slot_tokens),
+        local_tokens=np.stack([run["local"] for run in runs], axis=1),
+        step_ms=np.stack([run["step_ms"] for run in runs], axis=1),
+        tokens_per_rank=np.diff(_token_offsets(num_tokens, layout.num_gpus)),
+        dispatch=dispatch,
+        backend=backend,
+        repeats=repeats,
+    )
+
+
+def _load_slots(layout: _Layout, layers: list[MoELayer], rank: int, device) -> list[dict]:
+    """Per row: this rank's slot ids, a local index for every slot id, and one weight copy per slot."""
+    held = []
+    for row, layer in enumerate(layers):
+        p2l, gpu = layout.physical_to_logical[row], layout.slot_gpu[row]
+        mine = np.flatnonzero(gpu == rank)
+        copies = []
+        for s in mine:
+            e = int(p2l[s])
+            if not 0 <= e < layer.num_experts:
+                raise InputError(f"rank {rank}: plan row {row} slot {int(s)} holds expert {e}, but the layer has experts 0..{layer.num_experts - 1}")
+            copies.append(tuple(t[e].clone().to(device) for t in (layer.gate_proj, layer.up_proj, layer.down_proj)))
+        local = np.zeros(p2l.size, dtype=np.int64)  # position of a slot among its rank's slots
+        for g in range(layout.num_gpus):
+            on_g = np.flatnonzero(gpu == g)
+            local[on_g] = np.arange(on_g.size)
+        width = int(np.bincount(gpu, minlength=layout.num_gpus).max())
+        held.append({"slots": mine, "copies": copies, "local": local, "width": width,
+                     "router": layer.router_weight.clone().to(device), "top_k": layer.top_k,
+                     "replicas": _replicas(p2l, layout.num_experts),
+                     "static": _static_table(layout, row)[rank]})
+    return held
+
+
+def _layer_step(x, layout: _Layout, row: int, rank: int, h: dict, dispatch: str):
+    """One layer on one rank: route, dispatch, compute, return, combine. Returns x + y and counts."""
+    import torch
+    import torch.distributed as dist
+
+    from planner.runtime.moe import route, swiglu
+
+    W, E, dev = layout.num_gpus, layout.num_experts, x.device
+    weights, experts = route(x, h["router"], h["top_k"])
+    flat = experts.reshape(-1).cpu().numpy()
+    token = np.repeat(np.arange(x.shape[0]), h["top_k"])
+    counts = None
+    if dispatch != "deterministic":
+        mine = torch.as_tensor(np.bincount(flat, minlength=E), device=dev)
+        gathered = [torch.empty_like(mine) for _ in range(W)]
+        dist.all_gather(gathered, mine)
+        counts = torch.stack(gathered).cpu().numpy()
+    slot = _assign_slots(flat, rank, h["replicas"], h["static"], layout.dispatch_weights[row], counts, dispatch)
+    dest, local = layout.slot_gpu[row][slot], h["local"][slot]
+    order = np.lexsort((local, dest))  # by destination rank, then its slot
+    send_counts = np.zeros((W, h["width"]), dtype=np.int64)
+    np.add.at(send_counts, (dest, local), 1)
+    recv_counts = torch.empty(W * h["width"], dtype=torch.int64, device=dev)
+    dist.all_to_all_single(recv_counts, torch.as_tensor(send_counts.reshape(-1), device=dev))
+    recv_counts = recv_counts.cpu().numpy().reshape(W, h["width"])
+    in_splits, out_splits = send_counts.sum(axis=1).tolist(), recv_counts.sum(axis=1).tolist()
+
+    order_t = torch.as_tensor(order, device=dev)
+    send_x = x[torch.as_tensor(token, device=dev)[order_t]]
+    recv_x = x.new_empty((sum(out_splits), x.shape[1]))
+    dist.all_to_all_single(recv_x, send_x, output_split_sizes=out_splits, input_split_sizes=in_splits)
+    # received rows come by source rank, then by this rank's slot: label each with its slot
+    label = np.repeat(np.tile(np.arange(h["width"]), W), recv_counts.reshape(-1))
+    y = torch.empty_like(recv_x)
+    for j, (gate, up, down) in enumerate(h["copies"]):
+        rows = torch.as_tensor(np.flatnonzero(label == j), device=dev)
+        if rows.numel():
+            y[rows] = swiglu(recv_x[rows], gate, up, down)
+    back = x.new_empty(send_x.shape)
+    dist.all_to_all_single(back, y, output_split_sizes=in_splits, input_split_sizes=out_splits)
+    combined = torch.zeros_like(x)
+    w_sorted = weights.reshape(-1)[order_t]
+    combined.index_add_(0, torch.as_tensor(token[order], device=dev), back * w_sorted[:, None])
+    stats = {
+        "received": int(recv_x.shape[0]),
+        "slot_rows": recv_counts.sum(axis=0)[: len(h["copies"])],
+        "local": int(send_counts[rank].sum()),
+    }
+    return x + combined, stats
+
+
+def _serve_worker(rank: int, world_size: int, layout: _Layout, layers: list[MoELayer], tokens: np.ndarray,
+                  dispatches: tuple[str, ...], warmup: int, repeats: int, use_cuda: bool) -> dict:
+    """Spawned by :func:`serve_dispatches`, one per rank: load the rank's slots, run the forwards."""
+    import torch
+    import torch.distributed as dist
+
+    device = torch.device("cuda", rank) if use_cuda else torch.device("cpu")
+    try:
+        held, failure = _load_slots(layout, layers, rank, device), None
+    except InputError as exc:
+        held, failure = None, exc
+    del layers  # from here on the rank uses only its slots' copies and the routers
+    # agree that every rank loaded its slots: only a rank that failed raises, the others return
+    # (were they to wait in a collective, the dead peer would fail them too and could be reported first)
+    flags = [torch.zeros(1, dtype=torch.int64, device=device) for _ in range(world_size)]
+    dist.all_gather(flags, torch.tensor([int(failure is not None)], device=device))
+    if failure is not None:
+        raise failure
+    if any(int(f.item()) for f in flags):
+        return {"aborted": True}
+    bounds = _token_offsets(tokens.shape[0], world_size)
+    x0 = torch.from_numpy(tokens[bounds[rank]:bounds[rank + 1]].copy()).to(device)
+    return {"runs": [_forwards(x0, layout, rank, held, d, warmup, repeats, use_cuda) for d in dispatches]}
+
+
+def _forwards(x0, layout: _Layout, rank: int, held: list[dict], dispatch: str, warmup: int, repeats: int, use_cuda: bool) -> dict:
+    """``warmup + repeats`` forwards of the stack under one rule; the last one's outputs and counts."""
+    import torch
+    import torch.distributed as dist
+
+    L = len(held)
+    times = np.zeros((repeats, L))
+    with torch.no_grad():
+        for it in range(warmup + repeats):
+            x, stats = x0, []
+            for row in range(L):
+                dist.barrier()
+                t0 = time.perf_counter()
+                x, s = _layer_step(x, layout, row, rank, held[row], dispatch)
+                if use_cuda:
+                    torch.cuda.synchronize(x.device)
+                if it >= warmup:
+                    times[it - warmup, row] = (time.perf_counter() - t0) * 1e3
+                stats.append(s)
+    return {
+        "outputs": x.cpu().numpy(),
+        "received": np.array([s["received"] for s in stats], dtype=np.int64),
+        "local": np.array([s["local"] for s in stats], dtype=np.int64),
+        "slot_rows": [(held[row]["slots"], stats[row]["slot_rows"]) for row in range(L)],
+        "step_ms": np.median(times, axis=0),
+    }
+
+
+def counts_report(result: RunResult, plan: Plan, routing) -> str:
+    """A per-layer text table: measured rows per rank, the rule's prediction from ``routing``, the
+    plan's own ``predicted.gpu_load_tokens`` (its fractional split of the counts it was planned on:
+    comparable only when those were these counts), rows kept on the rank, step times."""
+    predicted = predicted_rank_tokens(plan, routing, dispatch=result.dispatch)
+    plan_loads = plan.replicas.predicted.gpu_load_tokens
+    lines = [f"dispatch={result.dispatch} backend={result.backend} ranks={result.rank_tokens.shape[1]} "
+             f"tokens/rank={result.tokens_per_rank.tolist()} (rows = token x top-k pairs)"]
+    for row in range(result.rank_tokens.shape[0]):
+        match = bool((predicted[row] == result.rank_tokens[row]).all())
+        lines += [
+            f"layer row {row} (hidden layer {plan.replicas.layers[row]}):",
+            f"  measured rows         {result.rank_tokens[row].tolist()}",
+            f"  predicted rows        {predicted[row].tolist()}  ({'equal' if match else 'DIFFERENT'})",
+            f"  plan gpu_load_tokens  {[round(v, 2) for v in plan_loads[row]]}",
+            f"  rows kept on the rank {result.local_tokens[row].tolist()}",
+            f"  step ms, median of {result.repeats} {[round(float(v), 2) for v in result.step_ms[row]]}",
+        ]
+    return "\n".join(lines)
