@@ -160,11 +160,11 @@ def run_workers(
                 raise RuntimeAdapterError(
                     f"{num_workers} {backend} worker(s) did not finish within {timeout_s:g} s (done: {sorted(values)})"
                 )
+        _drain(results, values)  # every worker has exited: what is left in the pipe
     finally:
         _stop(context.processes)
-    _drain(results, values)
+        results.close()
     missing = [r for r in range(num_workers) if r not in values]
     if missing:
         raise RuntimeAdapterError(f"worker rank(s) {missing} of {num_workers} finished without a result")
-    results.close()
     return [values[r] for r in range(num_workers)]
