@@ -30,15 +30,8 @@ from planner.inputs.loads import ExpertLoads
 from planner.plans.schema import Plan
 from planner.plans.verify import verify_plan
 from planner.tables import format_table
-from solvers.migration import (
-    MigrationInfeasible,
-    MoveSchedule,
-    SlotCopy,
-    SlotMatching,
-    check_schedule,
-    match_slots,
-    schedule_moves,
-)
+from solvers.migration import MigrationInfeasible, SlotCopy, SlotMatching, match_slots
+from solvers.migration_schedule import MoveSchedule, check_schedule, schedule_moves
 
 __all__ = ["LayerMigration", "Migration", "plan_migration"]
 
@@ -288,7 +281,7 @@ def plan_migration(current: Plan, new: Plan, *, relabel: bool = True, spare_slot
     Returns
     -------
     Migration
-        Every layer's schedule passes :func:`solvers.migration.check_schedule`.
+        Every layer's schedule passes :func:`solvers.migration_schedule.check_schedule`.
 
     Raises
     ------

@@ -20,15 +20,8 @@ from planner.plans.io import read_plan, write_plan
 from planner.plans.schema import Plan
 from planner.plans.verify import verify_plan
 from planner.replicas import plan_replicas
-from solvers.migration import (
-    MigrationInfeasible,
-    SlotWrite,
-    check_schedule,
-    copies_to_move,
-    match_slots,
-    relabel_gpus,
-    schedule_moves,
-)
+from solvers.migration import MigrationInfeasible, SlotWrite, copies_to_move, match_slots, relabel_gpus
+from solvers.migration_schedule import check_schedule, schedule_moves
 
 
 def _layout(rng, num_experts, slots_per_gpu):
