@@ -2,11 +2,21 @@ r"""A plain torch MoE layer and the single-process reference forward the EP work
 
 One layer, fp32, ``T`` tokens of width ``H``, ``E`` experts of intermediate width ``I``, top-``k``::
 
-    router     p = softmax(x W_r^T)                       W_r [E, H], no bias
-               (w, e) = topk(p, k);  w <- w / sum_k w     renormalised over the chosen k
+    router     p = softmax(x W_r^T)  or  sigmoid(x W_r^T)  W_r [E, H], no bias   (``scoring``)
+               c = p + b                                   selection score, b [E] (``score_bias``, default 0)
+               groups: keep the ``topk_groups`` of ``num_groups`` equal groups with the largest
+                       sum of their two best c; the others cannot be chosen  (only if num_groups > 1)
+               e = topk(c, k);  w = p[e]                   the weights come from p, not c
+               w <- w / sum_k w   if ``renormalize``;  w <- ``scale`` * w
     expert e   f_e(x) = (silu(x G_e^T) * (x U_e^T)) D_e^T  G_e, U_e [I, H], D_e [H, I]   (SwiGLU)
-    layer      y_t = sum_j w_tj f_{e_tj}(x_t)
+    shared     s(x)   = the same SwiGLU with dense weights on every token (DeepSeek's shared experts; optional)
+    layer      y_t = sum_j w_tj f_{e_tj}(x_t) + s(x_t)
     stack      x <- x + y   for every layer in order (a residual stack, no norms)
+
+The router options cover the Hugging Face MoE blocks moeplan converts (``planner.runtime.hf``):
+Mixtral (softmax, renormalised), Qwen3-MoE and OLMoE (softmax, ``norm_topk_prob``), DeepSeek-V3
+(sigmoid, correction bias, group-limited, ``routed_scaling_factor``, shared experts). The default is
+softmax with renormalisation and no shared expert.
 
 Weights are drawn from a seeded ``torch.Generator``, uniform in +-1/sqrt(fan_in) (``nn.Linear``'s
 default bound), so a layer is a pure function of its sizes and seed.
@@ -29,22 +39,72 @@ from planner.errors import InputError
 if TYPE_CHECKING:  # pragma: no cover
     import torch
 
-__all__ = ["MoELayer", "make_layers", "random_tokens", "route", "swiglu", "reference_forward"]
+__all__ = ["MoELayer", "make_layers", "random_tokens", "route", "check_routing", "swiglu", "reference_forward", "ROUTING_DEFAULTS"]
 
 _FIELDS = ("router_weight", "gate_proj", "up_proj", "down_proj")
 
 
-def route(x: torch.Tensor, router_weight: torch.Tensor, top_k: int) -> tuple[torch.Tensor, torch.Tensor]:
-    """Router weights ``[T, k]`` (renormalised to sum 1) and expert ids ``[T, k]`` (int64) of tokens ``x``.
+#: router options (module docstring) and their defaults
+ROUTING_DEFAULTS = {"scoring": "softmax", "renormalize": True, "num_groups": 1, "topk_groups": 1, "scale": 1.0}
+SCORINGS = ("softmax", "sigmoid")
 
-    The ids come in ``torch.topk`` order (descending probability); that order is the "top-k
-    position" the EP dispatch rules count occurrences in.
+
+def check_routing(routing: dict | None, num_experts: int, top_k: int) -> dict:
+    """Router options with defaults filled in; an unknown key or a bad value is an InputError.
+
+    >>> check_routing({"scoring": "sigmoid"}, 8, 2)["renormalize"]
+    True
+    """
+    out = dict(ROUTING_DEFAULTS)
+    for key, value in (routing or {}).items():
+        if key not in ROUTING_DEFAULTS:
+            raise InputError(f"routing.{key}: unknown option; known: {', '.join(ROUTING_DEFAULTS)}")
+        out[key] = value
+    if out["scoring"] not in SCORINGS:
+        raise InputError(f"routing.scoring: must be one of {', '.join(SCORINGS)}, got {out['scoring']!r}")
+    out["renormalize"] = bool(out["renormalize"])
+    G, KG = out["num_groups"], out["topk_groups"]
+    if not isinstance(G, int) or G < 1 or num_experts % G:
+        raise InputError(f"routing.num_groups: must be an integer >= 1 dividing {num_experts} experts, got {G!r}")
+    if not isinstance(KG, int) or not 1 <= KG <= G or KG * (num_experts // G) < top_k:
+        raise InputError(f"routing.topk_groups: must be an integer in 1..{G} whose groups hold >= top_k={top_k} experts, got {KG!r}")
+    if G > 1 and num_experts // G < 2:
+        raise InputError(f"routing.num_groups: each group needs >= 2 experts (its score is its two best), got {G} groups of {num_experts}")
+    out["scale"] = float(out["scale"])
+    if not out["scale"] > 0:
+        raise InputError(f"routing.scale: must be > 0, got {out['scale']!r}")
+    return out
+
+
+def route(x: torch.Tensor, router_weight: torch.Tensor, top_k: int, routing: dict | None = None,
+          score_bias: torch.Tensor | None = None) -> tuple[torch.Tensor, torch.Tensor]:
+    """Router weights ``[T, k]`` and expert ids ``[T, k]`` (int64) of tokens ``x``.
+
+    ``routing``: options as in the module docstring (``None``: softmax, renormalised); ``score_bias``
+    ``[E]`` shifts the selection score only. The ids come in ``torch.topk`` order; that order is the
+    "top-k position" the EP dispatch rules count occurrences in.
     """
     import torch
 
-    probs = torch.softmax(x @ router_weight.T, dim=-1)
-    weights, experts = torch.topk(probs, top_k, dim=-1)
-    return weights / weights.sum(dim=-1, keepdim=True), experts
+    opts = ROUTING_DEFAULTS if routing is None else routing
+    logits = x @ router_weight.T
+    probs = torch.softmax(logits, dim=-1) if opts["scoring"] == "softmax" else torch.sigmoid(logits)
+    choice = probs if score_bias is None else probs + score_bias
+    G = opts["num_groups"]
+    if G > 1:
+        T, E = choice.shape
+        grouped = choice.view(T, G, E // G)
+        group_score = grouped.topk(2, dim=-1)[0].sum(dim=-1)
+        keep = torch.zeros_like(group_score, dtype=torch.bool)
+        keep.scatter_(1, torch.topk(group_score, opts["topk_groups"], dim=-1)[1], True)
+        choice = choice.masked_fill(~keep.repeat_interleave(E // G, dim=1), float("-inf"))
+    experts = torch.topk(choice, top_k, dim=-1)[1]
+    weights = probs.gather(1, experts)
+    if opts["renormalize"]:
+        weights = weights / weights.sum(dim=-1, keepdim=True)
+    if opts["scale"] != 1.0:
+        weights = weights * opts["scale"]
+    return weights, experts
 
 
 def swiglu(x: torch.Tensor, gate: torch.Tensor, up: torch.Tensor, down: torch.Tensor) -> torch.Tensor:
@@ -63,6 +123,9 @@ class MoELayer:
     gate_proj, up_proj : ``[E, I, H]``.
     down_proj : ``[E, H, I]``.
     top_k : experts per token, ``1 <= top_k <= E``.
+    routing : router options (module docstring; ``None``: softmax, renormalised).
+    score_bias : ``[E]`` selection bias (DeepSeek-V3's ``e_score_correction_bias``), or ``None``.
+    shared : ``(gate [I_s, H], up [I_s, H], down [H, I_s])`` of a shared expert run on every token, or ``None``.
 
     Examples
     --------
@@ -73,7 +136,8 @@ class MoELayer:
     (5, 16)
     """
 
-    def __init__(self, router_weight, gate_proj, up_proj, down_proj, top_k: int) -> None:
+    def __init__(self, router_weight, gate_proj, up_proj, down_proj, top_k: int, *, routing: dict | None = None,
+                 score_bias=None, shared=None) -> None:
         import torch
 
         tensors = [torch.as_tensor(t, dtype=torch.float32).contiguous() for t in (router_weight, gate_proj, up_proj, down_proj)]
@@ -92,6 +156,19 @@ class MoELayer:
             raise InputError(f"top_k: must be an integer in 1..{E}, got {top_k!r}")
         self.router_weight, self.gate_proj, self.up_proj, self.down_proj = tensors
         self.top_k = top_k
+        self.routing = check_routing(routing, E, top_k)
+        self.score_bias = None
+        if score_bias is not None:
+            self.score_bias = torch.as_tensor(score_bias, dtype=torch.float32).contiguous()
+            if tuple(self.score_bias.shape) != (E,):
+                raise InputError(f"score_bias: expected [{E}], got shape {list(self.score_bias.shape)}")
+        self.shared = None
+        if shared is not None:
+            sg, su, sd = (torch.as_tensor(t, dtype=torch.float32).contiguous() for t in shared)
+            if sg.ndim != 2 or sg.shape[1] != H or tuple(su.shape) != tuple(sg.shape) or tuple(sd.shape) != (H, sg.shape[0]):
+                raise InputError(f"shared: expected gate/up [I_s, {H}] and down [{H}, I_s], got shapes "
+                                 f"{list(sg.shape)}, {list(su.shape)}, {list(sd.shape)}")
+            self.shared = (sg, su, sd)
 
     @classmethod
     def random(cls, hidden_size: int, intermediate_size: int, num_experts: int, top_k: int, *, seed: int = 0) -> MoELayer:
@@ -124,7 +201,11 @@ class MoELayer:
 
     def route(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         """Router weights and expert ids of tokens ``x`` (see :func:`route`)."""
-        return route(x, self.router_weight, self.top_k)
+        return route(x, self.router_weight, self.top_k, self.routing, self.score_bias)
+
+    def shared_forward(self, x: torch.Tensor) -> torch.Tensor | None:
+        """The shared expert's output on rows ``x``, or ``None`` when the layer has none."""
+        return None if self.shared is None else swiglu(x, *self.shared)
 
     def expert(self, e: int, x: torch.Tensor) -> torch.Tensor:
         """Expert ``e``'s FFN on rows ``x``."""
@@ -140,7 +221,8 @@ class MoELayer:
 
         x = torch.as_tensor(x, dtype=torch.float32)
         weights, experts = self.route(x)
-        y = torch.zeros_like(x)
+        shared = self.shared_forward(x)
+        y = torch.zeros_like(x) if shared is None else shared
         for e in torch.unique(experts).tolist():
             tok, pos = torch.nonzero(experts == e, as_tuple=True)
             y.index_add_(0, tok, self.expert(e, x[tok]) * weights[tok, pos, None])
@@ -150,10 +232,14 @@ class MoELayer:
     def __getstate__(self) -> dict:
         state = {name: getattr(self, name).numpy() for name in _FIELDS}
         state["top_k"] = self.top_k
+        state["routing"] = dict(self.routing)
+        state["score_bias"] = None if self.score_bias is None else self.score_bias.numpy()
+        state["shared"] = None if self.shared is None else tuple(t.numpy() for t in self.shared)
         return state
 
     def __setstate__(self, state: dict) -> None:
-        self.__init__(*(state[name] for name in _FIELDS), state["top_k"])
+        self.__init__(*(state[name] for name in _FIELDS), state["top_k"], routing=state.get("routing"),
+                      score_bias=state.get("score_bias"), shared=state.get("shared"))
 
 
 def make_layers(

@@ -419,6 +419,9 @@ def _load_slots(layout: _Layout, layers: list[MoELayer], rank: int, device) -> l
         width = int(np.bincount(gpu, minlength=layout.num_gpus).max())
         held.append({"slots": mine, "copies": copies, "local": local, "width": width,
                      "router": layer.router_weight.clone().to(device), "top_k": layer.top_k,
+                     "routing": dict(layer.routing),
+                     "score_bias": None if layer.score_bias is None else layer.score_bias.clone().to(device),
+                     "shared": None if layer.shared is None else tuple(t.clone().to(device) for t in layer.shared),
                      "replicas": _replicas(p2l, layout.num_experts),
                      "static": _static_table(layout, row)[rank]})
     return held
@@ -432,7 +435,7 @@ def _layer_step(x, layout: _Layout, row: int, rank: int, h: dict, dispatch: str)
     from planner.runtime.moe import route, swiglu
 
     W, E, dev = layout.num_gpus, layout.num_experts, x.device
-    weights, experts = route(x, h["router"], h["top_k"])
+    weights, experts = route(x, h["router"], h["top_k"], h["routing"], h["score_bias"])
     flat = experts.reshape(-1).cpu().numpy()
     token = np.repeat(np.arange(x.shape[0]), h["top_k"])
     counts = None
@@ -464,7 +467,8 @@ def _layer_step(x, layout: _Layout, row: int, rank: int, h: dict, dispatch: str)
             y[rows] = swiglu(recv_x[rows], gate, up, down)
     back = x.new_empty(send_x.shape)
     dist.all_to_all_single(back, y, output_split_sizes=in_splits, input_split_sizes=out_splits)
-    combined = torch.zeros_like(x)
+    # a shared expert is dense: every rank runs it on its own tokens (no dispatch)
+    combined = torch.zeros_like(x) if h["shared"] is None else swiglu(x, *h["shared"])
     w_sorted = weights.reshape(-1)[order_t]
     combined.index_add_(0, torch.as_tensor(token[order], device=dev), back * w_sorted[:, None])
     stats = {
