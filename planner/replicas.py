@@ -13,6 +13,8 @@ Modes: ``uniform`` (the same slots in every layer; what SGLang / vLLM / TensorRT
 
 from __future__ import annotations
 
+import numpy as np
+
 from planner._replica_build import build_replica_plan
 from planner.errors import Infeasible, InputError, PlannerError
 from planner.inputs.loads import ExpertLoads
@@ -35,7 +37,7 @@ __all__ = [
     "MODES",
 ]
 
-ALGORITHMS = ("stepaware", "eplb")
+ALGORITHMS = ("stepaware", "eplb", "none")
 POLICIES = ("auto", "hierarchical", "global")
 MODES = ("uniform", "per-layer")
 SPLITS = ("even", "optimal")
@@ -185,7 +187,9 @@ def plan_replicas(
         to a multiple of ``num_gpus`` (:func:`default_redundant_slots`).
     budget_gb : instead of ``redundant_slots``: GB of expert replicas per GPU over all MoE layers.
     mode : ``"uniform"`` or ``"per-layer"``.
-    algorithm : ``"stepaware"`` (default) or ``"eplb"`` (the baseline; uniform mode only).
+    algorithm : ``"stepaware"`` (default), ``"eplb"`` (the baseline; uniform mode only) or ``"none"``
+        (what an engine loads without a plan: expert ``e`` on GPU ``e * D // E``, no replicas; the
+        reference to measure replication against).
     policy : ``"auto"`` (hierarchical when expert groups divide over nodes, ``num_nodes > 1``),
         ``"hierarchical"`` (an expert's replicas stay in its group's node) or ``"global"``.
     num_groups : expert groups for the hierarchical policy; default the model's routing groups.
@@ -226,6 +230,11 @@ def plan_replicas(
                                ("mode", mode, MODES), ("split", split, SPLITS)):
         if value not in known:
             raise InputError(f"{name}: unknown {value!r}; known: {', '.join(known)}")
+    if algorithm == "none" and (mode != "uniform" or budget_gb is not None or redundant_slots not in (None, 0) or split != "even"):
+        raise InputError("algorithm: none is the engine's default placement (expert e on GPU e*D//E, no replicas, "
+                         "even split); it takes no --redundant/--budget-gb/--mode per-layer/--split optimal")
+    if algorithm == "none":
+        redundant_slots = 0
     if mode == "per-layer" and algorithm == "eplb":
         raise InputError("mode: per-layer budgets need --algorithm stepaware (EPLB needs equal slots per layer)")
     if budget_gb is not None and redundant_slots is not None:
@@ -272,7 +281,11 @@ def plan_replicas(
         "swap_time_limit_s": swap_time_limit_s if algorithm == "stepaware" else None,
     }
     try:
-        if algorithm == "eplb":
+        if algorithm == "none":
+            phy2log = np.tile(np.arange(E, dtype=np.int64), (window.shape[1], 1))
+            slot_gpu = contiguous_slot_gpu(window.shape[1], E, num_gpus)
+            report = _unplanned_report(window, phy2log, slot_gpu, num_gpus)
+        elif algorithm == "eplb":
             layout, report = eplb(window.sum(axis=0), E + R, num_gpus, num_groups=G, num_nodes=num_nodes,
                                   policy="hierarchical" if hierarchical else "global")
             phy2log = layout.phy2log
@@ -320,3 +333,11 @@ def _combine(placement: SolveReport, split: SolveReport) -> SolveReport:
         stop_reason=placement.stop_reason if split.stop_reason == "completed" else split.stop_reason,
         message=(placement.message + f" split LP: {split.status}, {split.stop_reason}").strip(),
     )
+
+
+def _unplanned_report(window, phy2log, slot_gpu, num_gpus: int) -> SolveReport:
+    """The report of ``algorithm="none"``: nothing was solved; the plan builder fills in the replayed
+    objective and bound."""
+    return SolveReport(status="feasible", stop_reason="completed", objective=None, bound=None, gap=None,
+                       wall_time_s=0.0, solver="none-contiguous", solver_version="",
+                       message="engine default placement: expert e on GPU e*D//E, no replicas")

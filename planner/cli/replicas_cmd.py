@@ -36,7 +36,7 @@ def replicas(
     budget_gb: Annotated[Optional[float], typer.Option("--budget-gb", help="GB of expert replicas per GPU over all MoE layers (instead of --redundant).")] = None,
     auto_budget: Annotated[bool, typer.Option("--auto-budget", help="Sweep budgets and take the one maximising balancedness x KV tokens (needs --gpu).")] = False,
     mode: Annotated[str, typer.Option("--mode", help="uniform (same slots every layer; what engines load) or per-layer (knapsack over layers).")] = "uniform",
-    algorithm: Annotated[str, typer.Option("--algorithm", help="stepaware (default; sees every step) or eplb (DeepSeek's baseline).")] = "stepaware",
+    algorithm: Annotated[str, typer.Option("--algorithm", help="stepaware (default; sees every step), eplb (DeepSeek's baseline) or none (engine default: contiguous, no replicas).")] = "stepaware",
     policy: Annotated[str, typer.Option("--policy", help="auto, hierarchical (replicas stay in their group's node) or global.")] = "auto",
     groups: Annotated[Optional[int], typer.Option("--groups", help="Expert groups for the hierarchical policy (default: the model's).")] = None,
     gpu: Annotated[Optional[str], typer.Option("--gpu", "-g", help="GPU profile: check that expert weights fit; needed for --auto-budget.")] = None,

@@ -25,7 +25,7 @@ from typing import Any
 
 from planner.errors import InputError, RuntimeAdapterError
 
-__all__ = ["run_workers", "free_port", "BACKENDS"]
+__all__ = ["BACKENDS", "free_port", "report", "run_workers"]
 
 #: process-group backends this launcher sets up
 BACKENDS = ("gloo", "nccl")
@@ -41,8 +41,21 @@ def free_port(host: str = "127.0.0.1") -> int:
         return int(s.getsockname()[1])
 
 
-def _worker_entry(local_rank, fn, args, world_size, port, backend, threads, timeout_s, results):
+_PROGRESS = None  # in a worker: the parent's progress queue (None when the parent takes no progress)
+_RANK = None
+
+
+def report(value: Any) -> None:
+    """From inside a worker: hand ``value`` (picklable) to the parent's ``on_progress(rank, value)``
+    now, while the run goes on. A no-op when the parent passed no ``on_progress``."""
+    if _PROGRESS is not None:
+        _PROGRESS.put((_RANK, value))
+
+
+def _worker_entry(local_rank, fn, args, world_size, port, backend, threads, timeout_s, results, progress=None):
     """Body of one spawned worker: join the group, run ``fn``, report ``(rank, value)``."""
+    global _PROGRESS, _RANK
+    _PROGRESS, _RANK = progress, local_rank
     os.environ["MASTER_ADDR"] = "127.0.0.1"
     os.environ["MASTER_PORT"] = str(port)
     import torch
@@ -68,9 +81,41 @@ def _drain(results, into: dict) -> None:
         into[rank] = value
 
 
+def _drain_progress(progress, on_progress) -> None:
+    while progress is not None:
+        try:
+            rank, value = progress.get_nowait()
+        except _queue.Empty:
+            return
+        on_progress(rank, value)
+
+
+def _root_cause(processes, reported: int, wait_s: float = 1.0) -> int | None:
+    """A rank killed by a signal, if one other than ``reported`` was: the peers of a killed rank fail
+    too (their collectives lose the connection), and the parent may notice one of them first.
+    SIGTERM does not count: torch's ``join`` sends it to the survivors of the first failure."""
+    import signal
+
+    deadline = time.monotonic() + wait_s
+    while True:
+        killed = [i for i, p in enumerate(processes) if p.exitcode is not None and p.exitcode < 0 and p.exitcode != -signal.SIGTERM]
+        if killed or time.monotonic() > deadline:
+            return next((i for i in killed if i != reported), None) if reported not in killed else None
+        time.sleep(_POLL_S)
+
+
 def _last_line(text: str) -> str:
     lines = [ln.strip() for ln in str(text).strip().splitlines() if ln.strip()]
     return lines[-1] if lines else ""
+
+
+def _signal_name(sig: int) -> str:
+    import signal
+
+    try:
+        return signal.Signals(sig).name
+    except ValueError:
+        return str(sig)
 
 
 def _stop(processes) -> None:
@@ -93,6 +138,7 @@ def run_workers(
     backend: str = "gloo",
     timeout_s: float = 120.0,
     threads_per_worker: int = 1,
+    on_progress: Callable[[int, Any], None] | None = None,
 ) -> list[Any]:
     """Run ``fn(rank, world_size, *args)`` in ``num_workers`` local processes of one process group.
 
@@ -107,6 +153,8 @@ def run_workers(
         timeout for each collective.
     threads_per_worker : ``torch.set_num_threads`` in every worker (1: the workers already
         oversubscribe a small host).
+    on_progress : called in the parent as ``on_progress(rank, value)`` for every :func:`report`
+        a worker makes, while the run goes on (and for the last ones even when a worker fails).
 
     Returns
     -------
@@ -133,10 +181,11 @@ def run_workers(
     if not isinstance(threads_per_worker, int) or threads_per_worker < 1:
         raise InputError(f"threads_per_worker must be an integer >= 1, got {threads_per_worker!r}")
     results = mp.get_context("spawn").Queue()
+    progress = mp.get_context("spawn").Queue() if on_progress is not None else None
     port = free_port()
     context = mp.start_processes(
         _worker_entry,
-        args=(fn, tuple(args), num_workers, port, backend, threads_per_worker, float(timeout_s), results),
+        args=(fn, tuple(args), num_workers, port, backend, threads_per_worker, float(timeout_s), results, progress),
         nprocs=num_workers,
         join=False,
         start_method="spawn",
@@ -146,14 +195,22 @@ def run_workers(
     try:
         while True:
             _drain(results, values)  # before join: a worker blocks on a full pipe until read
+            _drain_progress(progress, on_progress)
             try:
                 if context.join(timeout=_POLL_S):
                     break
-            except mp.ProcessRaisedException as exc:
-                raise RuntimeAdapterError(
-                    f"worker rank {exc.error_index} of {num_workers} ({backend}) failed: {_last_line(exc.msg)}"
-                ) from exc
-            except mp.ProcessExitedException as exc:
+            except (mp.ProcessRaisedException, mp.ProcessExitedException) as exc:
+                _drain_progress(progress, on_progress)
+                killed = _root_cause(context.processes, exc.error_index)
+                if killed is not None:
+                    sig = -context.processes[killed].exitcode
+                    raise RuntimeAdapterError(
+                        f"worker rank {killed} of {num_workers} ({backend}) was killed by signal {_signal_name(sig)}"
+                    ) from exc
+                if isinstance(exc, mp.ProcessRaisedException):
+                    raise RuntimeAdapterError(
+                        f"worker rank {exc.error_index} of {num_workers} ({backend}) failed: {_last_line(exc.msg)}"
+                    ) from exc
                 how = f"was killed by signal {exc.signal_name}" if exc.signal_name else f"exited with code {exc.exit_code}"
                 raise RuntimeAdapterError(f"worker rank {exc.error_index} of {num_workers} ({backend}) {how}") from exc
             if time.monotonic() > deadline:
@@ -161,9 +218,12 @@ def run_workers(
                     f"{num_workers} {backend} worker(s) did not finish within {timeout_s:g} s (done: {sorted(values)})"
                 )
         _drain(results, values)  # every worker has exited: what is left in the pipe
+        _drain_progress(progress, on_progress)
     finally:
         _stop(context.processes)
         results.close()
+        if progress is not None:
+            progress.close()
     missing = [r for r in range(num_workers) if r not in values]
     if missing:
         raise RuntimeAdapterError(f"worker rank(s) {missing} of {num_workers} finished without a result")

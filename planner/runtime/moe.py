@@ -263,7 +263,8 @@ def random_tokens(num_tokens: int, hidden_size: int, *, seed: int = 0) -> np.nda
 
 
 def check_stack(layers: Sequence[MoELayer], tokens) -> tuple[list[MoELayer], np.ndarray]:
-    """Validate a layer stack and its input; returns the layers as a list and the tokens as fp32 numpy."""
+    """Validate a layer stack and its input; returns the layers as a list and the tokens as fp32 numpy
+    (``[T, H]`` for the stack, or ``[L, T, H]``: each layer's own input, e.g. captured from a model)."""
     layers = [layers] if isinstance(layers, MoELayer) else list(layers)
     if not layers:
         raise InputError("model_layers: empty; give at least one MoELayer")
@@ -276,26 +277,30 @@ def check_stack(layers: Sequence[MoELayer], tokens) -> tuple[list[MoELayer], np.
         tokens = tokens.detach().cpu().numpy()
     x = np.asarray(tokens, dtype=np.float32)
     H = layers[0].hidden_size
-    if x.ndim != 2 or x.shape[1] != H or x.shape[0] < 1:
-        raise InputError(f"tokens: expected shape [tokens, {H}], got {list(x.shape)}")
+    per_layer = x.ndim == 3 and x.shape[0] == len(layers) and x.shape[2] == H and x.shape[1] >= 1
+    if not per_layer and (x.ndim != 2 or x.shape[1] != H or x.shape[0] < 1):
+        raise InputError(f"tokens: expected shape [tokens, {H}] (a stack's input) or [{len(layers)}, tokens, {H}] "
+                         f"(every layer's own input), got {list(x.shape)}")
     if not np.isfinite(x).all():
         raise InputError("tokens: non-finite values")
     return layers, x
 
 
 def reference_forward(layers: Sequence[MoELayer], tokens) -> tuple[np.ndarray, np.ndarray]:
-    """The unreplicated single-process forward of a layer stack.
+    """The unreplicated single-process forward of a layer stack, or of every layer on its own input.
 
     Parameters
     ----------
     layers : the stack, applied in order with a residual (``x <- x + layer(x)``).
-    tokens : ``[T, H]`` fp32 hidden states (numpy or torch).
+    tokens : ``[T, H]`` fp32 hidden states (numpy or torch) fed to the stack; or ``[L, T, H]``, layer
+        ``l``'s own input (each layer then runs independently: ``x_l + layer_l(x_l)``).
 
     Returns
     -------
     (outputs, routing)
-        ``outputs`` ``[T, H]`` float32, the hidden states after the last layer; ``routing``
-        ``[L, T, k]`` int64, the expert ids each layer's router chose for every token (what
+        ``outputs`` float32: ``[T, H]``, the hidden states after the last layer (stack), or
+        ``[L, T, H]``, each layer's ``x_l + y_l`` (per-layer inputs); ``routing`` ``[L, T, k]``
+        int64, the expert ids each layer's router chose for every token (what
         :func:`planner.runtime.workers.predicted_rank_tokens` takes).
 
     Examples
@@ -307,11 +312,17 @@ def reference_forward(layers: Sequence[MoELayer], tokens) -> tuple[np.ndarray, n
     import torch
 
     layers, x_np = check_stack(layers, tokens)
+    per_layer = x_np.ndim == 3
     x = torch.from_numpy(x_np.copy())
-    routing = []
+    routing, outputs = [], []
     with torch.no_grad():
-        for layer in layers:
-            y, experts = layer.forward_with_routing(x)
-            x = x + y
+        for row, layer in enumerate(layers):
+            x_in = x[row] if per_layer else x
+            y, experts = layer.forward_with_routing(x_in)
+            out = x_in + y
+            if per_layer:
+                outputs.append(out.numpy())
+            else:
+                x = out
             routing.append(experts.numpy())
-    return x.numpy(), np.stack(routing).astype(np.int64)
+    return (np.stack(outputs) if per_layer else x.numpy()), np.stack(routing).astype(np.int64)

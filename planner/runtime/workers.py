@@ -261,7 +261,11 @@ def predicted_slot_tokens(plan: Plan, routing, *, dispatch: str = "even") -> lis
     if dispatch not in DISPATCHES:
         raise InputError(f"dispatch: unknown {dispatch!r}; known: {', '.join(DISPATCHES)}")
     layout = _layout(plan)
-    r = _check_routing(layout, routing)
+    return _predicted_slots(layout, _check_routing(layout, routing), dispatch)
+
+
+def _predicted_slots(layout: _Layout, r: np.ndarray, dispatch: str) -> list[np.ndarray]:
+    """:func:`predicted_slot_tokens` on a checked layout and routing."""
     W, E = layout.num_gpus, layout.num_experts
     bounds = _token_offsets(r.shape[1], W)
     out = []
@@ -286,8 +290,13 @@ def predicted_rank_tokens(plan: Plan, routing, *, dispatch: str = "even") -> np.
     """``[L, W]`` rows each rank receives per layer under ``dispatch`` (sums of
     :func:`predicted_slot_tokens` over the rank's slots)."""
     layout = _layout(plan)
-    slots = predicted_slot_tokens(plan, routing, dispatch=dispatch)
-    return np.stack([np.bincount(layout.slot_gpu[row], weights=s, minlength=layout.num_gpus) for row, s in enumerate(slots)]).astype(np.int64)
+    return _rank_sums(layout, predicted_slot_tokens(plan, routing, dispatch=dispatch))
+
+
+def _rank_sums(layout: _Layout, slots: list[np.ndarray]) -> np.ndarray:
+    """``[L, W]``: per-slot rows summed over each rank's slots."""
+    return np.stack([np.bincount(layout.slot_gpu[row], weights=s, minlength=layout.num_gpus)
+                     for row, s in enumerate(slots)]).astype(np.int64)
 
 
 # -- the workers ----------------------------------------------------------------------------------
@@ -370,14 +379,21 @@ def serve_dispatches(
     W = layout.num_gpus if world_size is None else world_size
     if W != layout.num_gpus:
         raise InputError(f"world_size: the plan places slots on {layout.num_gpus} GPUs, got world_size={W}")
+    return _serve_layout(layout, layers, x, dispatches, backend=backend, warmup=warmup, repeats=repeats,
+                         timeout_s=timeout_s, threads_per_worker=threads_per_worker)
+
+
+def _serve_layout(layout: _Layout, layers: list[MoELayer], x: np.ndarray, dispatches: tuple[str, ...], *,
+                  backend: str, warmup: int, repeats: int, timeout_s: float, threads_per_worker: int) -> dict[str, RunResult]:
+    """:func:`serve_dispatches` on a checked layout and stack (the live apply's recovery uses it too)."""
     for i, layer in enumerate(layers):
         if layer.num_experts != layout.num_experts:
             raise InputError(f"model_layers[{i}]: {layer.num_experts} experts, but the plan has {layout.num_experts}")
     per_rank = run_workers(
-        _serve_worker, W, args=(layout, layers, x, dispatches, warmup, repeats, backend == "nccl"),
+        _serve_worker, layout.num_gpus, args=(layout, layers, x, dispatches, warmup, repeats, backend == "nccl"),
         backend=backend, timeout_s=timeout_s, threads_per_worker=threads_per_worker,
     )
-    return {d: _result(layout, [res["runs"][i] for res in per_rank], x.shape[0], d, backend, repeats)
+    return {d: _result(layout, [res["runs"][i] for res in per_rank], x.shape[-2], d, backend, repeats)
             for i, d in enumerate(dispatches)}
 
 
@@ -388,7 +404,7 @@ def _result(layout: _Layout, runs: list[dict], num_tokens: int, dispatch: str, b
         for row, (slots, rows) in enumerate(run["slot_rows"]):
             slot_tokens[row][slots] = rows
     return RunResult(
-        outputs=np.concatenate([run["outputs"] for run in runs]),
+        outputs=np.concatenate([run["outputs"] for run in runs], axis=runs[0]["outputs"].ndim - 2),
         rank_tokens=np.stack([run["received"] for run in runs], axis=1),
         slot_tokens=tuple(slot_tokens),
         local_tokens=np.stack([run["local"] for run in runs], axis=1),
@@ -400,30 +416,38 @@ def _result(layout: _Layout, runs: list[dict], num_tokens: int, dispatch: str, b
     )
 
 
+def _router_state(layer: MoELayer, device) -> dict:
+    """What every rank keeps of a layer besides its expert copies: the router and the shared expert."""
+    return {"router": layer.router_weight.clone().to(device), "top_k": layer.top_k, "routing": dict(layer.routing),
+            "score_bias": None if layer.score_bias is None else layer.score_bias.clone().to(device),
+            "shared": None if layer.shared is None else tuple(t.clone().to(device) for t in layer.shared)}
+
+
+def _held_row(layout: _Layout, row: int, rank: int, copies: list, router: dict) -> dict:
+    """A rank's serving state of one row: its slot ids, every slot's index on its rank, the dispatch
+    tables, and ``copies`` (one ``(gate, up, down)`` per slot of this rank, in slot order)."""
+    p2l, gpu = layout.physical_to_logical[row], layout.slot_gpu[row]
+    local = np.zeros(p2l.size, dtype=np.int64)  # position of a slot among its rank's slots
+    for g in range(layout.num_gpus):
+        on_g = np.flatnonzero(gpu == g)
+        local[on_g] = np.arange(on_g.size)
+    width = int(np.bincount(gpu, minlength=layout.num_gpus).max())
+    return {"slots": np.flatnonzero(gpu == rank), "copies": copies, "local": local, "width": width,
+            "replicas": _replicas(p2l, layout.num_experts), "static": _static_table(layout, row)[rank], **router}
+
+
 def _load_slots(layout: _Layout, layers: list[MoELayer], rank: int, device) -> list[dict]:
-    """Per row: this rank's slot ids, a local index for every slot id, and one weight copy per slot."""
+    """Per row: this rank's serving state with one weight copy per slot, taken from the source layer."""
     held = []
     for row, layer in enumerate(layers):
-        p2l, gpu = layout.physical_to_logical[row], layout.slot_gpu[row]
-        mine = np.flatnonzero(gpu == rank)
+        p2l = layout.physical_to_logical[row]
         copies = []
-        for s in mine:
+        for s in np.flatnonzero(layout.slot_gpu[row] == rank):
             e = int(p2l[s])
             if not 0 <= e < layer.num_experts:
                 raise InputError(f"rank {rank}: plan row {row} slot {int(s)} holds expert {e}, but the layer has experts 0..{layer.num_experts - 1}")
             copies.append(tuple(t[e].clone().to(device) for t in (layer.gate_proj, layer.up_proj, layer.down_proj)))
-        local = np.zeros(p2l.size, dtype=np.int64)  # position of a slot among its rank's slots
-        for g in range(layout.num_gpus):
-            on_g = np.flatnonzero(gpu == g)
-            local[on_g] = np.arange(on_g.size)
-        width = int(np.bincount(gpu, minlength=layout.num_gpus).max())
-        held.append({"slots": mine, "copies": copies, "local": local, "width": width,
-                     "router": layer.router_weight.clone().to(device), "top_k": layer.top_k,
-                     "routing": dict(layer.routing),
-                     "score_bias": None if layer.score_bias is None else layer.score_bias.clone().to(device),
-                     "shared": None if layer.shared is None else tuple(t.clone().to(device) for t in layer.shared),
-                     "replicas": _replicas(p2l, layout.num_experts),
-                     "static": _static_table(layout, row)[rank]})
+        held.append(_held_row(layout, row, rank, copies, _router_state(layer, device)))
     return held
 
 
@@ -499,30 +523,52 @@ def _serve_worker(rank: int, world_size: int, layout: _Layout, layers: list[MoEL
         raise failure
     if any(int(f.item()) for f in flags):
         return {"aborted": True}
-    bounds = _token_offsets(tokens.shape[0], world_size)
-    x0 = torch.from_numpy(tokens[bounds[rank]:bounds[rank + 1]].copy()).to(device)
-    return {"runs": [_forwards(x0, layout, rank, held, d, warmup, repeats, use_cuda) for d in dispatches]}
+    return {"runs": [_forwards(_rank_tokens(tokens, rank, world_size, device), layout, rank, held, d, warmup, repeats, use_cuda)
+                     for d in dispatches]}
+
+
+def _rank_tokens(tokens: np.ndarray, rank: int, world_size: int, device):
+    """This rank's block of tokens (``[t, H]``, or ``[L, t, H]`` for per-layer inputs) as a tensor."""
+    import torch
+
+    bounds = _token_offsets(tokens.shape[-2], world_size)
+    return torch.from_numpy(tokens[..., bounds[rank]:bounds[rank + 1], :].copy()).to(device)
+
+
+def _forward_once(x0, layout: _Layout, rank: int, held: list[dict], dispatch: str, use_cuda: bool):
+    """One forward of every row: the stack (``x0`` ``[t, H]``) or each row on its own input
+    (``x0`` ``[L, t, H]``). Returns the output (``[t, H]`` / ``[L, t, H]``), per-row stats and ms."""
+    import torch
+    import torch.distributed as dist
+
+    per_layer = x0.ndim == 3
+    x, outs, stats, ms = x0, [], [], []
+    for row in range(len(held)):
+        dist.barrier()
+        t0 = time.perf_counter()
+        y, s = _layer_step(x0[row] if per_layer else x, layout, row, rank, held[row], dispatch)
+        if use_cuda:
+            torch.cuda.synchronize(y.device)
+        ms.append((time.perf_counter() - t0) * 1e3)
+        stats.append(s)
+        if per_layer:
+            outs.append(y)
+        else:
+            x = y
+    return (torch.stack(outs) if per_layer else x), stats, ms
 
 
 def _forwards(x0, layout: _Layout, rank: int, held: list[dict], dispatch: str, warmup: int, repeats: int, use_cuda: bool) -> dict:
-    """``warmup + repeats`` forwards of the stack under one rule; the last one's outputs and counts."""
+    """``warmup + repeats`` forwards under one rule; the last one's outputs and counts."""
     import torch
-    import torch.distributed as dist
 
     L = len(held)
     times = np.zeros((repeats, L))
     with torch.no_grad():
         for it in range(warmup + repeats):
-            x, stats = x0, []
-            for row in range(L):
-                dist.barrier()
-                t0 = time.perf_counter()
-                x, s = _layer_step(x, layout, row, rank, held[row], dispatch)
-                if use_cuda:
-                    torch.cuda.synchronize(x.device)
-                if it >= warmup:
-                    times[it - warmup, row] = (time.perf_counter() - t0) * 1e3
-                stats.append(s)
+            x, stats, ms = _forward_once(x0, layout, rank, held, dispatch, use_cuda)
+            if it >= warmup:
+                times[it - warmup] = ms
     return {
         "outputs": x.cpu().numpy(),
         "received": np.array([s["received"] for s in stats], dtype=np.int64),
