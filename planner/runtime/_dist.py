@@ -82,11 +82,8 @@ def _drain(results, into: dict) -> None:
 
 
 def _drain_progress(progress, on_progress) -> None:
-    while progress is not None:
-        try:
-            rank, value = progress.get_nowait()
-        except _queue.Empty:
-            return
+    while progress is not None and not progress.empty():
+        rank, value = progress.get()
         on_progress(rank, value)
 
 
@@ -170,8 +167,12 @@ def run_workers(
         is chained), exited or was killed, returned nothing, or the deadline passed. The other
         workers are terminated first.
     """
+    import logging
+
     import torch.multiprocessing as mp
 
+    # torch logs a warning per survivor it terminates after a failure; the error we raise says it all
+    logging.getLogger("torch.multiprocessing.spawn").setLevel(logging.ERROR)
     if backend not in BACKENDS:
         raise InputError(f"backend must be one of {', '.join(BACKENDS)}, got {backend!r}")
     if not isinstance(num_workers, int) or num_workers < 1:
@@ -181,7 +182,9 @@ def run_workers(
     if not isinstance(threads_per_worker, int) or threads_per_worker < 1:
         raise InputError(f"threads_per_worker must be an integer >= 1, got {threads_per_worker!r}")
     results = mp.get_context("spawn").Queue()
-    progress = mp.get_context("spawn").Queue() if on_progress is not None else None
+    # a SimpleQueue writes to the pipe inside put(): a report is delivered even if its worker is
+    # killed right after (a Queue's feeder thread would die with it)
+    progress = mp.get_context("spawn").SimpleQueue() if on_progress is not None else None
     port = free_port()
     context = mp.start_processes(
         _worker_entry,

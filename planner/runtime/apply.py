@@ -1,0 +1,533 @@
+r"""Live apply: move running expert-parallel workers from one replica placement to another.
+
+Data: the running plan ``current`` and the ``new`` one (same model, GPUs, experts, layers; checked by
+:func:`planner.migrate.plan_migration`), the model's MoE layers (the weights an engine loaded),
+tokens, ``W = num_gpus`` ranks.
+
+1. Schedule. :func:`planner.migrate.plan_migration` matches slots (fewest copies) and orders the
+   copies into steps in which every expert keeps a serving replica and no GPU uses more than
+   ``spare`` staging slots per layer. Round ``s`` runs step ``s`` of every layer at once.
+2. Placements. A per-layer occupancy table ``occ[g, k]`` (expert in position ``k`` of GPU ``g``, -1
+   empty; positions ``>= cap[g]`` are staging) starts as the running placement; round ``s`` applies its
+   writes (a commit also empties its staging position). ``P_s`` is the placement after round ``s``;
+   after the last round the positions the new plan no longer uses are released, and ``P_n`` must
+   equal the target plan (checked). Between rounds every occupied position serves: slots are listed
+   GPU-major by position, dispatch weights even, except ``P_n``, which has the target plan's.
+3. Workers. The ``W`` ranks load ``current``'s copies from the model -- the only weights that come
+   from the source; every later copy arrives from the rank holding it. Per round: (a) *transfer*:
+   a write whose source is another rank is one point-to-point message of the expert's three
+   matrices (``isend`` / ``irecv``, posted in one global order and tagged by it); a write from the
+   same rank and a staging commit are local copies; (b) *verify*: serve ``P_s`` (route,
+   all-to-all, compute, combine; :mod:`planner.runtime.workers`), compare the outputs with the
+   single-process reference (max abs difference, all-reduced) and count rows per rank; (c) report
+   the round to the parent (:func:`planner.runtime._dist.report`).
+4. Consistency. A round is *verified* when every rank reported it and the outputs are within
+   ``tol``. If a rank dies, a collective fails or the outputs drift, the run stops; the placement of
+   the last verified round ``P_k`` is the last consistent one (all its copies were in place and it
+   served the reference outputs). It is written to the state file and, with ``recover``, served on a
+   fresh group of workers (weights reloaded from the source, as an engine restart would) to show that
+   it still serves. A real engine keeps its surviving ranks; a local gloo group cannot lose a member,
+   so the recovery restarts the group (``docs/runtime.md``).
+
+Measured against planned: ``bytes_sent`` (the matrices' bytes on the wire) equals the cross-rank
+copies times the runtime's bytes per expert; per-rank rows equal the dispatch rule's prediction for
+``P_s`` (:func:`planner.runtime.workers.predicted_rank_tokens`'s arithmetic on the same layout).
+
+torch is imported inside the functions (house rule).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+import numpy as np
+
+from planner.errors import InputError, PlannerError, RuntimeAdapterError
+from planner.fileio import atomic_write_text
+from planner.runtime._dist import BACKENDS, report, run_workers
+from planner.runtime.moe import MoELayer, check_stack, reference_forward
+from planner.runtime.workers import (
+    DISPATCHES,
+    _check_routing,
+    _forward_once,
+    _held_row,
+    _Layout,
+    _layout,
+    _predicted_slots,
+    _rank_sums,
+    _rank_tokens,
+    _router_state,
+    _serve_layout,
+)
+
+if TYPE_CHECKING:  # pragma: no cover
+    from planner.migrate import Migration
+    from planner.plans.schema import Plan
+
+__all__ = ["ApplyFailed", "ApplyResult", "RoundRecord", "apply_plan", "PLACEMENT_FORMAT"]
+
+#: ``format`` of the state file (the last consistent placement)
+PLACEMENT_FORMAT = "moeplan-placement/1"
+
+
+@dataclass(frozen=True)
+class RoundRecord:
+    """One verified round: ``step`` 0 is the running placement before any move.
+
+    ``rank_tokens`` / ``predicted_tokens`` [L, W] rows per rank measured / predicted;
+    ``transfers`` cross-rank copies, ``local_copies`` same-rank copies and commits; ``bytes_sent``
+    bytes on the wire (all ranks); ``move_ms`` the slowest rank's transfer time; ``step_ms`` [L]
+    the slowest rank's time per layer of the verifying forward.
+    """
+
+    step: int
+    max_abs_diff: float
+    counts_match: bool
+    rank_tokens: np.ndarray
+    predicted_tokens: np.ndarray
+    transfers: int
+    local_copies: int
+    bytes_sent: int
+    move_ms: float
+    step_ms: np.ndarray
+
+    def to_dict(self) -> dict:
+        return {"step": self.step, "max_abs_diff": self.max_abs_diff, "counts_match": self.counts_match,
+                "transfers": self.transfers, "local_copies": self.local_copies, "bytes_sent": self.bytes_sent,
+                "move_ms": round(self.move_ms, 3), "forward_ms": round(float(self.step_ms.sum()), 3),
+                "busiest_rank_tokens": self.rank_tokens.max(axis=1).tolist(),
+                "rank_tokens": self.rank_tokens.tolist(), "predicted_tokens": self.predicted_tokens.tolist()}
+
+
+@dataclass(frozen=True)
+class ApplyResult:
+    """A finished live migration: the schedule, every verified round, and the totals."""
+
+    migration: Migration
+    rounds: tuple[RoundRecord, ...]
+    bytes_per_expert: int  # of the runtime's weights (fp32), not the plan's model
+    planned_transfers: int
+    wall_s: float
+    backend: str
+    dispatch: str
+
+    @property
+    def max_abs_diff(self) -> float:
+        return max(r.max_abs_diff for r in self.rounds)
+
+    @property
+    def counts_match(self) -> bool:
+        return all(r.counts_match for r in self.rounds)
+
+    @property
+    def bytes_sent(self) -> int:
+        return sum(r.bytes_sent for r in self.rounds)
+
+    @property
+    def bytes_planned(self) -> int:
+        return self.planned_transfers * self.bytes_per_expert
+
+    @property
+    def move_s(self) -> float:
+        return sum(r.move_ms for r in self.rounds) / 1e3
+
+    def to_dict(self) -> dict:
+        first, last = self.rounds[0], self.rounds[-1]
+        return {
+            "ok": True,
+            "steps": len(self.rounds) - 1,
+            "max_abs_diff": self.max_abs_diff,
+            "counts_match": self.counts_match,
+            "bytes_sent": self.bytes_sent,
+            "bytes_planned": self.bytes_planned,
+            "bytes_match": self.bytes_sent == self.bytes_planned,
+            "transfers": sum(r.transfers for r in self.rounds),
+            "local_copies": sum(r.local_copies for r in self.rounds),
+            "move_s": round(self.move_s, 4),
+            "wall_s": round(self.wall_s, 3),
+            "backend": self.backend,
+            "dispatch": self.dispatch,
+            "busiest_rank_tokens_before": first.rank_tokens.max(axis=1).tolist(),
+            "busiest_rank_tokens_after": last.rank_tokens.max(axis=1).tolist(),
+            "forward_ms_before": round(float(first.step_ms.sum()), 3),
+            "forward_ms_after": round(float(last.step_ms.sum()), 3),
+            "rounds": [r.to_dict() for r in self.rounds],
+        }
+
+
+class ApplyFailed(RuntimeAdapterError):
+    """The live apply stopped; ``last_step`` is the last verified round, ``recovery`` what serving its
+    placement again on fresh workers gave (``None`` when not tried)."""
+
+    def __init__(self, message: str, *, last_step: int, steps: int, rounds: tuple[RoundRecord, ...],
+                 recovery: dict | None, state_path: str | None):
+        super().__init__(message)
+        self.last_step, self.steps, self.rounds = last_step, steps, rounds
+        self.recovery, self.state_path = recovery, state_path
+
+
+# -- the placements between rounds (parent side, numpy) --------------------------------------------
+
+
+@dataclass
+class _Rounds:
+    """Per round ``s`` (0..n): the serving layout, each slot's position on its GPU; per round 1..n
+    the writes of every layer; the positions released after the last round."""
+
+    layouts: list[_Layout] = field(default_factory=list)
+    positions: list[tuple[np.ndarray, ...]] = field(default_factory=list)
+    writes: list[tuple[tuple[tuple[int, ...], ...], ...]] = field(default_factory=list)
+    released: tuple[tuple[tuple[int, int], ...], ...] = ()
+
+
+def _as_layout(occ: list[np.ndarray], num_experts: int, gpus_per_node: int, weights=None) -> tuple[_Layout, tuple]:
+    p2l, gpu, node, w, pos = [], [], [], [], []
+    for row, table in enumerate(occ):
+        g, k = np.nonzero(table >= 0)  # row-major: GPU-major, positions ascending
+        p2l.append(table[g, k].astype(np.int64))
+        gpu.append(g.astype(np.int64))
+        node.append((g // gpus_per_node).astype(np.int64))
+        w.append(np.ones(g.size) if weights is None else np.asarray(weights[row], dtype=np.float64))
+        pos.append(k.astype(np.int64))
+    layout = _Layout(tuple(p2l), tuple(gpu), tuple(node), tuple(w), num_experts, occ[0].shape[0], gpus_per_node)
+    return layout, tuple(pos)
+
+
+def _rounds(migration: Migration, current: Plan) -> _Rounds:
+    """Replay the schedule on occupancy tables (module docstring, item 2)."""
+    rp = current.replicas
+    spare = migration.spare_slots_per_gpu
+    occ = []
+    for lm in migration.layers:
+        old = lm.matching.old
+        table = np.full((old.shape[0], old.shape[1] + spare), -1, dtype=np.int64)
+        table[:, : old.shape[1]] = old
+        occ.append(table)
+    targets = [lm.schedule.target for lm in migration.layers]
+    # positions the new plan no longer uses are released after the last step (a round of its own
+    # when nothing has to move)
+    total = migration.steps or int(any((o[:, : t.shape[1]] != t).any() for o, t in zip(occ, targets)))
+    weights = migration.target_plan.replicas.dispatch_weights
+    out = _Rounds()
+    layout, pos = _as_layout(occ, rp.num_experts, rp.gpus_per_node, weights if total == 0 else None)
+    out.layouts.append(layout)
+    out.positions.append(pos)
+    for s in range(total):
+        step_writes = []
+        for row, lm in enumerate(migration.layers):
+            writes = lm.schedule.steps[s] if s < lm.steps else ()
+            for w in writes:
+                occ[row][w.gpu, w.slot] = w.expert
+            for w in writes:
+                if w.commit:
+                    occ[row][w.src_gpu, w.src_slot] = -1
+            step_writes.append(tuple(tuple(int(v) for v in w) for w in writes))
+        out.writes.append(tuple(step_writes))
+        last = s == total - 1
+        if last:
+            released = []
+            for row, (lm, target) in enumerate(zip(migration.layers, targets)):
+                g, k = np.nonzero(occ[row][:, : target.shape[1]] != target)
+                if (target[g, k] >= 0).any() or (occ[row][:, target.shape[1]:] >= 0).any():
+                    raise PlannerError(f"internal error: layer {lm.layer}: the schedule does not reach the target placement")
+                occ[row][g, k] = -1
+                released.append(tuple(zip(g.tolist(), k.tolist())))
+            out.released = tuple(released)
+        layout, pos = _as_layout(occ, rp.num_experts, rp.gpus_per_node, weights if last else None)
+        out.layouts.append(layout)
+        out.positions.append(pos)
+    final = _layout(migration.target_plan)
+    for a, b in zip(out.layouts[-1].physical_to_logical, final.physical_to_logical):
+        if not np.array_equal(a, b):
+            raise PlannerError("internal error: the last placement differs from the target plan")
+    return out
+
+
+def placement_dict(layout: _Layout, *, step: int, steps: int, layers: Sequence[int], extra: dict | None = None) -> dict:
+    """JSON-ready placement (the state file): per layer the GPU-major expert list and slot GPUs."""
+    return {
+        "format": PLACEMENT_FORMAT,
+        "step": step,
+        "steps": steps,
+        "layers": list(layers),
+        "num_gpus": layout.num_gpus,
+        "num_experts": layout.num_experts,
+        "physical_to_logical": [p.tolist() for p in layout.physical_to_logical],
+        "slot_gpu": [g.tolist() for g in layout.slot_gpu],
+        **(extra or {}),
+    }
+
+
+# -- the workers -----------------------------------------------------------------------------------
+
+
+def _transfer(writes: tuple, released: tuple, held: list[dict], rank: int, shapes: list[tuple[int, int]], device) -> tuple[int, int, int]:
+    """Run one round's writes on this rank; returns (bytes sent, transfers, local copies) seen by it."""
+    import torch
+    import torch.distributed as dist
+
+    before = [dict(h) for h in held]  # sources are read as they were when the round started
+    ops, incoming, sent, transfers, local = [], [], 0, 0, 0
+    tag = 0
+    for row, row_writes in enumerate(writes):
+        I, H = shapes[row]
+        for gpu, slot, _expert, src_gpu, src_slot, commit in row_writes:
+            tag += 1
+            if gpu != rank and src_gpu != rank:
+                continue
+            if gpu == src_gpu:  # a copy within the rank (from another position or a staging commit)
+                g, u, d = before[row][src_slot]
+                held[row][slot] = (g, u, d) if commit else (g.clone(), u.clone(), d.clone())
+                if commit and src_slot != slot:
+                    held[row].pop(src_slot, None)  # the staging position is free again
+                local += 1
+            elif src_gpu == rank:
+                buf = torch.cat([t.reshape(-1) for t in before[row][src_slot]])
+                ops.append(dist.isend(buf, dst=gpu, tag=tag))
+                sent += buf.numel() * buf.element_size()
+                transfers += 1
+            else:
+                buf = torch.empty(3 * I * H, dtype=torch.float32, device=device)
+                ops.append(dist.irecv(buf, src=src_gpu, tag=tag))
+                incoming.append((row, slot, buf, I, H))
+    for op in ops:
+        op.wait()
+    for row, slot, buf, I, H in incoming:
+        g, u, d = buf.split(I * H)
+        held[row][slot] = (g.view(I, H), u.view(I, H), d.view(H, I))
+    for row, row_released in enumerate(released):
+        for gpu, pos in row_released:
+            if gpu == rank:
+                held[row].pop(pos, None)
+    return sent, transfers, local
+
+
+def _apply_worker(rank: int, world_size: int, rounds: _Rounds, layers: list[MoELayer], tokens: np.ndarray,
+                  reference: np.ndarray, dispatch: str, tol: float, kill: tuple[int, int] | None, use_cuda: bool) -> dict:
+    """Spawned by :func:`apply_plan`, one per rank (module docstring, item 3)."""
+    import torch
+    import torch.distributed as dist
+
+    device = torch.device("cuda", rank) if use_cuda else torch.device("cpu")
+    first = rounds.layouts[0]
+    routers = [_router_state(layer, device) for layer in layers]
+    shapes = [(layer.intermediate_size, layer.hidden_size) for layer in layers]
+    held: list[dict] = []  # per row: position on this rank -> (gate, up, down)
+    for row, layer in enumerate(layers):
+        mine = np.flatnonzero(first.slot_gpu[row] == rank)
+        held.append({int(rounds.positions[0][row][s]): tuple(t[int(first.physical_to_logical[row][s])].clone().to(device)
+                                                             for t in (layer.gate_proj, layer.up_proj, layer.down_proj))
+                     for s in mine})
+    del layers  # from here on weights move only between ranks
+    x0 = _rank_tokens(tokens, rank, world_size, device)
+    ref = _rank_tokens(reference, rank, world_size, device)
+    n = len(rounds.writes)
+    with torch.no_grad():
+        for s in range(n + 1):
+            sent = transfers = local = 0
+            move_ms = 0.0
+            if s > 0:
+                if kill is not None and kill == (rank, s):
+                    os.kill(os.getpid(), signal.SIGKILL)  # the fault drill: this rank dies mid-migration
+                dist.barrier()
+                t0 = time.perf_counter()
+                sent, transfers, local = _transfer(rounds.writes[s - 1], rounds.released if s == n else (),
+                                                   held, rank, shapes, device)
+                if use_cuda:
+                    torch.cuda.synchronize(device)
+                dist.barrier()
+                move_ms = (time.perf_counter() - t0) * 1e3
+            layout = rounds.layouts[s]
+            rows = []
+            for row in range(len(held)):
+                mine = np.flatnonzero(layout.slot_gpu[row] == rank)
+                copies = [held[row][int(rounds.positions[s][row][k])] for k in mine]
+                rows.append(_held_row(layout, row, rank, copies, routers[row]))
+            y, stats, ms = _forward_once(x0, layout, rank, rows, dispatch, use_cuda)
+            diff = torch.tensor([float((y - ref).abs().max()) if y.numel() else 0.0], dtype=torch.float64, device=device)
+            dist.all_reduce(diff, op=dist.ReduceOp.MAX)
+            report({"step": s, "max_abs_diff": float(diff.item()), "received": [st["received"] for st in stats],
+                    "bytes_sent": sent, "transfers": transfers, "local": local, "move_ms": move_ms, "step_ms": ms})
+            if float(diff.item()) > tol:  # every rank sees the same value: all stop here together
+                return {"stopped_at": s}
+    return {"stopped_at": None}
+
+
+# -- the parent --------------------------------------------------------------------------------------
+
+
+def _check_kill(kill, num_gpus: int, steps: int):
+    if kill is None:
+        return None
+    rank, step = kill
+    if not 0 <= rank < num_gpus:
+        raise InputError(f"kill rank: must be in 0..{num_gpus - 1}, got {rank}")
+    if not 1 <= step <= max(steps, 0):
+        raise InputError(f"kill step: the migration has {steps} step(s); give one in 1..{steps}, got {step}")
+    return (int(rank), int(step))
+
+
+def apply_plan(
+    current: Plan,
+    new: Plan,
+    model_layers: Sequence[MoELayer],
+    tokens,
+    *,
+    spare_slots_per_gpu: int = 0,
+    relabel: bool = True,
+    dispatch: str = "even",
+    backend: str = "gloo",
+    tol: float = 1e-5,
+    timeout_s: float = 600.0,
+    threads_per_worker: int = 1,
+    state_path: str | Path | None = None,
+    recover: bool = True,
+    kill: tuple[int, int] | None = None,
+    on_round: Callable[[RoundRecord, int], None] | None = None,
+) -> ApplyResult:
+    """Migrate running workers from ``current`` to ``new``, verifying every step (module docstring).
+
+    Parameters
+    ----------
+    current, new : the running plan and the one to move to (rows = ``model_layers``).
+    model_layers : the MoE layers (:class:`~planner.runtime.moe.MoELayer`); their weights are
+        what the ranks load for ``current``.
+    tokens : ``[T, H]`` stack input or ``[L, T, H]`` per-layer inputs, split over the ranks.
+    spare_slots_per_gpu, relabel : passed to :func:`planner.migrate.plan_migration`.
+    dispatch : ``"even"``, ``"plan"`` or ``"deterministic"`` for every verifying forward.
+    tol : largest allowed max abs difference to the single-process reference.
+    state_path : JSON file rewritten (atomically) with the last verified placement after every round.
+    recover : after a failure, serve the last consistent placement on fresh workers.
+    kill : ``(rank, step)``: the fault drill -- ``rank`` kills itself (SIGKILL) as ``step`` starts.
+    on_round : ``on_round(record, steps)`` in the parent after each verified round (progress).
+
+    Returns
+    -------
+    ApplyResult
+
+    Raises
+    ------
+    InputError
+        Plans that do not fit each other or the layers; bad arguments.
+    Infeasible
+        No in-place schedule with ``spare_slots_per_gpu`` (the message says how many to allow).
+    ApplyFailed
+        A rank died or failed, or the outputs drifted; the message names the rank, the step and the
+        last consistent placement, and what serving it again gave.
+    """
+    from planner.migrate import plan_migration
+
+    if dispatch not in DISPATCHES:
+        raise InputError(f"dispatch: unknown {dispatch!r}; known: {', '.join(DISPATCHES)}")
+    if backend not in BACKENDS:
+        raise InputError(f"backend: unknown {backend!r}; known: {', '.join(BACKENDS)}")
+    if not tol >= 0:
+        raise InputError(f"tol: must be >= 0, got {tol!r}")
+    layers, x = check_stack(model_layers, tokens)
+    _layout(current, len(layers))
+    _layout(new, len(layers))
+    for i, layer in enumerate(layers):
+        if layer.num_experts != current.replicas.num_experts:
+            raise InputError(f"model_layers[{i}]: {layer.num_experts} experts, but the plans have {current.replicas.num_experts}")
+    migration = plan_migration(current, new, relabel=relabel, spare_slots_per_gpu=spare_slots_per_gpu)
+    rounds = _rounds(migration, current)
+    n = len(rounds.writes)
+    kill = _check_kill(kill, current.replicas.num_gpus, n)
+    reference, routing = reference_forward(layers, x)
+    W = current.replicas.num_gpus
+    predicted = [_rank_sums(layout, _predicted_slots(layout, _check_routing(layout, routing), dispatch))
+                 for layout in rounds.layouts]
+    bytes_per_expert = 3 * layers[0].intermediate_size * layers[0].hidden_size * 4
+    planned = sum(1 for step in rounds.writes for row in step for w in row if not w[5] and w[0] != w[3])
+    reports: dict[int, dict[int, dict]] = {}
+    verified: list[RoundRecord] = []
+    state = str(state_path) if state_path is not None else None
+
+    def on_progress(rank: int, value: dict) -> None:
+        s = value["step"]
+        reports.setdefault(s, {})[rank] = value
+        if len(reports[s]) < W:
+            return
+        per = [reports[s][r] for r in range(W)]
+        measured = np.array([p["received"] for p in per], dtype=np.int64).T  # [L, W]
+        record = RoundRecord(
+            step=s, max_abs_diff=per[0]["max_abs_diff"], counts_match=bool(np.array_equal(measured, predicted[s])),
+            rank_tokens=measured, predicted_tokens=predicted[s], transfers=sum(p["transfers"] for p in per),
+            local_copies=sum(p["local"] for p in per), bytes_sent=sum(p["bytes_sent"] for p in per),
+            move_ms=max(p["move_ms"] for p in per), step_ms=np.max([p["step_ms"] for p in per], axis=0),
+        )
+        if record.max_abs_diff > tol:
+            return
+        verified.append(record)
+        if state is not None:
+            extra = {"max_abs_diff": record.max_abs_diff, "model": new.inputs.model}
+            atomic_write_text(state, json.dumps(placement_dict(rounds.layouts[s], step=s, steps=n,
+                                                               layers=current.replicas.layers, extra=extra)) + "\n")
+        if on_round is not None:
+            on_round(record, n)
+
+    start = time.perf_counter()
+    failure = None
+    try:
+        per_rank = run_workers(_apply_worker, W, args=(rounds, layers, x, reference, dispatch, tol, kill, backend == "nccl"),
+                               backend=backend, timeout_s=timeout_s, threads_per_worker=threads_per_worker,
+                               on_progress=on_progress)
+        stopped = per_rank[0]["stopped_at"]
+        if stopped is not None:
+            diff = reports[stopped][0]["max_abs_diff"]
+            failure = f"outputs differ from the single-process reference by {diff:.3g} > tol {tol:g} after step {stopped} of {n}"
+    except RuntimeAdapterError as exc:
+        failure = str(exc)
+    if failure is None:
+        return ApplyResult(migration, tuple(verified), bytes_per_expert, planned, time.perf_counter() - start, backend, dispatch)
+    return _fail(failure, verified, n, rounds, layers, x, reference, routing, dispatch, backend, timeout_s,
+                 threads_per_worker, state, recover)
+
+
+def _fail(failure: str, verified: list[RoundRecord], n: int, rounds: _Rounds, layers, x, reference, routing,
+          dispatch: str, backend: str, timeout_s: float, threads: int, state: str | None, recover: bool):
+    """Raise :class:`ApplyFailed` after (optionally) serving the last consistent placement again."""
+    k = verified[-1].step if verified else None
+    if k is None:  # nothing was verified: the running placement never served the reference
+        raise ApplyFailed(f"{failure}; no step was verified (the running placement did not serve)",
+                          last_step=-1, steps=n, rounds=(), recovery=None, state_path=state)
+    where = f"during step {k + 1} of {n}" if k < n else f"after the last step ({n})"
+    msg = f"{failure} {where}; last consistent placement: after step {k}"
+    if state is not None:
+        msg += f" (written to {state})"
+    recovery = None
+    if recover:
+        layout = rounds.layouts[k]
+        try:
+            res = _serve_layout(layout, layers, x, (dispatch,), backend=backend, warmup=0, repeats=1,
+                                timeout_s=timeout_s, threads_per_worker=threads)[dispatch]
+            diff = float(np.abs(res.outputs - reference).max())
+            pred = _rank_sums(layout, _predicted_slots(layout, _check_routing(layout, routing), dispatch))
+            recovery = {"step": k, "max_abs_diff": diff, "counts_match": bool(np.array_equal(res.rank_tokens, pred))}
+            msg += f"; it still serves on {layout.num_gpus} fresh workers: max_abs_diff {diff:.3g}"
+        except PlannerError as exc:
+            recovery = {"step": k, "error": str(exc)}
+            msg += f"; serving it again failed too: {exc}"
+    raise ApplyFailed(msg, last_step=k, steps=n, rounds=tuple(verified), recovery=recovery, state_path=state)
+
+
+
+def engine_default_plan(new: Plan, routing) -> Plan:
+    """What an engine runs before any plan: expert ``e`` on GPU ``e * D // E``, no replicas -- as a
+    verified :class:`~planner.plans.schema.Plan` (``algorithm="none"``) on the counts of ``routing``
+    (``[L, T, k]``, rows = ``new``'s layers), with ``new``'s model, GPUs and nodes."""
+    from planner.inputs.loads import ExpertLoads
+    from planner.replicas import plan_replicas
+    from planner.runtime.workers import routing_counts
+
+    rp = new.replicas
+    counts = routing_counts(routing, rp.num_experts)
+    loads = ExpertLoads(counts[None], layer_ids=list(rp.layers), model=new.inputs.model)
+    return plan_replicas(loads, new.inputs.model, num_gpus=rp.num_gpus, num_nodes=rp.num_nodes, algorithm="none")
