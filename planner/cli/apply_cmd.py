@@ -9,34 +9,27 @@ import typer
 
 from planner.cli._output import emit, handle_errors
 
-#: the ``--model`` value that builds random fp32 layers shaped like the plan's experts
-SYNTHETIC = "synthetic"
-
-
 def _source(model: Optional[str], new, num_tokens: int, seed: int, hidden: int, intermediate: int):
-    """(model layers, tokens, label): a tiny Hugging Face MoE by name or directory (per-layer inputs
-    captured from its forward), or random layers shaped like the plan's experts (a residual stack)."""
+    """(model layers, tokens, label) for the plan: the ``--model`` source, default the plan's model
+    when it is one this machine can run (:mod:`planner.runtime.sources`)."""
     from planner.errors import InputError
+    from planner.profiles import get_model
+    from planner.runtime.sources import SYNTHETIC, load_source
 
     name = model or new.inputs.model
-    if name == SYNTHETIC:
-        from planner.profiles import get_model
-        from planner.runtime.moe import make_layers, random_tokens
+    if model is None:
+        from planner.runtime import hf
 
-        arch = get_model(new.inputs.model)
-        rows = len(new.replicas.layers)
-        layers = make_layers(rows, hidden, intermediate, new.replicas.num_experts, arch.top_k, seed=seed)
-        return layers, random_tokens(num_tokens, hidden, seed=seed + 1), f"synthetic {rows}x{new.replicas.num_experts} experts, hidden {hidden}"
-    from planner.runtime import hf
-
-    if model is None and not hf.is_runnable(name):
-        raise InputError(f"model: the plan's model {name!r} has no weights to run here; pass --model with a tiny "
-                         f"Hugging Face MoE ({', '.join(hf.TINY_MODELS)}), a local model directory, or {SYNTHETIC!r}")
-    hf_model = hf.load_model(name)
-    layers, inputs, layer_ids = hf.runtime_inputs(hf_model, num_tokens, seed=seed)
-    if list(layer_ids) != list(new.replicas.layers):
-        raise InputError(f"model: {name!r} has MoE layers {list(layer_ids)}, but the plan's rows are layers {list(new.replicas.layers)}")
-    return layers, inputs, f"{name} ({len(layers)} MoE layers, per-layer inputs from its own forward)"
+        if not hf.is_runnable(name):
+            raise InputError(f"model: the plan's model {name!r} has no weights to run here; pass --model with a tiny "
+                             f"Hugging Face MoE ({', '.join(hf.TINY_MODELS)}), a local model directory, or {SYNTHETIC!r}")
+    rp = new.replicas
+    top_k = get_model(new.inputs.model).top_k if name == SYNTHETIC else None
+    layers, x, layer_ids, label = load_source(name, num_experts=rp.num_experts, top_k=top_k, num_layers=len(rp.layers),
+                                              num_tokens=num_tokens, seed=seed, hidden=hidden, intermediate=intermediate)
+    if name != SYNTHETIC and list(layer_ids) != list(rp.layers):
+        raise InputError(f"model: {name!r} has MoE layers {list(layer_ids)}, but the plan's rows are layers {list(rp.layers)}")
+    return layers, x, label
 
 
 def _round_table(rounds) -> str:

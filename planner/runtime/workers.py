@@ -504,12 +504,13 @@ def _layer_step(x, layout: _Layout, row: int, rank: int, h: dict, dispatch: str)
 
 
 def _serve_worker(rank: int, world_size: int, layout: _Layout, layers: list[MoELayer], tokens: np.ndarray,
-                  dispatches: tuple[str, ...], warmup: int, repeats: int, use_cuda: bool) -> dict:
-    """Spawned by :func:`serve_dispatches`, one per rank: load the rank's slots, run the forwards."""
+                  dispatches: tuple[str, ...], warmup: int, repeats: int, use_cuda: bool, local_rank: int | None = None) -> dict:
+    """Spawned by :func:`serve_dispatches`, one per rank: load the rank's slots, run the forwards.
+    Under torchrun (:mod:`planner.runtime.torchrun`) the GPU is ``cuda:local_rank``."""
     import torch
     import torch.distributed as dist
 
-    device = torch.device("cuda", rank) if use_cuda else torch.device("cpu")
+    device = torch.device("cuda", rank if local_rank is None else local_rank) if use_cuda else torch.device("cpu")
     try:
         held, failure = _load_slots(layout, layers, rank, device), None
     except InputError as exc:
