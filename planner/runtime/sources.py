@@ -25,12 +25,16 @@ SYNTHETIC = "synthetic"
 
 
 def load_source(name: str, *, num_experts: int | None = None, top_k: int | None = None, num_layers: int | None = None,
-                num_tokens: int = 2048, seed: int = 0, hidden: int = 64, intermediate: int = 128):
+                num_tokens: int = 2048, seed: int = 0, hidden: int = 64, intermediate: int = 128,
+                token_seed: int | None = None):
     """``(layers, tokens, layer_ids, label)`` of a source (module docstring).
 
     ``num_experts`` / ``top_k`` / ``num_layers`` shape the synthetic layers (ignored for a model);
     ``layer_ids`` are the hidden-layer indices of the MoE layers (``0..L-1`` for synthetic).
+    ``seed`` draws synthetic weights; ``token_seed`` (default ``seed + 1``) the token stream, so one
+    model can serve several streams.
     """
+    token_seed = seed + 1 if token_seed is None else token_seed
     if not isinstance(num_tokens, int) or num_tokens < 1:
         raise InputError(f"tokens: must be an integer >= 1, got {num_tokens!r}")
     if name == SYNTHETIC:
@@ -39,10 +43,10 @@ def load_source(name: str, *, num_experts: int | None = None, top_k: int | None 
         if not (num_experts and top_k and num_layers):
             raise InputError("model: 'synthetic' needs the experts, top-k and layer count (from a plan)")
         layers = make_layers(num_layers, hidden, intermediate, num_experts, top_k, seed=seed)
-        return (layers, random_tokens(num_tokens, hidden, seed=seed + 1), list(range(num_layers)),
+        return (layers, random_tokens(num_tokens, hidden, seed=token_seed), list(range(num_layers)),
                 f"synthetic {num_layers} layer(s) x {num_experts} experts, hidden {hidden}")
     from planner.runtime import hf
 
     model = hf.load_model(name)
-    layers, inputs, layer_ids = hf.runtime_inputs(model, num_tokens, seed=seed)
+    layers, inputs, layer_ids = hf.runtime_inputs(model, num_tokens, seed=token_seed)
     return layers, inputs, list(layer_ids), f"{name} ({len(layers)} MoE layers, inputs captured from its own forward)"
