@@ -229,6 +229,8 @@ LAYOUTS = {
     "deepseek-v3": "tp8pp1dp1ep8", "kimi-k2": "tp1pp2dp8ep8", "deepseek-v2-lite": "tp2pp1dp1ep2",
     "gpt-oss-120b": "tp2pp1dp2ep4", "mixtral-8x7b": "tp4pp2dp1ep1moetp4", "olmoe-1b-7b": "tp1pp1dp1ep1",
     "qwen1.5-moe-a2.7b": "tp2pp1dp1ep2", "qwen3-235b-a22b": "tp4pp2dp2ep8", "qwen3-30b-a3b": "tp2pp1dp1ep1moetp2",
+    "qwen3-moe-tiny": "tp1pp1dp4ep4", "mixtral-tiny": "tp2pp1dp1ep2", "olmoe-tiny": "tp1pp2dp1ep1",
+    "deepseek-v3-tiny": "tp1pp1dp2ep2",
 }  # fmt: skip
 
 

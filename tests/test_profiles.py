@@ -36,13 +36,17 @@ GPU_IDS = ["a100-40g", "a100-80g", "a10g", "b200", "h100", "h200", "l4", "l40s",
 MODEL_IDS = [
     "deepseek-v2-lite",
     "deepseek-v3",
+    "deepseek-v3-tiny",
     "gpt-oss-120b",
     "kimi-k2",
     "mixtral-8x7b",
+    "mixtral-tiny",
     "olmoe-1b-7b",
+    "olmoe-tiny",
     "qwen1.5-moe-a2.7b",
     "qwen3-235b-a22b",
     "qwen3-30b-a3b",
+    "qwen3-moe-tiny",
 ]
 
 # Meta-device parameter counts (transformers 5.23.0, embeddings + lm_head, MTP excluded).
@@ -56,6 +60,11 @@ REFERENCE_TOTAL = {
     "mixtral-8x7b": 46.70e9,
     "olmoe-1b-7b": 6.92e9,
     "gpt-oss-120b": 116.83e9,
+    # moeplan's built-in tiny models (planner/runtime/hf.py): state_dict elements of the built model
+    "qwen3-moe-tiny": 25.658752e6,
+    "mixtral-tiny": 0.96928e6,
+    "olmoe-tiny": 1.774656e6,
+    "deepseek-v3-tiny": 1.501040e6,
 }
 
 PARAMS_PER_EXPERT = {
