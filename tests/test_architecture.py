@@ -1,5 +1,5 @@
-"""House rules on imports (STYLE.md habit 1): solvers/ knows arrays only, torch lives in planner/runtime/,
-nothing imports the CLI."""
+"""House rules on imports (STYLE.md habit 1): solvers/ knows arrays only, torch and transformers live in
+planner/runtime/ and are imported there only inside functions, nothing imports the CLI."""
 
 import ast
 from pathlib import Path
@@ -36,6 +36,44 @@ def test_torch_only_in_runtime(path):
         return
     bad = {n for n in _imports(path) if n == "torch" or n.startswith("torch.")}
     assert not bad, f"{path} imports {bad}"
+
+
+@pytest.mark.parametrize("path", _py("planner") + _py("solvers"), ids=lambda p: str(p.relative_to(ROOT)))
+def test_transformers_only_in_runtime(path):
+    if "runtime" in path.relative_to(ROOT).parts:
+        return
+    bad = {n for n in _imports(path) if n == "transformers" or n.startswith("transformers.")}
+    assert not bad, f"{path} imports {bad}"
+
+
+def _module_level_imports(tree: ast.Module) -> set[str]:
+    """Modules imported when the file is imported: everything outside function bodies and outside
+    ``if TYPE_CHECKING:`` blocks."""
+    names: set[str] = set()
+
+    def visit(nodes):
+        for node in nodes:
+            if isinstance(node, (ast.FunctionDef, ast.AsyncFunctionDef, ast.Lambda)):
+                continue
+            if isinstance(node, ast.If) and "TYPE_CHECKING" in ast.unparse(node.test):
+                visit(node.orelse)
+                continue
+            if isinstance(node, ast.Import):
+                names.update(a.name for a in node.names)
+            elif isinstance(node, ast.ImportFrom) and node.module and node.level == 0:
+                names.add(node.module)
+            visit(ast.iter_child_nodes(node))
+
+    visit(tree.body)
+    return names
+
+
+@pytest.mark.parametrize("path", _py("planner/runtime"), ids=lambda p: p.name)
+def test_runtime_imports_torch_and_transformers_only_inside_functions(path):
+    """Importing any runtime module stays cheap and works without torch or transformers."""
+    top = _module_level_imports(ast.parse(path.read_text(encoding="utf-8")))
+    bad = {n for n in top if n.split(".")[0] in ("torch", "transformers")}
+    assert not bad, f"{path} imports {bad} at module level"
 
 
 @pytest.mark.parametrize("path", _py("planner") + _py("solvers"), ids=lambda p: str(p.relative_to(ROOT)))

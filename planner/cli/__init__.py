@@ -29,9 +29,11 @@ def _root(
 
 
 def _register() -> None:
-    from planner.cli import apply_cmd, estimate_cmd, info_cmd, migrate_cmd, plan_cmd, profile_cmd, replan_cmd, replicas_cmd
+    from planner.cli import (apply_cmd, collect_cmd, estimate_cmd, info_cmd, migrate_cmd, plan_cmd, profile_cmd,
+                             replan_cmd, replicas_cmd)
 
-    for module in (plan_cmd, replicas_cmd, replan_cmd, migrate_cmd, apply_cmd, estimate_cmd, profile_cmd, info_cmd):
+    for module in (plan_cmd, replicas_cmd, replan_cmd, migrate_cmd, apply_cmd, collect_cmd, estimate_cmd, profile_cmd,
+                   info_cmd):
         module.register(app)
 
 

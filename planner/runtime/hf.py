@@ -535,13 +535,13 @@ def collect_loads(model, ids_batches: Iterable, *, name: str | None = None,
                 model(ids, use_cache=False, logits_to_keep=1)
             tokens = int(ids.numel())
             row = []
-            for layer, name, _ in routers:
+            for layer, module_name, _ in routers:
                 if layer not in step_counts:
-                    raise RuntimeAdapterError(f"router {name} did not run in the forward pass of batch {step}")
+                    raise RuntimeAdapterError(f"router {module_name} did not run in the forward pass of batch {step}")
                 counts = step_counts[layer].numpy()
                 if int(counts.sum()) != tokens * top_k[layer]:
                     raise RuntimeAdapterError(
-                        f"router {name}: batch {step} counts sum to {int(counts.sum())}, expected {tokens} tokens x "
+                        f"router {module_name}: batch {step} counts sum to {int(counts.sum())}, expected {tokens} tokens x "
                         f"top-{top_k[layer]} = {tokens * top_k[layer]}"
                     )
                 row.append(counts)
@@ -554,11 +554,11 @@ def collect_loads(model, ids_batches: Iterable, *, name: str | None = None,
     finally:
         for h in handles:
             h.remove()
-    name = name or model_name(model)
+    loads_model = name or model_name(model)
     ks = sorted(set(top_k.values()))
     prov = {
         "source": "moeplan collect",
-        "model": name,
+        "model": loads_model,
         "tokens": str(total),
         "steps": str(len(batches)),
         "top_k": ",".join(str(k) for k in ks),
@@ -567,7 +567,7 @@ def collect_loads(model, ids_batches: Iterable, *, name: str | None = None,
         "transformers": transformers.__version__,
     }
     prov.update({str(k): str(v) for k, v in (provenance or {}).items()})
-    return ExpertLoads(np.stack(rows), [layer for layer, _, _ in routers], name, "moeplan collect", prov)
+    return ExpertLoads(np.stack(rows), [layer for layer, _, _ in routers], loads_model, "moeplan collect", prov)
 
 
 def _as_ids(batch, index: int):
