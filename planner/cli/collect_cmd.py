@@ -31,6 +31,10 @@ def collect(
     for flag, value, low in (("--tokens", tokens, 1), ("--batch-tokens", batch_tokens, 1), ("--seed", seed, 0)):
         if value < low:
             raise InputError(f"{flag}: must be >= {low}, got {value}")
+    parent = output.parent if str(output.parent) else Path(".")
+    if not parent.is_dir() or output.is_dir():  # fail before the model is built, not after the run
+        raise InputError(f"{output}: " + ("is a directory, expected a file path" if output.is_dir()
+                                          else f"output directory {parent} does not exist"))
     from planner.inputs.readers import write_loads_npz
     from planner.runtime import hf
 
