@@ -60,8 +60,9 @@ usage on the built-in token stream matches measured per-layer shares:
   and then 100 Adam steps (lr 0.05) minimise KL(target || usage), where usage is the mean over
   tokens of a relaxed top-k membership ``sigmoid((logit - tau) / 0.1)`` with ``tau`` halfway
   between each token's k-th and (k+1)-th logit. ``qwen3-moe-tiny`` builds and fits in about 2 s on
-  a 2-core CPU (5 s on the first call, which imports the model code). Bitwise repeatable on one
-  machine and thread count; another BLAS may round differently and so fit slightly other weights.
+  a 2-core CPU (5 s on the first call, which imports the model code); the fit runs on one torch
+  thread, so the caller's thread count does not change the weights. Bitwise repeatable on one
+  machine; another CPU or BLAS may round differently and so fit slightly other weights.
 
 Measured (hard top-k counts on 8,192 held-out tokens, stream seed 0; ``docs/collect.md`` has all
 numbers; ``tests/test_runtime_hf.py`` requires Spearman > 0.8, max/mean > 1.5, KL < 0.03):
@@ -382,6 +383,7 @@ def _fit_skew(model, shares: Mapping[int, np.ndarray]) -> None:
     import torch
 
     ids = torch.cat(token_stream(model, _FIT_TOKENS, batch_tokens=_FIT_SEQ, seed=FIT_SEED))
+    threads = torch.get_num_threads()
     handles = []
     for layer, _, router in _routers(model):
         def pre_hook(module, args, _layer=layer):
@@ -390,9 +392,13 @@ def _fit_skew(model, shares: Mapping[int, np.ndarray]) -> None:
 
         handles.append(router.register_forward_pre_hook(pre_hook))
     try:
+        # one thread: the same weights whatever the caller's thread count, and no OpenMP spin-waiting
+        # when other processes share the cores (measured on 2 busy cores: 85 s with 2 threads, 8 s with 1)
+        torch.set_num_threads(1)
         with torch.no_grad():
             model(ids, use_cache=False, logits_to_keep=1)
     finally:
+        torch.set_num_threads(threads)
         for h in handles:
             h.remove()
 
