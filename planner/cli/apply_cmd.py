@@ -14,19 +14,18 @@ def _source(model: Optional[str], new, num_tokens: int, seed: int, hidden: int, 
     when it is one this machine can run (:mod:`planner.runtime.sources`)."""
     from planner.errors import InputError
     from planner.profiles import get_model
-    from planner.runtime.sources import SYNTHETIC, load_source
+    from planner.runtime.sources import SYNTHETIC, is_runnable, load_source
 
     name = model or new.inputs.model
-    if model is None:
-        from planner.runtime import hf
+    if model is None and not is_runnable(name):
+        from planner.runtime.hf import TINY_MODELS
 
-        if not hf.is_runnable(name):
-            raise InputError(f"model: the plan's model {name!r} has no weights to run here; pass --model with a tiny "
-                             f"Hugging Face MoE ({', '.join(hf.TINY_MODELS)}), a local model directory, or {SYNTHETIC!r}")
+        raise InputError(f"model: the plan's model {name!r} has no weights to run here; pass --model with a tiny "
+                         f"Hugging Face MoE ({', '.join(TINY_MODELS)}), a local model directory, or {SYNTHETIC!r}")
     rp = new.replicas
     top_k = get_model(new.inputs.model).top_k if name == SYNTHETIC else None
     layers, x, layer_ids, label = load_source(name, num_experts=rp.num_experts, top_k=top_k, num_layers=len(rp.layers),
-                                              num_tokens=num_tokens, seed=seed, hidden=hidden, intermediate=intermediate)
+                                              num_tokens=num_tokens, token_seed=seed, hidden=hidden, intermediate=intermediate)
     if name != SYNTHETIC and list(layer_ids) != list(rp.layers):
         raise InputError(f"model: {name!r} has MoE layers {list(layer_ids)}, but the plan's rows are layers {list(rp.layers)}")
     return layers, x, label
@@ -48,7 +47,7 @@ def apply(
     current: Annotated[Optional[Path], typer.Option("--from", help="Plan JSON the workers run now; default the engine's own placement (expert e on GPU e*D//E, no replicas).")] = None,
     model: Annotated[Optional[str], typer.Option("--model", "-m", help="Weights: a tiny built-in Hugging Face MoE (e.g. qwen3-moe-tiny), a local model directory, or 'synthetic' (random layers shaped like the plan's experts). Default: the plan's model.")] = None,
     tokens: Annotated[int, typer.Option("--tokens", help="Tokens served by every verifying forward (split over the ranks).")] = 2048,
-    seed: Annotated[int, typer.Option("--seed", help="Seed of the token stream (and of synthetic weights).")] = 0,
+    seed: Annotated[int, typer.Option("--seed", help="Seed of the token stream. `moeplan collect` defaults to 0, so by default apply measures on a different (held-out) stream.")] = 1,
     spare_slots: Annotated[int, typer.Option("--spare-slots", help="Staging slots a rank may use per layer during the migration.")] = 1,
     no_relabel: Annotated[bool, typer.Option("--no-relabel", help="Keep the new plan's GPU numbers.")] = False,
     dispatch: Annotated[str, typer.Option("--dispatch", help="even (round-robin over replicas), plan (the plan's dispatch weights) or deterministic (static, SGLang-like).")] = "even",

@@ -16,9 +16,14 @@ torch and transformers are imported inside the functions (house rule).
 
 from __future__ import annotations
 
+import contextlib
+from pathlib import Path
+
+import numpy as np
+
 from planner.errors import InputError
 
-__all__ = ["SYNTHETIC", "load_source"]
+__all__ = ["SYNTHETIC", "is_runnable", "load_source", "single_thread"]
 
 #: the model name that builds random layers shaped like a plan's experts
 SYNTHETIC = "synthetic"
@@ -26,13 +31,15 @@ SYNTHETIC = "synthetic"
 
 def load_source(name: str, *, num_experts: int | None = None, top_k: int | None = None, num_layers: int | None = None,
                 num_tokens: int = 2048, seed: int = 0, hidden: int = 64, intermediate: int = 128,
-                token_seed: int | None = None):
+                token_seed: int | None = None, batch_tokens: int = 2048):
     """``(layers, tokens, layer_ids, label)`` of a source (module docstring).
 
     ``num_experts`` / ``top_k`` / ``num_layers`` shape the synthetic layers (ignored for a model);
     ``layer_ids`` are the hidden-layer indices of the MoE layers (``0..L-1`` for synthetic).
     ``seed`` draws synthetic weights; ``token_seed`` (default ``seed + 1``) the token stream, so one
-    model can serve several streams.
+    model can serve several streams. A model runs on :func:`planner.runtime.hf.token_stream`'s
+    batches of ``batch_tokens`` (what ``moeplan collect`` uses by default: the same seed gives the
+    same tokens and routing as a collect run).
     """
     token_seed = seed + 1 if token_seed is None else token_seed
     if not isinstance(num_tokens, int) or num_tokens < 1:
@@ -47,6 +54,35 @@ def load_source(name: str, *, num_experts: int | None = None, top_k: int | None 
                 f"synthetic {num_layers} layer(s) x {num_experts} experts, hidden {hidden}")
     from planner.runtime import hf
 
-    model = hf.load_model(name)
-    layers, inputs, layer_ids = hf.runtime_inputs(model, num_tokens, seed=token_seed)
-    return layers, inputs, list(layer_ids), f"{name} ({len(layers)} MoE layers, inputs captured from its own forward)"
+    with single_thread():
+        model = hf.load_model(name)
+        layers = hf.moe_layers(model)
+        batch = min(batch_tokens, int(getattr(model.config, "max_position_embeddings", batch_tokens) or batch_tokens))
+        records = [hf.moe_block_io(model, ids) for ids in hf.token_stream(model, num_tokens, batch_tokens=batch, seed=token_seed)]
+    inputs = np.stack([np.concatenate([rec[row].inputs.numpy() for rec in records]) for row in range(len(layers))])
+    return layers, inputs, [io.layer for io in records[0]], (
+        f"{name} ({len(layers)} MoE layers, inputs captured from its own forward on {num_tokens} tokens, stream seed {token_seed})")
+
+
+@contextlib.contextmanager
+def single_thread():
+    """torch on one intra-op thread inside the block, restored after. The models here are tiny and
+    the hosts small: with other processes on the cores (workers, a test run), torch's default
+    OpenMP threads spin-wait against them -- building qwen3-moe-tiny took 83 s with the default
+    threads on a loaded 2-core host and 10 s with one."""
+    import torch
+
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    try:
+        yield
+    finally:
+        torch.set_num_threads(before)
+
+
+def is_runnable(name: str) -> bool:
+    """Whether :func:`load_source` can run ``name`` without being told the plan's shape: a built-in
+    tiny model or a local model directory (``synthetic`` needs the plan)."""
+    from planner.runtime.hf import TINY_MODELS
+
+    return str(name).lower() in TINY_MODELS or Path(name).is_dir()
