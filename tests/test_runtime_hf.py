@@ -30,8 +30,18 @@ def run(*args):
     return runner.invoke(app, [str(a) for a in args])
 
 
+@pytest.fixture(scope="module", autouse=True)
+def one_thread():
+    """One torch thread: on 2 cores busy with other processes, 2 OpenMP threads spin-wait for each
+    other (measured: the closed-loop CLI test took 43 s with 2 threads, 5 s with 1)."""
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)
+
+
 @pytest.fixture(scope="module")
-def models():
+def models(one_thread):
     """Every built-in tiny model, built once for the module."""
     return {name: hf.load_model(name) for name in NAMES}
 

@@ -246,7 +246,8 @@ def load_model(name_or_dir: str | os.PathLike):
     ----------
     name_or_dir : a key of :data:`TINY_MODELS` (case-insensitive), or a directory holding a
         ``config.json`` and weights (``save_pretrained`` layout). Directories are loaded with
-        ``HF_HUB_OFFLINE=1`` and ``local_files_only=True``: nothing is downloaded.
+        ``HF_HUB_OFFLINE=1`` and ``local_files_only=True``: nothing is downloaded. A built-in name
+        wins over a same-named directory; write ``./name`` for the directory.
 
     Raises
     ------
@@ -308,7 +309,7 @@ def _from_pretrained(path: Path, key: str):
                 if "experts_implementation" not in str(exc):
                     raise
                 model = AutoModelForCausalLM.from_pretrained(path, **kwargs)
-        except (OSError, ValueError, KeyError, RuntimeError, TypeError, ImportError) as exc:
+        except Exception as exc:  # whatever transformers raises on a bad directory is an input problem
             raise InputError(f"model: {key}: transformers cannot load it: {_one_line(exc)}") from None
     return model.eval()
 
@@ -396,7 +397,7 @@ def _fit_skew(model, shares: Mapping[int, np.ndarray]) -> None:
         # when other processes share the cores (measured on 2 busy cores: 85 s with 2 threads, 8 s with 1)
         torch.set_num_threads(1)
         with torch.no_grad():
-            model(ids, use_cache=False, logits_to_keep=1)
+            _forward(model, ids)
     finally:
         torch.set_num_threads(threads)
         for h in handles:
@@ -424,6 +425,16 @@ def _fit_router(router, x: torch.Tensor, shares: np.ndarray) -> None:
             opt.step()
     with torch.no_grad():
         router.weight.copy_(w.detach().to(router.weight.dtype))
+
+
+def _forward(model, ids) -> None:
+    """One forward pass without KV cache, computing the LM head for the last position only."""
+    try:
+        model(ids, use_cache=False, logits_to_keep=1)
+    except TypeError as exc:  # a model class without logits_to_keep
+        if "logits_to_keep" not in str(exc):
+            raise
+        model(ids, use_cache=False)
 
 
 # -- token stream -----------------------------------------------------------------------------
@@ -544,7 +555,7 @@ def collect_loads(model, ids_batches: Iterable, *, name: str | None = None,
         for step, ids in enumerate(batches):
             step_counts.clear()
             with torch.no_grad():
-                model(ids, use_cache=False, logits_to_keep=1)
+                _forward(model, ids)
             tokens = int(ids.numel())
             row = []
             for layer, module_name, _ in routers:
@@ -684,7 +695,7 @@ def moe_block_io(model, ids) -> list[BlockIO]:
         handles.append(router.register_forward_hook(router_hook))
     try:
         with torch.no_grad():
-            model(ids, use_cache=False, logits_to_keep=1)
+            _forward(model, ids)
     finally:
         for h in handles:
             h.remove()
