@@ -59,9 +59,9 @@ usage on the built-in token stream matches measured per-layer shares:
   layers see the already-fitted earlier ones. The router weight is rescaled to unit logit spread
   and then 100 Adam steps (lr 0.05) minimise KL(target || usage), where usage is the mean over
   tokens of a relaxed top-k membership ``sigmoid((logit - tau) / 0.1)`` with ``tau`` halfway
-  between each token's k-th and (k+1)-th logit. ``qwen3-moe-tiny`` builds and fits in about 2 s on
-  a 2-core CPU (5 s on the first call, which imports the model code); the fit runs on one torch
-  thread, so the caller's thread count does not change the weights. Bitwise repeatable on one
+  between each token's k-th and (k+1)-th logit. The fit runs on one torch thread, so the caller's
+  thread count does not change the weights; ``qwen3-moe-tiny`` builds and fits in about 4 s
+  (0.7 s per layer), 8.5 s in a fresh process including the imports. Bitwise repeatable on one
   machine; another CPU or BLAS may round differently and so fit slightly other weights.
 
 Measured (hard top-k counts on 8,192 held-out tokens, stream seed 0; ``docs/collect.md`` has all
