@@ -124,16 +124,18 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--model", default="qwen3-moe-tiny", help="tiny HF MoE name, model directory or 'synthetic'")
     p.add_argument("--workers", type=int, default=4)
     p.add_argument("--redundant", type=int, default=8, help="extra slots per layer for eplb and moeplan")
-    p.add_argument("--plan-tokens", type=int, default=8192)
-    p.add_argument("--eval-tokens", type=int, default=4096)
+    p.add_argument("--plan-tokens", type=int, default=None, help="default 8192 (--quick 2048)")
+    p.add_argument("--eval-tokens", type=int, default=None, help="default 4096 (--quick 1024)")
     p.add_argument("--steps", type=int, default=8)
-    p.add_argument("--repeats", type=int, default=5)
+    p.add_argument("--repeats", type=int, default=None, help="default 5 (--quick 2)")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--quick", action="store_true", help="2048/1024 tokens, 2 repeats")
     p.add_argument("--out", default=None, help="also write every number as JSON")
     args = p.parse_args(argv)
-    if args.quick:
-        args.plan_tokens, args.eval_tokens, args.repeats = 2048, 1024, 2
+    defaults = (2048, 1024, 2) if args.quick else (8192, 4096, 5)
+    args.plan_tokens = args.plan_tokens or defaults[0]
+    args.eval_tokens = args.eval_tokens or defaults[1]
+    args.repeats = args.repeats or defaults[2]
     result = run(args)
     print(f"## Runtime: {result['model']}, {args.workers} gloo workers, R = {args.redundant}, "
           f"planned on {args.plan_tokens} tokens, measured on {args.eval_tokens} held-out tokens "

@@ -40,3 +40,23 @@ def test_quick_benchmark(tmp_path):
         assert len(table) >= 3, table[0]  # at least one row
     assert len(_markdown_tables(res.stdout.split("## Targets")[1])[0]) - 2 == len(data["targets"])
     assert "## 5. Memory" in res.stdout and "Recommended for moeplan" in res.stdout
+
+
+def test_runtime_benchmark_smoke(tmp_path):
+    """benchmarks/runtime.py end to end on synthetic layers at the smallest scale: three placements
+    served on 4 gloo workers, outputs equal the reference and rows equal the prediction."""
+    import pytest
+
+    pytest.importorskip("torch")
+    script = SCRIPT.parent / "runtime.py"
+    out = tmp_path / "rt.json"
+    res = subprocess.run([sys.executable, str(script), "--model", "synthetic", "--quick", "--plan-tokens", "1024",
+                          "--eval-tokens", "512", "--repeats", "1", "--out", str(out)],
+                         capture_output=True, text=True, timeout=300, cwd=tmp_path)
+    assert res.returncode == 0, res.stderr[-2000:]
+    data = json.loads(out.read_text(encoding="utf-8"))
+    assert [r["placement"] for r in data["rows"]] == ["none", "eplb", "moeplan"]
+    assert all(r["rows_match_prediction"] and r["max_abs_diff"] <= 1e-5 for r in data["rows"])
+    assert data["rows"][0]["busiest_rows_vs_none"] == 0.0
+    tables = _markdown_tables(res.stdout)
+    assert len(tables) == 1 and len(tables[0]) == 5
