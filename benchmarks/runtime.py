@@ -16,12 +16,15 @@ What it does, all in one run:
 3. *measure*: the workers serve a *different* token stream (held-out seed) with each placement
    (gloo all-to-all, even split over replicas, ``--repeats`` timed forwards after one warm-up). Per
    placement: rows the busiest rank computed per layer (summed over layers), the measured
-   balancedness (mean rank rows / busiest rank rows), the step time (per layer the slowest rank's
-   median, summed over layers), the largest output difference to the single-process reference,
+   balancedness (mean rank rows / busiest rank rows), the busiest rank's expert-kernel CPU time
+   (per layer the largest rank's CPU time in its SwiGLUs, minimum over the repeats: the work the
+   placement balances, far less inflated than wall time by 4 processes sharing 2 cores), the step time (per layer the slowest rank's wall
+   clock of the whole layer, communication and waits included; median, summed over layers), the largest output difference to the single-process reference,
    and whether the rows equal the prediction from the routing. ``none`` is the baseline the other
    rows are compared with.
 
-4 processes share 2 cores here, so times carry scheduler noise; rows are exact. Markdown tables go
+4 processes share 2 cores here, so wall times carry scheduler noise (±15 % between runs of the
+same placement); CPU times much less; rows are exact. Markdown tables go
 to stdout, progress to stderr. Exit code 0 unless a correctness check fails (outputs or rows).
 """
 
@@ -59,6 +62,20 @@ def _loads(routing: np.ndarray, steps: int, num_experts: int, layer_ids, model: 
     return ExpertLoads(counts, layer_ids=list(layer_ids), model=model, source="benchmarks/runtime.py")
 
 
+def _widen(layers: list, intermediate: int, seed: int) -> list:
+    """The same routers, biases and shared experts with routed experts of width ``intermediate``
+    (seeded random weights): routing, hence every row count, is unchanged; only the work per row
+    grows. A what-if for experts as heavy as a real model's relative to the fixed per-layer costs."""
+    from planner.runtime.moe import MoELayer
+
+    out = []
+    for i, layer in enumerate(layers):
+        w = MoELayer.random(layer.hidden_size, intermediate, layer.num_experts, layer.top_k, seed=seed + i)
+        out.append(MoELayer(layer.router_weight, w.gate_proj, w.up_proj, w.down_proj, layer.top_k,
+                            routing=layer.routing, score_bias=layer.score_bias, shared=layer.shared))
+    return out
+
+
 def run(args) -> dict:
     profile = "olmoe-1b-7b" if args.model == SYNTHETIC else args.model  # synthetic: 64 experts, top-8 like OLMoE
     src = dict(num_experts=64, top_k=8, num_layers=4, hidden=128, intermediate=256)
@@ -77,44 +94,64 @@ def run(args) -> dict:
     layers_eval, x_eval, _, _ = load_source(args.model, num_tokens=args.eval_tokens, token_seed=args.seed + 1000, **src)
     for a, b in zip(layers, layers_eval):  # the same model: only the tokens differ
         assert np.array_equal(a.router_weight.numpy(), b.router_weight.numpy())
+    if args.expert_intermediate:
+        layers_eval = _widen(layers_eval, args.expert_intermediate, seed=args.seed)
+        label += f", routed experts widened to intermediate {args.expert_intermediate}"
     ref, eval_routing = reference_forward(layers_eval, x_eval)
+    runs: dict[str, list] = {name: [] for name in plans}
+    for rnd in range(args.rounds):  # placements interleaved, so slow drift of the host hits all alike
+        for name, plan in plans.items():
+            _log(f"round {rnd + 1}/{args.rounds}: serving '{name}' on {args.workers} workers ...")
+            runs[name].append(serve_dispatches(plan, layers_eval, x_eval, dispatches=("even",), warmup=1,
+                                               repeats=args.repeats, timeout_s=600)["even"])
     rows = []
     for name, plan in plans.items():
-        _log(f"serving '{name}' on {args.workers} workers ...")
-        res = serve_dispatches(plan, layers_eval, x_eval, dispatches=("even",), warmup=1, repeats=args.repeats,
-                               timeout_s=600)["even"]
+        res = runs[name]
         predicted = predicted_rank_tokens(plan, eval_routing, dispatch="even")
-        busiest = res.rank_tokens.max(axis=1)
+        busiest = res[0].rank_tokens.max(axis=1)
+        expert = [float(r.expert_ms.max(axis=1).sum()) for r in res]
+        step = [float(r.step_ms.max(axis=1).sum()) for r in res]
         rows.append({
             "placement": name,
             "slots_per_layer": len(plan.replicas.physical_to_logical[0]),
             "busiest_rank_rows": int(busiest.sum()),
-            "mean_rank_rows": float(res.rank_tokens.mean(axis=1).sum()),
-            "balancedness": float(np.mean(res.rank_tokens.mean(axis=1) / busiest)),
+            "mean_rank_rows": float(res[0].rank_tokens.mean(axis=1).sum()),
+            "balancedness": float(np.mean(res[0].rank_tokens.mean(axis=1) / busiest)),
             "planned_balancedness": float(plan.replicas.predicted.replay_balancedness_mean),
-            "step_ms": float(res.step_ms.max(axis=1).sum()),
-            "max_abs_diff": float(np.abs(res.outputs - ref).max()),
-            "rows_match_prediction": bool(np.array_equal(res.rank_tokens, predicted)),
+            "expert_ms_rounds": expert,
+            "step_ms_rounds": step,
+            "expert_ms": float(np.median(expert)),
+            "step_ms": float(np.median(step)),
+            "max_abs_diff": max(float(np.abs(r.outputs - ref).max()) for r in res),
+            "rows_match_prediction": all(np.array_equal(r.rank_tokens, predicted) for r in res),
         })
     base = rows[0]
     for r in rows:
         r["busiest_rows_vs_none"] = r["busiest_rank_rows"] / base["busiest_rank_rows"] - 1
-        r["step_ms_vs_none"] = r["step_ms"] / base["step_ms"] - 1
+        for key in ("expert_ms", "step_ms"):  # paired: each round against 'none' of the same round
+            r[f"{key}_vs_none"] = float(np.median(np.array(r[f"{key}_rounds"]) / np.array(base[f"{key}_rounds"]) - 1))
     return {"moeplan_version": __version__, "python": platform.python_version(), "model": label,
             "workers": args.workers, "redundant": args.redundant, "plan_tokens": args.plan_tokens,
-            "eval_tokens": args.eval_tokens, "steps": args.steps, "repeats": args.repeats,
+            "eval_tokens": args.eval_tokens, "steps": args.steps, "repeats": args.repeats, "rounds": args.rounds,
             "load_skew_max_over_mean": float((loads.counts.sum(axis=0).max(axis=1) / loads.counts.sum(axis=0).mean(axis=1)).mean()),
             "rows": rows, "wall_s": time.perf_counter() - t0}
 
 
+def _spread(values: list[float]) -> str:
+    """``median`` or ``median (min-max)`` over rounds."""
+    med = f"{np.median(values):.0f}"
+    return med if len(values) == 1 else f"{med} ({min(values):.0f}-{max(values):.0f})"
+
+
 def table(result: dict) -> str:
     head = ("| placement | slots/layer | busiest-rank rows | vs none | measured b | planned b (in-window) | "
-            "step ms | vs none | max abs diff | rows = predicted |")
-    lines = [head, "|" + "---|" * 10]
+            "busiest-rank expert CPU ms | vs none | step ms | vs none | max abs diff | rows = predicted |")
+    lines = [head, "|" + "---|" * 12]
     for r in result["rows"]:
         lines.append(
             f"| {r['placement']} | {r['slots_per_layer']} | {r['busiest_rank_rows']} | {100 * r['busiest_rows_vs_none']:+.1f}% | "
-            f"{r['balancedness']:.3f} | {r['planned_balancedness']:.3f} | {r['step_ms']:.1f} | {100 * r['step_ms_vs_none']:+.1f}% | "
+            f"{r['balancedness']:.3f} | {r['planned_balancedness']:.3f} | {_spread(r['expert_ms_rounds'])} | "
+            f"{100 * r['expert_ms_vs_none']:+.1f}% | {_spread(r['step_ms_rounds'])} | {100 * r['step_ms_vs_none']:+.1f}% | "
             f"{r['max_abs_diff']:.1e} | {'yes' if r['rows_match_prediction'] else 'NO'} |")
     return "\n".join(lines)
 
@@ -127,22 +164,29 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--plan-tokens", type=int, default=None, help="default 8192 (--quick 2048)")
     p.add_argument("--eval-tokens", type=int, default=None, help="default 4096 (--quick 1024)")
     p.add_argument("--steps", type=int, default=8)
-    p.add_argument("--repeats", type=int, default=None, help="default 5 (--quick 2)")
+    p.add_argument("--repeats", type=int, default=None, help="timed forwards per launch; default 5 (--quick 2)")
+    p.add_argument("--rounds", type=int, default=None,
+                   help="launches per placement, interleaved; times are the median over rounds (default 3, --quick 1)")
     p.add_argument("--seed", type=int, default=0)
-    p.add_argument("--quick", action="store_true", help="2048/1024 tokens, 2 repeats")
+    p.add_argument("--expert-intermediate", type=int, default=None,
+                   help="serve experts of this width (same routers, so the same rows): more work per row")
+    p.add_argument("--quick", action="store_true", help="2048/1024 tokens, 2 repeats, 1 round")
     p.add_argument("--out", default=None, help="also write every number as JSON")
     args = p.parse_args(argv)
-    defaults = (2048, 1024, 2) if args.quick else (8192, 4096, 5)
+    defaults = (2048, 1024, 2, 1) if args.quick else (8192, 4096, 5, 3)
     args.plan_tokens = args.plan_tokens or defaults[0]
     args.eval_tokens = args.eval_tokens or defaults[1]
     args.repeats = args.repeats or defaults[2]
+    args.rounds = args.rounds or defaults[3]
     result = run(args)
     print(f"## Runtime: {result['model']}, {args.workers} gloo workers, R = {args.redundant}, "
           f"planned on {args.plan_tokens} tokens, measured on {args.eval_tokens} held-out tokens "
           f"(load max/mean {result['load_skew_max_over_mean']:.2f})\n")
     print(table(result))
-    print(f"\nwall {result['wall_s']:.0f} s; rows are (token, top-k) pairs summed over layers; step ms = per layer the "
-          f"slowest rank's median of {args.repeats}, summed over layers")
+    print(f"\nwall {result['wall_s']:.0f} s; rows are (token, top-k) pairs summed over layers; expert CPU ms = per layer "
+          f"the largest rank's CPU time in its expert kernels (minimum of {args.repeats} forwards), step ms = the slowest "
+          f"rank's wall time of the whole layer (median of {args.repeats}); both summed over layers, then the median "
+          f"(min-max) over {args.rounds} interleaved round(s); 'vs none' = median of the paired per-round ratios")
     if args.out:
         atomic_write_text(args.out, json.dumps(result, indent=1) + "\n")
     ok = all(r["rows_match_prediction"] and r["max_abs_diff"] <= TOL for r in result["rows"])

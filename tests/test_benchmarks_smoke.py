@@ -58,5 +58,6 @@ def test_runtime_benchmark_smoke(tmp_path):
     assert [r["placement"] for r in data["rows"]] == ["none", "eplb", "moeplan"]
     assert all(r["rows_match_prediction"] and r["max_abs_diff"] <= 1e-5 for r in data["rows"])
     assert data["rows"][0]["busiest_rows_vs_none"] == 0.0
+    assert all(r["expert_ms"] > 0 and r["step_ms"] > 0 and len(r["expert_ms_rounds"]) == 1 for r in data["rows"])
     tables = _markdown_tables(res.stdout)
     assert len(tables) == 1 and len(tables[0]) == 5

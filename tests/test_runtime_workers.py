@@ -77,6 +77,8 @@ def _check_run(res, plan, routing, ref, dispatch):
     assert (res.rank_tokens.sum(axis=1) == T * K).all()
     assert res.tokens_per_rank.tolist() == [T // W] * W
     assert res.step_ms.shape == (2, W) and np.isfinite(res.step_ms).all() and (res.step_ms > 0).all()
+    assert res.expert_ms.shape == (2, W) and np.isfinite(res.expert_ms).all() and (res.expert_ms >= 0).all()
+    assert (res.expert_ms[res.rank_tokens > 0] > 0).all()  # a rank that computed rows spent CPU time on them
     return diff
 
 

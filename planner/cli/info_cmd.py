@@ -54,7 +54,7 @@ def models(json_out: JsonOpt = False) -> None:
     ms = list_models()
     rows = [
         [m.id, m.num_hidden_layers, len(m.moe_layers), m.num_routed_experts, m.top_k,
-         f"{m.total_params() / 1e9:.2f}", f"{m.bytes_per_expert / 1e6:.1f}", m.names[0] if m.names else ""]
+         f"{m.total_params() / 1e9:.3g}", f"{m.bytes_per_expert / 1e6:.1f}", m.names[0] if m.names else ""]
         for m in ms
     ]
     table = format_table(["id", "layers", "moe_layers", "experts", "top_k", "params_B", "expert_MB", "name"], rows)

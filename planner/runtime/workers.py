@@ -83,7 +83,9 @@ class RunResult:
     ``rank_tokens`` [L, W] rows each rank received per layer (its measured load, rows = token x
     top-k pairs); ``slot_tokens`` [L] arrays [P_l] rows each slot computed; ``local_tokens``
     [L, W] rows a rank dispatched to itself (no network); ``step_ms`` [L, W] per-layer wall time
-    per rank, median over ``repeats``; ``tokens_per_rank`` [W] tokens each rank owns.
+    per rank, median over ``repeats``; ``expert_ms`` [L, W] time of the rank's expert kernels alone,
+    the minimum over ``repeats`` (CPU time on CPU, CUDA events on GPU: see :class:`_ComputeClock`); ``tokens_per_rank``
+    [W] tokens each rank owns.
     """
 
     outputs: np.ndarray
@@ -91,6 +93,7 @@ class RunResult:
     slot_tokens: tuple[np.ndarray, ...]
     local_tokens: np.ndarray
     step_ms: np.ndarray
+    expert_ms: np.ndarray
     tokens_per_rank: np.ndarray
     dispatch: str
     backend: str
@@ -409,6 +412,7 @@ def _result(layout: _Layout, runs: list[dict], num_tokens: int, dispatch: str, b
         slot_tokens=tuple(slot_tokens),
         local_tokens=np.stack([run["local"] for run in runs], axis=1),
         step_ms=np.stack([run["step_ms"] for run in runs], axis=1),
+        expert_ms=np.stack([run["expert_ms"] for run in runs], axis=1),
         tokens_per_rank=np.diff(_token_offsets(num_tokens, layout.num_gpus)),
         dispatch=dispatch,
         backend=backend,
@@ -485,10 +489,12 @@ def _layer_step(x, layout: _Layout, row: int, rank: int, h: dict, dispatch: str)
     # received rows come by source rank, then by this rank's slot: label each with its slot
     label = np.repeat(np.tile(np.arange(h["width"]), W), recv_counts.reshape(-1))
     y = torch.empty_like(recv_x)
+    clock = _ComputeClock(dev)
     for j, (gate, up, down) in enumerate(h["copies"]):
         rows = torch.as_tensor(np.flatnonzero(label == j), device=dev)
         if rows.numel():
             y[rows] = swiglu(recv_x[rows], gate, up, down)
+    expert_ms = clock.stop()
     back = x.new_empty(send_x.shape)
     dist.all_to_all_single(back, y, output_split_sizes=in_splits, input_split_sizes=out_splits)
     # a shared expert is dense: every rank runs it on its own tokens (no dispatch)
@@ -499,8 +505,34 @@ def _layer_step(x, layout: _Layout, row: int, rank: int, h: dict, dispatch: str)
         "received": int(recv_x.shape[0]),
         "slot_rows": recv_counts.sum(axis=0)[: len(h["copies"])],
         "local": int(send_counts[rank].sum()),
+        "expert_ms": expert_ms,
     }
     return x + combined, stats
+
+
+class _ComputeClock:
+    """Time of a rank's expert kernels alone. On CPU it is the process's **CPU time**
+    (``time.process_time``, all its threads): the work done, unaffected by other processes taking
+    the cores in between (4 workers on 2 cores) and by waits for peers. On GPU, CUDA events."""
+
+    def __init__(self, device):
+        self.cuda = device.type == "cuda"
+        if self.cuda:
+            import torch
+
+            self.start, self.end = torch.cuda.Event(enable_timing=True), torch.cuda.Event(enable_timing=True)
+            self.start.record()
+        else:
+            self.t0 = time.process_time()
+
+    def stop(self) -> float:
+        if not self.cuda:
+            return (time.process_time() - self.t0) * 1e3
+        import torch
+
+        self.end.record()
+        torch.cuda.synchronize()
+        return float(self.start.elapsed_time(self.end))
 
 
 def _serve_worker(rank: int, world_size: int, layout: _Layout, layers: list[MoELayer], tokens: np.ndarray,
@@ -564,18 +596,20 @@ def _forwards(x0, layout: _Layout, rank: int, held: list[dict], dispatch: str, w
     import torch
 
     L = len(held)
-    times = np.zeros((repeats, L))
+    times, expert = np.zeros((repeats, L)), np.zeros((repeats, L))
     with torch.no_grad():
         for it in range(warmup + repeats):
             x, stats, ms = _forward_once(x0, layout, rank, held, dispatch, use_cuda)
             if it >= warmup:
                 times[it - warmup] = ms
+                expert[it - warmup] = [s["expert_ms"] for s in stats]
     return {
         "outputs": x.cpu().numpy(),
         "received": np.array([s["received"] for s in stats], dtype=np.int64),
         "local": np.array([s["local"] for s in stats], dtype=np.int64),
         "slot_rows": [(held[row]["slots"], stats[row]["slot_rows"]) for row in range(L)],
         "step_ms": np.median(times, axis=0),
+        "expert_ms": expert.min(axis=0),  # least-disturbed run: contention only ever adds CPU time
     }
 
 
@@ -596,5 +630,6 @@ def counts_report(result: RunResult, plan: Plan, routing) -> str:
             f"  plan gpu_load_tokens  {[round(v, 2) for v in plan_loads[row]]}",
             f"  rows kept on the rank {result.local_tokens[row].tolist()}",
             f"  step ms, median of {result.repeats} {[round(float(v), 2) for v in result.step_ms[row]]}",
+            f"  expert kernels ms min {[round(float(v), 2) for v in result.expert_ms[row]]}",
         ]
     return "\n".join(lines)
