@@ -2,8 +2,8 @@
 
 Run from the repository root (moeplan installed with the ``runtime`` extra)::
 
-    python benchmarks/runtime.py                 # qwen3-moe-tiny (OLMoE-skewed routers), ~2-4 min on 2 cores
-    python benchmarks/runtime.py --quick         # fewer tokens and repeats (the smoke test)
+    python benchmarks/runtime.py                 # qwen3-moe-tiny (OLMoE-skewed routers), 3 rounds, ~2 min on 2 cores
+    python benchmarks/runtime.py --quick         # fewer tokens and repeats, 1 round
     python benchmarks/runtime.py --model synthetic --out r.json
 
 What it does, all in one run:
