@@ -454,7 +454,7 @@ def token_stream(model, num_tokens: int, *, batch_tokens: int = 2048, seed: int 
             raise InputError(f"{label}: must be an integer >= {low}, got {value!r}")
     limit = getattr(model.config, "max_position_embeddings", None)
     if limit and batch_tokens > limit:
-        raise InputError(f"batch_tokens (--batch-tokens): {batch_tokens} exceeds the model's max_position_embeddings {limit}")
+        raise InputError(f"batch_tokens: {batch_tokens} exceeds the model's max_position_embeddings {limit}")
     vocab = int(model.config.vocab_size)
     weights = 1.0 / np.arange(1, vocab + 1, dtype=np.float64) ** _ZIPF_EXPONENT
     ranks = np.random.default_rng(int(seed)).choice(vocab, size=int(num_tokens), p=weights / weights.sum())
