@@ -22,7 +22,7 @@ from planner.plans.io import write_plan  # noqa: E402
 from planner.replicas import plan_replicas  # noqa: E402
 from planner.runtime.apply import PLACEMENT_FORMAT, ApplyFailed, _rounds, apply_plan, engine_default_plan  # noqa: E402
 from planner.runtime.moe import make_layers, random_tokens, reference_forward  # noqa: E402
-from planner.runtime.workers import _layout, routing_counts  # noqa: E402
+from planner.runtime.dispatch import _layout, routing_counts  # noqa: E402
 
 TOL = 1e-5
 T, H, I, K, W, E = 512, 32, 64, 2, 4, 8

@@ -19,9 +19,8 @@ from planner.inputs.loads import ExpertLoads
 from planner.profiles import get_model
 from planner.replicas import plan_replicas
 from planner.runtime.moe import MoELayer, make_layers, random_tokens, reference_forward
+from planner.runtime.dispatch import DISPATCHES, _largest_remainder
 from planner.runtime.workers import (
-    DISPATCHES,
-    _largest_remainder,
     counts_report,
     predicted_rank_tokens,
     predicted_slot_tokens,

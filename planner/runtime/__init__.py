@@ -7,6 +7,8 @@ or measures them.
   single-process reference forward;
 - :mod:`planner.runtime.workers` — ranks that hold a plan's expert slots and serve MoE layers with
   all-to-all dispatch; measured rows and step times next to the prediction;
+- :mod:`planner.runtime.dispatch` — the dispatch rules (even, plan weights, static) and the
+  rows they predict per slot and rank, from the routing alone (numpy only);
 - :mod:`planner.runtime.apply` — live apply: execute a migration schedule on running workers
   (point-to-point weight moves), verify after every step, recover the last consistent placement;
 - :mod:`planner.runtime.hf` — tiny Hugging Face MoE models (transformers), router-hook load

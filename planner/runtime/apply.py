@@ -53,19 +53,8 @@ from planner.errors import InputError, PlannerError, RuntimeAdapterError
 from planner.fileio import atomic_write_text
 from planner.runtime._dist import BACKENDS, report, run_workers
 from planner.runtime.moe import MoELayer, check_stack, reference_forward
-from planner.runtime.workers import (
-    DISPATCHES,
-    _check_routing,
-    _forward_once,
-    _held_row,
-    _Layout,
-    _layout,
-    _predicted_slots,
-    _rank_sums,
-    _rank_tokens,
-    _router_state,
-    _serve_layout,
-)
+from planner.runtime.dispatch import DISPATCHES, _check_routing, _Layout, _layout, _predicted_slots, _rank_sums
+from planner.runtime.workers import _forward_once, _held_row, _rank_tokens, _router_state, _serve_layout
 
 if TYPE_CHECKING:  # pragma: no cover
     from planner.migrate import Migration
@@ -525,7 +514,7 @@ def engine_default_plan(new: Plan, routing) -> Plan:
     (``[L, T, k]``, rows = ``new``'s layers), with ``new``'s model, GPUs and nodes."""
     from planner.inputs.loads import ExpertLoads
     from planner.replicas import plan_replicas
-    from planner.runtime.workers import routing_counts
+    from planner.runtime.dispatch import routing_counts
 
     rp = new.replicas
     counts = routing_counts(routing, rp.num_experts)

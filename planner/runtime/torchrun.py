@@ -51,7 +51,8 @@ def _run(args) -> int:
     from planner.profiles import get_model
     from planner.runtime.moe import reference_forward
     from planner.runtime.sources import SYNTHETIC, load_source
-    from planner.runtime.workers import _layout, _result, _serve_worker, predicted_rank_tokens
+    from planner.runtime.dispatch import _layout, predicted_rank_tokens
+    from planner.runtime.workers import _result, _serve_worker
 
     for key in ("RANK", "WORLD_SIZE"):
         if key not in os.environ:

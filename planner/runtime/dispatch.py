@@ -1,0 +1,228 @@
+"""The dispatch rules of the EP workers and their predictions: pure numpy, no torch, no processes.
+
+The workers (:mod:`planner.runtime.workers`, :mod:`planner.runtime.apply`) assign every (token,
+top-k position) pair -- a *row* -- to one slot of its expert with :func:`_assign_slots`; the
+predictions (:func:`predicted_slot_tokens`, :func:`predicted_rank_tokens`) evaluate the same rules'
+closed forms from the routing alone. Both use the same largest-remainder quotas and static table,
+so the rows each rank receives can be checked exactly. The rules are stated in
+:mod:`planner.runtime.workers` (item 3) and ``docs/runtime.md``.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import TYPE_CHECKING
+
+import numpy as np
+
+from planner.errors import InputError
+
+if TYPE_CHECKING:  # pragma: no cover
+    from planner.plans.schema import Plan
+
+__all__ = ["DISPATCHES", "predicted_slot_tokens", "predicted_rank_tokens", "routing_counts"]
+
+#: dispatch rules (:mod:`planner.runtime.workers`, item 3)
+DISPATCHES = ("even", "plan", "deterministic")
+
+
+@dataclass(frozen=True)
+class _Layout:
+    """A plan's replica rows as numpy (pickles without pydantic; workers import only numpy)."""
+
+    physical_to_logical: tuple[np.ndarray, ...]
+    slot_gpu: tuple[np.ndarray, ...]
+    slot_node: tuple[np.ndarray, ...]
+    dispatch_weights: tuple[np.ndarray, ...]
+    num_experts: int
+    num_gpus: int
+    gpus_per_node: int
+
+
+def _layout(plan: Plan, num_rows: int | None = None) -> _Layout:
+    """Check the plan's replica rows (shapes, GPUs, every expert held); the rank that loads a slot
+    checks its expert id."""
+    rp = plan.replicas
+    rows = len(rp.physical_to_logical)
+    if num_rows is not None and rows != num_rows:
+        raise InputError(f"model_layers: {num_rows} layer(s) but the plan has {rows} row(s) (layers {rp.layers})")
+    p2l, gpu, node, weights = [], [], [], []
+    for row in range(rows):
+        p = np.asarray(rp.physical_to_logical[row], dtype=np.int64)
+        g = np.asarray(rp.slot_gpu[row], dtype=np.int64)
+        n = np.asarray(rp.slot_node[row], dtype=np.int64)
+        if g.shape != p.shape or n.shape != p.shape:
+            raise InputError(f"plan row {row}: {p.size} slots in physical_to_logical but {g.size} in slot_gpu, {n.size} in slot_node")
+        bad = np.flatnonzero((g < 0) | (g >= rp.num_gpus))
+        if bad.size:
+            s = int(bad[0])
+            raise InputError(f"plan row {row} slot {s}: on GPU {int(g[s])}, but the plan has GPUs 0..{rp.num_gpus - 1}")
+        held = set(p.tolist())
+        lost = [e for e in range(rp.num_experts) if e not in held]
+        if lost:
+            raise InputError(f"plan row {row}: no slot holds expert {lost[0]} (every expert needs a replica)")
+        if rp.dispatch_weights is not None:
+            w = np.asarray(rp.dispatch_weights[row], dtype=np.float64)
+            if w.shape != p.shape or not np.isfinite(w).all() or (w < 0).any():
+                raise InputError(f"plan row {row}: dispatch_weights must be {p.size} finite values >= 0")
+        else:
+            w = np.ones(p.size)  # even: equal weights within each expert
+        p2l.append(p)
+        gpu.append(g)
+        node.append(n)
+        weights.append(w)
+    return _Layout(tuple(p2l), tuple(gpu), tuple(node), tuple(weights), rp.num_experts, rp.num_gpus, rp.gpus_per_node)
+
+
+# -- the dispatch rules, shared by the workers and the predictions -------------------------------
+
+
+def _token_offsets(num_tokens: int, world_size: int) -> np.ndarray:
+    """``[W + 1]`` bounds of the rank-owned token blocks (the first ``T mod W`` ranks get one more)."""
+    q, m = divmod(num_tokens, world_size)
+    r = np.arange(world_size + 1)
+    return r * q + np.minimum(r, m)
+
+
+def _replicas(p2l: np.ndarray, num_experts: int) -> list[np.ndarray]:
+    """Slots of each expert in increasing id (a slot naming no valid expert serves nobody)."""
+    return [np.flatnonzero(p2l == e) for e in range(num_experts)]
+
+
+def _largest_remainder(total: int, weights: np.ndarray) -> np.ndarray:
+    """Integers summing to ``total`` in proportion to ``weights``; ties go to the lower index."""
+    w = np.asarray(weights, dtype=np.float64)
+    w = w / w.sum() if w.sum() > 0 else np.full(w.size, 1.0 / w.size)
+    exact = total * w
+    base = np.floor(exact).astype(np.int64)
+    rest = exact - base
+    short = total - int(base.sum())
+    if short >= 0:
+        base[np.argsort(-rest, kind="stable")[:short]] += 1
+    else:  # floating point pushed a share past an integer: take back from the smallest remainders
+        take = [i for i in np.argsort(rest, kind="stable") if base[i] > 0][:-short]
+        base[take] -= 1
+    return base
+
+
+def _static_table(layout: _Layout, row: int) -> np.ndarray:
+    """``[W, E]`` slot that rank ``r`` sends expert ``e``'s pairs to under ``"deterministic"``."""
+    W, E = layout.num_gpus, layout.num_experts
+    gpu, node = layout.slot_gpu[row], layout.slot_node[row]
+    table = np.empty((W, E), dtype=np.int64)
+    for e, reps in enumerate(_replicas(layout.physical_to_logical[row], E)):  # every expert has one (_layout)
+        for r in range(W):
+            here = reps[gpu[reps] == r]
+            near = reps[node[reps] == r // layout.gpus_per_node]
+            table[r, e] = here[0] if here.size else near[r % near.size] if near.size else reps[r % reps.size]
+    return table
+
+
+def _assign_slots(experts: np.ndarray, rank: int, replicas: list[np.ndarray], static: np.ndarray,
+                  weights: np.ndarray, rank_counts: np.ndarray | None, dispatch: str) -> np.ndarray:
+    """Slot of each of rank ``rank``'s (token, top-k) pairs; ``experts`` flat in occurrence order.
+
+    ``replicas`` from :func:`_replicas`; ``static`` the rank's row of :func:`_static_table`
+    (``"deterministic"``); ``weights`` the row's dispatch weights (``"plan"``); ``rank_counts``
+    [W, E] every rank's occurrences per expert (``"even"`` / ``"plan"``).
+    """
+    if dispatch == "deterministic":
+        return static[experts]
+    # global occurrence index g = occurrences on lower ranks + local occurrence index
+    order = np.argsort(experts, kind="stable")
+    local = np.empty(experts.size, dtype=np.int64)
+    starts = np.concatenate([[0], np.cumsum(np.bincount(experts, minlength=rank_counts.shape[1]))[:-1]])
+    local[order] = np.arange(experts.size) - starts[experts[order]]
+    g = rank_counts[:rank].sum(axis=0)[experts] + local
+    totals = rank_counts.sum(axis=0)
+    slots = np.empty(experts.size, dtype=np.int64)
+    for e in np.unique(experts):
+        mask, reps = experts == e, replicas[e]
+        if dispatch == "even":
+            slots[mask] = reps[g[mask] % reps.size]
+        else:
+            quota = _largest_remainder(int(totals[e]), weights[reps])
+            slots[mask] = reps[np.searchsorted(np.cumsum(quota), g[mask], side="right")]
+    return slots
+
+
+def routing_counts(routing, num_experts: int) -> np.ndarray:
+    """``[L, E]`` occurrences per expert of a ``[L, T, k]`` routing (what load files record).
+
+    >>> routing_counts([[[0, 1], [1, 2]]], 4).tolist()
+    [[1, 2, 1, 0]]
+    """
+    r = np.asarray(routing, dtype=np.int64)
+    if r.ndim == 2:
+        r = r[None]
+    return np.stack([np.bincount(layer.reshape(-1), minlength=num_experts) for layer in r])
+
+
+def _check_routing(layout: _Layout, routing) -> np.ndarray:
+    r = np.asarray(routing)
+    if r.ndim == 2:
+        r = r[None]
+    if r.ndim != 3 or not np.issubdtype(r.dtype, np.integer):
+        raise InputError(f"routing: expected integer expert ids [layers, tokens, top_k], got {r.dtype} {list(r.shape)}")
+    if r.shape[0] != len(layout.physical_to_logical):
+        raise InputError(f"routing: {r.shape[0]} layer(s) but the plan has {len(layout.physical_to_logical)} row(s)")
+    if r.size and (r.min() < 0 or r.max() >= layout.num_experts):
+        raise InputError(f"routing: expert ids must be in 0..{layout.num_experts - 1}")
+    return r.astype(np.int64)
+
+
+def predicted_slot_tokens(plan: Plan, routing, *, dispatch: str = "even") -> list[np.ndarray]:
+    """Rows each slot receives per layer under ``dispatch``, from the routing alone.
+
+    Closed forms of the rules (module docstring): round-robin and largest-remainder quotas from the
+    global counts, the static table from each rank's counts. No torch, no workers.
+
+    Parameters
+    ----------
+    plan : the replica plan; its rows are the layers of ``routing``.
+    routing : ``[L, T, k]`` expert ids (the second value of ``reference_forward``).
+    dispatch : one of :data:`DISPATCHES`.
+
+    Returns
+    -------
+    list of ``[P_l]`` int64 arrays, one per layer.
+    """
+    if dispatch not in DISPATCHES:
+        raise InputError(f"dispatch: unknown {dispatch!r}; known: {', '.join(DISPATCHES)}")
+    layout = _layout(plan)
+    return _predicted_slots(layout, _check_routing(layout, routing), dispatch)
+
+
+def _predicted_slots(layout: _Layout, r: np.ndarray, dispatch: str) -> list[np.ndarray]:
+    """:func:`predicted_slot_tokens` on a checked layout and routing."""
+    W, E = layout.num_gpus, layout.num_experts
+    bounds = _token_offsets(r.shape[1], W)
+    out = []
+    for row in range(r.shape[0]):
+        per_rank = np.stack([np.bincount(r[row, bounds[g]:bounds[g + 1]].reshape(-1), minlength=E) for g in range(W)])
+        reps = _replicas(layout.physical_to_logical[row], E)
+        slots = np.zeros(layout.physical_to_logical[row].size, dtype=np.int64)
+        if dispatch == "deterministic":
+            np.add.at(slots, _static_table(layout, row), per_rank)
+        else:
+            for e, n in enumerate(per_rank.sum(axis=0)):
+                if dispatch == "even":
+                    q, m = divmod(int(n), reps[e].size)
+                    slots[reps[e]] = q + (np.arange(reps[e].size) < m)
+                else:
+                    slots[reps[e]] = _largest_remainder(int(n), layout.dispatch_weights[row][reps[e]])
+        out.append(slots)
+    return out
+
+
+def predicted_rank_tokens(plan: Plan, routing, *, dispatch: str = "even") -> np.ndarray:
+    """``[L, W]`` rows each rank receives per layer under ``dispatch`` (sums of
+    :func:`predicted_slot_tokens` over the rank's slots)."""
+    layout = _layout(plan)
+    return _rank_sums(layout, predicted_slot_tokens(plan, routing, dispatch=dispatch))
+
+
+def _rank_sums(layout: _Layout, slots: list[np.ndarray]) -> np.ndarray:
+    """``[L, W]``: per-slot rows summed over each rank's slots."""
+    return np.stack([np.bincount(layout.slot_gpu[row], weights=s, minlength=layout.num_gpus)
+                     for row, s in enumerate(slots)]).astype(np.int64)
