@@ -18,13 +18,15 @@ What it does, all in one run:
    placement: rows the busiest rank computed per layer (summed over layers), the measured
    balancedness (mean rank rows / busiest rank rows), the busiest rank's expert-kernel CPU time
    (per layer the largest rank's CPU time in its SwiGLUs, minimum over the repeats: the work the
-   placement balances, far less inflated than wall time by 4 processes sharing 2 cores), the step time (per layer the slowest rank's wall
-   clock of the whole layer, communication and waits included; median, summed over layers), the largest output difference to the single-process reference,
+   placement balances, less inflated than wall time by 4 processes sharing 2 cores), the step
+   time (per layer the slowest rank's wall clock of the whole layer, communication and waits
+   included; median over the repeats), both summed over layers and taken as the median over
+   ``--rounds`` interleaved launches, the largest output difference to the single-process reference,
    and whether the rows equal the prediction from the routing. ``none`` is the baseline the other
    rows are compared with.
 
-4 processes share 2 cores here, so wall times carry scheduler noise (±15 % between runs of the
-same placement); CPU times much less; rows are exact. Markdown tables go
+4 processes share 2 cores here, so wall times carry scheduler noise (±15 % between launches of the
+same placement), CPU times ±10 %; rows are exact. Markdown tables go
 to stdout, progress to stderr. Exit code 0 unless a correctness check fails (outputs or rows).
 """
 

@@ -33,7 +33,8 @@ serves ``model_layers[l]``), ``W = plan.replicas.num_gpus`` ranks, ``T`` tokens.
 
 Measured: rows each rank (and slot) receives per layer -- its load -- and per-layer wall times
 (a barrier, then route + dispatch + compute + combine; per rank; median of ``repeats`` forwards
-after ``warmup``). :func:`predicted_rank_tokens` computes the same counts from ``routing`` without
+after ``warmup``), and the time of the rank's expert kernels alone (:class:`_ComputeClock`).
+:func:`predicted_rank_tokens` (:mod:`planner.runtime.dispatch`) computes the same counts from ``routing`` without
 workers; the plan's ``predicted.gpu_load_tokens`` (an exact even split on the counts it was made
 from) differs from ``"even"``'s integer rows by less than the number of the GPU's slots whose
 expert has two or more replicas (each such slot's round-robin share is off by less than one row).
