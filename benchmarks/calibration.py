@@ -30,7 +30,7 @@ import time
 import numpy as np
 
 from planner import __version__
-from planner.fileio import atomic_write_text
+from planner.common.fileio import atomic_write_text
 from planner.perf.calibration import (
     TARGET_MEDIAN_REL_ERROR,
     calibrated_factors,

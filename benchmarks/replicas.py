@@ -38,8 +38,8 @@ from planner import __version__, plan_replicas
 from planner.inputs.readers import builtin_loads, list_builtin_loads
 from planner.inputs.synthetic import calibration_stats, synthetic_trace
 from planner.plans.io import atomic_write_text
-from planner.replan import ReplanPolicy, recommend_policy, simulate_replanning
-from planner.replica_budget import budget_sweep, candidate_redundancies, choose_budget, gain_table
+from planner.replicas.replan import ReplanPolicy, recommend_policy, simulate_replanning
+from planner.replicas.budget import budget_sweep, candidate_redundancies, choose_budget, gain_table
 from solvers.knapsack import min_budget_for_target
 from solvers.replay import replay_gpu_loads
 
@@ -494,7 +494,7 @@ def _report(res: dict, cfg: Config, seeds: list[int], total: float) -> str:
         rp["tables"]["policies"],
         f"Recommended for moeplan (fewest GB moved within 0.005 of the best mean b): **{rec}**.",
         f"## 5. Memory <-> KV cache (DeepSeek-V3 on 32 x H200, {mk['layout']}, seed {mk['seed']})",
-        "proxy = b held-out x KV tokens per GPU (planner.replica_budget); chosen = highest proxy.",
+        "proxy = b held-out x KV tokens per GPU (planner.replicas.budget); chosen = highest proxy.",
         mk["tables"]["sweep"],
         f"Chosen budget: moeplan R={mk['stepaware']['chosen_redundant']}, EPLB R={mk['eplb']['chosen_redundant']} per layer.",
         "## Targets" + (" (quick run: reduced scale, indicative only)" if cfg.name == "quick" else ""),

@@ -51,7 +51,7 @@ def __getattr__(name):  # lazy: `import planner` stays cheap and free of import 
 
         return getattr(io, name)
     if name == "estimate":
-        from planner.estimate import estimate
+        from planner.perf.estimate import estimate
 
         return estimate
     if name == "Plan":

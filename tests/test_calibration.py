@@ -42,7 +42,7 @@ from planner.perf.measured import (
     load_op_table,
     write_op_table,
 )
-from planner.profiles import get_gpu
+from planner.profiles import PROFILES_PACKAGE, get_gpu
 
 GPUS = ("h100", "a100-80g")
 MODELS = ("Llama-2-70b-hf", "Llama-2-7b-hf", "Qwen-72B")
@@ -54,7 +54,7 @@ MODELS = ("Llama-2-70b-hf", "Llama-2-7b-hf", "Qwen-72B")
 def test_shipped_tables_are_listed_and_packaged():
     assert list_compute_tables() == [(g, m) for g in sorted(GPUS) for m in MODELS]
     assert list_network_tables() == [(g, c) for g in sorted(GPUS) for c in ("all_reduce", "send_recv")]
-    root = files("profiles").joinpath("measured")
+    root = files(PROFILES_PACKAGE).joinpath("measured")
     assert root.joinpath("PROVENANCE.md").is_file()
     assert sum(1 for e in root.joinpath("compute").iterdir() if e.name.endswith(".csv")) == 6
 

@@ -14,7 +14,7 @@ from typer.testing import CliRunner
 from planner import builtin_loads, plan_replicas
 from planner.cli import estimate_cmd
 from planner.errors import Infeasible, InputError
-from planner.estimate import Estimate, estimate
+from planner.perf.estimate import Estimate, estimate
 from planner.perf.latency import DEFAULT_FACTORS, decode_step_time_s
 from planner.plans.io import write_plan
 

@@ -15,7 +15,7 @@ from typer.testing import CliRunner
 from planner.cli import migrate_cmd
 from planner.errors import Infeasible, InputError
 from planner.inputs.synthetic import synthetic_trace
-from planner.migrate import plan_migration
+from planner.migration import plan_migration
 from planner.plans.io import read_plan, write_plan
 from planner.plans.schema import Plan
 from planner.plans.verify import verify_plan

@@ -1,5 +1,5 @@
 """Op profiler on real torch (planner.runtime.profile, `moeplan profile`) and the local gloo launcher
-(planner.runtime._dist): one quick profile through the CLI writes a loadable table with provenance,
+(planner.runtime.dist): one quick profile through the CLI writes a loadable table with provenance,
 the held-out calibration meets the issue's target, the all-to-all moves the right data, and a
 failing worker surfaces as RuntimeAdapterError with no process left behind."""
 
@@ -22,7 +22,7 @@ from typer.testing import CliRunner
 from planner.cli import profile_cmd
 from planner.errors import InputError, RuntimeAdapterError, exit_code_for
 from planner.perf.measured import load_op_table
-from planner.runtime._dist import run_workers
+from planner.runtime.dist import run_workers
 from planner.runtime.profile import (
     QUICK_CONFIG,
     TARGET_HELD_OUT_MEDIAN_REL_ERROR,
@@ -199,6 +199,6 @@ def test_foreign_sidecar_is_refused(quick, tmp_path):
 
 
 def test_importing_the_runtime_does_not_import_torch():
-    code = "import sys, planner.runtime, planner.runtime.profile, planner.runtime._dist, planner.cli.profile_cmd; print('torch' in sys.modules)"
+    code = "import sys, planner.runtime, planner.runtime.profile, planner.runtime.dist, planner.cli.profile_cmd; print('torch' in sys.modules)"
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     assert out.stdout.strip() == "False"

@@ -14,10 +14,11 @@ import yaml
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from planner import profiles
-from planner._profile_schema import load_yaml_text
+from planner.profiles import registry
+from planner.profiles.schema import load_yaml_text
 from planner.errors import InputError, ProfileNotFound
 from planner.profiles import (
+    PROFILES_PACKAGE,
     AttentionSpec,
     GpuSpec,
     ModelArch,
@@ -91,7 +92,7 @@ REQUIRED_ALIASES = {
 
 
 def _builtin_text(kind: str, profile_id: str) -> str:
-    return files("profiles").joinpath(kind, f"{profile_id}.yaml").read_text(encoding="utf-8")
+    return files(PROFILES_PACKAGE).joinpath(kind, f"{profile_id}.yaml").read_text(encoding="utf-8")
 
 
 def _write_yaml(tmp_path: Path, data: dict, name: str = "p.yaml") -> Path:
@@ -150,12 +151,12 @@ def test_unknown_name_lists_known_ids(get, kind, ids):
 
 def test_builtins_do_not_depend_on_the_working_directory(tmp_path, monkeypatch):
     monkeypatch.chdir(tmp_path)
-    profiles._builtins.cache_clear()
+    registry._builtins.cache_clear()
     try:
         assert get_model("deepseek-v3").num_routed_experts == 256
         assert get_gpu("h100").gpus_per_node == 8
     finally:
-        profiles._builtins.cache_clear()
+        registry._builtins.cache_clear()
 
 
 def test_profiles_are_frozen_and_hashable():

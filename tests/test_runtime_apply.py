@@ -17,7 +17,7 @@ from typer.testing import CliRunner  # noqa: E402
 from planner.cli import app  # noqa: E402
 from planner.errors import Infeasible, InputError  # noqa: E402
 from planner.inputs.loads import ExpertLoads  # noqa: E402
-from planner.migrate import plan_migration  # noqa: E402
+from planner.migration import plan_migration  # noqa: E402
 from planner.plans.io import write_plan  # noqa: E402
 from planner.replicas import plan_replicas  # noqa: E402
 from planner.runtime.apply import PLACEMENT_FORMAT, ApplyFailed, _rounds, apply_plan, engine_default_plan  # noqa: E402

@@ -32,7 +32,7 @@ def _source(model: Optional[str], new, num_tokens: int, seed: int, hidden: int, 
 
 
 def _round_table(rounds) -> str:
-    from planner.tables import format_table
+    from planner.common.tables import format_table
 
     rows = [[r["step"], r["transfers"], r["local_copies"], f"{r['bytes_sent'] / 1e6:.2f}", f"{r['move_ms']:.1f}",
              f"{r['forward_ms']:.1f}", sum(r["busiest_rank_tokens"]), f"{r['max_abs_diff']:.2g}",

@@ -11,7 +11,7 @@ import typer
 
 from planner.cli._output import emit, handle_errors
 from planner.errors import InputError
-from planner.tables import format_table
+from planner.common.tables import format_table
 
 JsonOpt = Annotated[bool, typer.Option("--json", help="Print the result as JSON on stdout.")]
 

@@ -32,7 +32,7 @@ def estimate(
     json_out: JsonOpt = False,
 ) -> None:
     """Estimate TTFT, TPOT, tokens/s per GPU and per user, and memory per GPU of one static batch."""
-    from planner.estimate import estimate as run_estimate
+    from planner.perf.estimate import estimate as run_estimate
     from planner.plans.io import read_plan
 
     plan = read_plan(replicas) if replicas is not None else None

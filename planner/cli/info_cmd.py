@@ -8,7 +8,7 @@ from typing import Annotated, Optional
 import typer
 
 from planner.cli._output import emit, handle_errors
-from planner.tables import format_table
+from planner.common.tables import format_table
 
 JsonOpt = Annotated[bool, typer.Option("--json", help="Print the result as JSON on stdout.")]
 

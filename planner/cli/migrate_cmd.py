@@ -25,7 +25,7 @@ def migrate(
     json_out: JsonOpt = False,
 ) -> None:
     """Plan the weight moves from CURRENT_PLAN to NEW_PLAN: per-layer copies, ordered steps, GB moved."""
-    from planner.migrate import plan_migration
+    from planner.migration import plan_migration
     from planner.plans.io import atomic_write_text, read_plan, write_plan
 
     data = None

@@ -12,7 +12,7 @@ from planner.errors import InputError
 from planner.plans.export import TARGETS, export_plan
 from planner.plans.io import atomic_write_text, read_plan, write_plan
 from planner.plans.verify import VerifyReport, verify_plan
-from planner.tables import format_table
+from planner.common.tables import format_table
 
 JsonOpt = Annotated[bool, typer.Option("--json", help="Print the result as JSON on stdout.")]
 
@@ -64,7 +64,7 @@ def replicas(
     )
     sweep_text, sweep = "", None
     if auto_budget:
-        from planner.replica_budget import (
+        from planner.replicas.budget import (
             budget_sweep,
             choose_budget,
             plot_budget_sweep,
@@ -91,7 +91,7 @@ def replicas(
         write_plan(plan, output)
     certs_text, certs = "", []
     if certify_time_s > 0:
-        from planner.certify import certificate_table, certify_plan
+        from planner.replicas.certify import certificate_table, certify_plan
 
         certs = certify_plan(plan, data, time_limit_s=certify_time_s)
         certs_text = ("\n\nMILP certificates (sampled planning steps):\n" + certificate_table(certs)) if certs else (

@@ -31,7 +31,7 @@ from pathlib import Path
 import numpy as np
 
 from planner.errors import InputError
-from planner.fileio import atomic_write_bytes
+from planner.common.fileio import atomic_write_bytes
 from planner.inputs._common import _Bad, _make, _one_line
 from planner.inputs._csv_loads import _read_csvs
 from planner.inputs._json_loads import _provenance_dict, _read_json_bytes

@@ -52,7 +52,7 @@ from dataclasses import asdict, dataclass, fields
 import numpy as np
 
 from planner.errors import InputError
-from planner.numerics import round_float
+from planner.common.numerics import round_float
 from planner.perf.layout import ParallelLayout
 from planner.perf.memory import _POSITIVE, _check_number, _kv_elements_per_layer
 from planner.profiles import GpuSpec, ModelArch, get_gpu, get_model

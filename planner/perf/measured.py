@@ -54,8 +54,8 @@ from pathlib import Path
 import numpy as np
 
 from planner.errors import InputError, ProfileNotFound
-from planner.fileio import atomic_write_text
-from planner.profiles import get_gpu
+from planner.common.fileio import atomic_write_text
+from planner.profiles import PROFILES_PACKAGE, get_gpu
 
 __all__ = [
     "GEMM_OPS",
@@ -273,7 +273,7 @@ class NetworkTable:
 
 
 def _measured_dir(kind: str):
-    return files("profiles").joinpath("measured", kind)
+    return files(PROFILES_PACKAGE).joinpath("measured", kind)
 
 
 @functools.cache

@@ -59,7 +59,7 @@ from dataclasses import asdict, dataclass
 import numpy as np
 
 from planner.errors import Infeasible, InputError
-from planner.numerics import round_float
+from planner.common.numerics import round_float
 from planner.perf.layout import ParallelLayout
 from planner.profiles import AttentionSpec, GpuSpec, ModelArch, get_gpu, get_model
 

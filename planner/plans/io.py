@@ -8,7 +8,7 @@ from pathlib import Path
 from pydantic import ValidationError
 
 from planner.errors import InputError
-from planner.fileio import atomic_write_bytes, atomic_write_text
+from planner.common.fileio import atomic_write_bytes, atomic_write_text
 from planner.plans.schema import Plan
 
 __all__ = ["atomic_write_text", "atomic_write_bytes", "write_plan", "read_plan"]

@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 
 from planner.plans.schema import Plan
-from planner.tables import format_table
+from planner.common.tables import format_table
 
 __all__ = ["replica_table", "replica_headline"]
 

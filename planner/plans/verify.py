@@ -28,7 +28,7 @@ import numpy as np
 
 from planner.errors import InputError, ProfileNotFound
 from planner.inputs.loads import ExpertLoads
-from planner.numerics import close
+from planner.common.numerics import close
 from planner.plans.schema import Plan
 
 __all__ = ["Check", "VerifyReport", "verify_plan", "replica_lower_bound"]

@@ -1,7 +1,7 @@
 """Code that runs on real torch: the op profiler, the EP serving workers and everything that moves
 or measures them.
 
-- :mod:`planner.runtime._dist` — local multi-process launcher (spawn, one process group, gloo on
+- :mod:`planner.runtime.dist` — local multi-process launcher (spawn, one process group, gloo on
   CPU / NCCL on GPU), progress reports from the ranks, root-cause naming of a dead rank;
 - :mod:`planner.runtime.moe` — the plain fp32 MoE layer (router options, shared experts) and the
   single-process reference forward;

@@ -1,10 +1,10 @@
 r"""Live apply: move running expert-parallel workers from one replica placement to another.
 
 Data: the running plan ``current`` and the ``new`` one (same model, GPUs, experts, layers; checked by
-:func:`planner.migrate.plan_migration`), the model's MoE layers (the weights an engine loaded),
+:func:`planner.migration.plan_migration`), the model's MoE layers (the weights an engine loaded),
 tokens, ``W = num_gpus`` ranks.
 
-1. Schedule. :func:`planner.migrate.plan_migration` matches slots (fewest copies) and orders the
+1. Schedule. :func:`planner.migration.plan_migration` matches slots (fewest copies) and orders the
    copies into steps in which every expert keeps a serving replica and no GPU uses more than
    ``spare`` staging slots per layer. Round ``s`` runs step ``s`` of every layer at once.
 2. Placements. A per-layer occupancy table ``occ[g, k]`` (expert in position ``k`` of GPU ``g``, -1
@@ -20,7 +20,7 @@ tokens, ``W = num_gpus`` ranks.
    same rank and a staging commit are local copies; (b) *verify*: serve ``P_s`` (route,
    all-to-all, compute, combine; :mod:`planner.runtime.workers`), compare the outputs with the
    single-process reference (max abs difference, all-reduced) and count rows per rank; (c) report
-   the round to the parent (:func:`planner.runtime._dist.report`).
+   the round to the parent (:func:`planner.runtime.dist.report`).
 4. Consistency. A round is *verified* when every rank reported it and the outputs are within
    ``tol``. If a rank dies, a collective fails or the outputs drift, the run stops; the placement of
    the last verified round ``P_k`` is the last consistent one (all its copies were in place and it
@@ -50,14 +50,14 @@ from typing import TYPE_CHECKING
 import numpy as np
 
 from planner.errors import InputError, PlannerError, RuntimeAdapterError
-from planner.fileio import atomic_write_text
-from planner.runtime._dist import BACKENDS, report, run_workers
+from planner.common.fileio import atomic_write_text
+from planner.runtime.dist import BACKENDS, report, run_workers
 from planner.runtime.moe import MoELayer, check_stack, reference_forward
 from planner.runtime.dispatch import DISPATCHES, _check_routing, _Layout, _layout, _predicted_slots, _rank_sums
 from planner.runtime.workers import _forward_once, _held_row, _rank_tokens, _router_state, _serve_layout
 
 if TYPE_CHECKING:  # pragma: no cover
-    from planner.migrate import Migration
+    from planner.migration import Migration
     from planner.plans.schema import Plan
 
 __all__ = ["ApplyFailed", "ApplyResult", "RoundRecord", "apply_plan", "PLACEMENT_FORMAT"]
@@ -389,7 +389,7 @@ def apply_plan(
     model_layers : the MoE layers (:class:`~planner.runtime.moe.MoELayer`); their weights are
         what the ranks load for ``current``.
     tokens : ``[T, H]`` stack input or ``[L, T, H]`` per-layer inputs, split over the ranks.
-    spare_slots_per_gpu, relabel : passed to :func:`planner.migrate.plan_migration`.
+    spare_slots_per_gpu, relabel : passed to :func:`planner.migration.plan_migration`.
     dispatch : ``"even"``, ``"plan"`` or ``"deterministic"`` for every verifying forward.
     tol : largest allowed max abs difference to the single-process reference.
     state_path : JSON file rewritten (atomically) with the last verified placement after every round.
@@ -411,7 +411,7 @@ def apply_plan(
         A rank died or failed, or the outputs drifted; the message names the rank, the step and the
         last consistent placement, and what serving it again gave.
     """
-    from planner.migrate import plan_migration
+    from planner.migration import plan_migration
 
     if dispatch not in DISPATCHES:
         raise InputError(f"dispatch: unknown {dispatch!r}; known: {', '.join(DISPATCHES)}")

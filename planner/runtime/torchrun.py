@@ -46,7 +46,7 @@ def _run(args) -> int:
     import torch
     import torch.distributed as dist
 
-    from planner.fileio import atomic_write_text
+    from planner.common.fileio import atomic_write_text
     from planner.plans.io import read_plan
     from planner.profiles import get_model
     from planner.runtime.moe import reference_forward

@@ -55,7 +55,7 @@ from typing import TYPE_CHECKING
 import numpy as np
 
 from planner.errors import InputError
-from planner.runtime._dist import BACKENDS, run_workers
+from planner.runtime.dist import BACKENDS, run_workers
 from planner.runtime.dispatch import (
     DISPATCHES,
     _assign_slots,

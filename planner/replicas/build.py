@@ -6,7 +6,7 @@ import numpy as np
 
 from planner import __version__
 from planner.inputs.loads import ExpertLoads
-from planner.numerics import round_float
+from planner.common.numerics import round_float
 from planner.plans.schema import (
     LoadsRef,
     Plan,

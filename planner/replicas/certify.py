@@ -21,7 +21,7 @@ import numpy as np
 
 from planner.inputs.loads import ExpertLoads
 from planner.plans.schema import Plan
-from planner.tables import format_table
+from planner.common.tables import format_table
 from solvers.replica_milp import exact_replica_milp, placement_objective
 
 __all__ = ["Certificate", "certify_plan", "certificate_table"]

@@ -8,14 +8,14 @@ Algorithms: ``stepaware`` (default; EPLB's replica counts + a packer that sees e
 vector, :mod:`solvers.stepaware`) and ``eplb`` (DeepSeek's baseline, :mod:`solvers.eplb`).
 Modes: ``uniform`` (the same slots in every layer; what SGLang / vLLM / TensorRT-LLM load) and
 ``per-layer`` (a total budget spread over layers by a multiple-choice knapsack over replayed gains,
-:mod:`planner.replica_budget`).
+:mod:`planner.replicas.budget`).
 """
 
 from __future__ import annotations
 
 import numpy as np
 
-from planner._replica_build import build_replica_plan
+from planner.replicas.build import build_replica_plan
 from planner.errors import Infeasible, InputError, PlannerError
 from planner.inputs.loads import ExpertLoads
 from planner.plans.schema import Plan
@@ -295,7 +295,7 @@ def plan_replicas(
             if mode == "uniform":
                 num_slots = E + R
             else:
-                from planner.replica_budget import allocate_per_layer
+                from planner.replicas.budget import allocate_per_layer
 
                 num_slots = E + allocate_per_layer(
                     window, R * aligned.num_layers, num_gpus, num_nodes=num_nodes, expert_nodes=expert_nodes,

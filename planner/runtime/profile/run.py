@@ -72,7 +72,7 @@ from pathlib import Path
 import numpy as np
 
 from planner.errors import InputError
-from planner.fileio import atomic_write_text
+from planner.common.fileio import atomic_write_text
 from planner.perf.measured import COLLECTIVE_OPS, GEMM_OPS, MEMORY_OPS, OpTable, load_op_table, write_op_table
 from planner.profiles import GpuSpec, get_gpu
 
@@ -504,7 +504,7 @@ def _estimate(rounds) -> tuple[float, float]:
 
 def _measure_all_to_all(cfg: ProfileConfig, backend: str, use_cuda: bool):
     """(table rows, spreads, per rank the first 3 values of each received chunk) of the all-to-all."""
-    from planner.runtime._dist import run_workers
+    from planner.runtime.dist import run_workers
 
     per_rank = run_workers(_all_to_all_worker, cfg.num_workers, backend=backend, timeout_s=cfg.timeout_s,
                            args=(tuple(cfg.a2a_sizes_bytes), cfg.rounds, cfg.a2a_warmup, cfg.a2a_repeats, use_cuda))  # fmt: skip

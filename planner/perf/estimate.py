@@ -37,7 +37,7 @@ import math
 from dataclasses import dataclass
 
 from planner.errors import Infeasible, InputError
-from planner.numerics import round_float
+from planner.common.numerics import round_float
 from planner.perf.calibration import calibrated_factors
 from planner.perf.latency import DEFAULT_FACTORS, StepTime, decode_step_time_s, prefill_time_s
 from planner.perf.layout import ParallelLayout
@@ -45,7 +45,7 @@ from planner.perf.measured import list_compute_tables, list_network_tables
 from planner.perf.memory import MemoryBreakdown, _check_number, memory_per_gpu
 from planner.plans.schema import Plan
 from planner.profiles import GpuSpec, ModelArch, get_gpu, get_model
-from planner.tables import format_table
+from planner.common.tables import format_table
 
 __all__ = ["Estimate", "estimate"]
 

@@ -29,7 +29,7 @@ from planner.errors import Infeasible, InputError, PlannerError
 from planner.inputs.loads import ExpertLoads
 from planner.plans.schema import Plan
 from planner.plans.verify import verify_plan
-from planner.tables import format_table
+from planner.common.tables import format_table
 from solvers.migration import MigrationInfeasible, SlotCopy, SlotMatching, match_slots
 from solvers.migration_schedule import MoveSchedule, check_schedule, schedule_moves
 

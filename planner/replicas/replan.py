@@ -25,7 +25,7 @@ from planner.errors import InputError
 from planner.inputs.loads import ExpertLoads
 from planner.profiles import ModelArch, get_model
 from planner.replicas import align_loads, default_redundant_slots
-from planner.tables import format_table
+from planner.common.tables import format_table
 from solvers.eplb import eplb
 from solvers.migration import copies_to_move, relabel_gpus
 from solvers.replay import replay_balancedness
@@ -194,7 +194,7 @@ def plot_replanning(results: list[ReplanResult], path, *, first_step: int = 0, t
         raise InputError("plot: needs matplotlib (pip install 'moeplan[plot]')") from None
     import io
 
-    from planner.fileio import atomic_write_bytes
+    from planner.common.fileio import atomic_write_bytes
 
     fig, ax = plt.subplots(figsize=(7.2, 4.0), dpi=110)
     for r in results:

@@ -29,7 +29,7 @@ import numpy as np
 from planner.errors import Infeasible, InputError
 from planner.inputs.loads import ExpertLoads
 from planner.profiles import ModelArch, get_gpu, get_model
-from planner.tables import format_table
+from planner.common.tables import format_table
 from solvers.knapsack import multiple_choice_knapsack
 from solvers.replay import replay_balancedness
 from solvers.stepaware import plan_stepaware
@@ -194,7 +194,7 @@ def plot_budget_sweep(points: list[BudgetPoint], path, *, title: str = "") -> No
         import matplotlib.pyplot as plt
     except ImportError:
         raise InputError("plot: needs matplotlib (pip install 'moeplan[plot]')") from None
-    from planner.fileio import atomic_write_bytes
+    from planner.common.fileio import atomic_write_bytes
 
     r = [p.redundant_slots for p in points]
     fig, ax = plt.subplots(figsize=(6.4, 4.0), dpi=110)

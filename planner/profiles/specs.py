@@ -1,0 +1,196 @@
+"""Profile dataclasses: one GPU type (:class:`GpuSpec`), one attention block (:class:`AttentionSpec`)
+and one MoE model architecture (:class:`ModelArch`), in SI units. Parameter formulas live in
+:mod:`planner.profiles.params`; the YAML schema that builds these objects in :mod:`planner.profiles.schema`.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass, field
+
+from planner.profiles import params
+from planner.profiles.schema import check_model
+
+__all__ = ["GpuSpec", "AttentionSpec", "ModelArch"]
+
+
+@dataclass(frozen=True)
+class GpuSpec:
+    """One GPU type in SI units; bandwidths are per GPU (see ``profiles/README.md``)."""
+
+    id: str
+    names: tuple[str, ...]
+    vendor: str
+    memory_bytes: float
+    hbm_bytes_per_s: float
+    bf16_flops_per_s: float  # dense; the T4 profile holds its FP16 figure (no BF16)
+    fp8_flops_per_s: float | None  # None: no FP8 support
+    intra_node_bytes_per_s: float  # NVLink / Infinity Fabric total; PCIe-only cards: the host link
+    inter_node_bytes_per_s: float  # NIC per GPU, an assumption stated in the YAML
+    host_link_bytes_per_s: float
+    gpus_per_node: int
+    price_per_hour_usd: float  # indicative only; pass your own
+    provenance: dict = field(default_factory=dict, compare=False)
+
+
+@dataclass(frozen=True)
+class AttentionSpec:
+    """Attention block of one layer. ``kind`` "mla" uses the LoRA/rope fields, "gqa" the head fields.
+
+    ``qk_norm`` is "none", "per_head" (RMSNorm over head_dim, Qwen3) or "full" (over the whole q/k
+    projection, OLMoE). With ``sliding_window`` set, layer ``i`` uses the window unless
+    ``sliding_window_pattern`` is set and ``(i + 1) % sliding_window_pattern == 0`` (gpt-oss: 2).
+    """
+
+    kind: str
+    num_heads: int
+    num_kv_heads: int | None = None
+    head_dim: int | None = None
+    q_lora_rank: int | None = None
+    kv_lora_rank: int | None = None
+    qk_nope_head_dim: int | None = None
+    qk_rope_head_dim: int | None = None
+    v_head_dim: int | None = None
+    qkv_bias: bool = False
+    o_bias: bool = False
+    qk_norm: str = "none"
+    sinks: bool = False
+    sliding_window: int | None = None
+    sliding_window_pattern: int | None = None
+
+    def window_tokens(self, layer: int) -> int | None:
+        """Attention window of hidden layer ``layer`` in tokens (None: full attention)."""
+        if self.sliding_window is None:
+            return None
+        if self.sliding_window_pattern and (layer + 1) % self.sliding_window_pattern == 0:
+            return None
+        return self.sliding_window
+
+
+@dataclass(frozen=True)
+class ModelArch:
+    """Architecture of one MoE model: layer pattern, widths, experts, attention, storage size.
+
+    Layer ``i`` is MoE iff ``i >= first_dense_layers``, ``i % moe_layer_freq == 0`` (the DeepSeek
+    modelling code's rule) and ``i not in mlp_only_layers``; every other layer has a dense FFN of
+    ``dense_intermediate_size``. ``shared_expert_intermediate_size`` is the total width of all
+    shared experts (0 when none). Parameter formulas: :mod:`planner.profiles.params`.
+    """
+
+    id: str
+    names: tuple[str, ...]
+    hf_model_type: str | None
+    num_hidden_layers: int
+    first_dense_layers: int
+    moe_layer_freq: int
+    mlp_only_layers: tuple[int, ...]
+    hidden_size: int
+    moe_intermediate_size: int
+    dense_intermediate_size: int | None
+    num_routed_experts: int
+    num_shared_experts: int
+    shared_expert_intermediate_size: int
+    shared_expert_gate: bool
+    top_k: int
+    num_expert_groups: int | None
+    topk_groups: int | None
+    router_bias: bool  # a per-expert router bias (gpt-oss) or DeepSeek-V3 e_score_correction_bias
+    expert_bias: bool  # biases inside every expert (gpt-oss)
+    attention: AttentionSpec
+    vocab_size: int
+    tie_word_embeddings: bool
+    weight_bytes_per_param: float
+    max_position_embeddings: int | None = None
+    reference_total_params: float | None = None
+    provenance: dict = field(default_factory=dict, compare=False)
+
+    def __post_init__(self) -> None:
+        check_model(self)
+
+    @property
+    def moe_layers(self) -> tuple[int, ...]:
+        """Hidden-layer indices whose FFN is a routed-expert block."""
+        skip = set(self.mlp_only_layers)
+        return tuple(
+            i
+            for i in range(self.first_dense_layers, self.num_hidden_layers)
+            if i % self.moe_layer_freq == 0 and i not in skip
+        )
+
+    @property
+    def dense_layers(self) -> tuple[int, ...]:
+        """Hidden-layer indices with a dense FFN."""
+        moe = set(self.moe_layers)
+        return tuple(i for i in range(self.num_hidden_layers) if i not in moe)
+
+    @property
+    def params_per_expert(self) -> int:
+        """Parameters of one routed expert (3 x hidden x moe_intermediate, + biases if ``expert_bias``)."""
+        return params.expert_params(self.hidden_size, self.moe_intermediate_size, self.expert_bias)
+
+    @property
+    def bytes_per_expert(self) -> int:
+        """Bytes of one routed expert at ``weight_bytes_per_param``."""
+        return math.ceil(self.params_per_expert * self.weight_bytes_per_param)
+
+    @property
+    def attention_params_per_layer(self) -> int:
+        """Parameters of one layer's attention block."""
+        return params.attention_params(self.attention, self.hidden_size)
+
+    @property
+    def dense_layer_params(self) -> int:
+        """Parameters of one dense layer: attention, norms and dense FFN."""
+        return params.dense_layer_params(self)
+
+    @property
+    def moe_layer_nonexpert_params(self) -> int:
+        """Parameters of one MoE layer except routed experts: attention, norms, router, shared experts."""
+        return params.moe_layer_nonexpert_params(self)
+
+    @property
+    def bytes_per_dense_layer(self) -> int:
+        """Bytes of one dense layer at ``weight_bytes_per_param``."""
+        return math.ceil(self.dense_layer_params * self.weight_bytes_per_param)
+
+    @property
+    def embedding_params(self) -> int:
+        """Input embeddings, lm_head (unless tied) and final norm."""
+        return params.embedding_params(self)
+
+    def total_params(self) -> int:
+        """All parameters (multi-token-prediction modules excluded).
+
+        >>> from planner.profiles import get_model
+        >>> round(get_model("mixtral-8x7b").total_params() / 1e9, 2)
+        46.7
+        """
+        n_moe = len(self.moe_layers)
+        moe = n_moe * (self.moe_layer_nonexpert_params + self.num_routed_experts * self.params_per_expert)
+        dense = (self.num_hidden_layers - n_moe) * self.dense_layer_params
+        return moe + dense + self.embedding_params
+
+    def active_params(self) -> int:
+        """Parameters one token computes with: all but the unchosen routed experts and the input
+        embedding table (a lookup). The gpt-oss model card counts active parameters this way."""
+        idle = len(self.moe_layers) * (self.num_routed_experts - self.top_k) * self.params_per_expert
+        return self.total_params() - idle - self.vocab_size * self.hidden_size
+
+    def kv_bytes_per_token(self, dtype_bytes: float = 2) -> int:
+        """KV-cache bytes per token over all layers (windows ignored: an upper bound for gpt-oss).
+
+        >>> from planner.profiles import get_model
+        >>> get_model("deepseek-v3").kv_bytes_per_token()  # (512 + 64) x 2 B x 61 layers
+        70272
+        """
+        per_layer = params.kv_elements_per_token_per_layer(self.attention)
+        return math.ceil(per_layer * self.num_hidden_layers * dtype_bytes)
+
+    def kv_bytes_per_sequence(self, context_tokens: int, dtype_bytes: float = 2) -> int:
+        """KV-cache bytes of one sequence of ``context_tokens`` tokens, sliding-window layers capped."""
+        per_layer = params.kv_elements_per_token_per_layer(self.attention)
+        tokens = 0
+        for layer in range(self.num_hidden_layers):
+            window = self.attention.window_tokens(layer)
+            tokens += context_tokens if window is None else min(context_tokens, window)
+        return math.ceil(per_layer * tokens * dtype_bytes)
