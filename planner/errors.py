@@ -32,9 +32,28 @@ class PlannerError(Exception):
 
 
 class InputError(PlannerError, ValueError):
-    """A bad file, shape, value or argument. The message names the offending item."""
+    """A bad file, shape, value or argument. The message names the offending item.
+
+    ``param`` names the library parameter at fault (``"redundant_slots"``); ``str()`` then reads
+    ``"redundant_slots: <message>"``. Library messages name parameters, never command-line flags: the
+    CLI shows the same message under the flag that fills the parameter (``--redundant: ...``).
+
+    >>> str(InputError("must be >= 0, got -1", param="redundant_slots"))
+    'redundant_slots: must be >= 0, got -1'
+    """
 
     exit_code = 2
+
+    def __init__(self, message: str = "", *, param: str | None = None) -> None:
+        super().__init__(message)
+        self.message = message
+        self.param = param
+
+    def __str__(self) -> str:
+        return f"{self.param}: {self.message}" if self.param else self.message
+
+    def __reduce__(self):  # keep ``param`` when an error crosses a process boundary (runtime workers)
+        return self.__class__, (self.message,), dict(self.__dict__)
 
 
 class ProfileNotFound(InputError, KeyError):
