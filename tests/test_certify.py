@@ -2,7 +2,7 @@
 
 import pytest
 
-from planner.replicas.certify import certificate_table, certify_plan
+from planner.replicas import certificate_table, certify_plan
 from planner.inputs.synthetic import synthetic_trace
 from planner.replicas import plan_replicas
 

@@ -16,8 +16,8 @@ from planner.inputs.synthetic import synthetic_trace
 from planner.plans.export import export_plan
 from planner.plans.schema import Plan
 from planner.plans.verify import verify_plan
-from planner.replicas.replan import ReplanPolicy, recommend_policy, simulate_replanning
-from planner.replicas.budget import budget_sweep, choose_budget
+from planner.replicas import ReplanPolicy, recommend_policy, simulate_replanning
+from planner.replicas import budget_sweep, choose_budget
 from planner.replicas import plan_replicas, redundant_for_budget
 from planner.profiles import get_model
 from solvers.migration import copies_to_move, relabel_gpus

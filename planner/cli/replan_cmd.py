@@ -39,7 +39,7 @@ def replan(
 ) -> None:
     """Simulate re-planning policies on a trace with drift: b over time, weights moved, a recommendation."""
     from planner.inputs.readers import read_loads
-    from planner.replicas.replan import (
+    from planner.replicas import (
         ReplanPolicy,
         recommend_policy,
         replan_table,
@@ -57,7 +57,7 @@ def replan(
                                   algorithm=algorithm, sample_steps=sample_steps, progress=progress)
     best = recommend_policy(results, tolerance_b=tolerance_b)
     if plot is not None:
-        from planner.replicas.replan import plot_replanning
+        from planner.replicas import plot_replanning
 
         plot_replanning(results, plot, first_step=results[0].replan_steps[0], title=f"{model} on {gpus} GPUs: re-planning")
     human = (

@@ -64,7 +64,7 @@ def replicas(
     )
     sweep_text, sweep = "", None
     if auto_budget:
-        from planner.replicas.budget import (
+        from planner.replicas import (
             budget_sweep,
             choose_budget,
             plot_budget_sweep,
@@ -91,7 +91,7 @@ def replicas(
         write_plan(plan, output)
     certs_text, certs = "", []
     if certify_time_s > 0:
-        from planner.replicas.certify import certificate_table, certify_plan
+        from planner.replicas import certificate_table, certify_plan
 
         certs = certify_plan(plan, data, time_limit_s=certify_time_s)
         certs_text = ("\n\nMILP certificates (sampled planning steps):\n" + certificate_table(certs)) if certs else (

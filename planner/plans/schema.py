@@ -152,11 +152,27 @@ class Plan(_Frozen):
     replicas: ReplicaPlan
     report: ReportRecord
     _solve_report: object = PrivateAttr(default=None)
+    _budget_sweep: object = PrivateAttr(default=None)
 
     @property
     def solve_report(self):
         """The solver's full SolveReport including wall time (None for a plan read from disk)."""
         return self._solve_report
+
+    @property
+    def budget_sweep(self):
+        """The budgets tried by ``plan_replicas(..., budget="auto")`` (a list of
+        :class:`~planner.replicas.sweep.BudgetPoint`); None otherwise and for a plan read from disk."""
+        return self._budget_sweep
+
+    def attach(self, *, solve_report=None, budget_sweep=None) -> "Plan":
+        """Attach in-memory results that the plan file does not store (wall times, a budget sweep);
+        returns the same plan. The document itself stays frozen."""
+        if solve_report is not None:
+            self._solve_report = solve_report
+        if budget_sweep is not None:
+            self._budget_sweep = budget_sweep
+        return self
 
     def to_json(self) -> str:
         """Canonical JSON text (deterministic: fixed field order, two-space indent, final newline)."""

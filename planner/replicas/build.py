@@ -151,7 +151,7 @@ def build_replica_plan(
         solver_version=report.solver_version,
         message=report.message,
     )
-    plan = Plan(
+    return Plan(
         tool=ToolInfo(version=__version__),
         inputs=PlanInputs(
             loads=LoadsRef(
@@ -166,7 +166,4 @@ def build_replica_plan(
         ),
         replicas=replica_plan,
         report=record,
-    )
-    # the solver's report with the plan's replayed objective / bound, keeping its wall time
-    plan._solve_report = report.with_(objective=objective, bound=bound, gap=gap)
-    return plan
+    ).attach(solve_report=report.with_(objective=objective, bound=bound, gap=gap))  # keeps the solve's wall time

@@ -24,14 +24,14 @@ import numpy as np
 from planner.errors import InputError
 from planner.inputs.loads import ExpertLoads
 from planner.profiles import ModelArch, get_model
-from planner.replicas import align_loads, default_redundant_slots
+from planner.replicas.request import align_loads, default_redundant_slots
 from planner.common.tables import format_table
 from solvers.eplb import eplb
 from solvers.migration import copies_to_move, relabel_gpus
 from solvers.replay import replay_balancedness
 from solvers.stepaware import plan_stepaware
 
-__all__ = ["ReplanPolicy", "ReplanResult", "simulate_replanning", "recommend_policy", "replan_table", "plot_replanning"]
+__all__ = ["ReplanPolicy", "ReplanResult", "simulate_replanning", "recommend_policy", "replan_table"]
 
 
 @dataclass(frozen=True)
@@ -45,13 +45,14 @@ class ReplanPolicy:
 
     def __post_init__(self) -> None:
         if (self.every_steps is None) == (self.threshold_b is None):
-            raise InputError("policy: give exactly one of every_steps and threshold_b")
+            raise InputError("a re-planning policy takes exactly one of every_steps and threshold_b")
         if self.every_steps is not None and self.every_steps < 1:
-            raise InputError(f"policy: every_steps must be >= 1, got {self.every_steps}")
+            raise InputError(f"must be >= 1, got {self.every_steps}", param="every_steps")
         if self.threshold_b is not None and not 0 < self.threshold_b <= 1:
-            raise InputError(f"policy: threshold_b must be in (0, 1], got {self.threshold_b}")
-        if self.window_steps < 1 or self.check_steps < 1:
-            raise InputError("policy: window_steps and check_steps must be >= 1")
+            raise InputError(f"must be in (0, 1], got {self.threshold_b}", param="threshold_b")
+        for name in ("window_steps", "check_steps"):
+            if getattr(self, name) < 1:
+                raise InputError(f"must be >= 1, got {getattr(self, name)}", param=name)
 
     @property
     def label(self) -> str:
@@ -119,13 +120,13 @@ def simulate_replanning(
     R = default_redundant_slots(E, num_gpus) if redundant_slots is None else redundant_slots
     P = E + R
     if P % num_gpus:
-        raise InputError(f"redundant: {P} slots do not divide over {num_gpus} GPUs")
+        raise InputError(f"{P} slots do not divide over {num_gpus} GPUs", param="redundant_slots")
     if not policies:
-        raise InputError("policies: give at least one re-planning policy")
+        raise InputError("give at least one re-planning policy", param="policies")
     start = max(p.window_steps for p in policies)
     T = aligned.num_steps
     if T - start < 2:
-        raise InputError(f"loads: {T} steps leave nothing to score after a {start}-step planning window")
+        raise InputError(f"{T} steps leave nothing to score after a {start}-step planning window", param="loads")
     counts = aligned.counts
     gpn = num_gpus // num_nodes if num_nodes > 1 else None
     plan = _planner(algorithm, P, num_gpus, num_nodes, arch.num_expert_groups or 1 if num_nodes > 1 else 1, sample_steps)
@@ -161,7 +162,7 @@ def simulate_replanning(
 def recommend_policy(results: list[ReplanResult], *, tolerance_b: float = 0.005) -> ReplanResult:
     """The policy moving the fewest bytes among those within ``tolerance_b`` of the best mean b."""
     if not results:
-        raise InputError("results: nothing to recommend from")
+        raise InputError("nothing to recommend from", param="results")
     best = max(r.mean_b for r in results)
     good = [r for r in results if r.mean_b >= best - tolerance_b]
     return min(good, key=lambda r: (r.bytes_moved, -r.mean_b))
@@ -181,35 +182,3 @@ def replan_table(results: list[ReplanResult], recommended: ReplanResult | None =
             f"{r.plan_seconds:.1f}",
         ])
     return format_table(["policy", "window_steps", "replans", "mean_b", "worst_step_b", "moved_GB", "wall_s"], rows)
-
-
-def plot_replanning(results: list[ReplanResult], path, *, first_step: int = 0, title: str = "") -> None:
-    """Balancedness over time for each policy, re-plans marked, as a PNG (needs matplotlib)."""
-    try:
-        import matplotlib
-
-        matplotlib.use("Agg")
-        import matplotlib.pyplot as plt
-    except ImportError:
-        raise InputError("plot: needs matplotlib (pip install 'moeplan[plot]')") from None
-    import io
-
-    from planner.common.fileio import atomic_write_bytes
-
-    fig, ax = plt.subplots(figsize=(7.2, 4.0), dpi=110)
-    for r in results:
-        steps = first_step + np.arange(r.balancedness_per_step.size)
-        line, = ax.plot(steps, r.balancedness_per_step, lw=1.0,
-                        label=f"{r.policy.label}: mean {r.mean_b:.3f}, {r.bytes_moved / 1e9:.0f} GB moved")
-        marks = [t for t in r.replan_steps[1:]]
-        if marks:
-            ax.plot(marks, r.balancedness_per_step[np.asarray(marks) - first_step], "|", ms=8, color=line.get_color())
-    ax.set_xlabel("step")
-    ax.set_ylabel("replayed balancedness (mean over layers)")
-    ax.set_title(title or "re-planning policies (| = re-plan)", fontsize=10)
-    ax.legend(fontsize=7, loc="lower left")
-    fig.tight_layout()
-    buf = io.BytesIO()
-    fig.savefig(buf, format="png", metadata={"Software": None})
-    plt.close(fig)
-    atomic_write_bytes(path, buf.getvalue())
