@@ -37,7 +37,7 @@ import numpy as np
 from planner import __version__, plan_replicas
 from planner.inputs.readers import builtin_loads, list_builtin_loads
 from planner.inputs.synthetic import calibration_stats, synthetic_trace
-from planner.plans.io import atomic_write_text
+from planner.common.fileio import atomic_write_text
 from planner.replicas import ReplanPolicy, recommend_policy, simulate_replanning
 from planner.replicas import budget_sweep, candidate_redundancies, choose_budget, gain_table
 from solvers.knapsack import min_budget_for_target

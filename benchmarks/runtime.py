@@ -42,7 +42,7 @@ import numpy as np
 
 from planner import __version__
 from planner.inputs.loads import ExpertLoads
-from planner.plans.io import atomic_write_text
+from planner.common.fileio import atomic_write_text
 from planner.replicas import plan_replicas
 from planner.runtime.moe import reference_forward
 from planner.runtime.sources import SYNTHETIC, load_source

@@ -7,7 +7,9 @@ Exit codes (documented in the README):
 1     unexpected bug (traceback only with ``--debug``)
 2     bad usage or bad input (file, shape, value, unknown name)
 3     infeasible: no plan satisfies the constraints (explained)
-4     solver limit reached without any solution
+4     reserved: a solver stopped at its limit without any solution. No command reaches it today:
+      every time-limited solve of the replica planner falls back to a feasible plan and says so in its
+      report (e.g. the optimal-split LP keeps the even split); the MILP planners to come will use it
 5     runtime adapter failure (a worker died, a collective failed)
 ====  ==========================================================
 """
@@ -19,9 +21,9 @@ __all__ = [
     "InputError",
     "ProfileNotFound",
     "Infeasible",
-    "SolverLimit",
     "RuntimeAdapterError",
     "exit_code_for",
+    "one_line",
 ]
 
 
@@ -69,12 +71,6 @@ class Infeasible(PlannerError):
     exit_code = 3
 
 
-class SolverLimit(PlannerError):
-    """A solver stopped at its limit before finding any solution."""
-
-    exit_code = 4
-
-
 class RuntimeAdapterError(PlannerError):
     """The torch runtime adapter failed (worker died, collective error)."""
 
@@ -84,3 +80,16 @@ class RuntimeAdapterError(PlannerError):
 def exit_code_for(exc: BaseException) -> int:
     """Exit code of the CLI for an exception (1 for anything unexpected)."""
     return exc.exit_code if isinstance(exc, PlannerError) else 1
+
+
+def one_line(exc: BaseException, limit: int | None = None) -> str:
+    """An exception's message on one line (whitespace runs collapsed), at most ``limit`` characters;
+    the exception's class name when it has no message.
+
+    >>> one_line(ValueError("bad   value"), limit=7)
+    'bad val'
+    >>> one_line(KeyError())
+    'KeyError'
+    """
+    text = " ".join(str(exc).split())[:limit]
+    return text or type(exc).__name__

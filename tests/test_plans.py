@@ -7,7 +7,8 @@ import pytest
 
 from planner.errors import InputError
 from planner.inputs.readers import builtin_loads
-from planner.plans.io import atomic_write_text, read_plan, write_plan
+from planner.common.fileio import atomic_write_text
+from planner.plans.io import read_plan, write_plan
 from planner.plans.schema import Plan
 from planner.plans.verify import verify_plan
 from planner.replicas import plan_replicas

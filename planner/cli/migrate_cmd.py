@@ -26,7 +26,8 @@ def migrate(
 ) -> None:
     """Plan the weight moves from CURRENT_PLAN to NEW_PLAN: per-layer copies, ordered steps, GB moved."""
     from planner.migration import plan_migration
-    from planner.plans.io import atomic_write_text, read_plan, write_plan
+    from planner.common.fileio import atomic_write_text
+    from planner.plans.io import read_plan, write_plan
 
     data = None
     if loads:

@@ -10,7 +10,8 @@ import typer
 from planner.cli._output import emit, handle_errors, warn
 from planner.errors import InputError
 from planner.plans.export import TARGETS, export_plan
-from planner.plans.io import atomic_write_text, read_plan, write_plan
+from planner.common.fileio import atomic_write_text
+from planner.plans.io import read_plan, write_plan
 from planner.plans.verify import VerifyReport, verify_plan
 from planner.common.tables import format_table
 

@@ -1,4 +1,4 @@
-"""Helpers shared by the load-file readers."""
+"""Helpers shared by the load-file readers (package-internal)."""
 
 from __future__ import annotations
 
@@ -6,17 +6,16 @@ from planner.errors import InputError
 from planner.inputs.loads import ExpertLoads
 
 
-class _Bad(Exception):
+__all__ = ["BadContent", "make_loads"]
+
+
+class BadContent(Exception):
     """A problem found inside a file; the caller prefixes the file name."""
 
 
-def _make(where: str, counts, layer_ids, model, source: str, provenance: dict) -> ExpertLoads:
+def make_loads(where: str, counts, layer_ids, model, source: str, provenance: dict) -> ExpertLoads:
     """Build the loads, naming the file in ExpertLoads' own validation errors."""
     try:
         return ExpertLoads(counts, layer_ids, model, source, provenance)
     except InputError as exc:
         raise InputError(f"{where}: {exc}") from None
-
-
-def _one_line(exc: BaseException) -> str:
-    return " ".join(str(exc).split()) or type(exc).__name__

@@ -10,8 +10,10 @@ from pathlib import Path
 import numpy as np
 
 from planner.errors import InputError
-from planner.inputs._common import _make
+from planner.inputs._common import make_loads
 from planner.inputs.loads import ExpertLoads
+
+__all__ = ["read_csvs"]
 
 _CSV_HEADER = ["layer_id", "expert_id", "count"]
 # Without num_experts, a CSV's largest expert_id sizes the array; a typo must not allocate gigabytes.
@@ -19,7 +21,7 @@ _MAX_INFERRED_EXPERTS = 65_536
 
 
 # -- per-rank CSV -----------------------------------------------------------------------------
-def _read_csvs(files: list[tuple[Path, str]], num_experts: int | None) -> ExpertLoads:
+def read_csvs(files: list[tuple[Path, str]], num_experts: int | None) -> ExpertLoads:
     tables = [(where, _csv_table(path, where, num_experts)) for path, where in files]
     if num_experts is None:
         num_experts = _csv_num_experts(tables)
@@ -31,7 +33,7 @@ def _read_csvs(files: list[tuple[Path, str]], num_experts: int | None) -> Expert
             counts[0, row[layer], expert] += count
     names = ", ".join(path.name for path, _ in files)
     provenance = {"source": names, "file": names, "format": "sglang-rank-csv", "ranks": str(len(files))}
-    return _make(files[0][1], counts, layer_ids, None, names, provenance)
+    return make_loads(files[0][1], counts, layer_ids, None, names, provenance)
 
 
 def _csv_table(path: Path, where: str, num_experts: int | None) -> dict[tuple[int, int], float]:

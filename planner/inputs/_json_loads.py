@@ -8,8 +8,10 @@ from typing import Any
 import numpy as np
 
 from planner.errors import InputError
-from planner.inputs._common import _Bad, _make
+from planner.inputs._common import BadContent, make_loads
 from planner.inputs.loads import ExpertLoads
+
+__all__ = ["read_json_bytes", "provenance_dict"]
 
 _NUMBER_TYPES = {int, float}
 # Top-level descriptive fields copied into provenance when a JSON file carries them.
@@ -18,7 +20,7 @@ _JSON_LAYOUTS = "'counts' (moeplan, OLMoE analysis), 'logical_count' (SGLang) or
 
 
 # -- JSON -------------------------------------------------------------------------------------
-def _read_json_bytes(data: bytes, where: str, name: str) -> ExpertLoads:
+def read_json_bytes(data: bytes, where: str, name: str) -> ExpertLoads:
     try:
         text = data.decode("utf-8-sig")
     except UnicodeDecodeError as exc:
@@ -33,11 +35,11 @@ def _read_json_bytes(data: bytes, where: str, name: str) -> ExpertLoads:
         raise InputError(f"{where}: malformed JSON: nested too deeply") from None
     try:
         counts, layer_ids, model, provenance = _json_layout(doc)
-    except _Bad as exc:
+    except BadContent as exc:
         raise InputError(f"{where}: {exc}") from None
     provenance.setdefault("source", name)
     provenance["file"] = name
-    return _make(where, counts, layer_ids, model, name, provenance)
+    return make_loads(where, counts, layer_ids, model, name, provenance)
 
 
 def _json_layout(doc: Any) -> tuple[np.ndarray, tuple[int, ...], str | None, dict[str, str]]:
@@ -45,16 +47,16 @@ def _json_layout(doc: Any) -> tuple[np.ndarray, tuple[int, ...], str | None, dic
     if isinstance(doc, list):
         return _json_counts(doc, "counts"), (), None, {"format": "json-list"}
     if not isinstance(doc, dict):
-        raise _Bad(f"unknown JSON layout: top level is {_kind(doc)}; expected an object with {_JSON_LAYOUTS}")
+        raise BadContent(f"unknown JSON layout: top level is {_kind(doc)}; expected an object with {_JSON_LAYOUTS}")
     if "counts" in doc and "logical_count" in doc:
-        raise _Bad("unknown JSON layout: both 'counts' and 'logical_count' present; keep one")
+        raise BadContent("unknown JSON layout: both 'counts' and 'logical_count' present; keep one")
     if "logical_count" in doc:
         return _sglang_layout(doc)
     if "counts" not in doc:
-        raise _Bad(f"unknown JSON layout: found keys {sorted(doc)}; accepted: {_JSON_LAYOUTS}")
+        raise BadContent(f"unknown JSON layout: found keys {sorted(doc)}; accepted: {_JSON_LAYOUTS}")
     counts = _json_counts(doc["counts"], "counts")
     if "layer_ids" in doc and "layers" in doc:
-        raise _Bad("both 'layer_ids' and 'layers' present; keep one")
+        raise BadContent("both 'layer_ids' and 'layers' present; keep one")
     olmoe = "layers" in doc  # the OLMoE routing-analysis files name the hidden layers 'layers'
     key = "layers" if olmoe else "layer_ids"
     layer_ids = _json_ints(doc[key], key) if key in doc else ()
@@ -62,8 +64,8 @@ def _json_layout(doc: Any) -> tuple[np.ndarray, tuple[int, ...], str | None, dic
         declared = doc["num_experts"]
         if type(declared) is not int or declared != counts.shape[-1]:
             have = counts.shape[-1]
-            raise _Bad(f"num_experts mismatch: file says {declared!r} but counts have {have} experts per layer")
-    provenance = _provenance_dict(doc.get("provenance", {}))
+            raise BadContent(f"num_experts mismatch: file says {declared!r} but counts have {have} experts per layer")
+    provenance = provenance_dict(doc.get("provenance", {}))
     for field in _JSON_META:
         if field in doc and field not in provenance:
             provenance[field] = _as_text(doc[field])
@@ -92,16 +94,16 @@ def _json_counts(value: Any, key: str) -> np.ndarray:
             break
         probe = probe[0]
     if not shape:
-        raise _Bad(f"{key}: expected a 2-D or 3-D list of numbers, got {_kind(value)}")
+        raise BadContent(f"{key}: expected a 2-D or 3-D list of numbers, got {_kind(value)}")
     if 0 in shape:
-        raise _Bad(f"{key}: empty array")
+        raise BadContent(f"{key}: empty array")
     if len(shape) not in (2, 3):
-        raise _Bad(f"{key}: expected 2-D or 3-D, got {len(shape)}-D")
+        raise BadContent(f"{key}: expected 2-D or 3-D, got {len(shape)}-D")
     _check_rect(value, shape, key, "")
     try:
         return np.array(value, dtype=np.float64)
     except OverflowError:
-        raise _Bad(f"{key}: a count is too large for a float") from None
+        raise BadContent(f"{key}: a count is too large for a float") from None
 
 
 def _check_rect(node: list, shape: list[int], key: str, at: str) -> None:
@@ -111,36 +113,36 @@ def _check_rect(node: list, shape: list[int], key: str, at: str) -> None:
             return
         for i, x in enumerate(node):
             if isinstance(x, list):
-                raise _Bad(f"{key}: ragged array: {key}{at}[{i}] is a list, expected a number")
+                raise BadContent(f"{key}: ragged array: {key}{at}[{i}] is a list, expected a number")
             if type(x) not in _NUMBER_TYPES:
                 kind = "" if x is None else f" ({_kind(x)})"
-                raise _Bad(f"{key}: non-numeric value {json.dumps(x)}{kind} at {key}{at}[{i}]")
+                raise BadContent(f"{key}: non-numeric value {json.dumps(x)}{kind} at {key}{at}[{i}]")
         return
     for i, child in enumerate(node):
         where = f"{at}[{i}]"
         if not isinstance(child, list):
-            raise _Bad(f"{key}: ragged array: {key}{where} is {_kind(child)}, expected a list of {shape[1]}")
+            raise BadContent(f"{key}: ragged array: {key}{where} is {_kind(child)}, expected a list of {shape[1]}")
         if len(child) != shape[1]:
             first = key + "[0]" * where.count("[")
-            raise _Bad(f"{key}: ragged array: {key}{where} has length {len(child)}, {first} has {shape[1]}")
+            raise BadContent(f"{key}: ragged array: {key}{where} has length {len(child)}, {first} has {shape[1]}")
         _check_rect(child, shape[1:], key, where)
 
 
 def _json_ints(value: Any, key: str) -> tuple[int, ...]:
     if not isinstance(value, list) or any(type(i) is not int for i in value):
-        raise _Bad(f"{key}: expected a list of integers, got {json.dumps(value)[:80]}")
+        raise BadContent(f"{key}: expected a list of integers, got {json.dumps(value)[:80]}")
     return tuple(value)
 
 
 def _json_model(value: Any) -> str | None:
     if value is not None and not isinstance(value, str):
-        raise _Bad(f"model: expected a string, got {_kind(value)}")
+        raise BadContent(f"model: expected a string, got {_kind(value)}")
     return value
 
 
-def _provenance_dict(value: Any) -> dict[str, str]:
+def provenance_dict(value: Any) -> dict[str, str]:
     if not isinstance(value, dict):
-        raise _Bad(f"provenance: expected an object, got {_kind(value)}")
+        raise BadContent(f"provenance: expected an object, got {_kind(value)}")
     return {str(k): _as_text(v) for k, v in value.items()}
 
 

@@ -30,11 +30,11 @@ from pathlib import Path
 
 import numpy as np
 
-from planner.errors import InputError
+from planner.errors import InputError, one_line
 from planner.common.fileio import atomic_write_bytes
-from planner.inputs._common import _Bad, _make, _one_line
-from planner.inputs._csv_loads import _read_csvs
-from planner.inputs._json_loads import _provenance_dict, _read_json_bytes
+from planner.inputs._common import BadContent, make_loads
+from planner.inputs._csv_loads import read_csvs
+from planner.inputs._json_loads import provenance_dict, read_json_bytes
 from planner.inputs.loads import ExpertLoads
 
 __all__ = ["read_loads", "write_loads_npz", "builtin_loads", "list_builtin_loads", "FORMATS"]
@@ -103,7 +103,7 @@ def read_loads(paths, *, fmt: str | None = None, num_experts: int | None = None)
         try:
             found.append((path, where, fmt or _detect(path, where)))
         except OSError as exc:
-            raise InputError(f"{where}: cannot read: {exc.strerror or _one_line(exc)}") from exc
+            raise InputError(f"{where}: cannot read: {exc.strerror or one_line(exc)}") from exc
     if len(found) > 1:
         for _, where, kind in found:
             if kind != "csv":
@@ -111,19 +111,19 @@ def read_loads(paths, *, fmt: str | None = None, num_experts: int | None = None)
                     f"{where}: several files are only allowed for the per-rank CSV format; this file is {kind}"
                 )
         try:
-            return _read_csvs([(path, where) for path, where, _ in found], num_experts)
+            return read_csvs([(path, where) for path, where, _ in found], num_experts)
         except OSError as exc:
-            raise InputError(f"{exc.filename}: cannot read: {exc.strerror or _one_line(exc)}") from exc
+            raise InputError(f"{exc.filename}: cannot read: {exc.strerror or one_line(exc)}") from exc
     path, where, kind = found[0]
     try:
         if kind == "csv":
-            return _read_csvs([(path, where)], num_experts)
+            return read_csvs([(path, where)], num_experts)
         if kind == "npz":
             loads = _read_npz(path, where)
         else:
-            loads = _read_json_bytes(path.read_bytes(), where, path.name)
+            loads = read_json_bytes(path.read_bytes(), where, path.name)
     except OSError as exc:
-        raise InputError(f"{where}: cannot read: {exc.strerror or _one_line(exc)}") from exc
+        raise InputError(f"{where}: cannot read: {exc.strerror or one_line(exc)}") from exc
     return _check_num_experts(loads, where, num_experts)
 
 
@@ -150,7 +150,7 @@ def builtin_loads(name: str) -> ExpertLoads:
     if name not in known:
         raise InputError(f"{where}: unknown built-in loads {name!r}; known: {', '.join(known)}")
     entry = _builtin_dir() / f"{name}.json"
-    return _read_json_bytes(entry.read_bytes(), where, f"{name}.json")
+    return read_json_bytes(entry.read_bytes(), where, f"{name}.json")
 
 
 def write_loads_npz(loads: ExpertLoads, path) -> Path:
@@ -240,10 +240,10 @@ def _read_npz(path: Path, where: str) -> ExpertLoads:
                 stored = {key: _npz_member(npz, key) for key in npz.files}
     except InputError:
         raise
-    except _Bad as exc:
+    except BadContent as exc:
         raise InputError(f"{where}: {exc}") from None
     except (OSError, ValueError, EOFError, zipfile.BadZipFile) as exc:
-        raise InputError(f"{where}: unreadable .npz archive: {_one_line(exc)}") from exc
+        raise InputError(f"{where}: unreadable .npz archive: {one_line(exc)}") from exc
     if "counts" not in stored:
         raise InputError(
             f"{where}: no 'counts' array; found keys {sorted(stored)}; "
@@ -254,8 +254,8 @@ def _read_npz(path: Path, where: str) -> ExpertLoads:
         layer_ids = _npz_layer_ids(stored.get("layer_ids"))
         model = _npz_string(stored.get("model"), "model")
         text = _npz_string(stored.get("provenance"), "provenance")
-        provenance = _provenance_dict(json.loads(text)) if text is not None else {}
-    except _Bad as exc:
+        provenance = provenance_dict(json.loads(text)) if text is not None else {}
+    except BadContent as exc:
         raise InputError(f"{where}: {exc}") from None
     except json.JSONDecodeError as exc:
         raise InputError(f"{where}: provenance: malformed JSON string: {exc.msg}") from None
@@ -264,7 +264,7 @@ def _read_npz(path: Path, where: str) -> ExpertLoads:
         provenance["original_format"] = provenance["format"]
     provenance.setdefault("source", path.name)
     provenance.update(file=path.name, format="npz")
-    return _make(where, counts, layer_ids, model, path.name, provenance)
+    return make_loads(where, counts, layer_ids, model, path.name, provenance)
 
 
 def _npz_member(npz, key: str) -> np.ndarray:
@@ -272,15 +272,15 @@ def _npz_member(npz, key: str) -> np.ndarray:
         return npz[key]
     except ValueError as exc:
         if "pickle" in str(exc):
-            raise _Bad(f"{key}: stored as a pickled object array; only plain numeric arrays are read") from None
+            raise BadContent(f"{key}: stored as a pickled object array; only plain numeric arrays are read") from None
         raise
 
 
 def _npz_counts(arr: np.ndarray) -> np.ndarray:
     if arr.dtype.kind not in "iuf":
-        raise _Bad(f"counts: non-numeric dtype {arr.dtype}; expected integers or floats")
+        raise BadContent(f"counts: non-numeric dtype {arr.dtype}; expected integers or floats")
     if arr.ndim not in (2, 3):
-        raise _Bad(f"counts: expected 2-D or 3-D, got {arr.ndim}-D (shape {list(arr.shape)})")
+        raise BadContent(f"counts: expected 2-D or 3-D, got {arr.ndim}-D (shape {list(arr.shape)})")
     return arr
 
 
@@ -288,7 +288,7 @@ def _npz_layer_ids(arr: np.ndarray | None) -> tuple[int, ...]:
     if arr is None:
         return ()
     if arr.ndim != 1 or arr.dtype.kind not in "iu":
-        raise _Bad(f"layer_ids: expected a 1-D integer array, got {arr.ndim}-D {arr.dtype}")
+        raise BadContent(f"layer_ids: expected a 1-D integer array, got {arr.ndim}-D {arr.dtype}")
     return tuple(int(i) for i in arr)
 
 
@@ -296,6 +296,6 @@ def _npz_string(arr: np.ndarray | None, key: str) -> str | None:
     if arr is None:
         return None
     if arr.ndim != 0 or arr.dtype.kind not in "US":
-        raise _Bad(f"{key}: expected a 0-d string array, got {arr.ndim}-D {arr.dtype}")
+        raise BadContent(f"{key}: expected a 0-d string array, got {arr.ndim}-D {arr.dtype}")
     value = arr[()]
     return value.decode("utf-8", errors="replace") if isinstance(value, bytes) else str(value)

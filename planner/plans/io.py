@@ -8,10 +8,10 @@ from pathlib import Path
 from pydantic import ValidationError
 
 from planner.errors import InputError
-from planner.common.fileio import atomic_write_bytes, atomic_write_text
+from planner.common.fileio import atomic_write_text
 from planner.plans.schema import Plan
 
-__all__ = ["atomic_write_text", "atomic_write_bytes", "write_plan", "read_plan"]
+__all__ = ["write_plan", "read_plan"]
 
 
 def write_plan(plan: Plan, path: str | os.PathLike) -> Path:

@@ -14,10 +14,10 @@ Checks (each reported by name):
                      uniform mode: equal slots everywhere; per-layer mode: per-GPU totals within 1
 6. ``duplicates``    no two replicas of one expert on one GPU, unless the plan allows it
 7. ``split``         dispatch weights (if any) are non-negative and sum to 1 over each expert's replicas
-   ``metrics``       per-GPU loads, busiest load, balancedness (summed, replayed, held-out), lower bounds
+8. ``metrics``       per-GPU loads, busiest load, balancedness (summed, replayed, held-out), lower bounds
                      (summed and per step), expert bytes per GPU and the report's objective / bound / gap
-                     equal the recorded ones
-8. ``model``         bytes per expert and expert count agree with the model profile (when known)
+                     equal the recorded ones; the recorded planning / held-out steps are steps of the loads
+9. ``model``         bytes per expert and expert count agree with the model profile (when known)
 """
 
 from __future__ import annotations
@@ -26,7 +26,7 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from planner.errors import InputError, ProfileNotFound
+from planner.errors import ProfileNotFound
 from planner.inputs.loads import ExpertLoads
 from planner.common.numerics import close
 from planner.plans.schema import Plan
@@ -101,6 +101,7 @@ def _step_bounds(weight: np.ndarray, num_slots: int, num_gpus: int) -> np.ndarra
 
 
 def _model_check(plan: Plan) -> Check:
+    """9. bytes per expert, expert count, hidden layers and MoE layers agree with the model profile."""
     from planner.profiles import get_model
 
     rp = plan.replicas
@@ -124,14 +125,36 @@ def _model_check(plan: Plan) -> Check:
 def verify_plan(plan: Plan, loads: ExpertLoads) -> VerifyReport:
     """Recompute every invariant and metric of ``plan`` on ``loads``; never calls a solver.
 
-    Returns a :class:`VerifyReport`; ``report.ok`` is True when every check passes.
+    Returns a :class:`VerifyReport`; ``report.ok`` is True when every check passes. Checks run in the
+    order of the module docstring; one whose failure makes the later ones meaningless ends the report.
     """
-    checks: list[Check] = []
     rp = plan.replicas
-    rows = len(rp.layers)
-    E, D = rp.num_experts, rp.num_gpus
+    checks = [_check_shapes(rp)]
+    if not checks[-1].ok:
+        return VerifyReport(tuple(checks))
+    checks.append(_check_layers(rp, loads))
+    if not checks[-1].ok:
+        return VerifyReport(tuple(checks))
+    recorded = plan.inputs.loads.sha256
+    checks.append(Check("loads_hash", recorded == loads.sha256(),
+                        "" if recorded == loads.sha256() else f"loads sha256 {loads.sha256()[:12]} != plan's {recorded[:12]}"))
+    checks += _check_slots(rp)
+    if not (checks[-3].ok and checks[-2].ok):  # experts, gpus
+        return VerifyReport(tuple(checks))
+    checks.append(_check_split(rp))
+    steps = _check_steps(rp, loads)
+    if steps is not None:
+        return VerifyReport(tuple(checks + [steps]))
+    if not checks[-1].ok:
+        return VerifyReport(tuple(checks))
+    checks.append(_check_metrics(plan, loads.select_layers(rp.layers)))
+    checks.append(_model_check(plan))
+    return VerifyReport(tuple(checks))
 
-    # 1. shapes
+
+def _check_shapes(rp) -> Check:
+    """1. every per-row array has one row per planned layer and one entry per slot / GPU."""
+    rows, D = len(rp.layers), rp.num_gpus
     bad = []
     for name in ("physical_to_logical", "slot_gpu", "slot_node", "slots_per_gpu"):
         if len(getattr(rp, name)) != rows:
@@ -148,13 +171,13 @@ def verify_plan(plan: Plan, loads: ExpertLoads) -> VerifyReport:
                 bad.append(f"layer {rp.layers[r]}: per-GPU arrays need {D} entries")
         if len(rp.predicted.expert_bytes_per_gpu) != D:
             bad.append(f"predicted.expert_bytes_per_gpu needs {D} entries")
-    checks.append(Check("shapes", not bad, "; ".join(bad[:3])))
-    if bad:
-        return VerifyReport(tuple(checks))
+    return Check("shapes", not bad, "; ".join(bad[:3]))
 
-    # 2. layers
+
+def _check_layers(rp, loads: ExpertLoads) -> Check:
+    """2. planned layers are distinct hidden layers, present in the loads, with the plan's expert count."""
     problems = []
-    if len(set(rp.layers)) != rows:
+    if len(set(rp.layers)) != len(rp.layers):
         problems.append(f"duplicate layers in {rp.layers}")
     out_of_range = [l for l in rp.layers if not 0 <= l < rp.num_hidden_layers]
     if out_of_range:
@@ -162,24 +185,14 @@ def verify_plan(plan: Plan, loads: ExpertLoads) -> VerifyReport:
     missing = [l for l in rp.layers if l not in loads.layer_ids]
     if missing:
         problems.append(f"layers {missing} are not in the loads (have {list(loads.layer_ids)})")
-    if loads.num_experts != E:
-        problems.append(f"loads have {loads.num_experts} experts, plan has {E}")
-    checks.append(Check("layers", not problems, "; ".join(problems)))
-    if problems:
-        return VerifyReport(tuple(checks))
-    sel = loads.select_layers(rp.layers)
+    if loads.num_experts != rp.num_experts:
+        problems.append(f"loads have {loads.num_experts} experts, plan has {rp.num_experts}")
+    return Check("layers", not problems, "; ".join(problems))
 
-    # 3. loads hash
-    recorded = plan.inputs.loads.sha256
-    checks.append(
-        Check(
-            "loads_hash",
-            recorded == loads.sha256(),
-            "" if recorded == loads.sha256() else f"loads sha256 {loads.sha256()[:12]} != plan's {recorded[:12]}",
-        )
-    )
 
-    # 4-6. experts, GPUs, duplicates
+def _check_slots(rp) -> list[Check]:
+    """4-6. slot contents (experts), slot GPUs and nodes (gpus), replicas sharing a GPU (duplicates)."""
+    E, D = rp.num_experts, rp.num_gpus
     exp_problems, gpu_problems, dup_problems = [], [], []
     for r, layer in enumerate(rp.layers):
         p2l = np.asarray(rp.physical_to_logical[r])
@@ -210,55 +223,70 @@ def verify_plan(plan: Plan, loads: ExpertLoads) -> VerifyReport:
             _, idx, cnt = np.unique(pairs, return_index=True, return_counts=True)
             s = int(idx[np.argmax(cnt > 1)])
             dup_problems.append(f"layer {layer}: expert {int(p2l[s])} has two replicas on GPU {int(sg[s])}")
+    gpu_problems += _mode_problems(rp)
+    return [Check("experts", not exp_problems, "; ".join(exp_problems[:3])),
+            Check("gpus", not gpu_problems, "; ".join(gpu_problems[:3])),
+            Check("duplicates", not dup_problems, "; ".join(dup_problems[:3]))]
+
+
+def _mode_problems(rp) -> list[str]:
+    """Uniform mode: equal slots everywhere; per-layer mode: per-GPU totals over layers within 1."""
     sizes = [len(row) for row in rp.physical_to_logical]
+    problems = []
     if rp.mode == "uniform":
         if len(set(sizes)) > 1:
-            gpu_problems.append(f"mode uniform but slot counts differ between layers ({sorted(set(sizes))})")
+            problems.append(f"mode uniform but slot counts differ between layers ({sorted(set(sizes))})")
         if any(len(set(spg)) > 1 for spg in rp.slots_per_gpu):
-            gpu_problems.append("mode uniform but GPUs hold different slot counts within a layer")
+            problems.append("mode uniform but GPUs hold different slot counts within a layer")
     else:
         totals = np.asarray(rp.slots_per_gpu).sum(axis=0)
         if totals.max() - totals.min() > 1:
-            gpu_problems.append(
+            problems.append(
                 f"per-layer mode: slots per GPU over all layers range {totals.min()}-{totals.max()}, more than 1 apart"
             )
-    checks.append(Check("experts", not exp_problems, "; ".join(exp_problems[:3])))
-    checks.append(Check("gpus", not gpu_problems, "; ".join(gpu_problems[:3])))
-    checks.append(Check("duplicates", not dup_problems, "; ".join(dup_problems[:3])))
-    if exp_problems or gpu_problems:
-        return VerifyReport(tuple(checks))
+    return problems
 
-    # 7. split and metrics
-    met = rp.predicted
-    mism: list[str] = []
-    split_problems: list[str] = []
+
+def _check_split(rp) -> Check:
+    """7. dispatch weights (if any) are non-negative and sum to 1 over each expert's replicas."""
+    problems: list[str] = []
     if rp.dispatch_weights is not None:
-        if len(rp.dispatch_weights) != rows:
-            split_problems.append(f"dispatch_weights has {len(rp.dispatch_weights)} rows for {rows} layers")
+        if len(rp.dispatch_weights) != len(rp.layers):
+            problems.append(f"dispatch_weights has {len(rp.dispatch_weights)} rows for {len(rp.layers)} layers")
         else:
             for r, layer in enumerate(rp.layers):
                 w = np.asarray(rp.dispatch_weights[r], dtype=np.float64)
                 p2l = np.asarray(rp.physical_to_logical[r])
                 if w.size != p2l.size:
-                    split_problems.append(f"layer {layer}: {w.size} dispatch weights for {p2l.size} slots")
+                    problems.append(f"layer {layer}: {w.size} dispatch weights for {p2l.size} slots")
                 elif (w < -1e-12).any():
-                    split_problems.append(f"layer {layer}: negative dispatch weight")
+                    problems.append(f"layer {layer}: negative dispatch weight")
                 else:
-                    sums = np.bincount(p2l, weights=w, minlength=E)
+                    sums = np.bincount(p2l, weights=w, minlength=rp.num_experts)
                     bad_e = np.flatnonzero(np.abs(sums - 1.0) > 1e-6)
                     if bad_e.size:
-                        split_problems.append(f"layer {layer}: dispatch weights of expert {int(bad_e[0])} sum to {sums[bad_e[0]]:.6g}, not 1")
-    checks.append(Check("split", not split_problems, "; ".join(split_problems[:3])))
-    a, b = met.plan_steps
+                        problems.append(f"layer {layer}: dispatch weights of expert {int(bad_e[0])} sum to "
+                                        f"{sums[bad_e[0]]:.6g}, not 1")
+    return Check("split", not problems, "; ".join(problems[:3]))
+
+
+def _check_steps(rp, loads: ExpertLoads) -> Check | None:
+    """A failed ``metrics`` check when the recorded planning / held-out steps are not steps of the loads."""
+    a, b = rp.predicted.plan_steps
     if not 0 <= a < b <= loads.num_steps:
-        checks.append(Check("metrics", False, f"plan_steps {a}-{b} outside the {loads.num_steps} steps of the loads"))
-        return VerifyReport(tuple(checks))
-    hold = met.holdout_steps
+        return Check("metrics", False, f"plan_steps {a}-{b} outside the {loads.num_steps} steps of the loads")
+    hold = rp.predicted.holdout_steps
     if hold is not None and not 0 <= hold[0] < hold[1] <= loads.num_steps:
-        checks.append(Check("metrics", False, f"holdout_steps {hold[0]}-{hold[1]} outside the {loads.num_steps} steps"))
-        return VerifyReport(tuple(checks))
-    if split_problems:
-        return VerifyReport(tuple(checks))
+        return Check("metrics", False, f"holdout_steps {hold[0]}-{hold[1]} outside the {loads.num_steps} steps")
+    return None
+
+
+def _check_metrics(plan: Plan, sel: ExpertLoads) -> Check:
+    """8. every recorded metric and the report's objective / bound / gap, recomputed on ``sel`` (the plan's rows)."""
+    rp, met, rep = plan.replicas, plan.replicas.predicted, plan.report
+    E, D = rp.num_experts, rp.num_gpus
+    (a, b), hold = met.plan_steps, met.holdout_steps
+    mism: list[str] = []
 
     def cmp(what: str, got: float, recorded: float | None) -> None:
         if recorded is None or not close(got, recorded):
@@ -290,7 +318,7 @@ def verify_plan(plan: Plan, loads: ExpertLoads) -> VerifyReport:
         if hold is not None:
             hb = float(_balancedness(_gpu_loads(sel.counts[hold[0]:hold[1], r, :], p2l, sg, frac, D)).mean())
             hb_rows.append(hb)
-            if met.holdout_replay_balancedness is None or len(met.holdout_replay_balancedness) != rows:
+            if met.holdout_replay_balancedness is None or len(met.holdout_replay_balancedness) != len(rp.layers):
                 mism.append("holdout_replay_balancedness missing or of the wrong length")
             else:
                 cmp(f"layer {layer} held-out replay balancedness", hb, met.holdout_replay_balancedness[r])
@@ -307,7 +335,6 @@ def verify_plan(plan: Plan, loads: ExpertLoads) -> VerifyReport:
         mism.append("held-out metrics recorded without holdout_steps")
     if expert_bytes.tolist() != list(met.expert_bytes_per_gpu):
         mism.append("expert_bytes_per_gpu differs from slots x bytes_per_expert")
-    rep = plan.report
     if rep.objective is not None:
         cmp("report.objective", objective, rep.objective)
     if rep.bound is not None:
@@ -318,17 +345,4 @@ def verify_plan(plan: Plan, loads: ExpertLoads) -> VerifyReport:
         cmp("report.gap", max(0.0, (objective - bound) / objective), rep.gap)
     if met.load_basis != f"sum over steps {a}-{b - 1}":
         mism.append(f"load_basis {met.load_basis!r} does not match plan_steps {a}-{b}")
-    checks.append(Check("metrics", not mism, "; ".join(mism[:3]) + (f" (+{len(mism) - 3} more)" if len(mism) > 3 else "")))
-
-    # 8. model
-    checks.append(_model_check(plan))
-    return VerifyReport(tuple(checks))
-
-
-def require_valid(plan: Plan, loads: ExpertLoads) -> VerifyReport:
-    """Verify and raise :class:`InputError` naming the first failed check."""
-    report = verify_plan(plan, loads)
-    if not report.ok:
-        c = report.failures[0]
-        raise InputError(f"plan fails verification: {c.name}: {c.detail}")
-    return report
+    return Check("metrics", not mism, "; ".join(mism[:3]) + (f" (+{len(mism) - 3} more)" if len(mism) > 3 else ""))

@@ -13,7 +13,8 @@ from pathlib import Path
 
 from planner.errors import InputError
 from planner.plans.export import TARGETS, export_plan
-from planner.plans.io import atomic_write_text, write_plan
+from planner.common.fileio import atomic_write_text
+from planner.plans.io import write_plan
 from planner.plans.schema import Plan
 
 __all__ = ["Scenario", "ScenarioResult", "load_scenario", "run_scenario", "EXPORT_FILES"]
