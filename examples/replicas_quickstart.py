@@ -19,7 +19,7 @@ def main(out_dir: Path) -> None:
     for stat in loads.layer_stats():
         print(f"layer {stat.layer}: hottest expert {stat.hottest_expert} at {stat.max_over_mean:.2f}x the mean")
 
-    # how much do redundant slots buy on EP8? (EPLB, the engines' default algorithm)
+    # how much do redundant slots buy on EP8? (moeplan's default step-aware planner)
     for redundant in (0, 8, 16):
         plan = plan_replicas(loads, "olmoe-1b-7b", num_gpus=8, redundant_slots=redundant)
         assert verify_plan(plan, loads).ok

@@ -5,6 +5,10 @@ import subprocess
 import sys
 from pathlib import Path
 
+import pytest
+
+pytestmark = pytest.mark.slow  # subprocess end-to-end
+
 SCRIPT = Path(__file__).resolve().parents[1] / "benchmarks" / "replicas.py"
 SECTIONS = ("real_loads", "synthetic", "per_layer_budget", "replanning", "memory_kv", "targets", "meta")
 
@@ -32,6 +36,12 @@ def test_quick_benchmark(tmp_path):
     for key in SECTIONS[:5]:
         assert all(text.count("\n") >= 2 for text in data[key]["tables"].values()), key
     assert {t["pass"] for t in data["targets"]} <= {True, False}
+    # the targets that hold at quick scale and do not depend on wall-clock time (the 2-point mean gain
+    # needs the full traces; the planning-time target is a speed figure, reported, never asserted)
+    passed = {t["target"]: t["pass"] for t in data["targets"]}
+    must_hold = [k for k in passed if k.startswith(("OLMoE", "synthetic: never worse", "D=32: per-layer"))]
+    assert len(must_hold) == 6, sorted(passed)
+    assert all(passed[k] for k in must_hold), {k: passed[k] for k in must_hold}
 
     tables = _markdown_tables(res.stdout)
     assert len(tables) >= 8  # real loads x2, calibration, synthetic, budgets, re-planning, memory/KV, targets
@@ -45,8 +55,6 @@ def test_quick_benchmark(tmp_path):
 def test_runtime_benchmark_smoke(tmp_path):
     """benchmarks/runtime.py end to end on synthetic layers at the smallest scale: three placements
     served on 4 gloo workers, outputs equal the reference and rows equal the prediction."""
-    import pytest
-
     pytest.importorskip("torch")
     script = SCRIPT.parent / "runtime.py"
     out = tmp_path / "rt.json"

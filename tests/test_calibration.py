@@ -250,6 +250,7 @@ def test_calibrated_factors_and_defaults_agree_with_the_fits():
         calibrated_factors("l4")
 
 
+@pytest.mark.slow  # starts worker processes
 def test_benchmark_prints_the_tables_and_writes_json(tmp_path):
     """``python benchmarks/calibration.py --out`` runs from any directory in a few seconds."""
     script = Path(__file__).resolve().parents[1] / "benchmarks" / "calibration.py"

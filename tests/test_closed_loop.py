@@ -10,6 +10,8 @@ from pathlib import Path
 
 import pytest
 
+pytestmark = pytest.mark.slow  # subprocess end-to-end
+
 pytest.importorskip("torch")
 pytest.importorskip("transformers")
 

@@ -78,6 +78,7 @@ def _sleep(rank, world_size):
 # the quick profile
 
 
+@pytest.mark.slow  # starts worker processes
 def test_quick_profile_writes_a_loadable_table_with_provenance(quick):
     out, data, wall = quick
     print(f"\n`moeplan profile --quick`: {wall:.1f} s")  # ~6-9 s on an idle 2-core host; more when it is busy
@@ -103,6 +104,7 @@ def test_quick_profile_writes_a_loadable_table_with_provenance(quick):
     assert [p.tokens for p in profile.expert_ffn] == list(QUICK_CONFIG.token_counts)
 
 
+@pytest.mark.slow  # starts worker processes
 def test_held_out_calibration_meets_the_target(quick):
     out, data, _ = quick
     cal = held_out_calibration(load_profile(out))  # recomputed from the files: same numbers as the run
@@ -122,6 +124,7 @@ def test_held_out_calibration_meets_the_target(quick):
     assert 0 < cal.factors.gemm.peak_fraction <= 1 and 0 < cal.factors.act.hbm_fraction <= 1
 
 
+@pytest.mark.slow  # starts worker processes
 def test_all_to_all_on_two_gloo_workers_delivered_the_right_values(quick):
     out, data, _ = quick
     # rank r put (r * 2 + j) * 1024 + (i mod 1024) in chunk j, so rank r must get (s * 2 + r) * 1024 + i from rank s
@@ -130,6 +133,7 @@ def test_all_to_all_on_two_gloo_workers_delivered_the_right_values(quick):
     assert [[list(c) for c in r] for r in load_profile(out).all_to_all_check] == expected
 
 
+@pytest.mark.slow  # starts worker processes
 def test_human_output_names_the_device_and_the_error(quick):
     out, _, _ = quick
     profile = load_profile(out)
@@ -141,6 +145,7 @@ def test_human_output_names_the_device_and_the_error(quick):
 # the launcher
 
 
+@pytest.mark.slow  # starts worker processes
 def test_worker_exception_becomes_runtime_adapter_error():
     with pytest.raises(RuntimeAdapterError, match=r"rank 1 of 2 \(gloo\) failed: ValueError: boom on purpose") as info:
         run_workers(_raise_on_rank_1, 2, timeout_s=60)
@@ -148,6 +153,7 @@ def test_worker_exception_becomes_runtime_adapter_error():
     assert not multiprocessing.active_children()
 
 
+@pytest.mark.slow  # starts worker processes
 def test_worker_exit_and_timeout_become_runtime_adapter_errors():
     with pytest.raises(RuntimeAdapterError, match="rank 0 of 2 .* exited with code 3"):
         run_workers(_exit_on_rank_0, 2, timeout_s=60)
@@ -188,6 +194,7 @@ def test_cli_bad_workers_exits_2(tmp_path):
     assert not (tmp_path / "p.csv").exists()
 
 
+@pytest.mark.slow  # starts worker processes
 def test_foreign_sidecar_is_refused(quick, tmp_path):
     out, _, _ = quick
     copy = tmp_path / "copy.csv"
@@ -198,6 +205,7 @@ def test_foreign_sidecar_is_refused(quick, tmp_path):
         load_profile(copy)
 
 
+@pytest.mark.slow  # starts worker processes
 def test_importing_the_runtime_does_not_import_torch():
     code = "import sys, planner.runtime, planner.runtime.profile, planner.runtime.dist, planner.cli.profile_cmd; print('torch' in sys.modules)"
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)

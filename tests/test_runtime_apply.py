@@ -59,6 +59,7 @@ def test_schedule_replay_reaches_target_and_keeps_experts(setup):
     assert rounds.layouts[0].slot_gpu[0].tolist() == [0, 0, 1, 1, 2, 2, 3, 3]
 
 
+@pytest.mark.slow  # starts worker processes
 def test_live_apply_every_step_verified(setup, tmp_path):
     layers, x, _, current, new = setup
     state = tmp_path / "state.json"
@@ -85,6 +86,7 @@ def test_live_apply_every_step_verified(setup, tmp_path):
     assert d["ok"] and d["bytes_match"] and d["counts_match"] and d["max_abs_diff"] <= TOL
 
 
+@pytest.mark.slow  # starts worker processes
 def test_live_apply_per_layer_inputs_in_place(setup):
     """Each layer on its own input (what a Hugging Face model's captured MoE inputs are), moving in
     place (no staging slot) when the schedule allows it, under the static dispatch rule."""
@@ -101,6 +103,7 @@ def test_live_apply_per_layer_inputs_in_place(setup):
     assert result.bytes_sent == result.bytes_planned
 
 
+@pytest.mark.slow  # starts worker processes
 def test_killed_worker_leaves_a_consistent_placement_that_serves(setup, tmp_path):
     layers, x, _, current, new = setup
     n = plan_migration(current, new, spare_slots_per_gpu=1).steps
@@ -135,6 +138,7 @@ def cli_runner(args):
     return CliRunner().invoke(app, [str(a) for a in args])
 
 
+@pytest.mark.slow  # starts worker processes
 def test_cli_apply_json_and_errors(setup, tmp_path):
     _, _, _, _, new = setup
     path = tmp_path / "new.json"

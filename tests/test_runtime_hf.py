@@ -235,6 +235,7 @@ def test_collect_loads_rejects_bad_batches(models):
 # --- CLI -----------------------------------------------------------------------------------------
 
 
+@pytest.mark.slow  # the whole collect -> replicas -> verify chain
 def test_cli_collect_replicas_verify_closed_loop(tmp_path):
     loads_path, plan_path = tmp_path / "loads.npz", tmp_path / "plan.json"
     res = run("collect", "--model", "qwen3-moe-tiny", "--tokens", 4096, "--batch-tokens", 1024, "-o", loads_path)

@@ -12,6 +12,8 @@ from planner.replicas import plan_replicas  # noqa: E402
 from planner.inputs.readers import builtin_loads  # noqa: E402
 from planner.plans.io import write_plan  # noqa: E402
 
+pytestmark = pytest.mark.slow  # subprocess end-to-end
+
 
 def test_torchrun_serves_a_plan(tmp_path):
     plan = tmp_path / "plan.json"

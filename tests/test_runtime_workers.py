@@ -84,6 +84,7 @@ def _check_run(res, plan, routing, ref, dispatch):
 # -- with workers (one spawn each) ----------------------------------------------------------------
 
 
+@pytest.mark.slow  # starts worker processes
 def test_even_and_deterministic_dispatch_on_one_placement(stack8, plan8):
     layers, x, ref, routing = stack8
     runs = serve_dispatches(plan8, layers, x, dispatches=("even", "deterministic"))
@@ -105,6 +106,7 @@ def test_even_and_deterministic_dispatch_on_one_placement(stack8, plan8):
             assert det.local_tokens[row, r] == np.isin(mine, list(own)).sum()
 
 
+@pytest.mark.slow  # starts worker processes
 def test_eplb_plan_with_duplicates_on_a_rank():
     layers, x, ref, routing = _stack(16, seed=7)
     arch = dataclasses.replace(get_model("mixtral-8x7b"), id="mixtral-16e", num_routed_experts=16, reference_total_params=None)
@@ -125,6 +127,7 @@ def test_eplb_plan_with_duplicates_on_a_rank():
     assert (res.slot_tokens[row][on_g[p2l[on_g] == e]] > 0).all()
 
 
+@pytest.mark.slow  # starts worker processes
 def test_plan_dispatch_follows_dispatch_weights(stack8):
     layers, x, ref, routing = stack8
     loads = ExpertLoads(routing_counts(routing, 8)[None], layer_ids=[0, 1])
@@ -137,6 +140,7 @@ def test_plan_dispatch_follows_dispatch_weights(stack8):
     assert (np.abs(res.rank_tokens - np.array(plan.replicas.predicted.gpu_load_tokens)) < spg + 1e-6).all()
 
 
+@pytest.mark.slow  # starts worker processes
 def test_bad_slot_fails_on_its_rank(stack8, plan8):
     layers, x, _, _ = stack8
     rp = plan8.replicas

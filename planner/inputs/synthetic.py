@@ -1,7 +1,7 @@
 """Synthetic per-step expert loads at DeepSeek scale, for planners that need a time axis.
 
 No reachable public data has per-step loads of a DeepSeek-class model (the OLMoE counts shipped
-with moeplan are aggregates), so the replica study used this generator; see its parameters below.
+with moeplan are aggregates), so moeplan's replica benchmarks use this generator; see its parameters below.
 
 Model, per MoE layer ``l`` (independent layers):
 
@@ -12,7 +12,7 @@ Model, per MoE layer ``l`` (independent layers):
 3. counts: step ``t`` draws ``tokens_per_step × top_k`` assignments from ``Multinomial(p_t)``.
    (Real routers pick ``top_k`` *distinct* experts per token; the multinomial ignores that.)
 
-The 0.02/step drift is an assumption of the study, not a measurement.
+The 0.02/step drift is an assumption, not a measurement: no public per-step trace exists to fit it.
 """
 
 from __future__ import annotations
@@ -27,10 +27,9 @@ from planner.inputs.loads import ExpertLoads
 __all__ = ["synthetic_trace", "calibration_stats"]
 
 
-
 def synthetic_trace(*, num_steps=400, num_layers=58, num_experts=256, top_k=8, tokens_per_step=8192,
                     zipf_low=0.3, zipf_high=0.85, drift=0.02, first_layer=3, seed=0) -> ExpertLoads:
-    """Per-step token-to-expert counts from drifting Zipf popularities (the study's generator).
+    """Per-step token-to-expert counts from drifting Zipf popularities (module docstring).
 
     Parameters
     ----------
@@ -66,8 +65,7 @@ def synthetic_trace(*, num_steps=400, num_layers=58, num_experts=256, top_k=8, t
     With the defaults and seed 0 (:func:`calibration_stats`): the EP32 imbalance
     ``(max - mean) / mean`` without replication is 1.50 on average (per layer 0.29 ... 3.47), against
     TensorRT-LLM's 1.56 for DeepSeek-R1 (per layer 0.5 ... 2.5); the per-layer expert max/mean of the
-    aggregate is 3.4 ... 30.7 (median 12.0), against the study's 3.6 ... 30.6 (median 10.8) and
-    CRAFT's "2.5x to >27x". Seeds 1 and 2 give imbalance means 1.54 and 1.59. The defaults
+    aggregate is 3.4 ... 30.7 (median 12.0), against CRAFT's "2.5x to >27x". Seeds 1 and 2 give imbalance means 1.54 and 1.59. The defaults
     therefore match the published figures; only the per-layer imbalance spread is wider (a few
     layers put several hot experts on one rank by chance), so no other preset is provided.
     Time: about 1-1.5 s for the default size (the multinomial draws dominate).
