@@ -18,8 +18,9 @@ Sections
   5. the memory <-> KV-cache trade-off of the replica budget (DeepSeek-V3 on 32 x H200).
 
 Balancedness b = mean GPU load / busiest GPU load (1 = perfect), replayed step by step and averaged
-over steps and layers; "points" are b x 100. Reference numbers are those of the replica feasibility
-study (shared with the team, not shipped), quoted where a row has a counterpart there.
+over steps and layers; "points" are b x 100. "Design reference" numbers are those measured when the
+step-aware method was chosen (other seeded draws of the same generator; recorded with their protocol in
+docs/replicas.md, "Why these methods"), quoted where a row has a counterpart there.
 """
 
 from __future__ import annotations
@@ -48,12 +49,12 @@ REAL_MODELS = {"olmoe": ("olmoe-1b-7b", (8,)), "mistral": ("mixtral-8x7b", (4, 8
 TOL = 1e-9  # "never worse" allows float noise only
 GAIN_SAMPLE_STEPS = 50  # what plan_replicas' per-layer mode uses for its gain tables
 
-# Feasibility-study numbers (seeded draws of the same generator, so comparable, not identical):
-# (D, R) -> (EPLB in-window, EPLB held-out, 2e in-window, 2e held-out); 2e is what moeplan ships.
-STUDY_SYNTH = {(32, 32): (0.9127, 0.8222, 0.9551, 0.8527), (32, 64): (0.9200, 0.8443, 0.9592, 0.8685),
+# Design-reference numbers (docs/replicas.md, "Why these methods"; other seeded draws of the same generator,
+# so comparable, not identical): (D, R) -> (EPLB in-window, EPLB held-out, step-aware in-window, held-out).
+REFERENCE_SYNTH = {(32, 32): (0.9127, 0.8222, 0.9551, 0.8527), (32, 64): (0.9200, 0.8443, 0.9592, 0.8685),
                (64, 64): (0.8771, 0.7605, 0.9292, 0.7940), (64, 128): (0.8889, 0.7885, 0.9385, 0.8185)}
-STUDY_OLMOE = {8: (0.99069, 0.99905), 16: (0.99178, 0.99960)}  # R -> (EPLB, swap-searched) mean b, D = 8
-STUDY_PER_LAYER = {32: 0.17, 64: 0.34}  # D -> R_total / (58 D) reaching EPLB's held-out b at R = D
+REFERENCE_OLMOE = {8: (0.99069, 0.99905), 16: (0.99178, 0.99960)}  # R -> (EPLB, swap-searched) mean b, D = 8
+REFERENCE_PER_LAYER = {32: 0.17, 64: 0.34}  # D -> R_total / (58 D) reaching EPLB's held-out b at R = D
 
 
 @dataclass(frozen=True)
@@ -152,15 +153,15 @@ def real_loads(cfg: Config, log: Progress) -> dict:
                 for alg in ("stepaware", "eplb"):
                     s[alg] = {k: float(np.mean([r[alg][k] for r in sel])) for k in ("b_mean", "points_below_bound")}
                     s[alg]["b_worst_layer"] = float(min(r[alg]["b_worst_layer"] for r in sel))
-                s["study"] = STUDY_OLMOE.get(R) if model == "olmoe-1b-7b" else None
+                s["reference"] = REFERENCE_OLMOE.get(R) if model == "olmoe-1b-7b" else None
                 summary.append(s)
     summary_table = md_table(
         ["model", "D", "R", "mean b moeplan", "mean b EPLB", "pts below bound moeplan / EPLB",
-         "worst layer b moeplan / EPLB", "study: mean b EPLB / swap-searched"],
+         "worst layer b moeplan / EPLB", "design reference: mean b EPLB / swap-searched"],
         [[s["model"], s["D"], s["R"], f4(s["stepaware"]["b_mean"]), f4(s["eplb"]["b_mean"]),
           f"{s['stepaware']['points_below_bound']:.2f} / {s['eplb']['points_below_bound']:.2f}",
           f"{f4(s['stepaware']['b_worst_layer'])} / {f4(s['eplb']['b_worst_layer'])}",
-          "-" if s["study"] is None else f"{s['study'][0]:.4f} / {s['study'][1]:.4f}"] for s in summary])
+          "-" if s["reference"] is None else f"{s['reference'][0]:.4f} / {s['reference'][1]:.4f}"] for s in summary])
     worse = [r for r in rows if r["stepaware"]["b_mean"] < r["eplb"]["b_mean"] - TOL]
     note = "moeplan mean b is at or above EPLB's in every case." if not worse else (
         "moeplan mean b is below EPLB's in: " + "; ".join(
@@ -223,17 +224,17 @@ def synthetic(cfg: Config, seeds: list[int], traces: dict, log: Progress) -> dic
     table = md_table(["case", "algorithm", "b in-window", "b held-out", "held-out gain vs EPLB, pts (mean / min)",
                       "busiest GPU in-window (tokens/step, sum of 58 layers)", "busiest GPU held-out (tokens/step)",
                       "gap to bound %", "wall s (plan_replicas)"], body)
-    study_rows = []
+    reference_rows = []
     for c in cases:
-        ref = STUDY_SYNTH.get((c["D"], c["R"])) if c["nodes"] == 1 else None
+        ref = REFERENCE_SYNTH.get((c["D"], c["R"])) if c["nodes"] == 1 else None
         if ref:
-            study_rows.append([f"D={c['D']} R={c['R']}", f"{ref[0]:.4f} / {ref[1]:.4f}", f"{ref[2]:.4f} / {ref[3]:.4f}",
+            reference_rows.append([f"D={c['D']} R={c['R']}", f"{ref[0]:.4f} / {ref[1]:.4f}", f"{ref[2]:.4f} / {ref[3]:.4f}",
                                f"{f4(c['eplb']['b_in'])} / {f4(c['eplb']['b_held'])}",
                                f"{f4(c['stepaware']['b_in'])} / {f4(c['stepaware']['b_held'])}"])
-    study_table = md_table(["case", "study EPLB in / held-out", "study 2e in / held-out",
-                            "here EPLB in / held-out", "here moeplan in / held-out"], study_rows) if study_rows else ""
+    reference_table = md_table(["case", "reference EPLB in / held-out", "reference step-aware in / held-out",
+                            "here EPLB in / held-out", "here moeplan in / held-out"], reference_rows) if reference_rows else ""
     return {"calibration": calib, "rows": rows, "cases": cases,
-            "tables": {"calibration": calib_table, "cases": table, **({"study": study_table} if study_table else {})}}
+            "tables": {"calibration": calib_table, "cases": table, **({"reference": reference_table} if reference_table else {})}}
 
 
 # --- 3. per-layer budgets ----------------------------------------------------------------------
@@ -291,7 +292,7 @@ def per_layer_budgets(cfg: Config, seeds: list[int], traces: dict, log: Progress
                 if plan.replicas.predicted.holdout_replay_balancedness_mean >= b_e - TOL:
                     uniform = {"R": r, "b_held": plan.replicas.predicted.holdout_replay_balancedness_mean}
                     break
-            # cross-check as in the study: knapsack over in-window gain tables, target EPLB's in-window b
+            # cross-check as in the design reference: knapsack over in-window gain tables, target EPLB's in-window b
             cands = candidate_redundancies(D, E)
             values = gain_table(trace.counts[:cfg.window_steps], cands, D, sample_steps=GAIN_SAMPLE_STEPS)
             costs = np.broadcast_to(np.asarray(cands), values.shape)
@@ -307,7 +308,7 @@ def per_layer_budgets(cfg: Config, seeds: list[int], traces: dict, log: Progress
                 "uniform_R": None if uniform is None else uniform["R"],
                 "uniform_ratio": None if uniform is None else uniform["R"] / D,
                 "knapsack_in_window_total": knap, "knapsack_in_window_ratio": None if knap is None else knap / eplb_total,
-                "study_ratio_held": STUDY_PER_LAYER.get(D), "wall_s": time.perf_counter() - t0,
+                "reference_ratio_held": REFERENCE_PER_LAYER.get(D), "wall_s": time.perf_counter() - t0,
             })
             log(f"per-layer seed {seed} D={D}: ratio {rows[-1]['per_layer_ratio']}")
 
@@ -317,14 +318,14 @@ def per_layer_budgets(cfg: Config, seeds: list[int], traces: dict, log: Progress
     table = md_table(
         ["seed", "D", "EPLB R=D: held-out b (in-window)", "EPLB replicas (58 D)", "per-layer: smallest total B",
          "B / (58 D)", "replicas used", "held-out b at B", "budgets tried (avg R: held-out b)",
-         "uniform moeplan: smallest R, R / D", "knapsack, in-window target: B / (58 D)", "study: B / (58 D) held-out",
+         "uniform moeplan: smallest R, R / D", "knapsack, in-window target: B / (58 D)", "design reference: B / (58 D) held-out",
          "wall s"],
         [[r["seed"], r["D"], f"{f4(r['eplb_b_held'])} ({f4(r['eplb_b_in'])})", r["eplb_total"],
           "-" if r["per_layer_total"] is None else r["per_layer_total"], ratio(r["per_layer_ratio"]),
           "-" if r["per_layer_used"] is None else r["per_layer_used"], f4(r["per_layer_b_held"]),
           ", ".join(f"{t['avg']}: {t['b_held']:.4f}" for t in r["tried"]),
           "-" if r["uniform_R"] is None else f"{r['uniform_R']}, {r['uniform_ratio']:.2f}",
-          ratio(r["knapsack_in_window_ratio"]), f"{r['study_ratio_held']:.2f}", f"{r['wall_s']:.0f}"] for r in rows])
+          ratio(r["knapsack_in_window_ratio"]), f"{r['reference_ratio_held']:.2f}", f"{r['wall_s']:.0f}"] for r in rows])
     return {"rows": rows, "tables": {"budgets": table}}
 
 
@@ -481,8 +482,9 @@ def _report(res: dict, cfg: Config, seeds: list[int], total: float) -> str:
         "Calibration of the traces (calibration_stats):", syn["tables"]["calibration"],
         syn["tables"]["cases"],
     ]
-    if "study" in syn["tables"]:
-        parts += ["Against the feasibility study (other draws of the same generator):", syn["tables"]["study"]]
+    if "reference" in syn["tables"]:
+        parts += ["Against the design reference (other draws of the same generator; docs/replicas.md):",
+                  syn["tables"]["reference"]]
     parts += [
         f"## 3. Per-layer budgets: replicas needed to reach EPLB's held-out b at R = D ({hold} held-out steps)",
         "B = per-layer average R x 58 layers (plan_replicas mode='per-layer'); totals tried are floor(D f) x 58 for f in "
