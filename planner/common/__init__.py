@@ -1,7 +1,10 @@
-"""Small helpers every planner shares: atomic file writes, the float tolerance, plain-text tables."""
+"""Small helpers every planner shares: atomic file writes, JSON parsing with located errors, the float
+tolerance, plain-text tables."""
 
-from planner.common.fileio import atomic_write_bytes, atomic_write_text
-from planner.common.numerics import ABS_TOL, REL_TOL, close, round_float
-from planner.common.tables import format_table
+from planner.common import fileio, jsontext, numerics, tables
+from planner.common.fileio import *  # noqa: F403
+from planner.common.jsontext import *  # noqa: F403
+from planner.common.numerics import *  # noqa: F403
+from planner.common.tables import *  # noqa: F403
 
-__all__ = ["atomic_write_text", "atomic_write_bytes", "REL_TOL", "ABS_TOL", "close", "round_float", "format_table"]
+__all__ = [*fileio.__all__, *jsontext.__all__, *numerics.__all__, *tables.__all__]

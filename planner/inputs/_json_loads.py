@@ -7,6 +7,7 @@ from typing import Any
 
 import numpy as np
 
+from planner.common.jsontext import parse_json
 from planner.errors import InputError
 from planner.inputs._common import BadContent, make_loads
 from planner.inputs.loads import ExpertLoads
@@ -27,12 +28,7 @@ def read_json_bytes(data: bytes, where: str, name: str) -> ExpertLoads:
         raise InputError(f"{where}: not UTF-8 text (byte {exc.start})") from None
     if not text.strip():
         raise InputError(f"{where}: empty file")
-    try:
-        doc = json.loads(text)
-    except json.JSONDecodeError as exc:
-        raise InputError(f"{where}: malformed JSON at line {exc.lineno}, column {exc.colno}: {exc.msg}") from None
-    except RecursionError:
-        raise InputError(f"{where}: malformed JSON: nested too deeply") from None
+    doc = parse_json(text, where)
     try:
         counts, layer_ids, model, provenance = _json_layout(doc)
     except BadContent as exc:

@@ -8,28 +8,8 @@ Modules
     registry    shipped profiles by id or alias, user YAML / ``config.json`` files
 """
 
-from planner.profiles.registry import (
-    PROFILES_PACKAGE,
-    get_gpu,
-    get_model,
-    list_gpus,
-    list_models,
-    load_gpu_yaml,
-    load_model_yaml,
-    model_from_hf_config,
-)
-from planner.profiles.specs import AttentionSpec, GpuSpec, ModelArch
+from planner.profiles import registry, specs
+from planner.profiles.registry import *  # noqa: F403  (the names of registry.__all__)
+from planner.profiles.specs import *  # noqa: F403  (the names of specs.__all__)
 
-__all__ = [
-    "GpuSpec",
-    "AttentionSpec",
-    "ModelArch",
-    "get_model",
-    "get_gpu",
-    "list_models",
-    "list_gpus",
-    "model_from_hf_config",
-    "load_model_yaml",
-    "load_gpu_yaml",
-    "PROFILES_PACKAGE",
-]
+__all__ = [*specs.__all__, *registry.__all__]

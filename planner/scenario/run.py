@@ -6,11 +6,11 @@ is a JSON file with the same keys.
 
 from __future__ import annotations
 
-import json
 from dataclasses import dataclass, field
 from importlib import resources
 from pathlib import Path
 
+from planner.common.jsontext import parse_json_object
 from planner.errors import InputError
 from planner.plans.export import TARGETS, export_plan
 from planner.common.fileio import atomic_write_text
@@ -59,12 +59,7 @@ def load_scenario(path: str | Path | None = None) -> Scenario:
         if not p.is_file():
             raise InputError(f"{p}: scenario file not found")
         text, where = p.read_text(encoding="utf-8"), str(p)
-    try:
-        raw = json.loads(text)
-    except json.JSONDecodeError as exc:
-        raise InputError(f"{where}: malformed JSON at line {exc.lineno} column {exc.colno}: {exc.msg}") from None
-    if not isinstance(raw, dict):
-        raise InputError(f"{where}: expected a JSON object")
+    raw = parse_json_object(text, where)
     known = set(Scenario.__dataclass_fields__)
     unknown = sorted(set(raw) - known)
     if unknown:
