@@ -16,7 +16,7 @@ tokens="${2:-8192}"
 mkdir -p "$out"
 moeplan collect --model qwen3-moe-tiny --tokens "$tokens" --seed 0 -o "$out/loads.npz"
 moeplan replicas "$out/loads.npz" --model qwen3-moe-tiny --gpus 4 --redundant 8 -o "$out/plan.json"
-moeplan apply "$out/plan.json" --workers 4 --tokens "$tokens" --seed 1 --state "$out/state.json" \
+moeplan apply "$out/plan.json" --workers 4 --batch-tokens "$tokens" --seed 1 --state "$out/state.json" \
     -o "$out/running.json" --json > "$out/apply.json"
 python3 - "$out/apply.json" <<'PY'
 import json, sys

@@ -8,11 +8,10 @@ import json
 import math
 
 import pytest
-import typer
 from typer.testing import CliRunner
 
 from planner import builtin_loads, plan_replicas
-from planner.cli import estimate_cmd
+from planner.cli import app
 from planner.errors import Infeasible, InputError
 from planner.perf.estimate import Estimate, estimate
 from planner.perf.latency import DEFAULT_FACTORS, decode_step_time_s
@@ -38,19 +37,8 @@ def _with_balancedness(plan, replay: float, holdout: float | None = None):
     return plan.model_copy(update={"replicas": plan.replicas.model_copy(update={"predicted": predicted})})
 
 
-def _cli():
-    app = typer.Typer()
-
-    @app.callback()
-    def _root() -> None:  # a callback keeps `estimate` a named sub-command, as in planner.cli.app
-        pass
-
-    estimate_cmd.register(app)
-    return app
-
-
 def run(*args):
-    return CliRunner().invoke(_cli(), ["estimate", *(str(a) for a in args)])
+    return CliRunner().invoke(app, ["estimate", *(str(a) for a in args)])
 
 
 def test_deepseek_h200_numbers_are_finite_positive_and_follow_their_definitions(dsv3):
@@ -250,7 +238,7 @@ def test_cli_json_parses_and_names_carry_units():
 
 
 def test_cli_human_output_and_uncalibrated_flag():
-    res = run("-m", "mixtral-8x7b", "-g", "h100", "--tp", 2, "-b", 4, "--isl", 512, "--osl", 32, "--uncalibrated")
+    res = run("-m", "mixtral-8x7b", "-g", "h100", "--tp", 2, "--batch", 4, "--isl", 512, "--osl", 32, "--uncalibrated")
     assert res.exit_code == 0, res.output
     assert "TTFT, ms" in res.stdout and "uncalibrated efficiency factors by request" in res.stdout
 
@@ -270,10 +258,10 @@ def test_cli_replica_plan_file(tmp_path, olmoe_plan):
 @pytest.mark.parametrize(
     "args",
     [
-        ("-m", "deepseek-v3", "-g", "h200", "--tp", 3, "-b", 1, "--isl", 128, "--osl", 8),  # tp vs 128 heads
-        ("-m", "deepseek-v3", "-g", "h200", "--dp", 8, "--ep", 4, "-b", 1, "--isl", 128, "--osl", 8),
-        ("-m", "no-such-model", "-g", "h200", "-b", 1, "--isl", 128, "--osl", 8),
-        ("-m", "mixtral-8x7b", "-g", "h100", "--tp", 2, "-b", 1, "--isl", 128, "--osl", 1),
+        ("-m", "deepseek-v3", "-g", "h200", "--tp", 3, "--batch", 1, "--isl", 128, "--osl", 8),  # tp vs 128 heads
+        ("-m", "deepseek-v3", "-g", "h200", "--dp", 8, "--ep", 4, "--batch", 1, "--isl", 128, "--osl", 8),
+        ("-m", "no-such-model", "-g", "h200", "--batch", 1, "--isl", 128, "--osl", 8),
+        ("-m", "mixtral-8x7b", "-g", "h100", "--tp", 2, "--batch", 1, "--isl", 128, "--osl", 1),
     ],
 )
 def test_cli_bad_input_exit_2(args):

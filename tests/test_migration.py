@@ -7,12 +7,11 @@ from functools import lru_cache
 
 import numpy as np
 import pytest
-import typer
 from hypothesis import given, settings
 from hypothesis import strategies as st
 from typer.testing import CliRunner
 
-from planner.cli import migrate_cmd
+from planner.cli import app
 from planner.errors import Infeasible, InputError
 from planner.inputs.synthetic import synthetic_trace
 from planner.migration import plan_migration
@@ -331,23 +330,12 @@ def test_incompatible_or_malformed_plans_are_input_errors(plans, edit, needle):
 # ---- CLI --------------------------------------------------------------------------------------
 
 
-def _app() -> typer.Typer:
-    app = typer.Typer()
-
-    @app.callback()
-    def _root() -> None:
-        """moeplan (test app with the migrate command)."""
-
-    migrate_cmd.register(app)
-    return app
-
-
 def test_cli_migrate_writes_schedule_and_target_plan(tmp_path, plans):
     cur, new = tmp_path / "cur.json", tmp_path / "new.json"
     write_plan(plans[0], cur)
     write_plan(plans[1], new)
     out, tgt = tmp_path / "schedule.json", tmp_path / "target.json"
-    res = CliRunner().invoke(_app(), ["migrate", str(cur), str(new), "--spare-slots", "1", "-o", str(out),
+    res = CliRunner().invoke(app, ["migrate", str(cur), str(new), "--spare-slots", "1", "-o", str(out),
                                       "--target-plan", str(tgt), "--json"])
     assert res.exit_code == 0, res.output
     summary = json.loads(res.stdout)
@@ -355,7 +343,7 @@ def test_cli_migrate_writes_schedule_and_target_plan(tmp_path, plans):
     assert summary["totals"] == schedule["totals"] and summary["totals"]["copies"] > 0
     assert len(schedule["layers"][0]["steps"]) == summary["layers"][0]["steps"]
     assert read_plan(tgt).replicas.num_gpus == 8
-    human = CliRunner().invoke(_app(), ["migrate", str(cur), str(new), "--no-relabel", "--spare-slots", "1"])
+    human = CliRunner().invoke(app, ["migrate", str(cur), str(new), "--no-relabel", "--spare-slots", "1"])
     assert human.exit_code == 0 and "naive_copies" in human.stdout and "GB moved" in human.stdout
 
 
@@ -364,9 +352,9 @@ def test_cli_migrate_exit_codes(tmp_path, plans):
     write_plan(plans[0], cur)
     write_plan(_edited(plans[1], lambda d: d["inputs"].update(model="mixtral-8x7b")), bad)
     write_plan(_edited(plans[0], _swap_singles), swapped)
-    res = CliRunner().invoke(_app(), ["migrate", str(cur), str(bad)])
+    res = CliRunner().invoke(app, ["migrate", str(cur), str(bad)])
     assert res.exit_code == 2 and "model differs" in res.stderr
-    res = CliRunner().invoke(_app(), ["migrate", str(cur), str(swapped), "--no-relabel"])
+    res = CliRunner().invoke(app, ["migrate", str(cur), str(swapped), "--no-relabel"])
     assert res.exit_code == 3 and len(res.stderr.strip().splitlines()) == 1 and "--spare-slots 1" in res.stderr
 
 

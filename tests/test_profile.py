@@ -16,10 +16,9 @@ import pytest
 
 torch = pytest.importorskip("torch")
 
-import typer
 from typer.testing import CliRunner
 
-from planner.cli import profile_cmd
+from planner.cli import app, profile_cmd
 from planner.errors import InputError, RuntimeAdapterError, exit_code_for
 from planner.perf.measured import load_op_table
 from planner.runtime.dist import run_workers
@@ -35,20 +34,12 @@ from planner.runtime.profile import (
 EXPECTED_OPS = {"gemm", "mlp_up_proj", "act", "mlp_down_proj", "add", "norm", "all_to_all"}
 
 
-def _app() -> typer.Typer:
-    """The profile command on its own app (the real app wires it in planner/cli/__init__.py)."""
-    app = typer.Typer()
-    app.callback()(lambda: None)
-    profile_cmd.register(app)
-    return app
-
-
 @pytest.fixture(scope="module")
 def quick(tmp_path_factory):
     """One `moeplan profile --quick --json` run: (csv path, parsed JSON, wall seconds)."""
     out = tmp_path_factory.mktemp("profile") / "profile.csv"
     started = time.perf_counter()
-    res = CliRunner().invoke(_app(), ["profile", "--quick", "-o", str(out), "--json"])
+    res = CliRunner().invoke(app, ["profile", "--quick", "-o", str(out), "--json"])
     wall = time.perf_counter() - started
     assert res.exit_code == 0, res.output
     return out, json.loads(res.stdout), wall
@@ -189,7 +180,7 @@ def test_config_validation_names_the_field(change, match):
 
 
 def test_cli_bad_workers_exits_2(tmp_path):
-    res = CliRunner().invoke(_app(), ["profile", "--workers", "-1", "-o", str(tmp_path / "p.csv")])
+    res = CliRunner().invoke(app, ["profile", "--workers", "-1", "-o", str(tmp_path / "p.csv")])
     assert res.exit_code == 2 and "num_workers" in res.output
     assert not (tmp_path / "p.csv").exists()
 

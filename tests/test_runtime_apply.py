@@ -144,7 +144,7 @@ def test_cli_apply_json_and_errors(setup, tmp_path):
     path = tmp_path / "new.json"
     write_plan(new, path)
     out = tmp_path / "running.json"
-    res = cli_runner(["apply", str(path), "--workers", "4", "--model", "synthetic", "--tokens", "256",
+    res = cli_runner(["apply", str(path), "--workers", "4", "--model", "synthetic", "--batch-tokens", "256",
                       "--hidden", "32", "--intermediate", "64", "-o", str(out), "--json"])
     assert res.exit_code == 0, res.stderr
     data = json.loads(res.stdout)
@@ -152,7 +152,7 @@ def test_cli_apply_json_and_errors(setup, tmp_path):
     assert out.exists()
     bad = cli_runner(["apply", str(path), "--workers", "3", "--model", "synthetic"])
     assert bad.exit_code == 2 and "workers" in bad.stderr and len(bad.stderr.strip().splitlines()) == 1
-    killed = cli_runner(["apply", str(path), "--workers", "4", "--model", "synthetic", "--tokens", "256",
+    killed = cli_runner(["apply", str(path), "--workers", "4", "--model", "synthetic", "--batch-tokens", "256",
                          "--hidden", "32", "--intermediate", "64", "--kill-rank", "1", "--kill-at-step", "1", "--no-recover"])
     assert killed.exit_code == 5
     last = killed.stderr.strip().splitlines()[-1]

@@ -253,7 +253,7 @@ def test_cli_collect_replicas_verify_closed_loop(tmp_path):
 
 def test_cli_collect_json(tmp_path):
     out = tmp_path / "ds.npz"
-    res = run("collect", "-m", "deepseek-v3-tiny", "-t", 1000, "-b", 400, "--seed", 7, "-o", out, "--json")
+    res = run("collect", "-m", "deepseek-v3-tiny", "--tokens", 1000, "--batch-tokens", 400, "--seed", 7, "-o", out, "--json")
     assert res.exit_code == 0, res.output
     data = json.loads(res.stdout)
     assert data["layer_ids"] == [1, 2, 3] and data["shape"] == [3, 3, 16] and data["top_k"] == 2

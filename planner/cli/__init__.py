@@ -1,17 +1,38 @@
-"""The ``moeplan`` command line: thin commands over the library (parse -> call -> render)."""
+"""The ``moeplan`` command line: thin commands over the library (parse -> call -> render).
+
+One module per command (``<name>_cmd.py``); the options several commands share, the choices and the
+flag tables live in :mod:`planner.cli.options`; errors become one stderr line and an exit code in
+:mod:`planner.cli._errors`. The vocabulary is documented in ``docs/cli.md``.
+"""
 
 from __future__ import annotations
 
-import sys
-
 import typer
 
-from planner.cli._output import STATE
+from planner.cli import (
+    apply_cmd,
+    collect_cmd,
+    estimate_cmd,
+    export_cmd,
+    gpus_cmd,
+    loads_cmd,
+    migrate_cmd,
+    models_cmd,
+    plan_cmd,
+    profile_cmd,
+    replan_cmd,
+    replicas_cmd,
+    schema_cmd,
+    synth_cmd,
+    verify_cmd,
+)
+from planner.cli._errors import CliGroup, CliState
 
 __all__ = ["app", "main"]
 
 app = typer.Typer(
     name="moeplan",
+    cls=CliGroup,
     help="Capacity planning for serving Mixture-of-Experts LLMs. Exit codes: 0 ok, 1 bug, 2 bad input, "
     "3 infeasible, 4 solver limit, 5 runtime failure.",
     no_args_is_help=True,
@@ -23,41 +44,38 @@ app = typer.Typer(
 
 @app.callback()
 def _root(
+    ctx: typer.Context,
     debug: bool = typer.Option(False, "--debug", help="Show tracebacks for errors."),
 ) -> None:
-    STATE["debug"] = debug
+    state = ctx.ensure_object(CliState)
+    state.debug = debug
+    state.command = ctx.invoked_subcommand
 
 
-def _register() -> None:
-    from planner.cli import (apply_cmd, collect_cmd, estimate_cmd, info_cmd, migrate_cmd, plan_cmd, profile_cmd,
-                             replan_cmd, replicas_cmd)
-
-    for module in (plan_cmd, replicas_cmd, replan_cmd, migrate_cmd, apply_cmd, collect_cmd, estimate_cmd, profile_cmd,
-                   info_cmd):
-        module.register(app)
-
-
-_register()
+#: (name, function) in the order of the help: the main job, replica plans and their checks, migration
+#: and the runtime, then what feeds them
+_COMMANDS = (
+    ("plan", plan_cmd.plan),
+    ("replicas", replicas_cmd.replicas),
+    ("replan", replan_cmd.replan),
+    ("synth", synth_cmd.synth),
+    ("verify", verify_cmd.verify),
+    ("export", export_cmd.export),
+    ("migrate", migrate_cmd.migrate),
+    ("apply", apply_cmd.apply),
+    ("collect", collect_cmd.collect),
+    ("estimate", estimate_cmd.estimate),
+    ("profile", profile_cmd.profile),
+    ("loads", loads_cmd.loads),
+    ("models", models_cmd.models),
+    ("gpus", gpus_cmd.gpus),
+    ("schema", schema_cmd.schema),
+)
+for _name, _command in _COMMANDS:
+    app.command(_name)(_command)
+del _name, _command
 
 
 def main(argv: list[str] | None = None) -> int:
-    """Console entry point: usage errors become one stderr line with exit code 2.
-
-    Typer's exceptions come from click or, in newer typer, from its vendored copy of click; both carry
-    ``format_message()`` and ``exit_code``, which is all this relies on.
-    """
-    try:
-        rv = app(args=argv, prog_name="moeplan", standalone_mode=False)
-    except typer.Abort:
-        typer.echo("moeplan: aborted", err=True)
-        sys.exit(130)
-    except Exception as exc:
-        if type(exc).__name__ == "NoArgsIsHelpError":  # `moeplan` alone prints help
-            ctx = getattr(exc, "ctx", None)
-            typer.echo(ctx.get_help() if ctx else "")
-            sys.exit(0)
-        if hasattr(exc, "format_message") and hasattr(exc, "exit_code"):
-            typer.echo(f"moeplan: error: {' '.join(exc.format_message().split())}", err=True)
-            sys.exit(exc.exit_code)
-        raise
-    sys.exit(rv if isinstance(rv, int) else 0)
+    """Console entry point (``moeplan``): run the app and exit with its code (see ``docs/cli.md``)."""
+    return app(args=argv, prog_name="moeplan")

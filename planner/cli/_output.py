@@ -1,21 +1,17 @@
-"""One output path for every command: human text or --json on stdout, one-line errors on stderr."""
+"""One output path for every command: human text or --json on stdout, warnings on stderr.
+
+Errors are not printed here: commands raise, and :mod:`planner.cli._errors` prints the one stderr
+line and picks the exit code.
+"""
 
 from __future__ import annotations
 
-import functools
 import json
-import sys
-import traceback
-from typing import Any, Callable
+from typing import Any
 
 import typer
 
-from planner.errors import PlannerError, exit_code_for
-
-__all__ = ["emit", "warn", "handle_errors", "STATE"]
-
-#: global flags set by the app callback
-STATE = {"debug": False}
+__all__ = ["emit", "warn"]
 
 
 def emit(result: dict[str, Any], human: str, json_out: bool) -> None:
@@ -27,6 +23,7 @@ def emit(result: dict[str, Any], human: str, json_out: bool) -> None:
 
 
 def warn(message: str) -> None:
+    """One ``moeplan: warning:`` line on stderr."""
     typer.echo(f"moeplan: warning: {message}", err=True)
 
 
@@ -36,35 +33,3 @@ def _json_default(obj: Any):
     if hasattr(obj, "to_dict"):
         return obj.to_dict()
     raise TypeError(f"not JSON serialisable: {type(obj).__name__}")
-
-
-def handle_errors(fn: Callable) -> Callable:
-    """Map moeplan errors to one stderr line and their documented exit code."""
-
-    @functools.wraps(fn)
-    def wrapper(*args, **kwargs):
-        try:
-            return fn(*args, **kwargs)
-        except typer.Exit:
-            raise
-        except PlannerError as exc:
-            if STATE["debug"]:
-                traceback.print_exc(file=sys.stderr)
-            typer.echo(f"moeplan: error: {_one_line(exc)}", err=True)
-            raise typer.Exit(exit_code_for(exc)) from None
-        except KeyboardInterrupt:
-            raise
-        except Exception as exc:  # a bug: say so, keep the traceback for --debug
-            if STATE["debug"]:
-                traceback.print_exc(file=sys.stderr)
-            typer.echo(
-                f"moeplan: internal error: {type(exc).__name__}: {_one_line(exc)} (rerun with --debug for the traceback)",
-                err=True,
-            )
-            raise typer.Exit(1) from None
-
-    return wrapper
-
-
-def _one_line(exc: BaseException) -> str:
-    return " ".join(str(exc).split()) or type(exc).__name__

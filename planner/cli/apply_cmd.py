@@ -7,7 +7,11 @@ from typing import Annotated, Optional
 
 import typer
 
-from planner.cli._output import emit, handle_errors
+from planner.cli._output import emit
+from planner.cli.options import Dispatch, NoRelabelOpt, SpareSlotsOpt
+
+__all__ = ["apply"]
+
 
 def _source(model: Optional[str], new, num_tokens: int, seed: int, hidden: int, intermediate: int):
     """(model layers, tokens, label) for the plan: the ``--model`` source, default the plan's model
@@ -20,14 +24,14 @@ def _source(model: Optional[str], new, num_tokens: int, seed: int, hidden: int, 
     if model is None and not is_runnable(name):
         from planner.runtime.hf import TINY_MODELS
 
-        raise InputError(f"model: the plan's model {name!r} has no weights to run here; pass --model with a tiny "
+        raise InputError(f"--model: the plan's model {name!r} has no weights to run here; pass --model with a tiny "
                          f"Hugging Face MoE ({', '.join(TINY_MODELS)}), a local model directory, or {SYNTHETIC!r}")
     rp = new.replicas
     top_k = get_model(new.inputs.model).top_k if name == SYNTHETIC else None
     layers, x, layer_ids, label = load_source(name, num_experts=rp.num_experts, top_k=top_k, num_layers=len(rp.layers),
                                               num_tokens=num_tokens, token_seed=seed, hidden=hidden, intermediate=intermediate)
     if name != SYNTHETIC and list(layer_ids) != list(rp.layers):
-        raise InputError(f"model: {name!r} has MoE layers {list(layer_ids)}, but the plan's rows are layers {list(rp.layers)}")
+        raise InputError(f"--model: {name!r} has MoE layers {list(layer_ids)}, but the plan's rows are layers {list(rp.layers)}")
     return layers, x, label
 
 
@@ -40,23 +44,22 @@ def _round_table(rounds) -> str:
     return format_table(["step", "transfers", "local", "sent_MB", "move_ms", "forward_ms", "busiest_rows", "max_abs_diff", "rows_vs_predicted"], rows)
 
 
-@handle_errors
 def apply(
     new: Annotated[Path, typer.Argument(metavar="NEW_PLAN", help="Plan JSON to move the running workers to.")],
     workers: Annotated[int, typer.Option("--workers", "-w", help="Worker processes (ranks); must equal the plan's GPUs.")],
     current: Annotated[Optional[Path], typer.Option("--from", help="Plan JSON the workers run now; default the engine's own placement (expert e on GPU e*D//E, no replicas).")] = None,
     model: Annotated[Optional[str], typer.Option("--model", "-m", help="Weights: a tiny built-in Hugging Face MoE (e.g. qwen3-moe-tiny), a local model directory, or 'synthetic' (random layers shaped like the plan's experts). Default: the plan's model.")] = None,
-    tokens: Annotated[int, typer.Option("--tokens", help="Tokens served by every verifying forward (split over the ranks).")] = 2048,
+    batch_tokens: Annotated[int, typer.Option("--batch-tokens", help="Tokens in every verifying forward pass (split over the ranks).")] = 2048,
     seed: Annotated[int, typer.Option("--seed", help="Seed of the token stream. `moeplan collect` defaults to 0, so by default apply measures on a different (held-out) stream.")] = 1,
-    spare_slots: Annotated[int, typer.Option("--spare-slots", help="Staging slots a rank may use per layer during the migration.")] = 1,
-    no_relabel: Annotated[bool, typer.Option("--no-relabel", help="Keep the new plan's GPU numbers.")] = False,
-    dispatch: Annotated[str, typer.Option("--dispatch", help="even (round-robin over replicas), plan (the plan's dispatch weights) or deterministic (static, SGLang-like).")] = "even",
+    spare_slots: SpareSlotsOpt = 1,
+    no_relabel: NoRelabelOpt = False,
+    dispatch: Annotated[Dispatch, typer.Option("--dispatch", help="even (round-robin over replicas), plan (the plan's dispatch weights) or deterministic (static, SGLang-like).")] = Dispatch.even,
     state: Annotated[Optional[Path], typer.Option("--state", help="Rewrite this JSON (atomically) with the last verified placement after every step.")] = None,
     output: Annotated[Optional[Path], typer.Option("--output", "-o", help="On success, write the plan now running (the new plan in the workers' GPU numbering) here, atomically.")] = None,
     kill_rank: Annotated[Optional[int], typer.Option("--kill-rank", help="Fault drill: this rank kills itself (SIGKILL) as step --kill-at-step starts.")] = None,
     kill_at_step: Annotated[int, typer.Option("--kill-at-step", help="Fault drill: the step (1-based) at which --kill-rank dies.")] = 1,
     no_recover: Annotated[bool, typer.Option("--no-recover", help="After a failure, do not serve the last consistent placement again.")] = False,
-    timeout_s: Annotated[float, typer.Option("--timeout-s", help="Deadline of the whole run and of every collective.")] = 600.0,
+    timeout_s: Annotated[float, typer.Option("--timeout-s", help="Deadline in seconds of the whole run and of every collective; past it the run fails (exit 5).")] = 600.0,
     hidden: Annotated[int, typer.Option("--hidden", help="Hidden size of synthetic layers.")] = 64,
     intermediate: Annotated[int, typer.Option("--intermediate", help="Expert intermediate size of synthetic layers.")] = 128,
     json_out: Annotated[bool, typer.Option("--json", help="Print the result (max_abs_diff, counts_match, bytes, per-step records) as JSON on stdout.")] = False,
@@ -68,19 +71,19 @@ def apply(
     from planner.runtime.apply import ApplyFailed, apply_plan, engine_default_plan
     from planner.runtime.moe import reference_forward
 
-    if tokens < 1:
-        raise InputError(f"tokens: must be >= 1, got {tokens}")
+    if batch_tokens < 1:
+        raise InputError(f"--batch-tokens: must be >= 1, got {batch_tokens}")
     new_plan = read_plan(new)
     if workers != new_plan.replicas.num_gpus:
-        raise InputError(f"workers: the plan places experts on {new_plan.replicas.num_gpus} GPUs, got --workers {workers}")
-    layers, x, label = _source(model, new_plan, tokens, seed, hidden, intermediate)
+        raise InputError(f"--workers: the plan places experts on {new_plan.replicas.num_gpus} GPUs, got {workers}")
+    layers, x, label = _source(model, new_plan, batch_tokens, seed, hidden, intermediate)
     if current is not None:
         current_plan = read_plan(current)
         start = str(current)
     else:
         current_plan = engine_default_plan(new_plan, reference_forward(layers, x)[1])
         start = "engine default placement (contiguous, no replicas)"
-    typer.echo(f"moeplan apply: {workers} gloo workers, {label}, {tokens} tokens; from {start} to {new}", err=True)
+    typer.echo(f"moeplan apply: {workers} gloo workers, {label}, {batch_tokens} tokens; from {start} to {new}", err=True)
 
     def progress(record, steps: int) -> None:
         typer.echo(f"  step {record.step}/{steps}: {record.transfers} transfer(s), {record.bytes_sent / 1e6:.2f} MB in "
@@ -90,7 +93,7 @@ def apply(
     kill = None if kill_rank is None else (kill_rank, kill_at_step)
     try:
         result = apply_plan(current_plan, new_plan, layers, x, spare_slots_per_gpu=spare_slots, relabel=not no_relabel,
-                            dispatch=dispatch, state_path=state, recover=not no_recover, kill=kill,
+                            dispatch=dispatch.value, state_path=state, recover=not no_recover, kill=kill,
                             timeout_s=timeout_s, on_round=progress)
     except ApplyFailed as exc:
         if json_out:
@@ -100,7 +103,7 @@ def apply(
     if output is not None:
         write_plan(result.migration.target_plan, output)
     data = result.to_dict() | {"output": str(output) if output else None, "state": str(state) if state else None,
-                               "model": label, "tokens": tokens, "workers": workers}
+                               "model": label, "tokens": batch_tokens, "workers": workers}
     first, last = result.rounds[0], result.rounds[-1]
     human = (
         f"{_round_table(data['rounds'])}\n\n"
@@ -120,6 +123,3 @@ def apply(
 
         raise RuntimeAdapterError("measured rows per rank or bytes sent differ from the prediction (see the table)")
 
-
-def register(app: typer.Typer) -> None:
-    app.command("apply")(apply)

@@ -9,21 +9,21 @@ from typing import Annotated
 
 import typer
 
-from planner.cli._output import emit, handle_errors
-from planner.errors import InputError
+from planner.cli._output import emit
+from planner.cli.options import JsonOpt
 from planner.common.tables import format_table
+from planner.errors import InputError
 
-JsonOpt = Annotated[bool, typer.Option("--json", help="Print the result as JSON on stdout.")]
+__all__ = ["collect"]
 
 _PROGRESS_EVERY_S = 2.0
 
 
-@handle_errors
 def collect(
     model: Annotated[str, typer.Option("--model", "-m", help="Built-in tiny model (qwen3-moe-tiny, mixtral-tiny, olmoe-tiny, deepseek-v3-tiny) or a local model directory (config.json + weights).")],
-    tokens: Annotated[int, typer.Option("--tokens", "-t", help="Tokens to run in total.")],
+    tokens: Annotated[int, typer.Option("--tokens", help="Tokens to run in total.")],
     output: Annotated[Path, typer.Option("--output", "-o", help="Write the loads (.npz) here (atomically).")],
-    batch_tokens: Annotated[int, typer.Option("--batch-tokens", "-b", help="Tokens per forward pass (one sequence); one step of the loads each.")] = 2048,
+    batch_tokens: Annotated[int, typer.Option("--batch-tokens", help="Tokens in one forward pass (one sequence); one step of the loads each.")] = 2048,
     seed: Annotated[int, typer.Option("--seed", help="Seed of the Zipf token stream (the tiny models' routers were fitted on seed 12345).")] = 0,
     json_out: JsonOpt = False,
 ) -> None:
@@ -73,6 +73,3 @@ def collect(
               "provenance": dict(loads.provenance), "wall_s": wall_s}
     emit(result, human, json_out)
 
-
-def register(app: typer.Typer) -> None:
-    app.command("collect")(collect)

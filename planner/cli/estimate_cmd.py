@@ -7,16 +7,16 @@ from typing import Annotated, Optional
 
 import typer
 
-from planner.cli._output import emit, handle_errors
+from planner.cli._output import emit
+from planner.cli.options import JsonOpt, ModelOpt
 
-JsonOpt = Annotated[bool, typer.Option("--json", help="Print the result as JSON on stdout.")]
+__all__ = ["estimate"]
 
 
-@handle_errors
 def estimate(
-    model: Annotated[str, typer.Option("--model", "-m", help="Model id, Hugging Face name, profile YAML or config.json.")],
-    gpu: Annotated[str, typer.Option("--gpu", "-g", help="GPU id or vendor name, or a GPU profile YAML.")],
-    batch: Annotated[int, typer.Option("--batch", "-b", help="Requests per DP-attention rank, prefilled and decoded as one static batch.")],
+    model: ModelOpt,
+    gpu: Annotated[str, typer.Option("--gpu", "-g", help="GPU profile: an id or vendor name (h100, l4, ...) or a GPU profile YAML.")],
+    batch: Annotated[int, typer.Option("--batch", help="Requests per DP-attention rank, prefilled and decoded as one static batch.")],
     isl: Annotated[int, typer.Option("--isl", help="Prompt (input) tokens per request.")],
     osl: Annotated[int, typer.Option("--osl", help="Output tokens per request (at least 2).")],
     tp: Annotated[int, typer.Option("--tp", help="Attention tensor-parallel ranks.")] = 1,
@@ -43,6 +43,3 @@ def estimate(
     )  # fmt: skip
     emit(result.to_dict(), result.table(), json_out)
 
-
-def register(app: typer.Typer) -> None:
-    app.command("estimate")(estimate)

@@ -8,21 +8,21 @@ from typing import Annotated, Optional
 
 import typer
 
-from planner.cli._output import emit, handle_errors
+from planner.cli._output import emit
+from planner.cli.options import NoRelabelOpt, SpareSlotsOpt, read_loads_arg
 
-JsonOpt = Annotated[bool, typer.Option("--json", help="Print totals, steps and per-layer counts as JSON on stdout (the writes themselves go to --output).")]
+__all__ = ["migrate"]
 
 
-@handle_errors
 def migrate(
     current: Annotated[Path, typer.Argument(metavar="CURRENT_PLAN", help="Plan JSON the engine runs now (its GPU numbers are the physical GPUs).")],
     new: Annotated[Path, typer.Argument(metavar="NEW_PLAN", help="Plan JSON to move to (same model, GPUs, experts and layers).")],
-    no_relabel: Annotated[bool, typer.Option("--no-relabel", help="Keep the new plan's GPU numbers instead of permuting them to keep more copies in place.")] = False,
-    spare_slots: Annotated[int, typer.Option("--spare-slots", help="Staging slots a GPU may use per layer during the migration; 0 moves in place only.")] = 0,
+    no_relabel: NoRelabelOpt = False,
+    spare_slots: SpareSlotsOpt = 0,
     output: Annotated[Optional[Path], typer.Option("--output", "-o", help="Write the schedule (copies and ordered steps per layer) as JSON here (atomically).")] = None,
     target_plan: Annotated[Optional[Path], typer.Option("--target-plan", help="Write the new plan in the running GPUs' numbering and slot order here (atomically).")] = None,
     loads: Annotated[Optional[list[str]], typer.Option("--loads", "-l", help="The load file(s) the new plan was made from: re-verify the target plan on them.")] = None,
-    json_out: JsonOpt = False,
+    json_out: Annotated[bool, typer.Option("--json", help="Print totals, steps and per-layer counts as JSON on stdout (the writes themselves go to --output).")] = False,
 ) -> None:
     """Plan the weight moves from CURRENT_PLAN to NEW_PLAN: per-layer copies, ordered steps, GB moved."""
     from planner.migration import plan_migration
@@ -31,9 +31,7 @@ def migrate(
 
     data = None
     if loads:
-        from planner.inputs.readers import read_loads
-
-        data = read_loads(loads if len(loads) > 1 else loads[0])
+        data = read_loads_arg(loads)
     migration = plan_migration(read_plan(current), read_plan(new), relabel=not no_relabel,
                                spare_slots_per_gpu=spare_slots, loads=data)
     schedule = migration.to_dict()
@@ -53,6 +51,3 @@ def migrate(
                          for layer in schedule["layers"]]}
     emit(result, human, json_out)
 
-
-def register(app: typer.Typer) -> None:
-    app.command("migrate")(migrate)

@@ -7,14 +7,16 @@ from typing import Annotated, Optional
 
 import typer
 
-from planner.cli._output import emit, handle_errors
+from planner.cli._output import emit
+from planner.cli.options import JsonOpt
+
+__all__ = ["plan"]
 
 
-@handle_errors
 def plan(
     scenario: Annotated[Optional[Path], typer.Option("--scenario", "-s", help="Scenario JSON (default: the shipped one).")] = None,
     out_dir: Annotated[Path, typer.Option("--out-dir", "-o", help="Directory for the plan, summary and engine files.")] = Path("moeplan-out"),
-    json_out: Annotated[bool, typer.Option("--json", help="Print the result as JSON on stdout.")] = False,
+    json_out: JsonOpt = False,
 ) -> None:
     """Run a whole scenario: plan, verify, write plan.json + summary.txt + engine placement files."""
     from planner.scenario import load_scenario, run_scenario
@@ -26,7 +28,3 @@ def plan(
     human = f"{res.summary}\nsolved in {rep.wall_time_s:.3f} s; plan verified\nwrote:\n{files}"
     emit({"scenario": sc.name, "files": res.files, "solve": rep.to_dict(),
           "balancedness_mean": res.plan.replicas.predicted.balancedness_mean}, human, json_out)
-
-
-def register(app: typer.Typer) -> None:
-    app.command("plan")(plan)

@@ -9,10 +9,11 @@ from typing import Annotated
 
 import typer
 
-from planner.cli._output import emit, handle_errors, warn
+from planner.cli._output import emit, warn
+from planner.cli.options import JsonOpt
 from planner.common.tables import format_table
 
-JsonOpt = Annotated[bool, typer.Option("--json", help="Print the result as JSON on stdout.")]
+__all__ = ["profile"]
 
 
 def _shape(r: dict) -> str:
@@ -80,10 +81,9 @@ def _human(profile, cal, paths) -> str:
     return "\n\n".join(parts)
 
 
-@handle_errors
 def profile(
     output: Annotated[Path, typer.Option("--output", "-o", help="Where to write the op-timing CSV; the provenance goes next to it as NAME.provenance.json.")] = Path("profile.csv"),
-    workers: Annotated[int, typer.Option("--workers", help="Local processes for the all-to-all (gloo on CPU, NCCL on GPU); 0 or 1 skips it.")] = 2,
+    workers: Annotated[int, typer.Option("--workers", "-w", help="Local processes for the all-to-all (gloo on CPU, NCCL on GPU); 0 or 1 skips it.")] = 2,
     quick: Annotated[bool, typer.Option("--quick", help="A short profile (under 15 s on 2 CPU cores) for smoke tests.")] = False,
     threads: Annotated[int | None, typer.Option("--threads", help="Torch threads for the compute ops (default 1: steady timings on a shared host).")] = None,
     json_out: JsonOpt = False,
@@ -116,6 +116,3 @@ def profile(
         json_out,
     )
 
-
-def register(app: typer.Typer) -> None:
-    app.command("profile")(profile)

@@ -1,0 +1,60 @@
+"""`moeplan export`: a replica plan in an engine's expert-placement format."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Annotated
+
+import typer
+
+from planner.cli._output import emit, warn
+from planner.cli.options import JsonOpt, Target
+
+__all__ = ["export"]
+
+
+def export(
+    plan_path: Annotated[Path, typer.Argument(metavar="PLAN", help="Plan JSON file.")],
+    target: Annotated[Target, typer.Option("--target", help="Engine whose expert-placement format to write.")],
+    output: Annotated[Path, typer.Option("--output", "-o", help="File to write (atomically).")],
+    json_out: JsonOpt = False,
+) -> None:
+    """Write a replica plan in an engine's expert-placement format; refuse what the engine cannot express."""
+    from planner.plans.export import export_plan
+    from planner.plans.io import atomic_write_text, read_plan
+
+    plan = read_plan(plan_path)
+    exp = export_plan(plan, target.value)
+    atomic_write_text(output, exp.text)
+    if exp.filled_layers:
+        warn(
+            f"{len(exp.filled_layers)} MoE layer(s) not in the plan got the trivial placement: "
+            f"{_ranges(exp.filled_layers)}"
+        )
+    result = {
+        "target": exp.target,
+        "output": str(output),
+        "num_slots": exp.num_slots,
+        "num_redundant_experts": exp.num_redundant_experts,
+        "ep_size": exp.ep_size,
+        "filled_layers": list(exp.filled_layers),
+        "launch_hint": exp.launch_hint,
+    }
+    emit(result, f"wrote {target.value} placement to {output}\nlaunch with: {exp.launch_hint}", json_out)
+
+
+def _ranges(ids) -> str:
+    """Compact '0-2, 5, 8-9' form of sorted ints.
+
+    >>> _ranges([0, 1, 2, 5, 8, 9])
+    '0-2, 5, 8-9'
+    """
+    ids = sorted(ids)
+    out, start = [], None
+    for i, x in enumerate(ids):
+        if start is None:
+            start = x
+        if i + 1 == len(ids) or ids[i + 1] != x + 1:
+            out.append(f"{start}" if start == x else f"{start}-{x}")
+            start = None
+    return ", ".join(out)

@@ -1,0 +1,239 @@
+"""The CLI's vocabulary: the choices, the options more than one command takes, and the tables that
+tie flags to library parameters (errors) and to their previous spellings (``docs/cli.md``).
+
+Rules the commands keep (``docs/cli.md`` lists every flag):
+
+- one meaning per flag name, one short flag per long one: ``--gpus N`` is a count, ``--gpu TYPE``
+  a GPU profile; ``--tokens`` tokens in total, ``--batch-tokens`` tokens in one forward pass;
+- ``--time-limit-s`` wherever a solver runs; ``--timeout-s`` is a deadline of a live run, which
+  fails when it passes instead of returning the best answer found so far;
+- choices are :class:`~enum.Enum` s, so ``--help`` lists them and typer checks them; the commands
+  hand the library their ``.value`` (the plain strings it has always taken).
+
+The choice lists repeat the library's (``planner.replicas.ALGORITHMS`` ...) rather than import
+them: importing the replica planner costs ~1 s of start-up (scipy) that ``moeplan models`` should not
+pay. ``tests/test_cli.py`` keeps the two lists equal.
+"""
+
+from __future__ import annotations
+
+from enum import Enum
+from typing import Annotated, Optional
+
+import typer
+
+__all__ = [
+    "Mode",
+    "Algorithm",
+    "ReplanAlgorithm",
+    "Policy",
+    "Split",
+    "Target",
+    "Dispatch",
+    "JsonOpt",
+    "ModelOpt",
+    "GpusOpt",
+    "NodesOpt",
+    "RedundantOpt",
+    "LoadsArg",
+    "NumExpertsOpt",
+    "SampleStepsOpt",
+    "SpareSlotsOpt",
+    "NoRelabelOpt",
+    "PARAM_FLAGS",
+    "COMMAND_PARAM_FLAGS",
+    "RENAMED_FLAGS",
+    "flag_for",
+    "read_loads_arg",
+]
+
+
+# ---- choices ------------------------------------------------------------------------------------
+
+
+class Mode(str, Enum):
+    """Shape of the replica budget (``planner.replicas.MODES``)."""
+
+    uniform = "uniform"
+    per_layer = "per-layer"
+
+
+class Algorithm(str, Enum):
+    """Replica planner (``planner.replicas.ALGORITHMS``)."""
+
+    stepaware = "stepaware"
+    eplb = "eplb"
+    none = "none"
+
+
+class ReplanAlgorithm(str, Enum):
+    """Planner of every re-plan in a simulation (the replica planners that move replicas)."""
+
+    stepaware = "stepaware"
+    eplb = "eplb"
+
+
+class Policy(str, Enum):
+    """Where replicas may go (``planner.replicas.POLICIES``)."""
+
+    auto = "auto"
+    hierarchical = "hierarchical"
+    global_ = "global"
+
+
+class Split(str, Enum):
+    """Token split between the replicas of an expert (``planner.replicas.SPLITS``)."""
+
+    even = "even"
+    optimal = "optimal"
+
+
+class Target(str, Enum):
+    """Engine export format (``planner.plans.export.TARGETS``)."""
+
+    sglang = "sglang"
+    vllm = "vllm"
+    trtllm = "trtllm"
+
+
+class Dispatch(str, Enum):
+    """Dispatch rule of the runtime workers (``planner.runtime.dispatch.DISPATCHES``)."""
+
+    even = "even"
+    plan = "plan"
+    deterministic = "deterministic"
+
+
+# ---- options shared by several commands (one spelling, one help text) ---------------------------
+
+JsonOpt = Annotated[bool, typer.Option("--json", help="Print the result as JSON on stdout.")]
+ModelOpt = Annotated[str, typer.Option("--model", "-m", help="Model id, Hugging Face name, profile YAML or config.json.")]
+GpusOpt = Annotated[int, typer.Option("--gpus", help="Number of GPUs (EP ranks) holding experts.")]
+NodesOpt = Annotated[int, typer.Option("--nodes", "-n", help="Number of nodes the GPUs sit in.")]
+RedundantOpt = Annotated[Optional[int], typer.Option("--redundant", "-r", help="Redundant slots per layer (copies beyond one per expert); default one per GPU, rounded up so that slots divide over the GPUs.")]
+LoadsArg = Annotated[list[str], typer.Argument(metavar="LOADS", help="Expert-load file(s): .npz, .json, per-rank .csv (summed), or builtin:NAME (see `moeplan loads --list`).")]
+NumExpertsOpt = Annotated[Optional[int], typer.Option("--num-experts", help="Experts per layer, for CSV dumps that miss some experts.")]
+SampleStepsOpt = Annotated[Optional[int], typer.Option("--sample-steps", help="The step-aware packer plans on at most this many steps of its window.")]
+SpareSlotsOpt = Annotated[int, typer.Option("--spare-slots", help="Staging slots a GPU may use per layer during the migration; 0 moves in place only.")]
+NoRelabelOpt = Annotated[bool, typer.Option("--no-relabel", help="Keep the new plan's GPU numbers instead of permuting them to keep more copies in place.")]
+
+
+# ---- library parameter -> flag (errors) ---------------------------------------------------------
+
+#: Library parameter names and the flags that fill them. An :class:`~planner.errors.InputError`
+#: whose ``param`` is here is shown under the flag (``moeplan: error: --redundant: ...``) when the
+#: running command takes that flag; otherwise it is shown as the library wrote it (``str(exc)``).
+PARAM_FLAGS: dict[str, str] = {
+    # inputs and profiles
+    "model": "--model",
+    "gpu": "--gpu",
+    "num_experts": "--num-experts",
+    # replica planning (plan_replicas, simulate_replanning, certify_plan)
+    "num_gpus": "--gpus",
+    "num_nodes": "--nodes",
+    "redundant_slots": "--redundant",
+    "budget_gb": "--budget-gb",
+    "budget": "--auto-budget",
+    "plot": "--plot",
+    "mode": "--mode",
+    "algorithm": "--algorithm",
+    "policy": "--policy",
+    "num_groups": "--groups",
+    "layout": "--layout",
+    "window_steps": "--window",
+    "holdout_steps": "--holdout",
+    "split": "--split",
+    "sample_steps": "--sample-steps",
+    "swap_time_limit_s": "--swap-time-limit-s",
+    "time_limit_s": "--time-limit-s",
+    "every_steps": "--every",
+    "threshold_b": "--thresholds",
+    "check_steps": "--check-steps",
+    "tolerance_b": "--tolerance-b",
+    # synthetic traces and collection
+    "num_steps": "--steps",
+    "num_layers": "--layers",
+    "top_k": "--top-k",
+    "tokens_per_step": "--batch-tokens",
+    "batch_tokens": "--batch-tokens",
+    "drift": "--drift",
+    "first_layer": "--first-layer",
+    "seed": "--seed",
+    "token_seed": "--seed",
+    # plans, migration and the runtime
+    "target": "--target",
+    "spare_slots_per_gpu": "--spare-slots",
+    "dispatch": "--dispatch",
+    "state_path": "--state",
+    "timeout_s": "--timeout-s",
+    "num_workers": "--workers",
+    "threads": "--threads",
+    "hidden": "--hidden",
+    "intermediate": "--intermediate",
+    # estimate
+    "tp": "--tp",
+    "pp": "--pp",
+    "dp": "--dp",
+    "ep": "--ep",
+    "moe_tp": "--moe-tp",
+    "batch": "--batch",
+    "isl": "--isl",
+    "osl": "--osl",
+    "kv_dtype_bytes": "--kv-dtype-bytes",
+    "memory_utilization": "--memory-utilization",
+    "max_batch_tokens": "--max-batch-tokens",
+    "replica_plan": "--replicas",
+}
+
+#: Where one library parameter is filled by different flags in different commands.
+COMMAND_PARAM_FLAGS: dict[tuple[str, str], str] = {
+    ("collect", "num_tokens"): "--tokens",  # hf.token_stream: tokens in total
+    ("apply", "num_tokens"): "--batch-tokens",  # runtime.sources.load_source: tokens in one forward pass
+}
+
+
+def flag_for(param: str | None, command: str | None, flags: set[str] | frozenset[str]) -> str | None:
+    """The flag of ``command`` that fills library parameter ``param``, or None.
+
+    ``flags`` are the options ``command`` takes: a parameter filled by something else (a scenario
+    file, a plan) is not shown under a flag the user did not give.
+
+    >>> flag_for("redundant_slots", "replicas", {"--redundant", "--gpus"})
+    '--redundant'
+    >>> flag_for("redundant_slots", "plan", {"--scenario", "--out-dir"}) is None
+    True
+    >>> flag_for("num_tokens", "apply", {"--batch-tokens"})
+    '--batch-tokens'
+    """
+    if param is None:
+        return None
+    flag = COMMAND_PARAM_FLAGS.get((command or "", param), PARAM_FLAGS.get(param))
+    return flag if flag in flags else None
+
+
+# ---- previous spellings (docs/cli.md, and the hint shown when one is used) ----------------------
+
+#: (command, old spelling) -> what to write now.
+RENAMED_FLAGS: dict[tuple[str, str], str] = {
+    ("replicas", "-d"): "--gpus",
+    ("replan", "-d"): "--gpus",
+    ("replicas", "--swap-time-s"): "--swap-time-limit-s",
+    ("replicas", "--certify-time-s"): "--certify --time-limit-s",
+    ("export", "-t"): "--target",
+    ("collect", "-t"): "--tokens",
+    ("collect", "-b"): "--batch-tokens",
+    ("estimate", "-b"): "--batch",
+    ("synth", "--tokens"): "--batch-tokens",
+    ("synth", "--experts"): "--num-experts",
+    ("apply", "--tokens"): "--batch-tokens",
+}
+
+
+# ---- reading the LOADS argument -----------------------------------------------------------------
+
+
+def read_loads_arg(paths: list[str], num_experts: int | None = None):
+    """The loads named by a LOADS argument or ``--loads``: one file, or per-rank files summed."""
+    from planner.inputs.readers import read_loads
+
+    return read_loads(paths if len(paths) > 1 else paths[0], num_experts=num_experts)

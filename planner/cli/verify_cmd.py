@@ -1,0 +1,34 @@
+"""`moeplan verify`: recompute every invariant and metric of a plan without a solver."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Annotated
+
+import typer
+
+from planner.cli._output import emit
+from planner.cli.options import JsonOpt, NumExpertsOpt, read_loads_arg
+from planner.common.tables import format_table
+from planner.errors import InputError
+
+__all__ = ["verify"]
+
+
+def verify(
+    plan_path: Annotated[Path, typer.Argument(metavar="PLAN", help="Plan JSON file.")],
+    loads: Annotated[list[str], typer.Option("--loads", "-l", help="The load file(s) the plan was made from.")],
+    num_experts: NumExpertsOpt = None,
+    json_out: JsonOpt = False,
+) -> None:
+    """Recompute every invariant and metric of a plan without a solver; exit 2 if any check fails."""
+    from planner.plans.io import read_plan
+    from planner.plans.verify import verify_plan
+
+    plan = read_plan(plan_path)
+    report = verify_plan(plan, read_loads_arg(loads, num_experts))
+    table = format_table(["check", "result", "detail"], [[c.name, "ok" if c.ok else "FAIL", c.detail] for c in report.checks])
+    emit(report.to_dict(), table, json_out)
+    if not report.ok:
+        c = report.failures[0]
+        raise InputError(f"{plan_path}: plan fails verification: {c.name}: {c.detail}")
