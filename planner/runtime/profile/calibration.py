@@ -11,7 +11,7 @@ in a training and a held-out set (default: fit on 1, 4, 16, 64, 256, 1024, predi
 ``|t_model / t_measured - 1|`` is evaluated on the held-out rows, all token counts included
 (``min_tokens = 1``).
 
-The issue's target (:data:`TARGET_HELD_OUT_MEDIAN_REL_ERROR`, 20 %) is on the median over every
+The target (:data:`TARGET_HELD_OUT_MEDIAN_REL_ERROR`, 20 %; ``docs/profiler.md``) is on the median over every
 held-out table row. Each op family's median is reported too, and the families above 20 % are
 named (on a busy host a small family -- 4 held-out points in the quick profile -- can cross
 it; docs/profiler.md has the measured spread). Reported beside the table rows, from the
@@ -38,7 +38,7 @@ from planner.runtime.profile.result import MeasuredProfile, moved_bytes
 
 __all__ = ["HeldOutCalibration", "TARGET_HELD_OUT_MEDIAN_REL_ERROR", "device_spec", "held_out_calibration", "spec_dict"]
 
-#: the issue's target for the held-out median relative error (module docstring: what it covers)
+#: the target for the held-out median relative error (module docstring: what it covers)
 TARGET_HELD_OUT_MEDIAN_REL_ERROR = 0.20
 
 
