@@ -61,7 +61,7 @@ REFERENCE_TOTAL = {
     "mixtral-8x7b": 46.70e9,
     "olmoe-1b-7b": 6.92e9,
     "gpt-oss-120b": 116.83e9,
-    # moeplan's built-in tiny models (planner/runtime/hf.py): state_dict elements of the built model
+    # moeplan's built-in tiny models (planner/runtime/hf/): state_dict elements of the built model
     "qwen3-moe-tiny": 25.658752e6,
     "mixtral-tiny": 0.96928e6,
     "olmoe-tiny": 1.774656e6,

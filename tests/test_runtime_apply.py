@@ -20,9 +20,10 @@ from planner.inputs.loads import ExpertLoads  # noqa: E402
 from planner.migration import plan_migration  # noqa: E402
 from planner.plans.io import write_plan  # noqa: E402
 from planner.replicas import plan_replicas  # noqa: E402
-from planner.runtime.apply import PLACEMENT_FORMAT, ApplyFailed, _rounds, apply_plan, engine_default_plan  # noqa: E402
+from planner.runtime.apply import PLACEMENT_FORMAT, ApplyFailed, apply_plan, engine_default_plan  # noqa: E402
 from planner.runtime.moe import make_layers, random_tokens, reference_forward  # noqa: E402
-from planner.runtime.dispatch import _layout, routing_counts  # noqa: E402
+from planner.runtime.dispatch import layout_of, routing_counts  # noqa: E402
+from planner.runtime.placements import replay_rounds  # noqa: E402
 
 TOL = 1e-5
 T, H, I, K, W, E = 512, 32, 64, 2, 4, 8
@@ -47,12 +48,12 @@ def _bytes_per_copy() -> int:
 def test_schedule_replay_reaches_target_and_keeps_experts(setup):
     _, _, _, current, new = setup
     migration = plan_migration(current, new, spare_slots_per_gpu=1)
-    rounds = _rounds(migration, current)
+    rounds = replay_rounds(migration, current)
     assert len(rounds.layouts) == migration.steps + 1
     for layout in rounds.layouts:  # every placement between steps serves every expert
         for p2l in layout.physical_to_logical:
             assert set(p2l.tolist()) == set(range(E))
-    final = _layout(migration.target_plan)
+    final = layout_of(migration.target_plan)
     for a, b in zip(rounds.layouts[-1].physical_to_logical, final.physical_to_logical):
         assert np.array_equal(a, b)
     assert rounds.layouts[0].physical_to_logical[0].tolist() == list(range(E))  # engine default, contiguous

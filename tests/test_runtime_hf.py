@@ -1,4 +1,4 @@
-"""Hugging Face adapter (planner/runtime/hf.py) and `moeplan collect`: the plain torch MoELayer equals
+"""Hugging Face adapter (planner/runtime/hf/) and `moeplan collect`: the plain torch MoELayer equals
 every tiny model's HF MoE block, router hooks count exactly, the fitted skew follows the measured
 target on held-out tokens, local directories load offline, and collect -> replicas -> verify closes."""
 

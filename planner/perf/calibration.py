@@ -1,5 +1,7 @@
 r"""Fit the efficiency factors of :mod:`planner.perf.latency` to measured op timings.
 
+(Past ~450 lines: the fit, its error report and the held-out protocols built on them are one job.)
+
 Method. Each op family has its own parameters (the fields of one group of
 :class:`~planner.perf.latency.EfficiencyFactors`), fitted by ``scipy.optimize.least_squares``
 (trust-region reflective, bounds: fractions in (0, 1], times positive through their logarithm) on
@@ -23,7 +25,9 @@ Held-out protocols (what ``benchmarks/calibration.py`` prints and the tests chec
 - collectives, ``workers``: within each collective and link class (one node / spanning nodes),
   leave one group shape ``(num_workers, devices_per_node)`` out, fit on the others, predict it;
 - collectives, ``sizes``: fit on messages below 8 MiB, predict the larger ones (extrapolation
-  into the bandwidth-bound range that prefill all-reduces and dispatches fall in).
+  into the bandwidth-bound range that prefill all-reduces and dispatches fall in);
+- one table, ``alternate`` (a local profile, :mod:`planner.runtime.profile`): fit on alternate
+  token counts and message sizes, predict the others (:func:`held_out_alternate`).
 
 Attention has no measured table here: its factors stay as given (``base``, default the
 module's assumptions).
@@ -74,6 +78,8 @@ __all__ = [
     "held_out_collectives",
     "calibrated_factors",
     "TARGET_MEDIAN_REL_ERROR",
+    "alternate_split",
+    "held_out_alternate",
 ]
 
 #: the issue's target for the held-out compute errors (median, every op family, tokens >= 64)
@@ -432,3 +438,47 @@ def calibrated_factors(gpu: GpuSpec | str) -> EfficiencyFactors:
         raise InputError(f"no measured tables for GPU {spec.id!r}; shipped for: {', '.join(have)}")
     return _calibrated(spec.id)
 
+
+def alternate_split(values) -> np.ndarray:
+    """True where a value is the 1st, 3rd, 5th, ... of its sorted distinct values: the training
+    side of :func:`held_out_alternate` (the rest is held out).
+
+    >>> alternate_split([1, 2, 4, 8, 2]).tolist()
+    [True, False, True, False, False]
+    """
+    values = np.asarray(values)
+    return np.isin(values, np.unique(values)[::2])
+
+
+def held_out_alternate(table: OpTable, gpu: GpuSpec | str) -> tuple[EfficiencyFactors, FitReport, OpTable]:
+    """The one-table protocol (a local profile): fit on alternate token counts, and per collective
+    on alternate message sizes (:func:`alternate_split`), predict the other rows.
+
+    Compute factors are fitted on the training compute rows, then the link factors on the training
+    collective rows when any collective row is held out; every token count counts
+    (``min_tokens = 1``).
+
+    Returns
+    -------
+    (EfficiencyFactors, FitReport, OpTable)
+        The fitted factors, their errors per op family on the held-out rows, and those rows.
+
+    Raises
+    ------
+    InputError
+        Fewer than two token counts among the compute rows.
+    """
+    collective = np.isin(table.op, COLLECTIVE_OPS)
+    if np.unique(table.num_tokens[~collective]).size < 2:
+        raise InputError("held-out calibration needs >= 2 token counts in the profile")
+    train = np.zeros(len(table), dtype=bool)
+    train[~collective] = alternate_split(table.num_tokens[~collective])
+    for op in np.unique(table.op[collective]):
+        train[table.op == op] = alternate_split(table.size_bytes[table.op == op])
+    factors, _ = fit_compute(table.select(train & ~collective), gpu=gpu, min_tokens=1)
+    if (collective & ~train).any():
+        factors, _ = fit_collectives(table.select(train & collective), gpu=gpu, base=factors)
+    held = table.select(~train)
+    report = evaluate(held, factors, gpu=gpu, min_tokens=1, fitted_on="alternate token counts / sizes",
+                      label="the other token counts / sizes")  # fmt: skip
+    return factors, report, held

@@ -43,7 +43,7 @@ import os
 import signal
 import time
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -53,18 +53,16 @@ from planner.errors import InputError, PlannerError, RuntimeAdapterError
 from planner.common.fileio import atomic_write_text
 from planner.runtime.dist import BACKENDS, report, run_workers
 from planner.runtime.moe import MoELayer, check_stack, reference_forward
-from planner.runtime.dispatch import DISPATCHES, _check_routing, _Layout, _layout, _predicted_slots, _rank_sums
-from planner.runtime.workers import _forward_once, _held_row, _rank_tokens, _router_state, _serve_layout
+from planner.runtime.dispatch import check_dispatch, layout_of, layout_rank_tokens
+from planner.runtime.placements import PLACEMENT_FORMAT, Rounds, placement_dict, replay_rounds
+from planner.runtime._rank import forward_once, held_row, router_state, token_block
+from planner.runtime.workers import serve_layout
 
 if TYPE_CHECKING:  # pragma: no cover
     from planner.migration import Migration
     from planner.plans.schema import Plan
 
 __all__ = ["ApplyFailed", "ApplyResult", "RoundRecord", "apply_plan", "PLACEMENT_FORMAT"]
-
-#: ``format`` of the state file (the last consistent placement)
-PLACEMENT_FORMAT = "moeplan-placement/1"
-
 
 @dataclass(frozen=True)
 class RoundRecord:
@@ -162,98 +160,6 @@ class ApplyFailed(RuntimeAdapterError):
         self.recovery, self.state_path = recovery, state_path
 
 
-# -- the placements between rounds (parent side, numpy) --------------------------------------------
-
-
-@dataclass
-class _Rounds:
-    """Per round ``s`` (0..n): the serving layout, each slot's position on its GPU; per round 1..n
-    the writes of every layer; the positions released after the last round."""
-
-    layouts: list[_Layout] = field(default_factory=list)
-    positions: list[tuple[np.ndarray, ...]] = field(default_factory=list)
-    writes: list[tuple[tuple[tuple[int, ...], ...], ...]] = field(default_factory=list)
-    released: tuple[tuple[tuple[int, int], ...], ...] = ()
-
-
-def _as_layout(occ: list[np.ndarray], num_experts: int, gpus_per_node: int, weights=None) -> tuple[_Layout, tuple]:
-    p2l, gpu, node, w, pos = [], [], [], [], []
-    for row, table in enumerate(occ):
-        g, k = np.nonzero(table >= 0)  # row-major: GPU-major, positions ascending
-        p2l.append(table[g, k].astype(np.int64))
-        gpu.append(g.astype(np.int64))
-        node.append((g // gpus_per_node).astype(np.int64))
-        w.append(np.ones(g.size) if weights is None else np.asarray(weights[row], dtype=np.float64))
-        pos.append(k.astype(np.int64))
-    layout = _Layout(tuple(p2l), tuple(gpu), tuple(node), tuple(w), num_experts, occ[0].shape[0], gpus_per_node)
-    return layout, tuple(pos)
-
-
-def _rounds(migration: Migration, current: Plan) -> _Rounds:
-    """Replay the schedule on occupancy tables (module docstring, item 2)."""
-    rp = current.replicas
-    spare = migration.spare_slots_per_gpu
-    occ = []
-    for lm in migration.layers:
-        old = lm.matching.old
-        table = np.full((old.shape[0], old.shape[1] + spare), -1, dtype=np.int64)
-        table[:, : old.shape[1]] = old
-        occ.append(table)
-    targets = [lm.schedule.target for lm in migration.layers]
-    # positions the new plan no longer uses are released after the last step (a round of its own
-    # when nothing has to move)
-    total = migration.steps or int(any((o[:, : t.shape[1]] != t).any() for o, t in zip(occ, targets)))
-    weights = migration.target_plan.replicas.dispatch_weights
-    out = _Rounds()
-    layout, pos = _as_layout(occ, rp.num_experts, rp.gpus_per_node, weights if total == 0 else None)
-    out.layouts.append(layout)
-    out.positions.append(pos)
-    for s in range(total):
-        step_writes = []
-        for row, lm in enumerate(migration.layers):
-            writes = lm.schedule.steps[s] if s < lm.steps else ()
-            for w in writes:
-                occ[row][w.gpu, w.slot] = w.expert
-            for w in writes:
-                if w.commit:
-                    occ[row][w.src_gpu, w.src_slot] = -1
-            step_writes.append(tuple(tuple(int(v) for v in w) for w in writes))
-        out.writes.append(tuple(step_writes))
-        last = s == total - 1
-        if last:
-            released = []
-            for row, (lm, target) in enumerate(zip(migration.layers, targets)):
-                g, k = np.nonzero(occ[row][:, : target.shape[1]] != target)
-                if (target[g, k] >= 0).any() or (occ[row][:, target.shape[1]:] >= 0).any():
-                    raise PlannerError(f"internal error: layer {lm.layer}: the schedule does not reach the target placement")
-                occ[row][g, k] = -1
-                released.append(tuple(zip(g.tolist(), k.tolist())))
-            out.released = tuple(released)
-        layout, pos = _as_layout(occ, rp.num_experts, rp.gpus_per_node, weights if last else None)
-        out.layouts.append(layout)
-        out.positions.append(pos)
-    final = _layout(migration.target_plan)
-    for a, b in zip(out.layouts[-1].physical_to_logical, final.physical_to_logical):
-        if not np.array_equal(a, b):
-            raise PlannerError("internal error: the last placement differs from the target plan")
-    return out
-
-
-def placement_dict(layout: _Layout, *, step: int, steps: int, layers: Sequence[int], extra: dict | None = None) -> dict:
-    """JSON-ready placement (the state file): per layer the GPU-major expert list and slot GPUs."""
-    return {
-        "format": PLACEMENT_FORMAT,
-        "step": step,
-        "steps": steps,
-        "layers": list(layers),
-        "num_gpus": layout.num_gpus,
-        "num_experts": layout.num_experts,
-        "physical_to_logical": [p.tolist() for p in layout.physical_to_logical],
-        "slot_gpu": [g.tolist() for g in layout.slot_gpu],
-        **(extra or {}),
-    }
-
-
 # -- the workers -----------------------------------------------------------------------------------
 
 
@@ -298,7 +204,7 @@ def _transfer(writes: tuple, released: tuple, held: list[dict], rank: int, shape
     return sent, transfers, local
 
 
-def _apply_worker(rank: int, world_size: int, rounds: _Rounds, layers: list[MoELayer], tokens: np.ndarray,
+def _apply_worker(rank: int, world_size: int, rounds: Rounds, layers: list[MoELayer], tokens: np.ndarray,
                   reference: np.ndarray, dispatch: str, tol: float, kill: tuple[int, int] | None, use_cuda: bool) -> dict:
     """Spawned by :func:`apply_plan`, one per rank (module docstring, item 3)."""
     import torch
@@ -306,7 +212,7 @@ def _apply_worker(rank: int, world_size: int, rounds: _Rounds, layers: list[MoEL
 
     device = torch.device("cuda", rank) if use_cuda else torch.device("cpu")
     first = rounds.layouts[0]
-    routers = [_router_state(layer, device) for layer in layers]
+    routers = [router_state(layer, device) for layer in layers]
     shapes = [(layer.intermediate_size, layer.hidden_size) for layer in layers]
     held: list[dict] = []  # per row: position on this rank -> (gate, up, down)
     for row, layer in enumerate(layers):
@@ -315,8 +221,8 @@ def _apply_worker(rank: int, world_size: int, rounds: _Rounds, layers: list[MoEL
                                                              for t in (layer.gate_proj, layer.up_proj, layer.down_proj))
                      for s in mine})
     del layers  # from here on weights move only between ranks
-    x0 = _rank_tokens(tokens, rank, world_size, device)
-    ref = _rank_tokens(reference, rank, world_size, device)
+    x0 = token_block(tokens, rank, world_size, device)
+    ref = token_block(reference, rank, world_size, device)
     n = len(rounds.writes)
     with torch.no_grad():
         for s in range(n + 1):
@@ -338,8 +244,8 @@ def _apply_worker(rank: int, world_size: int, rounds: _Rounds, layers: list[MoEL
             for row in range(len(held)):
                 mine = np.flatnonzero(layout.slot_gpu[row] == rank)
                 copies = [held[row][int(rounds.positions[s][row][k])] for k in mine]
-                rows.append(_held_row(layout, row, rank, copies, routers[row]))
-            y, stats, ms = _forward_once(x0, layout, rank, rows, dispatch, use_cuda)
+                rows.append(held_row(layout, row, rank, copies, routers[row]))
+            y, stats, ms = forward_once(x0, layout, rank, rows, dispatch, use_cuda)
             diff = torch.tensor([float((y - ref).abs().max()) if y.numel() else 0.0], dtype=torch.float64, device=device)
             dist.all_reduce(diff, op=dist.ReduceOp.MAX)
             report({"step": s, "max_abs_diff": float(diff.item()), "received": [st["received"] for st in stats],
@@ -413,26 +319,24 @@ def apply_plan(
     """
     from planner.migration import plan_migration
 
-    if dispatch not in DISPATCHES:
-        raise InputError(f"dispatch: unknown {dispatch!r}; known: {', '.join(DISPATCHES)}")
+    check_dispatch(dispatch)
     if backend not in BACKENDS:
         raise InputError(f"backend: unknown {backend!r}; known: {', '.join(BACKENDS)}")
     if not tol >= 0:
         raise InputError(f"tol: must be >= 0, got {tol!r}")
     layers, x = check_stack(model_layers, tokens)
-    _layout(current, len(layers))
-    _layout(new, len(layers))
+    layout_of(current, len(layers))
+    layout_of(new, len(layers))
     for i, layer in enumerate(layers):
         if layer.num_experts != current.replicas.num_experts:
             raise InputError(f"model_layers[{i}]: {layer.num_experts} experts, but the plans have {current.replicas.num_experts}")
     migration = plan_migration(current, new, relabel=relabel, spare_slots_per_gpu=spare_slots_per_gpu)
-    rounds = _rounds(migration, current)
+    rounds = replay_rounds(migration, current)
     n = len(rounds.writes)
     kill = _check_kill(kill, current.replicas.num_gpus, n)
     reference, routing = reference_forward(layers, x)
     W = current.replicas.num_gpus
-    predicted = [_rank_sums(layout, _predicted_slots(layout, _check_routing(layout, routing), dispatch))
-                 for layout in rounds.layouts]
+    predicted = [layout_rank_tokens(layout, routing, dispatch) for layout in rounds.layouts]
     bytes_per_expert = 3 * layers[0].intermediate_size * layers[0].hidden_size * 4
     planned = sum(1 for step in rounds.writes for row in step for w in row if not w[5] and w[0] != w[3])
     reports: dict[int, dict[int, dict]] = {}
@@ -480,7 +384,7 @@ def apply_plan(
                  threads_per_worker, state, recover)
 
 
-def _fail(failure: str, verified: list[RoundRecord], n: int, rounds: _Rounds, layers, x, reference, routing,
+def _fail(failure: str, verified: list[RoundRecord], n: int, rounds: Rounds, layers, x, reference, routing,
           dispatch: str, backend: str, timeout_s: float, threads: int, state: str | None, recover: bool):
     """Raise :class:`ApplyFailed` after (optionally) serving the last consistent placement again."""
     k = verified[-1].step if verified else None
@@ -495,10 +399,10 @@ def _fail(failure: str, verified: list[RoundRecord], n: int, rounds: _Rounds, la
     if recover:
         layout = rounds.layouts[k]
         try:
-            res = _serve_layout(layout, layers, x, (dispatch,), backend=backend, warmup=0, repeats=1,
+            res = serve_layout(layout, layers, x, (dispatch,), backend=backend, warmup=0, repeats=1,
                                 timeout_s=timeout_s, threads_per_worker=threads)[dispatch]
             diff = float(np.abs(res.outputs - reference).max())
-            pred = _rank_sums(layout, _predicted_slots(layout, _check_routing(layout, routing), dispatch))
+            pred = layout_rank_tokens(layout, routing, dispatch)
             recovery = {"step": k, "max_abs_diff": diff, "counts_match": bool(np.array_equal(res.rank_tokens, pred))}
             msg += f"; it still serves on {layout.num_gpus} fresh workers: max_abs_diff {diff:.3g}"
         except PlannerError as exc:

@@ -1,11 +1,16 @@
 """The dispatch rules of the EP workers and their predictions: pure numpy, no torch, no processes.
 
 The workers (:mod:`planner.runtime.workers`, :mod:`planner.runtime.apply`) assign every (token,
-top-k position) pair -- a *row* -- to one slot of its expert with :func:`_assign_slots`; the
+top-k position) pair -- a *row* -- to one slot of its expert with :func:`assign_slots`; the
 predictions (:func:`predicted_slot_tokens`, :func:`predicted_rank_tokens`) evaluate the same rules'
 closed forms from the routing alone. Both use the same largest-remainder quotas and static table,
 so the rows each rank receives can be checked exactly. The rules are stated in
 :mod:`planner.runtime.workers` (item 3) and ``docs/runtime.md``.
+
+``__all__`` is the public API. The other names without an underscore (:class:`Layout`,
+:func:`layout_of`, :func:`token_offsets`, :func:`replica_slots`, :func:`static_table`,
+:func:`assign_slots`, :func:`layout_rank_tokens`, :func:`check_dispatch`) are shared with the
+workers, the live apply and the torchrun entry point of this package: change them together.
 """
 
 from __future__ import annotations
@@ -27,8 +32,15 @@ DISPATCHES = ("even", "plan", "deterministic")
 
 
 @dataclass(frozen=True)
-class _Layout:
-    """A plan's replica rows as numpy (pickles without pydantic; workers import only numpy)."""
+class Layout:
+    """A replica placement as numpy, one entry per plan row (layer): what the workers serve.
+
+    ``physical_to_logical[row]`` [P] the expert of every slot; ``slot_gpu[row]`` / ``slot_node[row]``
+    [P] the rank and node holding it; ``dispatch_weights[row]`` [P] the weights of the ``"plan"``
+    rule (ones when the plan has none). Built from a plan by :func:`layout_of`, or from the
+    occupancy between migration rounds (:mod:`planner.runtime.placements`). Plain numpy, so it
+    pickles to spawned workers without pydantic.
+    """
 
     physical_to_logical: tuple[np.ndarray, ...]
     slot_gpu: tuple[np.ndarray, ...]
@@ -39,9 +51,16 @@ class _Layout:
     gpus_per_node: int
 
 
-def _layout(plan: Plan, num_rows: int | None = None) -> _Layout:
-    """Check the plan's replica rows (shapes, GPUs, every expert held); the rank that loads a slot
-    checks its expert id."""
+def layout_of(plan: Plan, num_rows: int | None = None) -> Layout:
+    """The :class:`Layout` of ``plan``'s replica rows, checked: shapes, GPUs in range, every expert
+    held, dispatch weights finite and >= 0, and ``num_rows`` rows when given (the model's layers).
+    The expert ids themselves are checked by the rank that loads each slot (as an engine would).
+
+    Raises
+    ------
+    InputError
+        The first row or slot that fails a check, named.
+    """
     rp = plan.replicas
     rows = len(rp.physical_to_logical)
     if num_rows is not None and rows != num_rows:
@@ -71,21 +90,31 @@ def _layout(plan: Plan, num_rows: int | None = None) -> _Layout:
         gpu.append(g)
         node.append(n)
         weights.append(w)
-    return _Layout(tuple(p2l), tuple(gpu), tuple(node), tuple(weights), rp.num_experts, rp.num_gpus, rp.gpus_per_node)
+    return Layout(tuple(p2l), tuple(gpu), tuple(node), tuple(weights), rp.num_experts, rp.num_gpus, rp.gpus_per_node)
 
 
 # -- the dispatch rules, shared by the workers and the predictions -------------------------------
 
 
-def _token_offsets(num_tokens: int, world_size: int) -> np.ndarray:
-    """``[W + 1]`` bounds of the rank-owned token blocks (the first ``T mod W`` ranks get one more)."""
+def token_offsets(num_tokens: int, world_size: int) -> np.ndarray:
+    """``[W + 1]`` bounds of the rank-owned token blocks: rank ``r`` owns tokens
+    ``[o_r, o_{r+1})`` (the first ``T mod W`` ranks get one more; :mod:`planner.runtime.workers`, item 2).
+
+    >>> token_offsets(10, 4).tolist()
+    [0, 3, 6, 8, 10]
+    """
     q, m = divmod(num_tokens, world_size)
     r = np.arange(world_size + 1)
     return r * q + np.minimum(r, m)
 
 
-def _replicas(p2l: np.ndarray, num_experts: int) -> list[np.ndarray]:
-    """Slots of each expert in increasing id (a slot naming no valid expert serves nobody)."""
+def replica_slots(p2l: np.ndarray, num_experts: int) -> list[np.ndarray]:
+    """Per expert ``e``, the slots holding it in increasing id (``S_e``); a slot naming no valid
+    expert serves nobody.
+
+    >>> [s.tolist() for s in replica_slots(np.array([0, 1, 0, 2]), 3)]
+    [[0, 2], [1], [3]]
+    """
     return [np.flatnonzero(p2l == e) for e in range(num_experts)]
 
 
@@ -105,12 +134,13 @@ def _largest_remainder(total: int, weights: np.ndarray) -> np.ndarray:
     return base
 
 
-def _static_table(layout: _Layout, row: int) -> np.ndarray:
-    """``[W, E]`` slot that rank ``r`` sends expert ``e``'s pairs to under ``"deterministic"``."""
+def static_table(layout: Layout, row: int) -> np.ndarray:
+    """``[W, E]``: the slot that rank ``r`` sends expert ``e``'s pairs to under ``"deterministic"``
+    (the lowest-id replica on ``r``, else one in ``r``'s node, else any; workers item 3)."""
     W, E = layout.num_gpus, layout.num_experts
     gpu, node = layout.slot_gpu[row], layout.slot_node[row]
     table = np.empty((W, E), dtype=np.int64)
-    for e, reps in enumerate(_replicas(layout.physical_to_logical[row], E)):  # every expert has one (_layout)
+    for e, reps in enumerate(replica_slots(layout.physical_to_logical[row], E)):  # every expert has one (layout_of)
         for r in range(W):
             here = reps[gpu[reps] == r]
             near = reps[node[reps] == r // layout.gpus_per_node]
@@ -118,11 +148,12 @@ def _static_table(layout: _Layout, row: int) -> np.ndarray:
     return table
 
 
-def _assign_slots(experts: np.ndarray, rank: int, replicas: list[np.ndarray], static: np.ndarray,
-                  weights: np.ndarray, rank_counts: np.ndarray | None, dispatch: str) -> np.ndarray:
-    """Slot of each of rank ``rank``'s (token, top-k) pairs; ``experts`` flat in occurrence order.
+def assign_slots(experts: np.ndarray, rank: int, replicas: list[np.ndarray], static: np.ndarray,
+                 weights: np.ndarray, rank_counts: np.ndarray | None, dispatch: str) -> np.ndarray:
+    """Slot of each of rank ``rank``'s (token, top-k) pairs under ``dispatch``: the per-row rule
+    the workers run; ``experts`` flat in occurrence order.
 
-    ``replicas`` from :func:`_replicas`; ``static`` the rank's row of :func:`_static_table`
+    ``replicas`` from :func:`replica_slots`; ``static`` the rank's row of :func:`static_table`
     (``"deterministic"``); ``weights`` the row's dispatch weights (``"plan"``); ``rank_counts``
     [W, E] every rank's occurrences per expert (``"even"`` / ``"plan"``).
     """
@@ -146,6 +177,12 @@ def _assign_slots(experts: np.ndarray, rank: int, replicas: list[np.ndarray], st
     return slots
 
 
+def check_dispatch(dispatch: str) -> None:
+    """InputError unless ``dispatch`` is one of :data:`DISPATCHES`."""
+    if dispatch not in DISPATCHES:
+        raise InputError(f"dispatch: unknown {dispatch!r}; known: {', '.join(DISPATCHES)}")
+
+
 def routing_counts(routing, num_experts: int) -> np.ndarray:
     """``[L, E]`` occurrences per expert of a ``[L, T, k]`` routing (what load files record).
 
@@ -158,7 +195,8 @@ def routing_counts(routing, num_experts: int) -> np.ndarray:
     return np.stack([np.bincount(layer.reshape(-1), minlength=num_experts) for layer in r])
 
 
-def _check_routing(layout: _Layout, routing) -> np.ndarray:
+def _check_routing(layout: Layout, routing) -> np.ndarray:
+    """``routing`` as int64 ``[L, T, k]``, checked against ``layout`` (rows, expert ids)."""
     r = np.asarray(routing)
     if r.ndim == 2:
         r = r[None]
@@ -187,23 +225,22 @@ def predicted_slot_tokens(plan: Plan, routing, *, dispatch: str = "even") -> lis
     -------
     list of ``[P_l]`` int64 arrays, one per layer.
     """
-    if dispatch not in DISPATCHES:
-        raise InputError(f"dispatch: unknown {dispatch!r}; known: {', '.join(DISPATCHES)}")
-    layout = _layout(plan)
+    check_dispatch(dispatch)
+    layout = layout_of(plan)
     return _predicted_slots(layout, _check_routing(layout, routing), dispatch)
 
 
-def _predicted_slots(layout: _Layout, r: np.ndarray, dispatch: str) -> list[np.ndarray]:
+def _predicted_slots(layout: Layout, r: np.ndarray, dispatch: str) -> list[np.ndarray]:
     """:func:`predicted_slot_tokens` on a checked layout and routing."""
     W, E = layout.num_gpus, layout.num_experts
-    bounds = _token_offsets(r.shape[1], W)
+    bounds = token_offsets(r.shape[1], W)
     out = []
     for row in range(r.shape[0]):
         per_rank = np.stack([np.bincount(r[row, bounds[g]:bounds[g + 1]].reshape(-1), minlength=E) for g in range(W)])
-        reps = _replicas(layout.physical_to_logical[row], E)
+        reps = replica_slots(layout.physical_to_logical[row], E)
         slots = np.zeros(layout.physical_to_logical[row].size, dtype=np.int64)
         if dispatch == "deterministic":
-            np.add.at(slots, _static_table(layout, row), per_rank)
+            np.add.at(slots, static_table(layout, row), per_rank)
         else:
             for e, n in enumerate(per_rank.sum(axis=0)):
                 if dispatch == "even":
@@ -218,11 +255,18 @@ def _predicted_slots(layout: _Layout, r: np.ndarray, dispatch: str) -> list[np.n
 def predicted_rank_tokens(plan: Plan, routing, *, dispatch: str = "even") -> np.ndarray:
     """``[L, W]`` rows each rank receives per layer under ``dispatch`` (sums of
     :func:`predicted_slot_tokens` over the rank's slots)."""
-    layout = _layout(plan)
+    layout = layout_of(plan)
     return _rank_sums(layout, predicted_slot_tokens(plan, routing, dispatch=dispatch))
 
 
-def _rank_sums(layout: _Layout, slots: list[np.ndarray]) -> np.ndarray:
+def layout_rank_tokens(layout: Layout, routing, dispatch: str) -> np.ndarray:
+    """:func:`predicted_rank_tokens` on a :class:`Layout` (e.g. a placement between migration
+    rounds, which is no plan): ``[L, W]`` rows each rank receives per layer under ``dispatch``."""
+    check_dispatch(dispatch)
+    return _rank_sums(layout, _predicted_slots(layout, _check_routing(layout, routing), dispatch))
+
+
+def _rank_sums(layout: Layout, slots: list[np.ndarray]) -> np.ndarray:
     """``[L, W]``: per-slot rows summed over each rank's slots."""
     return np.stack([np.bincount(layout.slot_gpu[row], weights=s, minlength=layout.num_gpus)
                      for row, s in enumerate(slots)]).astype(np.int64)

@@ -1,6 +1,6 @@
 """Run a function in N local processes joined by one ``torch.distributed`` process group.
 
-The launcher the profiler uses for its all-to-all, meant for the runtime adapter too. Each
+The launcher of the profiler's all-to-all, the EP serving workers and the live apply. Each
 worker is a fresh ``spawn`` process (``torch.multiprocessing.start_processes``, what
 ``mp.spawn`` does) that sets ``MASTER_ADDR=127.0.0.1`` and a free port, limits torch to
 ``threads_per_worker`` threads (the workers share the host's cores), joins the group (gloo on

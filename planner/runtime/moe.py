@@ -39,7 +39,8 @@ from planner.errors import InputError
 if TYPE_CHECKING:  # pragma: no cover
     import torch
 
-__all__ = ["MoELayer", "make_layers", "random_tokens", "route", "check_routing", "swiglu", "reference_forward", "ROUTING_DEFAULTS"]
+__all__ = ["MoELayer", "make_layers", "random_tokens", "route", "check_routing", "check_stack", "swiglu", "reference_forward",
+           "ROUTING_DEFAULTS"]
 
 _FIELDS = ("router_weight", "gate_proj", "up_proj", "down_proj")
 

@@ -51,8 +51,9 @@ def _run(args) -> int:
     from planner.profiles import get_model
     from planner.runtime.moe import reference_forward
     from planner.runtime.sources import SYNTHETIC, load_source
-    from planner.runtime.dispatch import _layout, predicted_rank_tokens
-    from planner.runtime.workers import _result, _serve_worker
+    from planner.runtime._rank import serve_worker
+    from planner.runtime.dispatch import layout_of, predicted_rank_tokens
+    from planner.runtime.workers import gather_result
 
     for key in ("RANK", "WORLD_SIZE"):
         if key not in os.environ:
@@ -69,12 +70,12 @@ def _run(args) -> int:
     top_k = get_model(plan.inputs.model).top_k if name == SYNTHETIC else None
     layers, x, _, label = load_source(name, num_experts=rp.num_experts, top_k=top_k, num_layers=len(rp.layers),
                                       num_tokens=args.tokens, seed=args.seed)
-    layout = _layout(plan, len(layers))
+    layout = layout_of(plan, len(layers))
     if backend == "nccl":
         torch.cuda.set_device(local_rank)
     dist.init_process_group(backend)
     try:
-        record = _serve_worker(rank, world, layout, layers, x, (args.dispatch,), args.warmup, args.repeats,
+        record = serve_worker(rank, world, layout, layers, x, (args.dispatch,), args.warmup, args.repeats,
                                backend == "nccl", local_rank)
         gathered = [None] * world if rank == 0 else None
         dist.gather_object(record, gathered, dst=0)
@@ -84,7 +85,7 @@ def _run(args) -> int:
         return 0
     if any("runs" not in g for g in gathered):
         raise InputError("a rank could not load its slots (see its error above)")
-    res = _result(layout, [g["runs"][0] for g in gathered], x.shape[-2], args.dispatch, backend, args.repeats)
+    res = gather_result(layout, [g["runs"][0] for g in gathered], x.shape[-2], args.dispatch, backend, args.repeats)
     ref, routing = reference_forward(layers, x)
     predicted = predicted_rank_tokens(plan, routing, dispatch=args.dispatch)
     out = {"launcher": "torchrun", "world_size": world, "backend": backend, "model": label, "dispatch": args.dispatch,
