@@ -82,14 +82,14 @@ def exit_code_for(exc: BaseException) -> int:
     return exc.exit_code if isinstance(exc, PlannerError) else 1
 
 
-def one_line(exc: BaseException, limit: int | None = None) -> str:
-    """An exception's message on one line (whitespace runs collapsed), at most ``limit`` characters;
-    the exception's class name when it has no message.
+def one_line(what: BaseException | str, limit: int | None = None) -> str:
+    """A message (an exception's, or text) on one line, whitespace runs collapsed, at most ``limit``
+    characters; an exception without a message gives its class name.
 
     >>> one_line(ValueError("bad   value"), limit=7)
     'bad val'
     >>> one_line(KeyError())
     'KeyError'
     """
-    text = " ".join(str(exc).split())[:limit]
-    return text or type(exc).__name__
+    text = " ".join(str(what).split())[:limit]
+    return text or ("" if isinstance(what, str) else type(what).__name__)

@@ -307,7 +307,7 @@ def _swap_singles(data):
 def test_single_replica_swap_is_infeasible_in_place(plans):
     current = plans[0]
     swapped = _edited(current, _swap_singles)
-    with pytest.raises(Infeasible, match=r"1 of 4 layer\(s\).*--spare-slots 1"):
+    with pytest.raises(Infeasible, match=r"1 of 4 layer\(s\).*spare_slots_per_gpu=1"):
         plan_migration(current, swapped, relabel=False)
     mig = plan_migration(current, swapped, relabel=False, spare_slots_per_gpu=1)
     assert (mig.copies, mig.staged, mig.steps) == (2, 2, 2)

@@ -17,6 +17,7 @@ so tests see what users see.
 from __future__ import annotations
 
 import inspect
+import re
 import sys
 import traceback
 import typing
@@ -28,7 +29,7 @@ import typer
 from typer.core import TyperGroup
 
 from planner.cli.options import RENAMED_FLAGS, flag_for
-from planner.errors import InputError, PlannerError, exit_code_for
+from planner.errors import InputError, PlannerError, exit_code_for, one_line
 
 __all__ = ["CliState", "CliGroup"]
 
@@ -42,6 +43,8 @@ _BAD_PARAMETER = typer.BadParameter
 _MISSING_PARAMETER = _CLICK_EXCEPTIONS.MissingParameter
 _NO_SUCH_OPTION = _CLICK_EXCEPTIONS.NoSuchOption
 _NO_ARGS_IS_HELP = getattr(_CLICK_EXCEPTIONS, "NoArgsIsHelpError", ())
+# a remedy in a library message, written as the keyword argument a notebook user would pass
+_KEYWORD = re.compile(r"\b([a-z][a-z0-9_]*)=([^\s,;:()]+)")
 
 
 @dataclass
@@ -68,7 +71,7 @@ class CliGroup(TyperGroup):
             typer.echo(exc.ctx.get_help())
             code = 0
         except _CLICK_EXCEPTION as exc:
-            typer.echo(f"moeplan: error: {_one_line(_usage_message(exc, args))}", err=True)
+            typer.echo(f"moeplan: error: {one_line(_usage_message(exc, args))}", err=True)
             code = exc.exit_code
         except typer.Abort:
             typer.echo("moeplan: aborted", err=True)
@@ -76,13 +79,13 @@ class CliGroup(TyperGroup):
         except PlannerError as exc:
             if state.debug:
                 traceback.print_exc(file=sys.stderr)
-            typer.echo(f"moeplan: error: {_one_line(self._planner_message(exc, state.command)) or type(exc).__name__}",
+            typer.echo(f"moeplan: error: {one_line(self._planner_message(exc, state.command)) or type(exc).__name__}",
                        err=True)
             code = exit_code_for(exc)
         except Exception as exc:  # a bug: say so, keep the traceback for --debug
             if state.debug:
                 traceback.print_exc(file=sys.stderr)
-            typer.echo(f"moeplan: internal error: {type(exc).__name__}: {_one_line(str(exc)) or type(exc).__name__} "
+            typer.echo(f"moeplan: internal error: {type(exc).__name__}: {one_line(str(exc)) or type(exc).__name__} "
                        "(rerun with --debug for the traceback)", err=True)
             code = 1
         else:
@@ -94,14 +97,22 @@ class CliGroup(TyperGroup):
         sys.exit(code)
 
     def _planner_message(self, exc: PlannerError, command: str | None) -> str:
-        """``--flag: message`` when the error names a parameter the command fills from a flag."""
+        """The library's message in the command's words: ``--flag: message`` when the error names a
+        parameter the command fills from a flag, and a remedy written as a Python keyword argument
+        (``spare_slots_per_gpu=1``) as the flag to give (``--spare-slots 1``)."""
+        cmd = self.commands.get(command or "")
+        flags = {o for p in cmd.params for o in (*p.opts, *p.secondary_opts)} if cmd is not None else set()
+        text = str(exc)
         if isinstance(exc, InputError):
-            cmd = self.commands.get(command or "")
-            flags = {o for p in cmd.params for o in (*p.opts, *p.secondary_opts)} if cmd is not None else set()
             flag = flag_for(exc.param, command, flags)
             if flag is not None:
-                return f"{flag}: {exc.message}"
-        return str(exc)
+                text = f"{flag}: {exc.message}"
+
+        def as_flag(m: re.Match) -> str:
+            flag = flag_for(m.group(1), command, flags)
+            return m.group(0) if flag is None else f"{flag} {m.group(2)}"
+
+        return _KEYWORD.sub(as_flag, text)
 
 
 def _usage_message(exc, args: list[str]) -> str:
@@ -151,7 +162,3 @@ def _given(args: list[str], opts: Sequence[str]) -> str | None:
             elif opt.startswith("--") and arg.startswith(opt + "="):
                 value = arg[len(opt) + 1:]
     return value
-
-
-def _one_line(text: str) -> str:
-    return " ".join(text.split())

@@ -79,7 +79,7 @@ def replicas(
         write_plan(plan, output)
     certs_text, certs = "", []
     if certify:
-        from planner.replicas import certificate_table, certify_plan
+        from planner.replicas.certify import certificate_table, certify_plan
 
         certs = certify_plan(plan, data, time_limit_s=time_limit_s)
         certs_text = ("\n\nMILP certificates (sampled planning steps):\n" + certificate_table(certs)) if certs else (

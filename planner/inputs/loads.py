@@ -62,32 +62,32 @@ class ExpertLoads:
     def __post_init__(self) -> None:
         arr = np.asarray(self.counts)
         if arr.dtype == object or not (np.issubdtype(arr.dtype, np.number) or arr.dtype == bool):
-            raise InputError(f"counts: expected numbers, got dtype {arr.dtype}")
+            raise InputError(f"expected numbers, got dtype {arr.dtype}", param="counts")
         arr = np.array(arr, dtype=np.float64)
         if arr.ndim == 2:
             arr = arr[None, :, :]
         if arr.ndim != 3:
             raise InputError(
-                f"counts: expected shape [steps, layers, experts] or [layers, experts], got {list(arr.shape)}"
+                f"expected shape [steps, layers, experts] or [layers, experts], got {list(arr.shape)}", param="counts"
             )
         if 0 in arr.shape:
-            raise InputError(f"counts: empty array of shape {list(arr.shape)}")
+            raise InputError(f"empty array of shape {list(arr.shape)}", param="counts")
         bad = ~np.isfinite(arr)
         if bad.any():
             s, l, e = (int(i) for i in np.argwhere(bad)[0])
-            raise InputError(f"counts: non-finite value {arr[s, l, e]} at step {s}, layer row {l}, expert {e}")
+            raise InputError(f"non-finite value {arr[s, l, e]} at step {s}, layer row {l}, expert {e}", param="counts")
         if (arr < 0).any():
             s, l, e = (int(i) for i in np.argwhere(arr < 0)[0])
-            raise InputError(f"counts: negative value {arr[s, l, e]:g} at step {s}, layer row {l}, expert {e}")
+            raise InputError(f"negative value {arr[s, l, e]:g} at step {s}, layer row {l}, expert {e}", param="counts")
         arr.setflags(write=False)
         object.__setattr__(self, "counts", arr)
         ids = tuple(int(i) for i in self.layer_ids) if len(self.layer_ids) else tuple(range(arr.shape[1]))
         if len(ids) != arr.shape[1]:
-            raise InputError(f"layer_ids: {len(ids)} ids for {arr.shape[1]} layer rows in counts")
+            raise InputError(f"{len(ids)} ids for {arr.shape[1]} layer rows in counts", param="layer_ids")
         if len(set(ids)) != len(ids):
-            raise InputError(f"layer_ids: duplicate layer ids in {list(ids)}")
+            raise InputError(f"duplicate layer ids in {list(ids)}", param="layer_ids")
         if any(i < 0 for i in ids):
-            raise InputError(f"layer_ids: negative layer id in {list(ids)}")
+            raise InputError(f"negative layer id in {list(ids)}", param="layer_ids")
         object.__setattr__(self, "layer_ids", ids)
         object.__setattr__(self, "provenance", MappingProxyType(dict(self.provenance)))
 
@@ -126,7 +126,7 @@ class ExpertLoads:
         ids = [int(i) for i in layer_ids]
         missing = [i for i in ids if i not in self.layer_ids]
         if missing:
-            raise InputError(f"layer_ids: layers {missing} are not in the loads (have {list(self.layer_ids)})")
+            raise InputError(f"layers {missing} are not in the loads (have {list(self.layer_ids)})", param="layer_ids")
         rows = [self.layer_ids.index(i) for i in ids]
         return ExpertLoads(self.counts[:, rows, :], ids, self.model, self.source, self.provenance)
 
@@ -134,7 +134,7 @@ class ExpertLoads:
         """Steps ``start:stop`` (a time window)."""
         part = self.counts[start:stop]
         if part.shape[0] == 0:
-            raise InputError(f"window: steps {start}:{stop} select nothing of {self.num_steps} steps")
+            raise InputError(f"steps {start}:{stop} select nothing of {self.num_steps} steps", param="window")
         return ExpertLoads(part, self.layer_ids, self.model, self.source, self.provenance)
 
     def layer_stats(self) -> list[LayerStats]:

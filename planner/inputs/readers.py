@@ -79,9 +79,9 @@ def read_loads(paths, *, fmt: str | None = None, num_experts: int | None = None)
     """
     items = _path_list(paths)
     if fmt is not None and fmt not in FORMATS:
-        raise InputError(f"fmt: unknown format {fmt!r}; known: {', '.join(FORMATS)}")
+        raise InputError(f"unknown format {fmt!r}; known: {', '.join(FORMATS)}", param="fmt")
     if num_experts is not None and (type(num_experts) is not int or num_experts < 1):
-        raise InputError(f"num_experts: expected a positive integer, got {num_experts!r}")
+        raise InputError(f"expected a positive integer, got {num_experts!r}", param="num_experts")
     builtin = [p for p in items if isinstance(p, str) and p.startswith(_BUILTIN)]
     if builtin:
         if len(items) > 1:
@@ -179,10 +179,10 @@ def _path_list(paths) -> list:
         bad = [p for p in paths if not isinstance(p, (str, os.PathLike))]
         if not bad:
             return list(paths)
-        raise InputError(f"paths: expected file paths, got {type(bad[0]).__name__} {bad[0]!r}")
+        raise InputError(f"expected file paths, got {type(bad[0]).__name__} {bad[0]!r}", param="paths")
     if isinstance(paths, (list, tuple)):
-        raise InputError("paths: no files given")
-    raise InputError(f"paths: expected a path or a list of paths, got {type(paths).__name__}")
+        raise InputError("no files given", param="paths")
+    raise InputError(f"expected a path or a list of paths, got {type(paths).__name__}", param="paths")
 
 
 def _check_file(path: Path, where: str) -> None:

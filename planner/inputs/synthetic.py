@@ -84,11 +84,11 @@ def synthetic_trace(*, num_steps=400, num_layers=58, num_experts=256, top_k=8, t
         if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or value < 1:
             raise InputError(f"{name}: must be a positive integer, got {value!r}")
     if isinstance(first_layer, bool) or not isinstance(first_layer, (int, np.integer)) or first_layer < 0:
-        raise InputError(f"first_layer: must be a non-negative integer, got {first_layer!r}")
+        raise InputError(f"must be a non-negative integer, got {first_layer!r}", param="first_layer")
     if not (0 <= zipf_low <= zipf_high) or not np.isfinite(zipf_high):
         raise InputError(f"zipf_low, zipf_high: need 0 <= zipf_low <= zipf_high < inf, got {zipf_low}, {zipf_high}")
     if not (0 <= drift < np.inf):
-        raise InputError(f"drift: must be finite and >= 0, got {drift}")
+        raise InputError(f"must be finite and >= 0, got {drift}", param="drift")
 
     rng = np.random.default_rng(seed)
     # 1. popularity per layer: Zipf-like in rank, ranks shuffled over the experts
@@ -147,7 +147,7 @@ def calibration_stats(loads: ExpertLoads, *, ep_ranks: int = 32) -> dict:
     """
     experts = loads.num_experts
     if isinstance(ep_ranks, bool) or not isinstance(ep_ranks, (int, np.integer)) or ep_ranks < 1 or experts % ep_ranks:
-        raise InputError(f"ep_ranks: must be a positive divisor of the {experts} experts, got {ep_ranks!r}")
+        raise InputError(f"must be a positive divisor of the {experts} experts, got {ep_ranks!r}", param="ep_ranks")
     rank_load = loads.counts.reshape(loads.num_steps, loads.num_layers, ep_ranks, -1).sum(axis=3)
     mean = rank_load.mean(axis=2)
     gap = np.divide(rank_load.max(axis=2) - mean, mean, out=np.zeros_like(mean), where=mean > 0)

@@ -260,7 +260,7 @@ def _infeasible_message(failed: list[tuple[int, MigrationInfeasible]], num_layer
     return (
         f"{len(failed)} of {num_layers} layer(s) cannot migrate with {spare} staging slot(s) per GPU: their experts "
         f"must move in cycles in which each has a single replica, so overwriting any of them leaves an expert "
-        f"unserved ({parts}{more}); allow 1 staging slot per GPU (spare_slots_per_gpu=1, --spare-slots 1: one extra "
+        f"unserved ({parts}{more}); allow 1 staging slot per GPU (spare_slots_per_gpu=1: one extra "
         f"expert copy, {bytes_per_expert / 1e6:.1f} MB, per GPU and migrating layer)"
     )
 
@@ -325,7 +325,7 @@ def plan_migration(current: Plan, new: Plan, *, relabel: bool = True, spare_slot
                 continue
             c = report.failures[0]
             if which == "new":
-                raise InputError(f"loads: the new plan does not verify on them: {c.name}: {c.detail}")
+                raise InputError(f"the new plan does not verify on them: {c.name}: {c.detail}", param="loads")
             # a bug: relabelling and slot order change no metric
             raise PlannerError(f"internal error: target plan fails verification: {c.name}: {c.detail}")
     return Migration(tuple(layers), target, a.bytes_per_expert, spare_slots_per_gpu, relabel)

@@ -77,7 +77,7 @@ class ParallelLayout:
         for name in ("tp", "pp", "dp", "ep", "moe_tp"):
             value = getattr(self, name)
             if isinstance(value, bool) or not isinstance(value, numbers.Integral) or value < 1:
-                raise InputError(f"layout: {name} must be an integer >= 1, got {value!r}")
+                raise InputError(f"{name} must be an integer >= 1, got {value!r}", param="layout")
             object.__setattr__(self, name, int(value))  # numpy integers from a sweep become ints
         if self.ep * self.moe_tp != self.tp * self.dp:
             raise InputError(
@@ -109,16 +109,16 @@ class ParallelLayout:
             A string that is not a layout label, or degrees that break the layout rules.
         """
         if not isinstance(label, str):
-            raise InputError(f"layout: expected a label such as 'tp1pp1dp8ep8', got {label!r}")
+            raise InputError(f"expected a label such as 'tp1pp1dp8ep8', got {label!r}", param="layout")
         match = _LABEL.fullmatch(label.strip().lower())
         if match is None:
             raise InputError(
-                f"layout: malformed label {label!r}; expected tp<N>pp<N>dp<N>ep<N> with optional moetp<N>, "
-                "e.g. 'tp1pp1dp8ep8' or 'tp2pp1dp1ep1moetp2'"
+                f"malformed label {label!r}; expected tp<N>pp<N>dp<N>ep<N> with optional moetp<N>, "
+                "e.g. 'tp1pp1dp8ep8' or 'tp2pp1dp1ep1moetp2'", param="layout"
             )
         tp, pp, dp, etp, ep, moetp = match.groups()
         if etp is not None and moetp is not None and int(etp) != int(moetp):
-            raise InputError(f"layout: {label!r} gives etp{etp} and moetp{moetp}; give one")
+            raise InputError(f"{label!r} gives etp{etp} and moetp{moetp}; give one", param="layout")
         moe_tp = int(moetp or etp or 1)
         return ParallelLayout(tp=int(tp), pp=int(pp), dp=int(dp), ep=int(ep), moe_tp=moe_tp)
 

@@ -535,15 +535,15 @@ def kv_tokens_for_budget(
     [332072, 295723, 186675]
     """
     if "expert_slots_per_gpu" in options:
-        raise InputError("kv_tokens_for_budget: give the slot counts in expert_slots_per_gpu_list")
+        raise InputError("give the slot counts in expert_slots_per_gpu_list", param="kv_tokens_for_budget")
     p = _prepare(model, gpu, layout, **options)
     slots = np.asarray(expert_slots_per_gpu_list)
     if slots.ndim != 1 or slots.size == 0 or not np.issubdtype(slots.dtype, np.integer):
         raise InputError("expert_slots_per_gpu_list must be a non-empty list of integers")
     if slots.min() < p.slots:
         raise InputError(
-            f"expert_slots_per_gpu_list: {int(slots.min())} slots per GPU x ep={p.lay.ep} cannot hold "
-            f"{p.arch.num_routed_experts} experts (need >= {p.slots})"
+            f"{int(slots.min())} slots per GPU x ep={p.lay.ep} cannot hold "
+            f"{p.arch.num_routed_experts} experts (need >= {p.slots})", param="expert_slots_per_gpu_list"
         )
     per_stage = []
     for st, free, slot_bytes in zip(p.stages, p.free_before_experts, p.slot_bytes):

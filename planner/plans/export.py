@@ -123,7 +123,7 @@ def export_plan(plan: Plan, target: str, *, model: ModelArch | None = None) -> E
         Unknown target, or the target cannot express the plan (the message says why).
     """
     if target not in TARGETS:
-        raise InputError(f"target: unknown {target!r}; known: {', '.join(TARGETS)}")
+        raise InputError(f"unknown {target!r}; known: {', '.join(TARGETS)}", param="target")
     arch = model or get_model(plan.inputs.model)
     P = _uniform_slots(plan, target)
     rows, filled = _rows_by_layer(plan, arch, P)

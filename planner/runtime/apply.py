@@ -321,9 +321,9 @@ def apply_plan(
 
     check_dispatch(dispatch)
     if backend not in BACKENDS:
-        raise InputError(f"backend: unknown {backend!r}; known: {', '.join(BACKENDS)}")
+        raise InputError(f"unknown {backend!r}; known: {', '.join(BACKENDS)}", param="backend")
     if not tol >= 0:
-        raise InputError(f"tol: must be >= 0, got {tol!r}")
+        raise InputError(f"must be >= 0, got {tol!r}", param="tol")
     layers, x = check_stack(model_layers, tokens)
     layout_of(current, len(layers))
     layout_of(new, len(layers))

@@ -64,7 +64,7 @@ def layout_of(plan: Plan, num_rows: int | None = None) -> Layout:
     rp = plan.replicas
     rows = len(rp.physical_to_logical)
     if num_rows is not None and rows != num_rows:
-        raise InputError(f"model_layers: {num_rows} layer(s) but the plan has {rows} row(s) (layers {rp.layers})")
+        raise InputError(f"{num_rows} layer(s) but the plan has {rows} row(s) (layers {rp.layers})", param="model_layers")
     p2l, gpu, node, weights = [], [], [], []
     for row in range(rows):
         p = np.asarray(rp.physical_to_logical[row], dtype=np.int64)
@@ -180,7 +180,7 @@ def assign_slots(experts: np.ndarray, rank: int, replicas: list[np.ndarray], sta
 def check_dispatch(dispatch: str) -> None:
     """InputError unless ``dispatch`` is one of :data:`DISPATCHES`."""
     if dispatch not in DISPATCHES:
-        raise InputError(f"dispatch: unknown {dispatch!r}; known: {', '.join(DISPATCHES)}")
+        raise InputError(f"unknown {dispatch!r}; known: {', '.join(DISPATCHES)}", param="dispatch")
 
 
 def routing_counts(routing, num_experts: int) -> np.ndarray:
@@ -201,11 +201,11 @@ def _check_routing(layout: Layout, routing) -> np.ndarray:
     if r.ndim == 2:
         r = r[None]
     if r.ndim != 3 or not np.issubdtype(r.dtype, np.integer):
-        raise InputError(f"routing: expected integer expert ids [layers, tokens, top_k], got {r.dtype} {list(r.shape)}")
+        raise InputError(f"expected integer expert ids [layers, tokens, top_k], got {r.dtype} {list(r.shape)}", param="routing")
     if r.shape[0] != len(layout.physical_to_logical):
-        raise InputError(f"routing: {r.shape[0]} layer(s) but the plan has {len(layout.physical_to_logical)} row(s)")
+        raise InputError(f"{r.shape[0]} layer(s) but the plan has {len(layout.physical_to_logical)} row(s)", param="routing")
     if r.size and (r.min() < 0 or r.max() >= layout.num_experts):
-        raise InputError(f"routing: expert ids must be in 0..{layout.num_experts - 1}")
+        raise InputError(f"expert ids must be in 0..{layout.num_experts - 1}", param="routing")
     return r.astype(np.int64)
 
 

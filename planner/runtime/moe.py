@@ -144,17 +144,17 @@ class MoELayer:
         tensors = [torch.as_tensor(t, dtype=torch.float32).contiguous() for t in (router_weight, gate_proj, up_proj, down_proj)]
         r, g, u, d = tensors
         if r.ndim != 2:
-            raise InputError(f"router_weight: expected [experts, hidden], got shape {list(r.shape)}")
+            raise InputError(f"expected [experts, hidden], got shape {list(r.shape)}", param="router_weight")
         E, H = r.shape
         if g.ndim != 3 or g.shape[0] != E or g.shape[2] != H:
-            raise InputError(f"gate_proj: expected [{E}, intermediate, {H}], got shape {list(g.shape)}")
+            raise InputError(f"expected [{E}, intermediate, {H}], got shape {list(g.shape)}", param="gate_proj")
         I = g.shape[1]
         if tuple(u.shape) != (E, I, H):
-            raise InputError(f"up_proj: expected [{E}, {I}, {H}], got shape {list(u.shape)}")
+            raise InputError(f"expected [{E}, {I}, {H}], got shape {list(u.shape)}", param="up_proj")
         if tuple(d.shape) != (E, H, I):
-            raise InputError(f"down_proj: expected [{E}, {H}, {I}], got shape {list(d.shape)}")
+            raise InputError(f"expected [{E}, {H}, {I}], got shape {list(d.shape)}", param="down_proj")
         if not isinstance(top_k, int) or not 1 <= top_k <= E:
-            raise InputError(f"top_k: must be an integer in 1..{E}, got {top_k!r}")
+            raise InputError(f"must be an integer in 1..{E}, got {top_k!r}", param="top_k")
         self.router_weight, self.gate_proj, self.up_proj, self.down_proj = tensors
         self.top_k = top_k
         self.routing = check_routing(routing, E, top_k)
@@ -162,13 +162,13 @@ class MoELayer:
         if score_bias is not None:
             self.score_bias = torch.as_tensor(score_bias, dtype=torch.float32).contiguous()
             if tuple(self.score_bias.shape) != (E,):
-                raise InputError(f"score_bias: expected [{E}], got shape {list(self.score_bias.shape)}")
+                raise InputError(f"expected [{E}], got shape {list(self.score_bias.shape)}", param="score_bias")
         self.shared = None
         if shared is not None:
             sg, su, sd = (torch.as_tensor(t, dtype=torch.float32).contiguous() for t in shared)
             if sg.ndim != 2 or sg.shape[1] != H or tuple(su.shape) != tuple(sg.shape) or tuple(sd.shape) != (H, sg.shape[0]):
-                raise InputError(f"shared: expected gate/up [I_s, {H}] and down [{H}, I_s], got shapes "
-                                 f"{list(sg.shape)}, {list(su.shape)}, {list(sd.shape)}")
+                raise InputError(f"expected gate/up [I_s, {H}] and down [{H}, I_s], got shapes "
+                                 f"{list(sg.shape)}, {list(su.shape)}, {list(sd.shape)}", param="shared")
             self.shared = (sg, su, sd)
 
     @classmethod
@@ -268,7 +268,7 @@ def check_stack(layers: Sequence[MoELayer], tokens) -> tuple[list[MoELayer], np.
     (``[T, H]`` for the stack, or ``[L, T, H]``: each layer's own input, e.g. captured from a model)."""
     layers = [layers] if isinstance(layers, MoELayer) else list(layers)
     if not layers:
-        raise InputError("model_layers: empty; give at least one MoELayer")
+        raise InputError("empty; give at least one MoELayer", param="model_layers")
     for i, layer in enumerate(layers):
         if not isinstance(layer, MoELayer):
             raise InputError(f"model_layers[{i}]: expected a MoELayer, got {type(layer).__name__}")
@@ -280,10 +280,10 @@ def check_stack(layers: Sequence[MoELayer], tokens) -> tuple[list[MoELayer], np.
     H = layers[0].hidden_size
     per_layer = x.ndim == 3 and x.shape[0] == len(layers) and x.shape[2] == H and x.shape[1] >= 1
     if not per_layer and (x.ndim != 2 or x.shape[1] != H or x.shape[0] < 1):
-        raise InputError(f"tokens: expected shape [tokens, {H}] (a stack's input) or [{len(layers)}, tokens, {H}] "
-                         f"(every layer's own input), got {list(x.shape)}")
+        raise InputError(f"expected shape [tokens, {H}] (a stack's input) or [{len(layers)}, tokens, {H}] "
+                         f"(every layer's own input), got {list(x.shape)}", param="tokens")
     if not np.isfinite(x).all():
-        raise InputError("tokens: non-finite values")
+        raise InputError("non-finite values", param="tokens")
     return layers, x
 
 

@@ -43,12 +43,12 @@ def load_source(name: str, *, num_experts: int | None = None, top_k: int | None 
     """
     token_seed = seed + 1 if token_seed is None else token_seed
     if not isinstance(num_tokens, int) or num_tokens < 1:
-        raise InputError(f"tokens: must be an integer >= 1, got {num_tokens!r}")
+        raise InputError(f"must be an integer >= 1, got {num_tokens!r}", param="num_tokens")
     if name == SYNTHETIC:
         from planner.runtime.moe import make_layers, random_tokens
 
         if not (num_experts and top_k and num_layers):
-            raise InputError("model: 'synthetic' needs the experts, top-k and layer count (from a plan)")
+            raise InputError("'synthetic' needs the experts, top-k and layer count (from a plan)", param="model")
         layers = make_layers(num_layers, hidden, intermediate, num_experts, top_k, seed=seed)
         return (layers, random_tokens(num_tokens, hidden, seed=token_seed), list(range(num_layers)),
                 f"synthetic {num_layers} layer(s) x {num_experts} experts, hidden {hidden}")

@@ -183,9 +183,9 @@ def serve_dispatches(
     dispatches = tuple(dispatches)
     bad = [d for d in dispatches if d not in DISPATCHES]
     if bad or not dispatches or len(set(dispatches)) != len(dispatches):
-        raise InputError(f"dispatch: unknown or repeated {bad or list(dispatches)}; known: {', '.join(DISPATCHES)}")
+        raise InputError(f"unknown or repeated {bad or list(dispatches)}; known: {', '.join(DISPATCHES)}", param="dispatch")
     if backend not in BACKENDS:
-        raise InputError(f"backend: unknown {backend!r}; known: {', '.join(BACKENDS)}")
+        raise InputError(f"unknown {backend!r}; known: {', '.join(BACKENDS)}", param="backend")
     for name, value, low in (("warmup", warmup, 0), ("repeats", repeats, 1)):
         if not isinstance(value, int) or value < low:
             raise InputError(f"{name}: must be an integer >= {low}, got {value!r}")
@@ -193,7 +193,7 @@ def serve_dispatches(
     layout = layout_of(plan, len(layers))
     W = layout.num_gpus if world_size is None else world_size
     if W != layout.num_gpus:
-        raise InputError(f"world_size: the plan places slots on {layout.num_gpus} GPUs, got world_size={W}")
+        raise InputError(f"the plan places slots on {layout.num_gpus} GPUs, got world_size={W}", param="world_size")
     return serve_layout(layout, layers, x, dispatches, backend=backend, warmup=warmup, repeats=repeats,
                         timeout_s=timeout_s, threads_per_worker=threads_per_worker)
 

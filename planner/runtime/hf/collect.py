@@ -70,7 +70,7 @@ def token_stream(model, num_tokens: int, *, batch_tokens: int = 2048, seed: int 
             raise InputError(f"{label}: must be an integer >= {low}, got {value!r}")
     limit = getattr(model.config, "max_position_embeddings", None)
     if limit and batch_tokens > limit:
-        raise InputError(f"batch_tokens: {batch_tokens} exceeds the model's max_position_embeddings {limit}")
+        raise InputError(f"{batch_tokens} exceeds the model's max_position_embeddings {limit}", param="batch_tokens")
     vocab = int(model.config.vocab_size)
     weights = 1.0 / np.arange(1, vocab + 1, dtype=np.float64) ** _ZIPF_EXPONENT
     ranks = np.random.default_rng(int(seed)).choice(vocab, size=int(num_tokens), p=weights / weights.sum())
@@ -93,12 +93,12 @@ def find_routers(model) -> list[tuple[int, str, Any]]:
             continue
         match = _LAYER_RE.search(f".{name}.")
         if match is None:
-            raise InputError(f"model: router module {name!r} ({type(module).__name__}) is not under a 'layers.<i>' module")
+            raise InputError(f"router module {name!r} ({type(module).__name__}) is not under a 'layers.<i>' module", param="model")
         found.append((int(match.group(1)), name, module))
     found.sort(key=lambda item: item[0])
     layers = [layer for layer, _, _ in found]
     if len(set(layers)) != len(layers):
-        raise InputError(f"model: several router modules in one hidden layer ({[n for _, n, _ in found]})")
+        raise InputError(f"several router modules in one hidden layer ({[n for _, n, _ in found]})", param="model")
     return found
 
 
@@ -152,10 +152,10 @@ def collect_loads(model, ids_batches: Iterable, *, name: str | None = None,
 
     routers = find_routers(model)
     if not routers:
-        raise InputError(f"model: {model_name(model)}: no router module (class name ending in 'Router'); not an MoE model")
+        raise InputError(f"{model_name(model)}: no router module (class name ending in 'Router'); not an MoE model", param="model")
     batches = [as_ids(b, i) for i, b in enumerate(ids_batches)]
     if not batches:
-        raise InputError("ids_batches: no batches given")
+        raise InputError("no batches given", param="ids_batches")
     total = sum(int(b.numel()) for b in batches)
     num_experts: dict[int, int] = {}
     top_k: dict[int, int] = {}

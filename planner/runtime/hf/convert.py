@@ -61,16 +61,16 @@ def moe_layers(model) -> list[MoELayer]:
     cfg = model.config
     model_type = getattr(cfg, "model_type", None)
     if model_type not in _SUPPORTED_TYPES:
-        raise InputError(f"model: type {model_type!r} has no MoELayer conversion; supported: {', '.join(_SUPPORTED_TYPES)}")
+        raise InputError(f"type {model_type!r} has no MoELayer conversion; supported: {', '.join(_SUPPORTED_TYPES)}", param="model")
     act = getattr(cfg, "hidden_act", "silu")
     if act != "silu":
-        raise InputError(f"model: hidden_act {act!r}; MoELayer experts are SwiGLU (silu)")
+        raise InputError(f"hidden_act {act!r}; MoELayer experts are SwiGLU (silu)", param="model")
     out = []
     for layer, name, router in find_routers(model):
         block = _block(model, name)
         experts = getattr(block, "experts", None)
         if experts is None or not hasattr(experts, "gate_up_proj") or not hasattr(experts, "down_proj"):
-            raise InputError(f"model: layer {layer}: no fused experts.gate_up_proj / down_proj (transformers >= 5 layout)")
+            raise InputError(f"layer {layer}: no fused experts.gate_up_proj / down_proj (transformers >= 5 layout)", param="model")
         gate_up = experts.gate_up_proj.detach().to("cpu", dtype=_f32())
         inter = gate_up.shape[1] // 2
         kwargs: dict[str, Any] = {}

@@ -80,15 +80,15 @@ def load_model(name_or_dir: str | os.PathLike):
         return _build_tiny(spec)
     path = Path(key)
     if not key or not path.exists():
-        raise InputError(f"model: unknown model {key!r}: neither a built-in tiny model ({known}) nor a directory")
+        raise InputError(f"unknown model {key!r}: neither a built-in tiny model ({known}) nor a directory", param="model")
     if not path.is_dir() or not (path / "config.json").is_file():
-        raise InputError(f"model: {key}: not a model directory with a config.json (built-in models: {known})")
+        raise InputError(f"{key}: not a model directory with a config.json (built-in models: {known})", param="model")
     require_runtime()
     model = _from_pretrained(path, key)
     if not find_routers(model):
         raise InputError(
-            f"model: {key}: not an MoE model: no router module (class name ending in 'Router') found "
-            f"in {type(model).__name__}; built-in models: {known}"
+            f"{key}: not an MoE model: no router module (class name ending in 'Router') found "
+            f"in {type(model).__name__}; built-in models: {known}", param="model"
         )
     set_model_name(model, key)
     return model
@@ -121,7 +121,7 @@ def _from_pretrained(path: Path, key: str):
                     raise
                 model = AutoModelForCausalLM.from_pretrained(path, **kwargs)
         except Exception as exc:  # whatever transformers raises on a bad directory is an input problem
-            raise InputError(f"model: {key}: transformers cannot load it: {_one_line(exc)}") from None
+            raise InputError(f"{key}: transformers cannot load it: {_one_line(exc)}", param="model") from None
     return model.eval()
 
 

@@ -74,7 +74,7 @@ def skew_target(name: str) -> ExpertLoads | None:
     """
     spec = TINY_MODELS.get(str(name).strip().lower())
     if spec is None:
-        raise InputError(f"model: unknown built-in model {name!r}; known: {', '.join(TINY_MODELS)}")
+        raise InputError(f"unknown built-in model {name!r}; known: {', '.join(TINY_MODELS)}", param="model")
     if spec.skew is None:
         return None
     from planner.inputs.readers import builtin_loads
