@@ -702,7 +702,7 @@ def _moved_bytes(table: OpTable) -> np.ndarray:
     """Bytes each memory-op row moves as the latency model counts them (0 for other rows): its
     model time on a 1 byte/s device at full efficiency without overhead, so that the spec and
     the model agree by construction."""
-    from planner.perf.latency import DEFAULT_FACTORS, MemoryOpFactors, memory_op_time_s
+    from planner.perf import DEFAULT_FACTORS, MemoryOpFactors, memory_op_time_s
 
     unit = GpuSpec(id="unit", names=(), vendor="", memory_bytes=1.0, hbm_bytes_per_s=1.0, bf16_flops_per_s=1.0,
                    fp8_flops_per_s=None, intra_node_bytes_per_s=1.0, inter_node_bytes_per_s=1.0,
@@ -772,7 +772,7 @@ def _alternate(values) -> np.ndarray:
 
 def _attention_error(points, spec: GpuSpec, factors):
     """(factors with the attention flops fraction fitted on alternate sizes, held-out median error)."""
-    from planner.perf.latency import AttentionFactors, attention_time_s
+    from planner.perf import AttentionFactors, attention_time_s
 
     if not points:
         return factors, None
@@ -787,7 +787,7 @@ def _attention_error(points, spec: GpuSpec, factors):
 
 def _expert_ffn_error(points, held_tokens, spec: GpuSpec, factors) -> float | None:
     """Median error of up GEMM + act + down GEMM (fitted op models) against whole-FFN times."""
-    from planner.perf.latency import gemm_time_s, memory_op_time_s
+    from planner.perf import gemm_time_s, memory_op_time_s
 
     errors = []
     for p in (p for p in points if p.tokens in held_tokens):
