@@ -1,5 +1,8 @@
 """Measured operator and collective timings: the shipped Vidur tables and moeplan's op-timing CSV.
 
+(Past 450 lines on purpose: each Vidur table converts to the op-timing format, the only one the
+calibration reads, so the two formats and their converters change together.)
+
 Shipped tables live in ``profiles/measured/`` and are read through ``importlib.resources`` (never a
 path relative to the working directory); ``profiles/measured/PROVENANCE.md`` says where they come
 from. Times are kernel times in **milliseconds**, as measured; sizes are bytes.
