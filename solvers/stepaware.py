@@ -39,11 +39,11 @@ import time
 
 import numpy as np
 
-from solvers._checks import positive_int
+from solvers._checks import check_weight, int_array, positive_int
 from solvers.packing import balanced_packing
-from solvers.replay import _check_weight, gpu_major_layout, replay_gpu_loads
+from solvers.replay import gpu_major_layout, replay_gpu_loads
 from solvers.report import SolveReport, relative_gap
-from solvers.swap import _swap_search, swap_search
+from solvers.swap import search_swaps, swap_search
 
 __all__ = [
     "plan_stepaware", "replica_counts_greedy", "pack_stepaware", "swap_search", "spread_capacity",
@@ -107,7 +107,7 @@ def plan_stepaware(weight, num_slots, num_gpus, *, num_nodes=1, capacity=None, e
     ([[0, 1, 3, 0, 2, 3]], [[0, 0, 0, 1, 1, 1]], 'stepaware-2e')
     """
     start = time.perf_counter()
-    w = _check_weight(weight)
+    w = check_weight(weight, "(T, L, E)")
     steps, layers, experts = w.shape
     num_gpus, num_nodes = positive_int(num_gpus, "num_gpus"), positive_int(num_nodes, "num_nodes")
     if num_gpus % num_nodes:
@@ -120,7 +120,7 @@ def plan_stepaware(weight, num_slots, num_gpus, *, num_nodes=1, capacity=None, e
     if capacity is None:
         cap = spread_capacity(slots, num_gpus)
     else:
-        cap = _int2(capacity, "capacity", (layers, num_gpus))
+        cap = int_array(capacity, "capacity", (layers, num_gpus))
         for layer in np.flatnonzero((cap < 0).any(axis=1) | (cap.sum(axis=1) != slots))[:1]:
             raise ValueError(f"capacity of layer {layer} must be >= 0 and sum to num_slots = {slots[layer]}")
     plan_w = w
@@ -134,7 +134,7 @@ def plan_stepaware(weight, num_slots, num_gpus, *, num_nodes=1, capacity=None, e
     phy2log, slot_gpu = pack_stepaware(plan_w, counts, cap, expert_nodes=nodes, gpus_per_node=gpn)
     solver, stop = "stepaware-2e", "completed"
     if swap_time_limit_s > 0:
-        phy2log, slot_gpu, stop = _swap_search(plan_w, phy2log, slot_gpu, num_gpus, swap_time_limit_s, None,
+        phy2log, slot_gpu, stop = search_swaps(plan_w, phy2log, slot_gpu, num_gpus, swap_time_limit_s, None,
                                                None if nodes is None else gpn)
         solver += "+swap"
     objective = float(replay_gpu_loads(w, phy2log, slot_gpu, num_gpus).max(axis=2).mean(axis=0).sum())
@@ -221,10 +221,10 @@ def pack_stepaware(weight, counts, capacity, *, expert_nodes=None, gpus_per_node
     >>> p2l.tolist(), gpu.tolist()
     ([[0, 1, 2, 3]], [[0, 0, 1, 1]])
     """
-    w = _check_weight(weight)
+    w = check_weight(weight, "(T, L, E)")
     layers, experts = w.shape[1:]
-    c = _int2(counts, "counts", (layers, experts))
-    cap = _int2(capacity, "capacity", (layers, None))
+    c = int_array(counts, "counts", (layers, experts))
+    cap = int_array(capacity, "capacity", (layers, "D"))
     num_gpus = cap.shape[1]
     gpn = num_gpus if expert_nodes is None else positive_int(gpus_per_node, "gpus_per_node")
     if num_gpus % gpn:
@@ -422,17 +422,7 @@ def _repair(layer, k, w, c, item_expert, gpu_of_item, load, total, free, holds, 
 
 # -- validation -----------------------------------------------------------------------------------
 def _weight2(weight):
-    if np.ndim(weight) != 2:
-        raise ValueError(f"weight_le must have shape (L, E), got {np.shape(weight)}")
-    return _check_weight(weight)[0]
-
-
-def _int2(value, name, shape):
-    arr = np.asarray(value)
-    if (not np.issubdtype(arr.dtype, np.integer) or arr.ndim != 2 or arr.shape[0] != shape[0]
-            or arr.shape[1] < 1 or shape[1] not in (None, arr.shape[1])):
-        raise ValueError(f"{name} must be an integer array of shape {shape}, got {arr.dtype} {arr.shape}")
-    return arr.astype(np.int64)
+    return check_weight(weight, "(L, E)", name="weight_le")
 
 
 def _slots(num_slots, layers):
@@ -443,7 +433,7 @@ def _slots(num_slots, layers):
 
 
 def _expert_nodes(expert_nodes, layers, experts, num_nodes):
-    nodes = _int2(expert_nodes, "expert_nodes", (layers, experts))
+    nodes = int_array(expert_nodes, "expert_nodes", (layers, experts))
     for layer, e in np.argwhere((nodes < 0) | (nodes >= num_nodes))[:1]:
         raise ValueError(f"expert_nodes[{layer}, {e}] = {nodes[layer, e]} is not a node in [0, {num_nodes})")
     return nodes
