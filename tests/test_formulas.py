@@ -147,10 +147,11 @@ def _tps(att):
 
 @pytest.mark.parametrize("model", MODELS, ids=lambda m: m.id)
 def test_attention_params_is_both_copies(model):
+    H = model.hidden_size
     for att in _attention_variants(model.attention):
-        assert attention_params(att, model.hidden_size) == old_attention_params(att, model.hidden_size)
+        assert attention_params(att, H) == old_attention_params(att, H)
         for tp in _tps(att):
-            assert attention_params(att, model.hidden_size, tp) == old_attention_params_per_rank(att, model.hidden_size, tp)
+            assert attention_params(att, H, tp) == old_attention_params_per_rank(att, H, tp)
 
 
 @pytest.mark.parametrize("model", MODELS, ids=lambda m: m.id)
@@ -197,8 +198,9 @@ def test_model_kv_bytes_per_sequence_is_the_old_loop(model):
 def _breakdowns():
     for model, tp, pp in itertools.product(MODELS, (1, 2, 4, 8), (1, 2)):
         for kv_dtype_bytes in (2, 1, 0.75):
+            layout = ParallelLayout(tp=tp, pp=pp, ep=tp)
             try:
-                yield from memory_per_stage(model, "h200", ParallelLayout(tp=tp, pp=pp, ep=tp), kv_dtype_bytes=kv_dtype_bytes)
+                yield from memory_per_stage(model, "h200", layout, kv_dtype_bytes=kv_dtype_bytes)
             except InputError:
                 continue
 
