@@ -19,9 +19,9 @@ Steps, per layer (hierarchical policy):
 The global policy is the same routine with ``G = N = 1``: step 1 is a no-op, step 2 replicates over
 all experts with budget ``P`` and step 3 packs all ``P`` items onto the ``D`` GPUs.
 
-Reference: deepseek-ai/EPLB ``eplb.py`` (MIT, 2025-03), test vector from its README; see
-``shared/reference/replication.md`` section 1. No code is taken from it. The result is a heuristic:
-nothing stops two replicas of one expert landing on one GPU, and more slots can lower balance.
+Reference: deepseek-ai/EPLB ``eplb.py`` (MIT, 2025-03), test vector from its README. No code is
+taken from it. The result is a heuristic: nothing stops two replicas of one expert landing on one
+GPU, and more slots can lower balance.
 """
 
 from __future__ import annotations

@@ -24,8 +24,9 @@ The reports returned here are for a *maximisation*: ``objective`` is the total g
 options, ``bound`` is an upper bound on the optimum (the optimum itself for ``"dp"``, HiGHS's dual
 bound for ``"milp"``), and ``gap = (bound - objective) / |objective|``.
 
-Reference: CRAFT (Zhao et al., MLSys 2026, arXiv 2603.28768) section 3.3 step 4; our
-feasibility study, ``shared/reference/feasibility-replicas.md`` ("CRAFT-style per-layer budget").
+Reference: CRAFT (Zhao et al., MLSys 2026, arXiv 2603.28768) section 3.3 step 4. What per-layer
+budgets save on a synthetic DeepSeek-scale trace, and why most of it needs engine patches to
+deploy: ``docs/replicas.md``, "Why these methods".
 """
 
 from __future__ import annotations

@@ -12,7 +12,7 @@ Load model: slot ``p`` of expert ``e`` carries the fraction ``f[l, p]`` of that 
 ``f = 1 / c[l, e]`` (even split over its ``c[l, e]`` replicas) unless an explicit split is given.
 The load of GPU ``g`` in step ``t`` is ``x[t, l, g] = sum over slots p on g of f[l, p] w[t, l, e(p)]``
 and the balancedness of a (step, layer) is ``b[t, l] = mean_g x / max_g x`` (``0 / 0 -> 1``), the
-metric of SGLang's ``compute_utilization_rate`` and CRAFT's replay (see the replication notes, §4).
+metric of SGLang's ``compute_utilization_rate`` and of CRAFT's replay (Zhao et al., arXiv 2603.28768).
 
 The loads are one batched matrix product per call: the layout is first folded into a routing
 matrix ``A[l, e, g] = sum of f over the slots of e on g``, then ``x[:, l] = w[:, l] @ A[l]``.

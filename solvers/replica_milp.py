@@ -41,10 +41,10 @@ time-limit stop apart. scipy's interface takes no
 starting solution, so a warm start becomes cutoff (7) and the fallback answer when HiGHS stops
 without a better incumbent.
 
-The GPU-symmetric model has a weak LP bound (close to perfect balance); in the feasibility study
-HiGHS proved optimality only for placement-only models at E = 16 and gave gaps of 2-8 % for the
-joint model at E = 16..32 after 60-120 s (``shared/reference/feasibility-replicas.md``,
-"Headroom"). Use it as a certificate on small layers, not as a planner.
+The GPU-symmetric model has a weak LP bound (close to perfect balance): HiGHS proved optimality
+only for placement-only models at E = 16 and left gaps of 2-8 % for the joint model at E = 16..32
+after 60-120 s per layer (measurements in ``docs/replicas.md``, "Why these methods"). Use it as a
+certificate on small layers, not as a planner.
 """
 
 from __future__ import annotations

@@ -1,4 +1,4 @@
-"""Per-step-aware replica planner ("method 2e"): EPLB replication + time-greedy projected packing.
+"""Per-step-aware replica planner: EPLB replication + time-greedy projected packing.
 
 Data: loads ``w[t, l, e] >= 0`` for ``T`` planning steps, ``L`` layers, ``E`` experts; ``P_l``
 slots in layer ``l``; ``D`` GPUs with ``cap[l, g]`` slots of layer ``l`` on GPU ``g``
@@ -14,7 +14,8 @@ Objective (replay): minimise ``sum_l mean_t max_g x[t, l, g]``, where a replica 
 which sets the layer's time. Replayed balancedness ``mean_g x / max_g x`` is its score
 (:mod:`solvers.replay`).
 
-Method (the replica feasibility study's 2e; step 1 is deepseek-ai/EPLB's):
+Method (step 1 is deepseek-ai/EPLB's; why these steps, with the measurements behind them:
+``docs/replicas.md``, "Why these methods"):
 
 1. counts: every expert starts with one replica; each further slot goes to the expert with the
    largest summed load per replica ``W / c`` among those with fewer than ``D`` copies
@@ -26,7 +27,7 @@ Method (the replica feasibility study's 2e; step 1 is deepseek-ai/EPLB's):
    the lower current total load, then the lower GPU index (:func:`pack_stepaware`). Without the
    projection, when ``P % D != 0`` the GPUs that keep an extra slot end up the busiest;
 3. optional: swaps of two replicas between GPUs while ``sum_t mean_t / max_t`` grows
-   (:func:`swap_search`; it adds nothing held-out on the study's trace, so it is off by default).
+   (:func:`swap_search`; on a per-step trace it adds nothing held-out, so it is off by default).
 
 Layouts are padded arrays ``phy2log [L, Pmax]`` and ``slot_gpu [L, Pmax]`` (``-1`` = padding at
 the row end), slots GPU-major and by expert id within a GPU. Step 2 costs ``O(T L D Pmax)``: one
@@ -55,7 +56,7 @@ _TIE_RTOL = 1e-12  # candidate objectives this close (relative) count as equal
 
 def plan_stepaware(weight, num_slots, num_gpus, *, num_nodes=1, capacity=None, expert_nodes=None,
                    sample_steps=200, swap_time_limit_s=0.0, seed=0):
-    """Replicate and place experts so that the busiest GPU is light in every step (method 2e).
+    """Replicate and place experts so that the busiest GPU is light in every step.
 
     Parameters
     ----------
@@ -77,8 +78,8 @@ def plan_stepaware(weight, num_slots, num_gpus, *, num_nodes=1, capacity=None, e
     sample_steps : int or None, default 200
         Plan on at most this many evenly spaced steps (None: all). Time is linear in the steps
         (1.3 s for 200 steps at L = 58, E = 256, D = 64, P = 320 on one core; 0.3 s for 50), so
-        the default bounds it on long traces. Study: 50 of 200 steps costs 0.6-0.8 point of balancedness
-        in-window and <= 0.3 held-out.
+        the default bounds it on long traces. Planning on 50 of 200 steps cost 0.6-0.8 point of
+        balancedness in-window and <= 0.3 held-out (``docs/replicas.md``, "Why these methods").
     swap_time_limit_s : float, default 0.0
         Time for :func:`swap_search` after the packing; 0 skips it.
     seed : int, default 0
@@ -104,7 +105,7 @@ def plan_stepaware(weight, num_slots, num_gpus, *, num_nodes=1, capacity=None, e
     >>> w = np.array([[[9.0, 1, 1, 1]], [[1.0, 1, 1, 9]], [[5.0, 1, 1, 5]]])
     >>> phy2log, slot_gpu, rep = plan_stepaware(w, 6, 2)
     >>> phy2log.tolist(), slot_gpu.tolist(), rep.solver
-    ([[0, 1, 3, 0, 2, 3]], [[0, 0, 0, 1, 1, 1]], 'stepaware-2e')
+    ([[0, 1, 3, 0, 2, 3]], [[0, 0, 0, 1, 1, 1]], 'stepaware')
     """
     start = time.perf_counter()
     w = check_weight(weight, "(T, L, E)")
@@ -132,7 +133,7 @@ def plan_stepaware(weight, num_slots, num_gpus, *, num_nodes=1, capacity=None, e
     else:
         counts = _node_counts(plan_w.sum(axis=0), nodes, cap.reshape(layers, num_nodes, gpn).sum(axis=2), gpn)
     phy2log, slot_gpu = pack_stepaware(plan_w, counts, cap, expert_nodes=nodes, gpus_per_node=gpn)
-    solver, stop = "stepaware-2e", "completed"
+    solver, stop = "stepaware", "completed"
     if swap_time_limit_s > 0:
         phy2log, slot_gpu, stop = search_swaps(plan_w, phy2log, slot_gpu, num_gpus, swap_time_limit_s, None,
                                                None if nodes is None else gpn)
@@ -180,7 +181,7 @@ def replica_counts_greedy(weight_le, num_slots, *, max_copies) -> np.ndarray:
 
 
 def pack_stepaware(weight, counts, capacity, *, expert_nodes=None, gpus_per_node=None, projection=True):
-    """Place replicas greedily so that every step's busiest GPU stays light (step 2 of 2e).
+    """Place replicas greedily so that every step's busiest GPU stays light (step 2 of :func:`plan_stepaware`).
 
     Parameters
     ----------

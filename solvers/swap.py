@@ -1,4 +1,4 @@
-"""Swap local search for replica layouts (the feasibility study's method 3 / 3e).
+"""Swap local search for replica layouts (optional after a packing: ``docs/replicas.md``, "Why these methods").
 
 Per layer, repeatedly: rank GPUs by how often they are a step's busiest; for the busiest ones,
 evaluate every swap of one of their replicas with a replica on another GPU (vectorised over the
@@ -23,7 +23,7 @@ _TIE_RTOL = 1e-12  # scores this close (relative) count as equal
 
 
 def swap_search(weight, phy2log, slot_gpu, num_gpus, *, time_limit_s=1.0, max_steps=None, gpus_per_node=None):
-    """Swap replicas between GPUs while ``sum_t mean_t / max_t`` grows (method 3e), per layer.
+    """Swap replicas between GPUs while ``sum_t mean_t / max_t`` grows, per layer.
 
     Each round takes the GPUs by how often they are a step's busiest, evaluates every swap of one
     of their replicas with a replica on another GPU (vectorised over pairs and steps; the top 3
