@@ -1,5 +1,7 @@
 """Per-step-aware replica planner: EPLB replication + time-greedy projected packing.
 
+(Past 450 lines on purpose: one planner's three steps, each public, and the checks they share.)
+
 Data: loads ``w[t, l, e] >= 0`` for ``T`` planning steps, ``L`` layers, ``E`` experts; ``P_l``
 slots in layer ``l``; ``D`` GPUs with ``cap[l, g]`` slots of layer ``l`` on GPU ``g``
 (``sum_g cap[l, g] = P_l``); optionally ``N`` nodes of ``D / N`` GPUs and a node ``n[l, e]`` per

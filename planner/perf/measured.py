@@ -347,9 +347,12 @@ def _frozen(table):
     return table
 
 
-def _read_rows(kind: str, name: str) -> list[dict[str, str]]:
+def _read_table(kind: str, gpu: str, what: str) -> tuple[list[dict[str, str]], str, str]:
+    """Rows of the shipped table of ``kind`` for ``gpu`` and ``what``, its GPU id and its own name for ``what``."""
+    name = _find(kind, gpu, what)
     text = _measured_dir(kind).joinpath(name).read_text(encoding="utf-8")
-    return list(csv.DictReader(io.StringIO(text)))
+    gpu_id, what = next((g, w) for (g, w), n in _index(kind).items() if n == name)
+    return list(csv.DictReader(io.StringIO(text))), gpu_id, what
 
 
 @functools.cache
@@ -367,9 +370,7 @@ def load_compute_table(gpu: str, model_name: str) -> ComputeTable:
     ProfileNotFound
         No such table; the message lists the shipped ones.
     """
-    name = _find("compute", gpu, model_name)
-    rows = _read_rows("compute", name)
-    gpu_id, model = next((g, w) for (g, w), n in _index("compute").items() if n == name)
+    rows, gpu_id, model = _read_table("compute", gpu, model_name)
     first = rows[0]
     ops = list(_VIDUR_OPS)
     count = len(rows)
@@ -409,9 +410,7 @@ def load_network_table(gpu: str, collective: str) -> NetworkTable:
     >>> sorted(set(t.num_workers.tolist())), int(t.size_bytes.max())
     ([2, 4, 8], 67108864)
     """
-    name = _find("network", gpu, collective)
-    rows = _read_rows("network", name)
-    gpu_id, what = next((g, w) for (g, w), n in _index("network").items() if n == name)
+    rows, gpu_id, what = _read_table("network", gpu, collective)
     return _frozen(NetworkTable(
         gpu=gpu_id,
         collective=what,
