@@ -28,9 +28,33 @@ __all__ = [
 
 
 class PlannerError(Exception):
-    """Base of every error moeplan raises on purpose."""
+    """Base of every error moeplan raises on purpose.
+
+    ``remedy`` holds parameter values that would avoid the error, written out after the message as
+    the keyword arguments a notebook user passes; the CLI shows them as the flags to give.
+
+    >>> str(Infeasible("2 layers cannot migrate in place", remedy={"spare_slots_per_gpu": 1}))
+    '2 layers cannot migrate in place; try spare_slots_per_gpu=1'
+    """
 
     exit_code = 1
+
+    def __init__(self, message: str = "", *, remedy: dict | None = None) -> None:
+        super().__init__(message)
+        self.message = message
+        self.remedy = dict(remedy or {})
+
+    def __str__(self) -> str:
+        return self.message + self.remedy_text(lambda name: f"{name}=")
+
+    def remedy_text(self, spell) -> str:
+        """``"; try a=1, b=2"`` with each parameter written as ``spell(name)`` (``""`` without a remedy)."""
+        if not self.remedy:
+            return ""
+        return "; try " + ", ".join(f"{spell(k)}{v}" for k, v in self.remedy.items())
+
+    def __reduce__(self):  # keep the keyword fields when an error crosses a process boundary (runtime workers)
+        return self.__class__, (self.message,), dict(self.__dict__)
 
 
 class InputError(PlannerError, ValueError):
@@ -46,16 +70,12 @@ class InputError(PlannerError, ValueError):
 
     exit_code = 2
 
-    def __init__(self, message: str = "", *, param: str | None = None) -> None:
-        super().__init__(message)
-        self.message = message
+    def __init__(self, message: str = "", *, param: str | None = None, remedy: dict | None = None) -> None:
+        super().__init__(message, remedy=remedy)
         self.param = param
 
     def __str__(self) -> str:
-        return f"{self.param}: {self.message}" if self.param else self.message
-
-    def __reduce__(self):  # keep ``param`` when an error crosses a process boundary (runtime workers)
-        return self.__class__, (self.message,), dict(self.__dict__)
+        return (f"{self.param}: " if self.param else "") + super().__str__()
 
 
 class ProfileNotFound(InputError, KeyError):

@@ -19,9 +19,9 @@ Steps, per layer (hierarchical policy):
 The global policy is the same routine with ``G = N = 1``: step 1 is a no-op, step 2 replicates over
 all experts with budget ``P`` and step 3 packs all ``P`` items onto the ``D`` GPUs.
 
-Reference: deepseek-ai/EPLB ``eplb.py`` (MIT, 2025-03), test vector from its README; see
-``shared/reference/replication.md`` section 1. No code is taken from it. The result is a heuristic:
-nothing stops two replicas of one expert landing on one GPU, and more slots can lower balance.
+Reference: deepseek-ai/EPLB ``eplb.py`` (MIT, 2025-03), test vector from its README. No code is
+taken from it. The result is a heuristic: nothing stops two replicas of one expert landing on one
+GPU, and more slots can lower balance.
 """
 
 from __future__ import annotations
@@ -31,6 +31,7 @@ from typing import Literal
 
 import numpy as np
 
+from solvers._checks import check_weight, positive_int
 from solvers.layout import ReplicaLayout
 from solvers.packing import balanced_packing
 from solvers.report import SolveReport, relative_gap
@@ -108,12 +109,12 @@ def eplb(
     [10, 6, 10, 7, 0, 2, 11, 4, 5, 9, 5, 4, 8, 3, 1, 1]
     """
     start = time.perf_counter()
-    w = _check_weight(weight)
+    w = check_weight(weight, "(L, E)")
     layers, experts = w.shape
-    num_slots = _positive_int(num_slots, "num_slots")
-    num_gpus = _positive_int(num_gpus, "num_gpus")
-    num_groups = _positive_int(num_groups, "num_groups")
-    num_nodes = _positive_int(num_nodes, "num_nodes")
+    num_slots = positive_int(num_slots, "num_slots")
+    num_gpus = positive_int(num_gpus, "num_gpus")
+    num_groups = positive_int(num_groups, "num_groups")
+    num_nodes = positive_int(num_nodes, "num_nodes")
     if num_slots % num_gpus:
         raise ValueError(f"num_slots ({num_slots}) must be a multiple of num_gpus ({num_gpus})")
     if num_slots < experts:
@@ -184,7 +185,7 @@ def replicate_experts(weights, num_slots: int) -> tuple[np.ndarray, np.ndarray, 
     if w.ndim != 2:
         raise ValueError(f"weights must be 2-D, got shape {w.shape}")
     rows, n = w.shape
-    num_slots = _positive_int(num_slots, "num_slots")
+    num_slots = positive_int(num_slots, "num_slots")
     if num_slots < n:
         raise ValueError(f"num_slots ({num_slots}) must be at least the number of experts ({n})")
     row = np.arange(rows)
@@ -252,23 +253,3 @@ def _resolve_policy(policy: str, num_groups: int, num_nodes: int) -> bool:
             )
         return True
     raise ValueError(f"policy must be 'auto', 'hierarchical' or 'global', got {policy!r}")
-
-
-def _positive_int(value, name: str) -> int:
-    if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or value < 1:
-        raise ValueError(f"{name} must be a positive integer, got {value!r}")
-    return int(value)
-
-
-def _check_weight(weight) -> np.ndarray:
-    try:
-        w = np.array(weight, dtype=np.float64)
-    except (TypeError, ValueError) as exc:
-        raise ValueError(f"weight must be a numeric array of shape (L, E): {exc}") from None
-    if w.ndim != 2 or w.shape[0] < 1 or w.shape[1] < 1:
-        raise ValueError(f"weight must have shape (L, E) with L, E >= 1, got {w.shape}")
-    if not np.all(np.isfinite(w)):
-        raise ValueError("weight must be finite (found NaN or inf)")
-    if np.any(w < 0):
-        raise ValueError("weight must be non-negative")
-    return w

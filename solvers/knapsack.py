@@ -24,8 +24,9 @@ The reports returned here are for a *maximisation*: ``objective`` is the total g
 options, ``bound`` is an upper bound on the optimum (the optimum itself for ``"dp"``, HiGHS's dual
 bound for ``"milp"``), and ``gap = (bound - objective) / |objective|``.
 
-Reference: CRAFT (Zhao et al., MLSys 2026, arXiv 2603.28768) section 3.3 step 4; our
-feasibility study, ``shared/reference/feasibility-replicas.md`` ("CRAFT-style per-layer budget").
+Reference: CRAFT (Zhao et al., MLSys 2026, arXiv 2603.28768) section 3.3 step 4. What per-layer
+budgets save on a synthetic DeepSeek-scale trace, and why most of it needs engine patches to
+deploy: ``docs/replicas.md``, "Why these methods".
 """
 
 from __future__ import annotations
@@ -36,7 +37,7 @@ from typing import Literal
 
 import numpy as np
 
-from solvers._checks import non_negative_int, positive_float
+from solvers._checks import float_array, non_negative_int, positive_float
 from solvers.backends import scipy_highs_version
 from solvers.report import SolveReport, relative_gap
 
@@ -192,19 +193,11 @@ def min_budget_for_target(values, costs, target_sum: float, *, rel_tol: float = 
 
 
 def _check_values_costs(values, costs) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    try:
-        v = np.array(values, dtype=np.float64)
-    except (TypeError, ValueError) as exc:
-        raise ValueError(f"values must be a numeric array of shape (L, K): {exc}") from None
-    if v.ndim != 2 or v.shape[0] < 1 or v.shape[1] < 1:
-        raise ValueError(f"values must have shape (L, K) with L, K >= 1, got {v.shape}")
-    v[np.isnan(v)] = -np.inf
+    v = float_array(values, "values", "(L, K)")
+    v = np.where(np.isnan(v), -np.inf, v)  # a new array: the caller's values stay as given
     if np.any(v == np.inf):
         raise ValueError("values must not contain +inf")
-    try:
-        c_raw = np.asarray(costs, dtype=np.float64)
-    except (TypeError, ValueError) as exc:
-        raise ValueError(f"costs must be a numeric array of shape (L, K): {exc}") from None
+    c_raw = float_array(costs, "costs", "(L, K)")
     if c_raw.shape != v.shape:
         raise ValueError(f"costs must have the shape of values {v.shape}, got {c_raw.shape}")
     if not np.all(np.isfinite(c_raw)) or np.any(c_raw < 0) or np.any(c_raw != np.round(c_raw)):

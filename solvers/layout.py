@@ -18,24 +18,14 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from solvers._checks import int_array, positive_int
+
 __all__ = ["ReplicaLayout"]
 
 
-def _positive_int(value, name: str) -> int:
-    if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or value < 1:
-        raise ValueError(f"{name} must be a positive integer, got {value!r}")
-    return int(value)
-
-
-def _int_array(value, name: str, ndim: int) -> np.ndarray:
-    arr = np.asarray(value)
-    if not np.issubdtype(arr.dtype, np.integer):
-        raise ValueError(f"{name} must be an integer array, got dtype {arr.dtype}")
-    if arr.ndim != ndim:
-        raise ValueError(f"{name} must be {ndim}-D, got shape {arr.shape}")
-    out = arr.astype(np.int64, copy=True)
-    out.setflags(write=False)
-    return out
+def _read_only(arr: np.ndarray) -> np.ndarray:
+    arr.setflags(write=False)
+    return arr
 
 
 @dataclass(frozen=True, eq=False)
@@ -75,11 +65,11 @@ class ReplicaLayout:
 
     def __post_init__(self) -> None:
         set_ = object.__setattr__
-        set_(self, "num_gpus", _positive_int(self.num_gpus, "num_gpus"))
-        set_(self, "num_nodes", _positive_int(self.num_nodes, "num_nodes"))
-        set_(self, "phy2log", _int_array(self.phy2log, "phy2log", 2))
-        set_(self, "log2phy", _int_array(self.log2phy, "log2phy", 3))
-        set_(self, "logcnt", _int_array(self.logcnt, "logcnt", 2))
+        set_(self, "num_gpus", positive_int(self.num_gpus, "num_gpus"))
+        set_(self, "num_nodes", positive_int(self.num_nodes, "num_nodes"))
+        set_(self, "phy2log", _read_only(int_array(self.phy2log, "phy2log", ("L", "P"))))
+        set_(self, "log2phy", _read_only(int_array(self.log2phy, "log2phy", ("L", "E", "X"))))
+        set_(self, "logcnt", _read_only(int_array(self.logcnt, "logcnt", ("L", "E"))))
         _check(self.phy2log, self.log2phy, self.logcnt, self.num_gpus, self.num_nodes)
 
     # -- sizes -----------------------------------------------------------------------------------
@@ -181,8 +171,8 @@ class ReplicaLayout:
         >>> lay.log2phy[1].tolist()
         [[0, 2, 4], [3, -1, -1], [1, -1, -1], [5, -1, -1]]
         """
-        num_experts = _positive_int(num_experts, "num_experts")
-        p2l = _int_array(phy2log, "phy2log", 2)
+        num_experts = positive_int(num_experts, "num_experts")
+        p2l = int_array(phy2log, "phy2log", ("L", "P"))
         layers, slots = p2l.shape
         _check_phy2log(p2l, num_experts)
         logcnt = _counts(p2l, num_experts)
@@ -229,9 +219,7 @@ def _check_phy2log(phy2log: np.ndarray, num_experts: int) -> None:
 
 
 def _check(phy2log, log2phy, logcnt, num_gpus: int, num_nodes: int) -> None:
-    layers, slots = phy2log.shape
-    if layers < 1 or slots < 1:
-        raise ValueError(f"phy2log must have at least one layer and one slot, got shape {phy2log.shape}")
+    layers, slots = phy2log.shape  # both >= 1 (int_array)
     if slots % num_gpus:
         raise ValueError(f"num_gpus ({num_gpus}) must divide the number of slots P ({slots})")
     if num_gpus % num_nodes:

@@ -40,12 +40,9 @@ __all__ = [
     "SlotCopy",
     "SlotWrite",
     "MigrationInfeasible",
+    "read_only_ints",
+    "changed_slots",
 ]
-
-# Move-graph nodes besides experts: -1 an empty position (as the expert of a slot: unlimited supply),
-# _BOT the release of a staging slot, -3 - g GPU g.
-_BOT = -2
-
 
 def _table(p2l: np.ndarray, sg: np.ndarray, num_gpus: int, num_experts: int) -> np.ndarray:
     used = p2l >= 0
@@ -176,7 +173,8 @@ class MigrationInfeasible(ValueError):
         )
 
 
-def _frozen(a) -> np.ndarray:
+def read_only_ints(a) -> np.ndarray:
+    """A read-only int64 copy of ``a`` (the arrays of a matching or schedule cannot change under a caller)."""
     out = np.array(a, dtype=np.int64)
     out.flags.writeable = False
     return out
@@ -206,7 +204,8 @@ class SlotMatching:
         return int(((self.target >= 0) & (self.target == self.old)).sum())
 
 
-def _moves(old: np.ndarray, target: np.ndarray) -> list[tuple[int, int]]:
+def changed_slots(old: np.ndarray, target: np.ndarray) -> list[tuple[int, int]]:
+    """``(gpu, slot)`` of every position whose target copy is not already there (a copy to write)."""
     g, k = np.nonzero((target >= 0) & (target != old))
     return list(zip(g.tolist(), k.tolist()))
 
@@ -214,7 +213,7 @@ def _moves(old: np.ndarray, target: np.ndarray) -> list[tuple[int, int]]:
 def _plan_sources(old: np.ndarray, target: np.ndarray, gpus_per_node: int | None) -> tuple[SlotCopy, ...]:
     sends = np.zeros(old.shape[0], dtype=np.int64)
     out = []
-    for g, k in _moves(old, target):
+    for g, k in changed_slots(old, target):
         e = int(target[g, k])
         holders = np.unique(np.nonzero(old == e)[0]).tolist()
         h = min(holders, key=lambda h: (h != g, bool(gpus_per_node) and h // gpus_per_node != g // gpus_per_node, sends[h], h))
@@ -285,5 +284,5 @@ def match_slots(old_phy2log, old_slot_gpu, new_phy2log, new_slot_gpu, num_gpus: 
         weight = (np_[idx][:, None] == old[g, : cap[g]][None, :]).astype(np.float64)
         rows, cols = linear_sum_assignment(weight, maximize=True)  # (3)
         target[g, cols], origin[g, cols] = np_[idx[rows]], idx[rows]
-    return SlotMatching(_frozen(old), _frozen(target), _frozen(origin), _frozen(cap), _frozen(pi),
-                        _plan_sources(old, target, gpus_per_node), gpus_per_node)
+    arrays = (read_only_ints(a) for a in (old, target, origin, cap, pi))
+    return SlotMatching(*arrays, _plan_sources(old, target, gpus_per_node), gpus_per_node)

@@ -38,16 +38,19 @@ import numpy as np
 
 from solvers._checks import non_negative_int
 from solvers.migration import (
-    _BOT,
     MigrationInfeasible,
     SlotCopy,
     SlotMatching,
     SlotWrite,
-    _frozen,
-    _moves,
+    changed_slots,
+    read_only_ints,
 )
 
 __all__ = ["schedule_moves", "check_schedule", "MoveSchedule"]
+
+# Move-graph nodes besides experts: -1 an empty position (as the expert of a slot: unlimited supply),
+# _BOT the release of a staging slot, -3 - g GPU g.
+_BOT = -2
 
 
 @dataclass(frozen=True)
@@ -129,7 +132,7 @@ class _Scheduler:
         self.count = np.bincount(self.cur[self.cur >= 0], minlength=self.E)
         self.pend = [set() for _ in range(self.D)]
         self.inc = [Counter() for _ in range(self.D)]
-        for g, k in _moves(matching.old, matching.target):
+        for g, k in changed_slots(matching.old, matching.target):
             self.pend[g].add(k)
             self.inc[g][int(matching.target[g, k])] += 1
         self.staged: list[list[tuple[int, int, int]]] = [[] for _ in range(self.D)]  # (slot, expert, src)
@@ -312,12 +315,13 @@ def schedule_moves(matching: SlotMatching, *, spare_slots_per_gpu: int = 0) -> M
     target = np.where(mt >= 0, state.cur[:, : old.shape[1]], -1)
     origin = np.where((mt >= 0) & (mt == old), matching.origin, -1)
     pool = defaultdict(list)
-    changed = _moves(old, mt)
+    changed = changed_slots(old, mt)
     for g, k in changed:
         pool[(g, int(mt[g, k]))].append(int(matching.origin[g, k]))
     for g, k in changed:
         origin[g, k] = pool[(g, int(target[g, k]))].pop(0)
-    return MoveSchedule(tuple(steps), _frozen(target), _frozen(origin), tuple(sorted(state.moves)), spare)
+    moves = tuple(sorted(state.moves))
+    return MoveSchedule(tuple(steps), read_only_ints(target), read_only_ints(origin), moves, spare)
 
 
 def check_schedule(old, target, capacity, steps, *, spare_slots_per_gpu: int = 0) -> list[str]:

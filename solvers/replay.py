@@ -12,7 +12,7 @@ Load model: slot ``p`` of expert ``e`` carries the fraction ``f[l, p]`` of that 
 ``f = 1 / c[l, e]`` (even split over its ``c[l, e]`` replicas) unless an explicit split is given.
 The load of GPU ``g`` in step ``t`` is ``x[t, l, g] = sum over slots p on g of f[l, p] w[t, l, e(p)]``
 and the balancedness of a (step, layer) is ``b[t, l] = mean_g x / max_g x`` (``0 / 0 -> 1``), the
-metric of SGLang's ``compute_utilization_rate`` and CRAFT's replay (see the replication notes, §4).
+metric of SGLang's ``compute_utilization_rate`` and of CRAFT's replay (Zhao et al., arXiv 2603.28768).
 
 The loads are one batched matrix product per call: the layout is first folded into a routing
 matrix ``A[l, e, g] = sum of f over the slots of e on g``, then ``x[:, l] = w[:, l] @ A[l]``.
@@ -22,7 +22,16 @@ from __future__ import annotations
 
 import numpy as np
 
-__all__ = ["replay_gpu_loads", "replay_balancedness", "replay_score", "contiguous_slot_gpu"]
+from solvers._checks import check_padded_layout, check_weight
+
+__all__ = [
+    "replay_gpu_loads",
+    "replay_balancedness",
+    "replay_score",
+    "contiguous_slot_gpu",
+    "gpu_major_layout",
+    "busiest_gpu_sum",
+]
 
 #: tolerance on the fractions of an explicit split summing to 1 per expert
 _SPLIT_ATOL = 1e-9
@@ -70,7 +79,7 @@ def replay_gpu_loads(weight, phy2log, slot_gpu, num_gpus: int, *, split=None) ->
     >>> replay_gpu_loads([[8.0, 2.0]], [[0, 0, 1]], [[0, 1, 1]], 2, split=[[0.75, 0.25, 1.0]]).tolist()
     [[[6.0, 4.0]]]
     """
-    w = _check_weight(weight)
+    w = check_weight(weight, "(T, L, E)")
     routing = _routing_matrix(phy2log, slot_gpu, num_gpus, w.shape[2], w.shape[1], split)
     # [L, T, E] @ [L, E, D] -> [L, T, D]; then steps first
     return np.matmul(w.transpose(1, 0, 2), routing).transpose(1, 0, 2)
@@ -130,62 +139,27 @@ def contiguous_slot_gpu(num_layers: int, num_slots: int, num_gpus: int) -> np.nd
     return np.tile(row, (num_layers, 1))
 
 
+def busiest_gpu_sum(slot_load, slot_gpu, num_gpus: int) -> float:
+    """``sum_t max_g`` of the GPU loads when slot ``s`` carries ``slot_load[t, s]`` on GPU ``slot_gpu[s]``
+    (one layer; the objective the exact solvers minimise).
+
+    >>> busiest_gpu_sum(np.array([[2.0, 1.0, 2.0]]), np.array([0, 1, 1]), 2)
+    3.0
+    """
+    loads = np.zeros((slot_load.shape[0], int(num_gpus)))
+    np.add.at(loads.T, slot_gpu, slot_load.T)
+    return float(loads.max(axis=1).sum())
+
+
 # -- helpers --------------------------------------------------------------------------------------
 def _balancedness(loads: np.ndarray) -> np.ndarray:
     peak = loads.max(axis=-1)
     return np.divide(loads.mean(axis=-1), peak, out=np.ones_like(peak), where=peak > 0)
 
 
-def _check_weight(weight) -> np.ndarray:
-    w = np.asarray(weight, dtype=np.float64)
-    if w.ndim == 2:
-        w = w[None]
-    if w.ndim != 3 or 0 in w.shape:
-        raise ValueError(f"weight must have shape (T, L, E) or (L, E), got {np.shape(weight)}")
-    if not np.all(np.isfinite(w)) or np.any(w < 0):
-        raise ValueError("weight must be finite and non-negative")
-    return w
-
-
-def _check_layout(phy2log, slot_gpu, num_gpus: int, num_experts: int, num_layers: int):
-    """Validated int64 copies of the two layout arrays and the replica counts ``[L, E]``."""
-    if isinstance(num_gpus, bool) or not isinstance(num_gpus, (int, np.integer)) or num_gpus < 1:
-        raise ValueError(f"num_gpus must be a positive integer, got {num_gpus!r}")
-    p2l = np.asarray(phy2log)
-    gpu = np.asarray(slot_gpu)
-    for name, arr in (("phy2log", p2l), ("slot_gpu", gpu)):
-        if not np.issubdtype(arr.dtype, np.integer):
-            raise ValueError(f"{name} must be an integer array, got dtype {arr.dtype}")
-    if p2l.ndim != 2 or p2l.shape[0] != num_layers:
-        raise ValueError(f"phy2log must have shape (L, Pmax) with L = {num_layers}, got {p2l.shape}")
-    if gpu.shape != p2l.shape:
-        raise ValueError(f"slot_gpu must have the shape of phy2log {p2l.shape}, got {gpu.shape}")
-    p2l = p2l.astype(np.int64)
-    gpu = gpu.astype(np.int64)
-    for name, arr, hi in (("phy2log", p2l, num_experts), ("slot_gpu", gpu, num_gpus)):
-        bad = np.argwhere((arr < -1) | (arr >= hi))
-        if bad.size:
-            layer, p = bad[0]
-            raise ValueError(f"{name}[{layer}, {p}] = {arr[layer, p]} is outside [0, {hi}) (or -1 for padding)")
-    bad = np.argwhere((p2l < 0) != (gpu < 0))
-    if bad.size:
-        layer, p = bad[0]
-        raise ValueError(f"layer {layer} slot {p}: phy2log and slot_gpu disagree on padding (-1)")
-    layer = np.broadcast_to(np.arange(num_layers)[:, None], p2l.shape)
-    used = p2l >= 0
-    counts = np.bincount(
-        (layer[used] * num_experts + p2l[used]), minlength=num_layers * num_experts
-    ).reshape(num_layers, num_experts)
-    missing = np.argwhere(counts == 0)
-    if missing.size:
-        layer, e = missing[0]
-        raise ValueError(f"layer {layer}: expert {e} has no slot, its load would be lost")
-    return p2l, gpu, counts
-
-
 def _routing_matrix(phy2log, slot_gpu, num_gpus, num_experts, num_layers, split) -> np.ndarray:
     """``A[l, e, g]``: share of expert ``e``'s load that GPU ``g`` carries in layer ``l``."""
-    p2l, gpu, counts = _check_layout(phy2log, slot_gpu, num_gpus, num_experts, num_layers)
+    p2l, gpu, counts = check_padded_layout(phy2log, slot_gpu, num_gpus, num_experts, num_layers)
     used = p2l >= 0
     layer = np.broadcast_to(np.arange(num_layers)[:, None], p2l.shape)[used]
     expert = p2l[used]

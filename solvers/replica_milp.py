@@ -41,10 +41,10 @@ time-limit stop apart. scipy's interface takes no
 starting solution, so a warm start becomes cutoff (7) and the fallback answer when HiGHS stops
 without a better incumbent.
 
-The GPU-symmetric model has a weak LP bound (close to perfect balance); in the feasibility study
-HiGHS proved optimality only for placement-only models at E = 16 and gave gaps of 2-8 % for the
-joint model at E = 16..32 after 60-120 s (``shared/reference/feasibility-replicas.md``,
-"Headroom"). Use it as a certificate on small layers, not as a planner.
+The GPU-symmetric model has a weak LP bound (close to perfect balance): HiGHS proved optimality
+only for placement-only models at E = 16 and left gaps of 2-8 % for the joint model at E = 16..32
+after 60-120 s per layer (measurements in ``docs/replicas.md``, "Why these methods"). Use it as a
+certificate on small layers, not as a planner.
 """
 
 from __future__ import annotations
@@ -55,8 +55,9 @@ from typing import Literal
 
 import numpy as np
 
-from solvers._checks import positive_float, positive_int
+from solvers._checks import check_weight, int_array, positive_float, positive_int
 from solvers.backends import scipy_highs_version
+from solvers.replay import busiest_gpu_sum
 from solvers.report import SolveReport, relative_gap
 
 __all__ = ["exact_replica_milp", "placement_objective"]
@@ -136,7 +137,7 @@ def exact_replica_milp(
     14.0
     """
     start = time.perf_counter()
-    w = _check_weight(weight)
+    w = check_weight(weight, "(T, E)")
     steps, experts = w.shape
     num_slots = positive_int(num_slots, "num_slots")
     num_gpus = positive_int(num_gpus, "num_gpus")
@@ -226,33 +227,10 @@ def placement_objective(weight, phy2log, slot_gpu, num_gpus: int) -> float:
     gpu = np.asarray(slot_gpu, dtype=np.int64)
     cnt = np.bincount(p2l, minlength=w.shape[1])
     per_slot = w[:, p2l] / cnt[p2l]
-    loads = np.zeros((w.shape[0], int(num_gpus)))
-    np.add.at(loads.T, gpu, per_slot.T)
-    return float(loads.max(axis=1).sum())
+    return busiest_gpu_sum(per_slot, gpu, num_gpus)
 
 
 # --- validation -------------------------------------------------------------------------------
-
-
-def _int_vector(value, name: str, size: int) -> np.ndarray:
-    arr = np.asarray(value)
-    if arr.shape != (size,) or not (np.issubdtype(arr.dtype, np.integer) or arr.size == 0):
-        raise ValueError(f"{name} must be an integer array of shape ({size},), got {arr.dtype} {arr.shape}")
-    return arr.astype(np.int64)
-
-
-def _check_weight(weight) -> np.ndarray:
-    try:
-        w = np.array(weight, dtype=np.float64)
-    except (TypeError, ValueError) as exc:
-        raise ValueError(f"weight must be a numeric array of shape (T, E) or (E,): {exc}") from None
-    if w.ndim == 1:
-        w = w[None, :]
-    if w.ndim != 2 or w.shape[0] < 1 or w.shape[1] < 1:
-        raise ValueError(f"weight must have shape (T, E) or (E,) with T, E >= 1, got {w.shape}")
-    if not np.all(np.isfinite(w)) or np.any(w < 0):
-        raise ValueError("weight must be finite and non-negative")
-    return w
 
 
 def _check_capacity(capacity, num_slots: int, num_gpus: int) -> np.ndarray:
@@ -261,14 +239,14 @@ def _check_capacity(capacity, num_slots: int, num_gpus: int) -> np.ndarray:
             raise ValueError(f"num_slots ({num_slots}) must be a multiple of num_gpus ({num_gpus}) "
                              "unless capacity is given")
         return np.full(num_gpus, num_slots // num_gpus, dtype=np.int64)
-    cap = _int_vector(capacity, "capacity", num_gpus)
+    cap = int_array(capacity, "capacity", (num_gpus,))
     if np.any(cap < 0) or cap.sum() != num_slots:
         raise ValueError(f"capacity must be non-negative and sum to num_slots ({num_slots}), got {cap.tolist()}")
     return cap
 
 
 def _check_counts(counts, experts: int, num_slots: int) -> np.ndarray:
-    cnt = _int_vector(counts, "counts", experts)
+    cnt = int_array(counts, "counts", (experts,))
     if np.any(cnt < 1) or cnt.sum() != num_slots:
         raise ValueError(f"counts must be >= 1 and sum to num_slots ({num_slots}), got {cnt.tolist()}")
     return cnt
@@ -280,8 +258,8 @@ def _check_warm_start(warm_start, experts: int, cap: np.ndarray, fixed) -> tuple
     except (TypeError, ValueError):
         raise ValueError("warm_start must be a pair (phy2log, slot_gpu)") from None
     size = int(cap.sum())
-    p2l = _int_vector(p2l, "warm_start phy2log", size)
-    gpu = _int_vector(gpu, "warm_start slot_gpu", size)
+    p2l = int_array(p2l, "warm_start phy2log", (size,))
+    gpu = int_array(gpu, "warm_start slot_gpu", (size,))
     if np.any(p2l < 0) or np.any(p2l >= experts):
         raise ValueError(f"warm_start phy2log must hold experts in [0, {experts})")
     if np.any(gpu < 0) or np.any(gpu >= cap.size) or not np.array_equal(np.bincount(gpu, minlength=cap.size), cap):

@@ -34,8 +34,9 @@ import time
 
 import numpy as np
 
-from solvers._checks import positive_float, positive_int
+from solvers._checks import check_weight, int_array, positive_float, positive_int
 from solvers.backends import scipy_highs_version
+from solvers.replay import busiest_gpu_sum
 from solvers.report import SolveReport, relative_gap
 
 __all__ = ["optimal_split", "optimal_split_layers", "split_objective"]
@@ -90,7 +91,7 @@ def optimal_split(
     ([0.6, 1.0, 0.4, 1.0], 8.0, 'optimal')
     """
     start = time.perf_counter()
-    w = _check_weight(weight, "weight", 2)
+    w = check_weight(weight, "(T, E)")
     num_gpus = positive_int(num_gpus, "num_gpus")
     p2l, gpu = _check_placement(phy2log, slot_gpu, w.shape[1], num_gpus, "")
     time_limit_s = positive_float(time_limit_s, "time_limit_s")
@@ -140,11 +141,11 @@ def optimal_split_layers(
     ([[0.6, 1.0, 0.4, 1.0], [1.0, 1.0, 1.0, 0.0]], 10.0)
     """
     start = time.perf_counter()
-    w = _check_weight(weight, "weight", 3)
+    w = check_weight(weight, "(T, L, E)")
     steps, layers, experts = w.shape
     num_gpus = positive_int(num_gpus, "num_gpus")
-    p2l = _int_array(phy2log, "phy2log", 2)
-    gpu = _int_array(slot_gpu, "slot_gpu", 2)
+    p2l = int_array(phy2log, "phy2log", ("L", "Pmax"))
+    gpu = int_array(slot_gpu, "slot_gpu", ("L", "Pmax"))
     if p2l.shape != gpu.shape or p2l.shape[0] != layers:
         raise ValueError(f"phy2log and slot_gpu must both have shape ({layers}, Pmax), got {p2l.shape} and {gpu.shape}")
     if not np.array_equal(p2l < 0, gpu < 0):
@@ -191,39 +192,15 @@ def split_objective(weight, phy2log, slot_gpu, fractions, num_gpus: int) -> floa
     p2l = np.asarray(phy2log, dtype=np.int64)
     gpu = np.asarray(slot_gpu, dtype=np.int64)
     per_slot = w[:, p2l] * np.asarray(fractions, dtype=np.float64)
-    loads = np.zeros((w.shape[0], int(num_gpus)))
-    np.add.at(loads.T, gpu, per_slot.T)
-    return float(loads.max(axis=1).sum())
+    return busiest_gpu_sum(per_slot, gpu, num_gpus)
 
 
 # --- validation -------------------------------------------------------------------------------
 
 
-def _check_weight(weight, name: str, ndim: int) -> np.ndarray:
-    shape = "(T, E) or (E,)" if ndim == 2 else "(T, L, E) or (L, E)"
-    try:
-        w = np.array(weight, dtype=np.float64)
-    except (TypeError, ValueError) as exc:
-        raise ValueError(f"{name} must be a numeric array of shape {shape}: {exc}") from None
-    if w.ndim == ndim - 1:
-        w = w[None]
-    if w.ndim != ndim or 0 in w.shape:
-        raise ValueError(f"{name} must have shape {shape} with no empty axis, got {w.shape}")
-    if not np.all(np.isfinite(w)) or np.any(w < 0):
-        raise ValueError(f"{name} must be finite and non-negative")
-    return w
-
-
-def _int_array(value, name: str, ndim: int) -> np.ndarray:
-    arr = np.asarray(value)
-    if arr.ndim != ndim or not (np.issubdtype(arr.dtype, np.integer) or arr.size == 0):
-        raise ValueError(f"{name} must be a {ndim}-D integer array, got {arr.dtype} {arr.shape}")
-    return arr.astype(np.int64)
-
-
 def _check_placement(phy2log, slot_gpu, experts: int, num_gpus: int, where: str):
-    p2l = _int_array(phy2log, "phy2log", 1)
-    gpu = _int_array(slot_gpu, "slot_gpu", 1)
+    p2l = int_array(phy2log, "phy2log", ("P",))
+    gpu = int_array(slot_gpu, "slot_gpu", ("P",))
     if p2l.shape != gpu.shape:
         raise ValueError(f"phy2log and slot_gpu must have the same shape{where}, got {p2l.shape} and {gpu.shape}")
     if np.any(p2l < 0) or np.any(p2l >= experts):

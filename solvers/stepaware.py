@@ -1,4 +1,6 @@
-"""Per-step-aware replica planner ("method 2e"): EPLB replication + time-greedy projected packing.
+"""Per-step-aware replica planner: EPLB replication + time-greedy projected packing.
+
+(Past 450 lines on purpose: one planner's three steps, each public, and the checks they share.)
 
 Data: loads ``w[t, l, e] >= 0`` for ``T`` planning steps, ``L`` layers, ``E`` experts; ``P_l``
 slots in layer ``l``; ``D`` GPUs with ``cap[l, g]`` slots of layer ``l`` on GPU ``g``
@@ -14,7 +16,8 @@ Objective (replay): minimise ``sum_l mean_t max_g x[t, l, g]``, where a replica 
 which sets the layer's time. Replayed balancedness ``mean_g x / max_g x`` is its score
 (:mod:`solvers.replay`).
 
-Method (the replica feasibility study's 2e; step 1 is deepseek-ai/EPLB's):
+Method (step 1 is deepseek-ai/EPLB's; why these steps, with the measurements behind them:
+``docs/replicas.md``, "Why these methods"):
 
 1. counts: every expert starts with one replica; each further slot goes to the expert with the
    largest summed load per replica ``W / c`` among those with fewer than ``D`` copies
@@ -26,7 +29,7 @@ Method (the replica feasibility study's 2e; step 1 is deepseek-ai/EPLB's):
    the lower current total load, then the lower GPU index (:func:`pack_stepaware`). Without the
    projection, when ``P % D != 0`` the GPUs that keep an extra slot end up the busiest;
 3. optional: swaps of two replicas between GPUs while ``sum_t mean_t / max_t`` grows
-   (:func:`swap_search`; it adds nothing held-out on the study's trace, so it is off by default).
+   (:func:`swap_search`; on a per-step trace it adds nothing held-out, so it is off by default).
 
 Layouts are padded arrays ``phy2log [L, Pmax]`` and ``slot_gpu [L, Pmax]`` (``-1`` = padding at
 the row end), slots GPU-major and by expert id within a GPU. Step 2 costs ``O(T L D Pmax)``: one
@@ -39,11 +42,11 @@ import time
 
 import numpy as np
 
-from solvers._checks import positive_int
+from solvers._checks import check_weight, int_array, positive_int
 from solvers.packing import balanced_packing
-from solvers.replay import _check_weight, gpu_major_layout, replay_gpu_loads
+from solvers.replay import gpu_major_layout, replay_gpu_loads
 from solvers.report import SolveReport, relative_gap
-from solvers.swap import _swap_search, swap_search
+from solvers.swap import search_swaps, swap_search
 
 __all__ = [
     "plan_stepaware", "replica_counts_greedy", "pack_stepaware", "swap_search", "spread_capacity",
@@ -55,7 +58,7 @@ _TIE_RTOL = 1e-12  # candidate objectives this close (relative) count as equal
 
 def plan_stepaware(weight, num_slots, num_gpus, *, num_nodes=1, capacity=None, expert_nodes=None,
                    sample_steps=200, swap_time_limit_s=0.0, seed=0):
-    """Replicate and place experts so that the busiest GPU is light in every step (method 2e).
+    """Replicate and place experts so that the busiest GPU is light in every step.
 
     Parameters
     ----------
@@ -77,8 +80,8 @@ def plan_stepaware(weight, num_slots, num_gpus, *, num_nodes=1, capacity=None, e
     sample_steps : int or None, default 200
         Plan on at most this many evenly spaced steps (None: all). Time is linear in the steps
         (1.3 s for 200 steps at L = 58, E = 256, D = 64, P = 320 on one core; 0.3 s for 50), so
-        the default bounds it on long traces. Study: 50 of 200 steps costs 0.6-0.8 point of balancedness
-        in-window and <= 0.3 held-out.
+        the default bounds it on long traces. Planning on 50 of 200 steps cost 0.6-0.8 point of
+        balancedness in-window and <= 0.3 held-out (``docs/replicas.md``, "Why these methods").
     swap_time_limit_s : float, default 0.0
         Time for :func:`swap_search` after the packing; 0 skips it.
     seed : int, default 0
@@ -104,10 +107,10 @@ def plan_stepaware(weight, num_slots, num_gpus, *, num_nodes=1, capacity=None, e
     >>> w = np.array([[[9.0, 1, 1, 1]], [[1.0, 1, 1, 9]], [[5.0, 1, 1, 5]]])
     >>> phy2log, slot_gpu, rep = plan_stepaware(w, 6, 2)
     >>> phy2log.tolist(), slot_gpu.tolist(), rep.solver
-    ([[0, 1, 3, 0, 2, 3]], [[0, 0, 0, 1, 1, 1]], 'stepaware-2e')
+    ([[0, 1, 3, 0, 2, 3]], [[0, 0, 0, 1, 1, 1]], 'stepaware')
     """
     start = time.perf_counter()
-    w = _check_weight(weight)
+    w = check_weight(weight, "(T, L, E)")
     steps, layers, experts = w.shape
     num_gpus, num_nodes = positive_int(num_gpus, "num_gpus"), positive_int(num_nodes, "num_nodes")
     if num_gpus % num_nodes:
@@ -120,7 +123,7 @@ def plan_stepaware(weight, num_slots, num_gpus, *, num_nodes=1, capacity=None, e
     if capacity is None:
         cap = spread_capacity(slots, num_gpus)
     else:
-        cap = _int2(capacity, "capacity", (layers, num_gpus))
+        cap = int_array(capacity, "capacity", (layers, num_gpus))
         for layer in np.flatnonzero((cap < 0).any(axis=1) | (cap.sum(axis=1) != slots))[:1]:
             raise ValueError(f"capacity of layer {layer} must be >= 0 and sum to num_slots = {slots[layer]}")
     plan_w = w
@@ -132,9 +135,9 @@ def plan_stepaware(weight, num_slots, num_gpus, *, num_nodes=1, capacity=None, e
     else:
         counts = _node_counts(plan_w.sum(axis=0), nodes, cap.reshape(layers, num_nodes, gpn).sum(axis=2), gpn)
     phy2log, slot_gpu = pack_stepaware(plan_w, counts, cap, expert_nodes=nodes, gpus_per_node=gpn)
-    solver, stop = "stepaware-2e", "completed"
+    solver, stop = "stepaware", "completed"
     if swap_time_limit_s > 0:
-        phy2log, slot_gpu, stop = _swap_search(plan_w, phy2log, slot_gpu, num_gpus, swap_time_limit_s, None,
+        phy2log, slot_gpu, stop = search_swaps(plan_w, phy2log, slot_gpu, num_gpus, swap_time_limit_s, None,
                                                None if nodes is None else gpn)
         solver += "+swap"
     objective = float(replay_gpu_loads(w, phy2log, slot_gpu, num_gpus).max(axis=2).mean(axis=0).sum())
@@ -180,7 +183,7 @@ def replica_counts_greedy(weight_le, num_slots, *, max_copies) -> np.ndarray:
 
 
 def pack_stepaware(weight, counts, capacity, *, expert_nodes=None, gpus_per_node=None, projection=True):
-    """Place replicas greedily so that every step's busiest GPU stays light (step 2 of 2e).
+    """Place replicas greedily so that every step's busiest GPU stays light (step 2 of :func:`plan_stepaware`).
 
     Parameters
     ----------
@@ -221,10 +224,10 @@ def pack_stepaware(weight, counts, capacity, *, expert_nodes=None, gpus_per_node
     >>> p2l.tolist(), gpu.tolist()
     ([[0, 1, 2, 3]], [[0, 0, 1, 1]])
     """
-    w = _check_weight(weight)
+    w = check_weight(weight, "(T, L, E)")
     layers, experts = w.shape[1:]
-    c = _int2(counts, "counts", (layers, experts))
-    cap = _int2(capacity, "capacity", (layers, None))
+    c = int_array(counts, "counts", (layers, experts))
+    cap = int_array(capacity, "capacity", (layers, "D"))
     num_gpus = cap.shape[1]
     gpn = num_gpus if expert_nodes is None else positive_int(gpus_per_node, "gpus_per_node")
     if num_gpus % gpn:
@@ -422,17 +425,7 @@ def _repair(layer, k, w, c, item_expert, gpu_of_item, load, total, free, holds, 
 
 # -- validation -----------------------------------------------------------------------------------
 def _weight2(weight):
-    if np.ndim(weight) != 2:
-        raise ValueError(f"weight_le must have shape (L, E), got {np.shape(weight)}")
-    return _check_weight(weight)[0]
-
-
-def _int2(value, name, shape):
-    arr = np.asarray(value)
-    if (not np.issubdtype(arr.dtype, np.integer) or arr.ndim != 2 or arr.shape[0] != shape[0]
-            or arr.shape[1] < 1 or shape[1] not in (None, arr.shape[1])):
-        raise ValueError(f"{name} must be an integer array of shape {shape}, got {arr.dtype} {arr.shape}")
-    return arr.astype(np.int64)
+    return check_weight(weight, "(L, E)", name="weight_le")
 
 
 def _slots(num_slots, layers):
@@ -443,7 +436,7 @@ def _slots(num_slots, layers):
 
 
 def _expert_nodes(expert_nodes, layers, experts, num_nodes):
-    nodes = _int2(expert_nodes, "expert_nodes", (layers, experts))
+    nodes = int_array(expert_nodes, "expert_nodes", (layers, experts))
     for layer, e in np.argwhere((nodes < 0) | (nodes >= num_nodes))[:1]:
         raise ValueError(f"expert_nodes[{layer}, {e}] = {nodes[layer, e]} is not a node in [0, {num_nodes})")
     return nodes

@@ -1,4 +1,4 @@
-"""Swap local search for replica layouts (the feasibility study's method 3 / 3e).
+"""Swap local search for replica layouts (optional after a packing: ``docs/replicas.md``, "Why these methods").
 
 Per layer, repeatedly: rank GPUs by how often they are a step's busiest; for the busiest ones,
 evaluate every swap of one of their replicas with a replica on another GPU (vectorised over the
@@ -14,16 +14,16 @@ import time
 
 import numpy as np
 
-from solvers._checks import positive_int
-from solvers.replay import _check_layout, _check_weight, gpu_major_layout, replay_gpu_loads  # noqa: F401  (doctest)
+from solvers._checks import check_padded_layout, check_weight, positive_int
+from solvers.replay import gpu_major_layout, replay_gpu_loads  # noqa: F401  (doctest)
 
-__all__ = ["swap_search"]
+__all__ = ["swap_search", "search_swaps"]
 
 _TIE_RTOL = 1e-12  # scores this close (relative) count as equal
 
 
 def swap_search(weight, phy2log, slot_gpu, num_gpus, *, time_limit_s=1.0, max_steps=None, gpus_per_node=None):
-    """Swap replicas between GPUs while ``sum_t mean_t / max_t`` grows (method 3e), per layer.
+    """Swap replicas between GPUs while ``sum_t mean_t / max_t`` grows, per layer.
 
     Each round takes the GPUs by how often they are a step's busiest, evaluates every swap of one
     of their replicas with a replica on another GPU (vectorised over pairs and steps; the top 3
@@ -56,13 +56,16 @@ def swap_search(weight, phy2log, slot_gpu, num_gpus, *, time_limit_s=1.0, max_st
     >>> p2l.tolist(), replay_gpu_loads(w, p2l, gpu, 2).tolist()
     ([[2, 3, 0, 1]], [[[10.0, 9.0]]])
     """
-    return _swap_search(_check_weight(weight), phy2log, slot_gpu, num_gpus, time_limit_s, max_steps, gpus_per_node)[:2]
+    w = check_weight(weight, "(T, L, E)")
+    return search_swaps(w, phy2log, slot_gpu, num_gpus, time_limit_s, max_steps, gpus_per_node)[:2]
 
 
-def _swap_search(w, phy2log, slot_gpu, num_gpus, time_limit_s, max_steps, gpus_per_node):
-    """:func:`swap_search` on every layer; also returns the stop reason."""
+def search_swaps(w, phy2log, slot_gpu, num_gpus, time_limit_s, max_steps, gpus_per_node):
+    """:func:`swap_search` on loads already checked (a ``(T, L, E)`` float array, as
+    :func:`solvers._checks.check_weight` returns them); also returns the stop reason
+    (``"completed"``, ``"iteration_limit"`` or ``"time_limit"``), for planners that report it."""
     layers, experts = w.shape[1:]
-    p2l, sg, counts = _check_layout(phy2log, slot_gpu, num_gpus, experts, layers)
+    p2l, sg, counts = check_padded_layout(phy2log, slot_gpu, num_gpus, experts, layers)
     cap_steps = 4 * p2l.shape[1] if max_steps is None else positive_int(max_steps, "max_steps")
     end = time.perf_counter() + float(time_limit_s)
     node = np.arange(num_gpus) // (gpus_per_node or num_gpus)

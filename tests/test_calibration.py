@@ -25,7 +25,7 @@ from planner.perf.calibration import (
     held_out_compute,
     predict_time_ms,
 )
-from planner.perf.latency import (
+from planner.perf.factors import (
     DEFAULT_FACTORS,
     GemmFactors,
     LinkFactors,

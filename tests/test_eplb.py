@@ -11,7 +11,7 @@ from solvers.eplb import eplb, replicate_experts
 from solvers.layout import ReplicaLayout
 from solvers.packing import balanced_packing
 
-# deepseek-ai/EPLB README, see shared/reference/replication.md 1.7
+# the test vector of the deepseek-ai/EPLB README
 WEIGHT = np.array(
     [
         [90, 132, 40, 61, 104, 165, 39, 4, 73, 56, 183, 86],

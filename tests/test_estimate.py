@@ -14,7 +14,8 @@ from planner import builtin_loads, plan_replicas
 from planner.cli import app
 from planner.errors import Infeasible, InputError
 from planner.perf.estimate import Estimate, estimate
-from planner.perf.latency import DEFAULT_FACTORS, decode_step_time_s
+from planner.perf.factors import DEFAULT_FACTORS
+from planner.perf.latency import decode_step_time_s
 from planner.plans.io import write_plan
 
 DSV3_H200 = dict(dp=8, ep=8, isl=2048, osl=256)

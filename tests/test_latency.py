@@ -14,20 +14,15 @@ from hypothesis import strategies as st
 
 from planner.errors import InputError
 from planner.perf import ParallelLayout, memory_per_gpu
-from planner.perf.latency import (
+from planner.perf.factors import (
     DEFAULT_FACTORS,
     EfficiencyFactors,
     GemmFactors,
     LinkFactors,
     MemoryOpFactors,
-    StepTime,
-    attention_time_s,
-    collective_time_s,
-    decode_step_time_s,
-    gemm_time_s,
-    memory_op_time_s,
-    prefill_time_s,
 )
+from planner.perf.latency import StepTime, decode_step_time_s, prefill_time_s
+from planner.perf.op_times import attention_time_s, collective_time_s, gemm_time_s, memory_op_time_s
 from planner.profiles import get_gpu, get_model, list_models
 
 H100 = get_gpu("h100")

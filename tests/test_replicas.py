@@ -57,7 +57,7 @@ def test_deepseek_scale_hierarchical_plan_verifies():
     pop = rng.dirichlet(np.full(E, 0.3), size=len(model.moe_layers))
     counts = np.stack([rng.multinomial(4096 * 8, p) for p in pop])[None]
     loads = ExpertLoads(counts, layer_ids=model.moe_layers)
-    for algorithm, solver in (("eplb", "eplb-hierarchical"), ("stepaware", "stepaware-2e")):
+    for algorithm, solver in (("eplb", "eplb-hierarchical"), ("stepaware", "stepaware")):
         plan = plan_replicas(loads, model, num_gpus=32, num_nodes=4, redundant_slots=32, algorithm=algorithm)
         assert plan.report.solver.startswith(solver)
         assert plan.inputs.parameters["policy"] == "hierarchical"

@@ -17,7 +17,6 @@ so tests see what users see.
 from __future__ import annotations
 
 import inspect
-import re
 import sys
 import traceback
 import typing
@@ -43,8 +42,6 @@ _BAD_PARAMETER = typer.BadParameter
 _MISSING_PARAMETER = _CLICK_EXCEPTIONS.MissingParameter
 _NO_SUCH_OPTION = _CLICK_EXCEPTIONS.NoSuchOption
 _NO_ARGS_IS_HELP = getattr(_CLICK_EXCEPTIONS, "NoArgsIsHelpError", ())
-# a remedy in a library message, written as the keyword argument a notebook user would pass
-_KEYWORD = re.compile(r"\b([a-z][a-z0-9_]*)=([^\s,;:()]+)")
 
 
 @dataclass
@@ -98,21 +95,21 @@ class CliGroup(TyperGroup):
 
     def _planner_message(self, exc: PlannerError, command: str | None) -> str:
         """The library's message in the command's words: ``--flag: message`` when the error names a
-        parameter the command fills from a flag, and a remedy written as a Python keyword argument
-        (``spare_slots_per_gpu=1``) as the flag to give (``--spare-slots 1``)."""
+        parameter the command fills from a flag, and its remedy (``; try spare_slots_per_gpu=1``) as the
+        flags to give (``; try --spare-slots 1``)."""
+        if type(exc).__str__ is not PlannerError.__str__ and type(exc).__str__ is not InputError.__str__:
+            return str(exc)  # an error that words itself (ProfileNotFound)
         cmd = self.commands.get(command or "")
         flags = {o for p in cmd.params for o in (*p.opts, *p.secondary_opts)} if cmd is not None else set()
-        text = str(exc)
-        if isinstance(exc, InputError):
-            flag = flag_for(exc.param, command, flags)
-            if flag is not None:
-                text = f"{flag}: {exc.message}"
 
-        def as_flag(m: re.Match) -> str:
-            flag = flag_for(m.group(1), command, flags)
-            return m.group(0) if flag is None else f"{flag} {m.group(2)}"
+        def spell(name: str) -> str:
+            flag = flag_for(name, command, flags)
+            return f"{name}=" if flag is None else f"{flag} "
 
-        return _KEYWORD.sub(as_flag, text)
+        param = getattr(exc, "param", None)
+        flag = flag_for(param, command, flags)
+        head = f"{flag}: " if flag is not None else (f"{param}: " if param else "")
+        return head + exc.message + exc.remedy_text(spell)
 
 
 def _usage_message(exc, args: list[str]) -> str:

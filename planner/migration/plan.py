@@ -260,8 +260,8 @@ def _infeasible_message(failed: list[tuple[int, MigrationInfeasible]], num_layer
     return (
         f"{len(failed)} of {num_layers} layer(s) cannot migrate with {spare} staging slot(s) per GPU: their experts "
         f"must move in cycles in which each has a single replica, so overwriting any of them leaves an expert "
-        f"unserved ({parts}{more}); allow 1 staging slot per GPU (spare_slots_per_gpu=1: one extra "
-        f"expert copy, {bytes_per_expert / 1e6:.1f} MB, per GPU and migrating layer)"
+        f"unserved ({parts}{more}); 1 staging slot per GPU makes them movable (one extra expert copy, "
+        f"{bytes_per_expert / 1e6:.1f} MB, per GPU and migrating layer)"
     )
 
 
@@ -316,7 +316,8 @@ def plan_migration(current: Plan, new: Plan, *, relabel: bool = True, spare_slot
         cross = sum(not w.commit and w.src_gpu // gpn != w.gpu // gpn for step in s.steps for w in step)
         layers.append(LayerMigration(layer, m, s, _naive_copies(op, og, np_, ng, D), int(cross)))
     if failed:
-        raise Infeasible(_infeasible_message(failed, len(a.layers), spare_slots_per_gpu, a.bytes_per_expert))
+        raise Infeasible(_infeasible_message(failed, len(a.layers), spare_slots_per_gpu, a.bytes_per_expert),
+                         remedy={"spare_slots_per_gpu": spare_slots_per_gpu + 1})
     target = _target_plan(current, new, layers, relabel)
     if loads is not None:
         for plan, which in ((new, "new"), (target, "target")):

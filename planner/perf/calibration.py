@@ -3,7 +3,7 @@ r"""Fit the efficiency factors of :mod:`planner.perf.latency` to measured op tim
 (Past ~450 lines: the fit, its error report and the held-out protocols built on them are one job.)
 
 Method. Each op family has its own parameters (the fields of one group of
-:class:`~planner.perf.latency.EfficiencyFactors`), fitted by ``scipy.optimize.least_squares``
+:class:`~planner.perf.factors.EfficiencyFactors`), fitted by ``scipy.optimize.least_squares``
 (trust-region reflective, bounds: fractions in (0, 1], times positive through their logarithm) on
 log-time residuals ``log t_model - log t_measured``, i.e. on relative error, so a 2 us kernel
 counts as much as a 5 ms one (DistServe fits its latency model on relative error too)::
@@ -43,16 +43,8 @@ import numpy as np
 from scipy.optimize import least_squares
 
 from planner.errors import InputError
-from planner.perf.latency import (
-    DEFAULT_FACTORS,
-    EfficiencyFactors,
-    GemmFactors,
-    LinkFactors,
-    MemoryOpFactors,
-    collective_time_s,
-    gemm_time_s,
-    memory_op_time_s,
-)
+from planner.perf.factors import DEFAULT_FACTORS, EfficiencyFactors, GemmFactors, LinkFactors, MemoryOpFactors
+from planner.perf.op_times import collective_time_s, gemm_time_s, memory_op_time_s
 from planner.perf.measured import (
     COLLECTIVE_OPS,
     GEMM_OPS,
@@ -269,7 +261,7 @@ def fit_compute(tables, *, gpu=None, base: EfficiencyFactors | None = None,
     tables : OpTable, ComputeTable or a sequence of them (GEMM and memory-op rows are used;
         a family without rows keeps ``base``'s factors).
     gpu : the GPU spec; default the tables' device.
-    base : factors for everything not fitted; default :data:`~planner.perf.latency.DEFAULT_FACTORS`.
+    base : factors for everything not fitted; default :data:`~planner.perf.factors.DEFAULT_FACTORS`.
     min_tokens : only for the report (the fit uses every row).
 
     Returns

@@ -33,19 +33,22 @@ on is listed in its ``assumptions``; ``docs/estimates.md`` discusses them.
 
 from __future__ import annotations
 
-import math
+import math  # noqa: F401  (doctest)
 from dataclasses import dataclass
 
-from planner.errors import Infeasible, InputError
+from planner.common.checks import check_number
 from planner.common.numerics import round_float
+from planner.common.tables import format_table
+from planner.errors import Infeasible, InputError
 from planner.perf.calibration import calibrated_factors
-from planner.perf.latency import DEFAULT_FACTORS, StepTime, decode_step_time_s, prefill_time_s
+from planner.perf.factors import DEFAULT_FACTORS
+from planner.perf.latency import StepTime, decode_step_time_s, prefill_time_s
 from planner.perf.layout import ParallelLayout
 from planner.perf.measured import list_compute_tables, list_network_tables
-from planner.perf.memory import MemoryBreakdown, _check_number, memory_per_gpu
+from planner.perf.memory import memory_per_gpu
+from planner.perf.memory_breakdown import MemoryBreakdown
 from planner.plans.schema import Plan
 from planner.profiles import GpuSpec, ModelArch, get_gpu, get_model
-from planner.common.tables import format_table
 
 __all__ = ["Estimate", "estimate"]
 
@@ -238,20 +241,20 @@ def estimate(
     arch = model if isinstance(model, ModelArch) else get_model(model)
     spec = gpu if isinstance(gpu, GpuSpec) else get_gpu(gpu)
     lay = ParallelLayout(tp=tp, pp=pp, dp=dp, ep=tp * dp if ep is None else ep, moe_tp=moe_tp)
-    _check_number("batch", batch, low=1, integer=True)
-    _check_number("isl", isl, low=1, integer=True)
-    _check_number("osl", osl, low=2, integer=True)
+    check_number("batch", batch, low=1, integer=True)
+    check_number("isl", isl, low=1, integer=True)
+    check_number("osl", osl, low=2, integer=True)
     if not isinstance(calibrated, bool):
         raise InputError(f"calibrated must be True or False, got {calibrated!r}")
     batch, isl, osl = int(batch), int(isl), int(osl)
     slots, balancedness, plan_note = _from_plan(replica_plan, arch, lay)
     lay.validate(arch, expert_slots_per_gpu=slots)
-    slots = math.ceil(arch.num_routed_experts / lay.ep) if slots is None else slots
+    slots = lay.expert_slots_per_gpu(arch, slots)
 
     mem = memory_per_gpu(arch, spec, lay, expert_slots_per_gpu=slots, kv_dtype_bytes=kv_dtype_bytes,
                          max_batch_tokens=max_batch_tokens, memory_utilization=memory_utilization)  # fmt: skip
     context = isl + osl
-    kv_needed_bytes = batch * _kv_bytes_per_sequence(mem, context)
+    kv_needed_bytes = batch * mem.kv_bytes_per_sequence(context)
     if batch > mem.sequences_that_fit(context):
         _raise_kv(mem, batch, isl, osl, kv_needed_bytes)
 
@@ -334,15 +337,6 @@ def _factors_for(spec: GpuSpec, calibrated: bool):
             f"no measured op tables for {spec.id} (shipped for {', '.join(have)}): uncalibrated DEFAULT_FACTORS"
         )
     return calibrated_factors(spec), f"efficiency factors fitted to the measured {spec.id} tables"
-
-
-def _kv_bytes_per_sequence(mem: MemoryBreakdown, context: int) -> float:
-    """KV bytes one sequence of ``context`` tokens takes on this GPU (sliding windows capped),
-    the per-sequence size :meth:`MemoryBreakdown.sequences_that_fit` divides by."""
-    per_layer = mem.kv_bytes_per_token / mem.stage_layers
-    full = mem.stage_layers - mem.kv_windowed_layers
-    windowed = min(context, mem.kv_window_tokens or 0) * mem.kv_windowed_layers
-    return per_layer * (full * context + windowed)
 
 
 def _raise_kv(mem: MemoryBreakdown, batch: int, isl: int, osl: int, needed_bytes: float) -> None:

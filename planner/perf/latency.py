@@ -1,28 +1,13 @@
 r"""Latency of one prefill batch or one decode step: a roofline with named efficiency factors.
 
-Model, for one GPU (``P`` dense tensor FLOP/s -- FP8 for FP8 weights where the GPU has it, BF16
-otherwise; ``W`` HBM bytes/s; ``b_a = 2`` activation bytes, ``b_w`` weight bytes; every Greek
-letter is a field of :class:`EfficiencyFactors`)::
+A step is a sum of op times -- GEMM (1), memory-bound op (2), attention core (3), all-reduce (4),
+all-to-all (5), send/recv (6) of :mod:`planner.perf.op_times` -- each with the efficiency factors
+of :mod:`planner.perf.factors`. What one GPU runs (``b_a = 2`` activation bytes)::
 
-    (1) GEMM (m x k) @ (k x n) over g weight groups (g experts of a grouped GEMM, else 1):
-            F = 2 m n k,   B = g k n b_w + m (k + n) b_a
-            t = max(F / (P e(m / g)),  B / (W eta_gemm)) + tau_gemm
-            e(x) = e_max x / (x + x_half)             utilisation ramps with the rows per group
-    (2) memory-bound op moving B bytes (norm, residual add, activation, rope, embedding):
-            t = B / (W eta_op) + tau_op
-        RMSNorm runs one thread block per row, so a few rows still wait for one row's reduction:
-            t = max(B / (W eta_norm), k rho_norm) + tau_norm
-    (3) attention core (FlashAttention-style, BF16):
-            t = max(F_a / (P_bf16 e_attn), B_a / (W eta_attn)) + tau_attn
+    (3) attention core of h_r heads per rank, window w, L new tokens or c context tokens per request:
             prefill  F_a = 2 h_r (d_qk + d_v) sum_req sum_{i=1..L} min(i, w)   (causal; ~L^2 / 2)
             decode   F_a = 2 h_r (d_qk + d_v) sum_req min(c, w),   B_a = sum_req min(c, w) kv_r b_kv
             (B_a also counts q and o, the new tokens' KV written and, in prefill, the fresh k and v)
-    (4) ring all-reduce of S bytes over n GPUs:   t = alpha + 2 (n - 1) / n * S / (beta lambda)
-    (5) all-to-all, S bytes into the busiest GPU:  t = alpha + (n - 1) / n * S / (beta lambda)
-        (spanning nodes: the larger of the NVLink share and the NIC share)
-    (6) send/recv of S bytes:                      t = alpha + S / (beta lambda)
-        beta = intra_node_bytes_per_s / 2 inside a node (the profile holds both directions),
-               inter_node_bytes_per_s across nodes (one direction per GPU)
     (7) MoE layer; T tokens in the tp x dp MoE group, top-k, balancedness b, s slots per GPU:
             R = T k / (ep b) rows on the busiest GPU,  A = s (1 - exp(-R / s)) slots it activates
             t = a2a(R H b_a) + GEMM(R, 2I/moe_tp, H; g=A) + act + GEMM(R, H, I/moe_tp; g=A) + a2a(R H b_a)
@@ -46,230 +31,17 @@ sources and the measured errors are in ``docs/performance.md``.
 from __future__ import annotations
 
 import math
-import numbers
-from dataclasses import asdict, dataclass, fields
+from dataclasses import asdict, dataclass
 
-import numpy as np
-
-from planner.errors import InputError
+from planner.common.checks import POSITIVE, check_number
 from planner.common.numerics import round_float
-from planner.perf.layout import ParallelLayout
-from planner.perf.memory import _POSITIVE, _check_number, _kv_elements_per_layer
-from planner.profiles import GpuSpec, ModelArch, get_gpu, get_model
+from planner.perf.factors import EfficiencyFactors, resolve_factors
+from planner.perf.layout import ParallelLayout, resolve_instance
+from planner.perf.op_times import ACTIVATION_BYTES, attention_time_s, collective_time_s, gemm_time_s, memory_op_time_s
+from planner.profiles import GpuSpec, ModelArch
+from planner.profiles.params import kv_elements_per_token_per_layer, kv_heads_per_rank
 
-__all__ = [
-    "GemmFactors",
-    "MemoryOpFactors",
-    "AttentionFactors",
-    "LinkFactors",
-    "EfficiencyFactors",
-    "DEFAULT_FACTORS",
-    "StepTime",
-    "gemm_time_s",
-    "memory_op_time_s",
-    "attention_time_s",
-    "collective_time_s",
-    "prefill_time_s",
-    "decode_step_time_s",
-]
-
-_ACT_BYTES = 2  # BF16 activations, also with FP8 weights
-_MEMORY_OPS = ("norm", "add", "act", "rope", "embedding")
-
-
-@dataclass(frozen=True)
-class GemmFactors:
-    """Eq. (1): ``peak_fraction`` = e_max, ``half_tokens`` = x_half (rows per weight group at which
-    utilisation is half of e_max), ``hbm_fraction`` = eta_gemm, ``overhead_s`` = tau_gemm."""
-
-    peak_fraction: float
-    half_tokens: float
-    hbm_fraction: float
-    overhead_s: float
-
-
-@dataclass(frozen=True)
-class MemoryOpFactors:
-    """Eq. (2): share of HBM bandwidth reached, fixed time per kernel, and (RMSNorm only) the
-    latency of one row per element ``row_s_per_elem`` = rho."""
-
-    hbm_fraction: float
-    overhead_s: float
-    row_s_per_elem: float = 0.0
-
-
-@dataclass(frozen=True)
-class AttentionFactors:
-    """Eq. (3): share of BF16 peak (prefill) and of HBM bandwidth (decode), fixed time per kernel."""
-
-    flops_fraction: float
-    hbm_fraction: float
-    overhead_s: float
-
-
-@dataclass(frozen=True)
-class LinkFactors:
-    """Eqs. (4)-(6): share of the link bandwidth reached (lambda) and the fixed latency (alpha)."""
-
-    bandwidth_fraction: float
-    latency_s: float
-
-
-@dataclass(frozen=True)
-class EfficiencyFactors:
-    """Every efficiency factor of the model, with where the numbers come from.
-
-    ``p2p_*`` serve send/recv (pipeline hand-offs) and all-to-all (NCCL builds it from grouped
-    send/recv); ``all_reduce_*`` serve the tensor-parallel reductions. ``*_intra`` inside one node,
-    ``*_inter`` for groups that span nodes.
-    """
-
-    gemm: GemmFactors
-    norm: MemoryOpFactors
-    add: MemoryOpFactors
-    act: MemoryOpFactors
-    rope: MemoryOpFactors
-    embedding: MemoryOpFactors
-    attention: AttentionFactors
-    all_reduce_intra: LinkFactors
-    all_reduce_inter: LinkFactors
-    p2p_intra: LinkFactors
-    p2p_inter: LinkFactors
-    source: str
-
-    def __post_init__(self) -> None:
-        for group in fields(self):
-            value = getattr(self, group.name)
-            if group.name == "source":
-                if not isinstance(value, str) or not value.strip():
-                    raise InputError("EfficiencyFactors.source must say where the numbers come from")
-                continue
-            for f in fields(value):
-                x = getattr(value, f.name)
-                ok = isinstance(x, numbers.Real) and math.isfinite(x) and x >= 0
-                if f.name.endswith("fraction"):
-                    ok = ok and 0 < x <= 1
-                if not ok:
-                    raise InputError(f"EfficiencyFactors.{group.name}.{f.name} out of range: {x!r}")
-
-    def to_dict(self) -> dict:
-        """Nested plain dict, floats rounded to 12 significant digits."""
-        out = asdict(self)
-        for key, value in out.items():
-            if isinstance(value, dict):
-                out[key] = {k: round_float(v) for k, v in value.items()}
-        return out
-
-
-#: Uncalibrated defaults, for GPUs without measured tables. GEMM, memory-op and link factors: the
-#: mean of the H100 and A100 fits to Vidur's tables, rounded (planner.perf.calibration,
-#: docs/performance.md; all_reduce_inter from A100 only, a poor fit). Attention has no table here,
-#: so its factors are assumptions: 0.6 of BF16 peak for prefill -- FlashAttention-2 reaches 50-73 %
-#: of A100 peak in the forward pass (Dao 2023, arXiv:2307.08691, s4.1), FlashAttention-3 75 % of
-#: H100 BF16 peak (Shah et al. 2024, arXiv:2407.08608), less for the short causal sequences of
-#: serving -- and 0.8 of HBM bandwidth for decode, like the GEMMs' weight streaming fitted here.
-DEFAULT_FACTORS = EfficiencyFactors(
-    gemm=GemmFactors(peak_fraction=0.75, half_tokens=130.0, hbm_fraction=0.88, overhead_s=6.4e-6),
-    norm=MemoryOpFactors(hbm_fraction=0.37, overhead_s=0.9e-6, row_s_per_elem=0.75e-9),
-    add=MemoryOpFactors(hbm_fraction=1.0, overhead_s=1.2e-6),  # both fits at the bound 1
-    act=MemoryOpFactors(hbm_fraction=0.55, overhead_s=2.7e-6),
-    rope=MemoryOpFactors(hbm_fraction=0.50, overhead_s=2.4e-6),
-    embedding=MemoryOpFactors(hbm_fraction=0.175, overhead_s=3.3e-6),
-    attention=AttentionFactors(flops_fraction=0.6, hbm_fraction=0.8, overhead_s=5e-6),  # assumed
-    all_reduce_intra=LinkFactors(bandwidth_fraction=0.66, latency_s=35e-6),
-    all_reduce_inter=LinkFactors(bandwidth_fraction=0.41, latency_s=140e-6),
-    p2p_intra=LinkFactors(bandwidth_fraction=0.86, latency_s=10.5e-6),
-    p2p_inter=LinkFactors(bandwidth_fraction=0.51, latency_s=25e-6),
-    source="defaults: mean of moeplan's H100 and A100 fits to Vidur tables (2026-11-22); attention assumed",
-)
-
-
-def _factors(factors: EfficiencyFactors | None) -> EfficiencyFactors:
-    if factors is None:
-        return DEFAULT_FACTORS
-    if not isinstance(factors, EfficiencyFactors):
-        raise InputError(f"factors must be EfficiencyFactors, got {type(factors).__name__}")
-    return factors
-
-
-def _gpu(gpu: GpuSpec | str) -> GpuSpec:
-    return gpu if isinstance(gpu, GpuSpec) else get_gpu(gpu)
-
-
-def gemm_time_s(m, n, k, gpu: GpuSpec | str, *, factors=None, groups=1, weight_bytes=2.0, flops_per_s=None):
-    """Eq. (1): time of ``(m x k) @ (k x n)`` summed over ``groups`` weight matrices (vectorised).
-
-    ``m`` rows in total (split evenly over the groups), ``weight_bytes`` per weight element,
-    ``flops_per_s`` the peak (default the GPU's dense BF16). Returns seconds (float or array).
-    """
-    f, gpu = _factors(factors).gemm, _gpu(gpu)
-    m, n, k, groups = (np.asarray(x, dtype=np.float64) for x in (m, n, k, groups))
-    peak = gpu.bf16_flops_per_s if flops_per_s is None else flops_per_s
-    rows = m / np.maximum(groups, 1.0)
-    utilisation = f.peak_fraction * rows / (rows + f.half_tokens)
-    flops = 2.0 * m * n * k
-    hbm = groups * k * n * weight_bytes + m * (k + n) * _ACT_BYTES
-    with np.errstate(divide="ignore", invalid="ignore"):
-        compute = np.where(m > 0, flops / (peak * utilisation), 0.0)
-    t = np.maximum(compute, hbm / (gpu.hbm_bytes_per_s * f.hbm_fraction)) + f.overhead_s
-    return np.where(m > 0, t, 0.0)[()]
-
-
-def memory_op_time_s(op: str, m, k, gpu: GpuSpec | str, *, factors=None, n=None):
-    """Eq. (2): time of a memory-bound op on ``m`` rows of ``k`` elements (vectorised).
-
-    ``op`` is ``norm``, ``add``, ``act``, ``rope`` or ``embedding``; for ``act`` ``n`` is the input
-    width (default ``2k``, SiLU-and-mul) and ``k`` the output width.
-    """
-    if op not in _MEMORY_OPS:
-        raise InputError(f"unknown memory op {op!r}; known: {', '.join(_MEMORY_OPS)}")
-    f, gpu = getattr(_factors(factors), op), _gpu(gpu)
-    m, k = np.asarray(m, dtype=np.float64), np.asarray(k, dtype=np.float64)
-    n = 2.0 * k if n is None else np.asarray(n, dtype=np.float64)
-    # elements read + written per row: rope rotates q and k in place, add reads two inputs
-    moved = {"norm": 2 * k, "rope": 2 * k, "embedding": 2 * k, "add": 3 * k, "act": n + k}[op]
-    t = m * moved * _ACT_BYTES / (gpu.hbm_bytes_per_s * f.hbm_fraction)
-    if f.row_s_per_elem:
-        t = np.maximum(t, k * f.row_s_per_elem)
-    return np.where(m > 0, t + f.overhead_s, 0.0)[()]
-
-
-def attention_time_s(flops, hbm_bytes, gpu: GpuSpec | str, *, factors=None):
-    """Eq. (3): attention-core time from its FLOPs and HBM bytes (vectorised)."""
-    f, gpu = _factors(factors).attention, _gpu(gpu)
-    flops, hbm_bytes = np.asarray(flops, dtype=np.float64), np.asarray(hbm_bytes, dtype=np.float64)
-    compute = flops / (gpu.bf16_flops_per_s * f.flops_fraction)
-    t = np.maximum(compute, hbm_bytes / (gpu.hbm_bytes_per_s * f.hbm_fraction))
-    return np.where(flops + hbm_bytes > 0, t + f.overhead_s, 0.0)[()]
-
-
-def collective_time_s(op: str, size_bytes, num_workers, gpu: GpuSpec | str, *, factors=None,
-                      devices_per_node=None):  # fmt: skip
-    """Eqs. (4)-(6): time of ``all_reduce``, ``all_to_all`` or ``send_recv`` (vectorised).
-
-    ``size_bytes``: the buffer per GPU (all-reduce), the bytes the busiest GPU receives
-    (all-to-all) or the message (send/recv). ``devices_per_node``: GPUs of the group on each node,
-    default ``min(num_workers, gpu.gpus_per_node)``; fewer than ``num_workers`` spans nodes.
-    Groups of one GPU take no time.
-    """
-    if op not in ("all_reduce", "all_to_all", "send_recv"):
-        raise InputError(f"unknown collective {op!r}; known: all_reduce, all_to_all, send_recv")
-    f, gpu = _factors(factors), _gpu(gpu)
-    size, n = np.asarray(size_bytes, dtype=np.float64), np.asarray(num_workers, dtype=np.float64)
-    g = np.minimum(n, gpu.gpus_per_node) if devices_per_node is None else np.asarray(devices_per_node, np.float64)
-    near, far = (f.all_reduce_intra, f.all_reduce_inter) if op == "all_reduce" else (f.p2p_intra, f.p2p_inter)
-    near_bps = gpu.intra_node_bytes_per_s / 2 * near.bandwidth_fraction
-    far_bps = gpu.inter_node_bytes_per_s * far.bandwidth_fraction
-    with np.errstate(divide="ignore", invalid="ignore"):
-        if op == "all_reduce":  # ring: the slowest link carries 2 (n - 1) / n of the buffer
-            volume = 2.0 * (n - 1) / n * size
-            t = np.where(g < n, far.latency_s + volume / far_bps, near.latency_s + volume / near_bps)
-        elif op == "send_recv":
-            t = np.where(g < n, far.latency_s + size / far_bps, near.latency_s + size / near_bps)
-        else:  # all-to-all: (g - 1) / n of the bytes come over NVLink, (n - g) / n over the NIC
-            t_near, t_far = (g - 1) / n * size / near_bps, (n - g) / n * size / far_bps
-            t = np.where(g < n, far.latency_s + np.maximum(t_near, t_far), near.latency_s + t_near)
-    return np.where((n > 1) & (size > 0), t, 0.0)[()]
+__all__ = ["StepTime", "prefill_time_s", "decode_step_time_s"]
 
 
 _COMPONENTS = (
@@ -403,7 +175,7 @@ def _attention_block(s: _Step, window: int | None) -> dict[str, float]:
         d_qk, d_v = (nope + rope, v) if s.prefill else (lora + rope, lora)
         kv_heads = heads
     else:
-        d, kv_heads = att.head_dim, max(1, att.num_kv_heads // min(tp, att.num_kv_heads))
+        d, kv_heads = att.head_dim, kv_heads_per_rank(att, tp)
         proj = _gemm(s, T, (heads + 2 * kv_heads) * d, H) + _gemm(s, T, H, heads * d)
         rotated = (heads + kv_heads) * d
         if att.qk_norm == "per_head":
@@ -413,15 +185,15 @@ def _attention_block(s: _Step, window: int | None) -> dict[str, float]:
         d_qk = d_v = d
     pairs = _attention_pairs(s, window)
     flops = 2.0 * heads * (d_qk + d_v) * pairs
-    kv_bytes = _kv_elements_per_layer(att, tp) * s.kv_dtype_bytes  # per cached token on this rank
-    hbm = T * heads * (d_qk + d_v) * _ACT_BYTES + T * kv_bytes  # q in, o out; new tokens' KV written
+    kv_bytes = kv_elements_per_token_per_layer(att, tp) * s.kv_dtype_bytes  # per cached token on this rank
+    hbm = T * heads * (d_qk + d_v) * ACTIVATION_BYTES + T * kv_bytes  # q in, o out; new tokens' KV written
     # prefill reads the fresh k and v once per query (flash tiles stay on chip), decode the cache
-    hbm += T * kv_heads * (d_qk + d_v) * _ACT_BYTES if s.prefill else pairs * kv_bytes
+    hbm += T * kv_heads * (d_qk + d_v) * ACTIVATION_BYTES if s.prefill else pairs * kv_bytes
     out["attention_proj_s"] = proj
     out["attention_core_s"] = float(attention_time_s(flops, hbm, s.spec, factors=s.f))
     out["norm_s"] = norm
     out["elementwise_s"] = _mem(s, "rope", T, rotated) + 2 * _mem(s, "add", T, H)  # two residual adds
-    out["tp_all_reduce_s"] = _coll(s, "all_reduce", T * H * _ACT_BYTES, tp)
+    out["tp_all_reduce_s"] = _coll(s, "all_reduce", T * H * ACTIVATION_BYTES, tp)
     return out
 
 
@@ -436,10 +208,10 @@ def _ffn_block(s: _Step, moe: bool) -> dict[str, float]:
     out = dict.fromkeys(_COMPONENTS, 0.0)
     if not moe:
         out["dense_ffn_s"], out["elementwise_s"] = _dense_ffn(s, arch.dense_intermediate_size)
-        out["tp_all_reduce_s"] = _coll(s, "all_reduce", T * H * _ACT_BYTES, lay.tp)
+        out["tp_all_reduce_s"] = _coll(s, "all_reduce", T * H * ACTIVATION_BYTES, lay.tp)
         return out
     shared = arch.shared_expert_intermediate_size
-    out["router_s"] = _gemm(s, T, arch.num_routed_experts, H, weight_bytes=_ACT_BYTES)  # router kept in BF16
+    out["router_s"] = _gemm(s, T, arch.num_routed_experts, H, weight_bytes=ACTIVATION_BYTES)  # router kept in BF16
     if shared:
         out["dense_ffn_s"], out["elementwise_s"] = _dense_ffn(s, shared)
     # (7): rows on the busiest GPU and the slots they touch (uniform routing within the GPU)
@@ -452,14 +224,14 @@ def _ffn_block(s: _Step, moe: bool) -> dict[str, float]:
         + _gemm(s, rows, H, inner, groups=active)
     )
     if lay.ep > 1:
-        a2a = _coll(s, "all_to_all", rows * H * _ACT_BYTES, lay.tp * lay.dp)
+        a2a = _coll(s, "all_to_all", rows * H * ACTIVATION_BYTES, lay.tp * lay.dp)
         out["moe_dispatch_s"] = out["moe_combine_s"] = a2a
         if shared:  # the shared expert's row-parallel output
-            out["tp_all_reduce_s"] += _coll(s, "all_reduce", T * H * _ACT_BYTES, lay.tp)
+            out["tp_all_reduce_s"] += _coll(s, "all_reduce", T * H * ACTIVATION_BYTES, lay.tp)
         # experts split over moe_tp ranks: sum the partial outputs (top-k summed locally first)
-        out["tp_all_reduce_s"] += _coll(s, "all_reduce", rows / arch.top_k * H * _ACT_BYTES, lay.moe_tp)
+        out["tp_all_reduce_s"] += _coll(s, "all_reduce", rows / arch.top_k * H * ACTIVATION_BYTES, lay.moe_tp)
     else:  # every rank holds a 1/moe_tp slice of every expert: one reduction of routed + shared output
-        out["tp_all_reduce_s"] += _coll(s, "all_reduce", s.tokens_total * H * _ACT_BYTES, lay.moe_tp)
+        out["tp_all_reduce_s"] += _coll(s, "all_reduce", s.tokens_total * H * ACTIVATION_BYTES, lay.moe_tp)
     return out
 
 
@@ -486,16 +258,16 @@ def _step_time(s: _Step) -> StepTime:
                 part[c] += value
         if index == 0:  # vocab-parallel embedding: a lookup, then an all-reduce over tp
             part["embedding_s"] += _mem(s, "embedding", s.tokens_rank, H)
-            part["tp_all_reduce_s"] += _coll(s, "all_reduce", s.tokens_rank * H * _ACT_BYTES, lay.tp)
+            part["tp_all_reduce_s"] += _coll(s, "all_reduce", s.tokens_rank * H * ACTIVATION_BYTES, lay.tp)
         if index == len(ranges) - 1:  # final norm; logits of one position per request, lm_head in BF16
             part["norm_s"] += _mem(s, "norm", s.tokens_rank, H)
             vocab_rows = -(-arch.vocab_size // lay.tp)
             part["lm_head_s"] += float(
-                gemm_time_s(s.requests_rank, vocab_rows, H, s.spec, factors=s.f, weight_bytes=_ACT_BYTES)
+                gemm_time_s(s.requests_rank, vocab_rows, H, s.spec, factors=s.f, weight_bytes=ACTIVATION_BYTES)
             )
         stages.append(part)
     # vLLM hands the next stage its hidden states and residual (IntermediateTensors)
-    handoff_bytes = 2 * s.tokens_rank * H * _ACT_BYTES
+    handoff_bytes = 2 * s.tokens_rank * H * ACTIVATION_BYTES
     per_node = 2 if lay.num_gpus <= s.spec.gpus_per_node else 1
     send = float(collective_time_s("send_recv", handoff_bytes, 2, s.spec, factors=s.f, devices_per_node=per_node))
     totals = {c: sum(p[c] for p in stages) for c in _COMPONENTS}
@@ -519,16 +291,12 @@ def _step_time(s: _Step) -> StepTime:
 
 def _prepare(model, gpu, layout, batch, new_tokens, context, prefill, *, balancedness, expert_slots_per_gpu,
              factors, kv_dtype_bytes) -> _Step:  # fmt: skip
-    arch = model if isinstance(model, ModelArch) else get_model(model)
-    spec = gpu if isinstance(gpu, GpuSpec) else get_gpu(gpu)
-    lay = layout if isinstance(layout, ParallelLayout) else ParallelLayout.parse(layout)
-    lay.validate(arch, expert_slots_per_gpu=expert_slots_per_gpu)
-    _check_number("batch", batch, low=1, integer=True)
-    _check_number("isl" if prefill else "context_len", context, low=1, integer=True)
-    _check_number("balancedness", balancedness, low=_POSITIVE, high=1.0)
-    _check_number("kv_dtype_bytes", kv_dtype_bytes, low=_POSITIVE)
-    f = _factors(factors)
-    slots = math.ceil(arch.num_routed_experts / lay.ep) if expert_slots_per_gpu is None else int(expert_slots_per_gpu)
+    arch, spec, lay, slots = resolve_instance(model, gpu, layout, expert_slots_per_gpu=expert_slots_per_gpu)
+    check_number("batch", batch, low=1, integer=True)
+    check_number("isl" if prefill else "context_len", context, low=1, integer=True)
+    check_number("balancedness", balancedness, low=POSITIVE, high=1.0)
+    check_number("kv_dtype_bytes", kv_dtype_bytes, low=POSITIVE)
+    f = resolve_factors(factors)
     fp8 = arch.weight_bytes_per_param <= 1 and spec.fp8_flops_per_s
     requests_rank = -(-int(batch) // lay.dp)
     return _Step(

@@ -36,14 +36,11 @@ import math
 import numbers
 import re
 from dataclasses import dataclass
-from typing import TYPE_CHECKING
 
 from planner.errors import InputError
+from planner.profiles import GpuSpec, ModelArch, get_gpu, get_model
 
-if TYPE_CHECKING:  # pragma: no cover
-    from planner.profiles import ModelArch
-
-__all__ = ["ParallelLayout"]
+__all__ = ["ParallelLayout", "resolve_instance"]
 
 _LABEL = re.compile(r"tp(\d+)pp(\d+)dp(\d+)(?:etp(\d+))?ep(\d+)(?:moetp(\d+))?")
 
@@ -140,6 +137,10 @@ class ParallelLayout:
         starts = [sum(counts[:s]) for s in range(self.pp)]
         return tuple(range(a, a + n) for a, n in zip(starts, counts))
 
+    def expert_slots_per_gpu(self, model: ModelArch, slots: int | None = None) -> int:
+        """Routed-expert slots per GPU and MoE layer: ``slots`` (a replica plan's), else ``ceil(E / ep)``."""
+        return math.ceil(model.num_routed_experts / self.ep) if slots is None else int(slots)
+
     def validate(self, model: ModelArch, *, expert_slots_per_gpu: int | None = None) -> None:
         """Check the layout against a model (rules in the module docstring).
 
@@ -187,5 +188,23 @@ class ParallelLayout:
             if slots * self.ep < E:
                 raise InputError(
                     f"{where}: {slots} expert slots per GPU x ep={self.ep} = {slots * self.ep} slots per layer "
-                    f"cannot hold the {E} routed experts (need >= {math.ceil(E / self.ep)} per GPU)"
+                    f"cannot hold the {E} routed experts (need >= {self.expert_slots_per_gpu(model)} per GPU)"
                 )
+
+
+def resolve_instance(
+    model: ModelArch | str, gpu: GpuSpec | str, layout: ParallelLayout | str, *, expert_slots_per_gpu: int | None = None
+) -> tuple[ModelArch, GpuSpec, ParallelLayout, int]:
+    """``(model, gpu, layout, slots per GPU)`` of one instance: profiles from their names, the layout
+    from its label, checked against the model (:meth:`ParallelLayout.validate`), and the routed-expert
+    slots per GPU (:meth:`ParallelLayout.expert_slots_per_gpu`).
+
+    >>> model, gpu, layout, slots = resolve_instance("deepseek-v3", "h200", "tp1pp1dp8ep8")
+    >>> gpu.id, layout.ep, slots
+    ('h200', 8, 32)
+    """
+    arch = model if isinstance(model, ModelArch) else get_model(model)
+    spec = gpu if isinstance(gpu, GpuSpec) else get_gpu(gpu)
+    lay = layout if isinstance(layout, ParallelLayout) else ParallelLayout.parse(layout)
+    lay.validate(arch, expert_slots_per_gpu=expert_slots_per_gpu)
+    return arch, spec, lay, lay.expert_slots_per_gpu(arch, expert_slots_per_gpu)

@@ -1,5 +1,8 @@
 """Measured operator and collective timings: the shipped Vidur tables and moeplan's op-timing CSV.
 
+(Past 450 lines on purpose: each Vidur table converts to the op-timing format, the only one the
+calibration reads, so the two formats and their converters change together.)
+
 Shipped tables live in ``profiles/measured/`` and are read through ``importlib.resources`` (never a
 path relative to the working directory); ``profiles/measured/PROVENANCE.md`` says where they come
 from. Times are kernel times in **milliseconds**, as measured; sizes are bytes.
@@ -55,6 +58,7 @@ import numpy as np
 
 from planner.errors import InputError, ProfileNotFound
 from planner.common.fileio import atomic_write_text
+from planner.perf.op_times import MEMORY_OPS  # memory-bound ops: their time follows the bytes they move
 from planner.profiles import PROFILES_PACKAGE, get_gpu
 
 __all__ = [
@@ -74,8 +78,6 @@ __all__ = [
 
 #: ops timed as a GEMM ``(m x k) @ (k x n)``; the named ones are Vidur's projections
 GEMM_OPS = ("gemm", "attn_pre_proj", "attn_post_proj", "mlp_up_proj", "mlp_down_proj")
-#: memory-bound ops (their time follows the bytes they move)
-MEMORY_OPS = ("norm", "add", "act", "rope", "embedding")
 #: NCCL collectives
 COLLECTIVE_OPS = ("all_reduce", "send_recv", "all_to_all")
 
@@ -345,9 +347,12 @@ def _frozen(table):
     return table
 
 
-def _read_rows(kind: str, name: str) -> list[dict[str, str]]:
+def _read_table(kind: str, gpu: str, what: str) -> tuple[list[dict[str, str]], str, str]:
+    """Rows of the shipped table of ``kind`` for ``gpu`` and ``what``, its GPU id and its own name for ``what``."""
+    name = _find(kind, gpu, what)
     text = _measured_dir(kind).joinpath(name).read_text(encoding="utf-8")
-    return list(csv.DictReader(io.StringIO(text)))
+    gpu_id, what = next((g, w) for (g, w), n in _index(kind).items() if n == name)
+    return list(csv.DictReader(io.StringIO(text))), gpu_id, what
 
 
 @functools.cache
@@ -365,9 +370,7 @@ def load_compute_table(gpu: str, model_name: str) -> ComputeTable:
     ProfileNotFound
         No such table; the message lists the shipped ones.
     """
-    name = _find("compute", gpu, model_name)
-    rows = _read_rows("compute", name)
-    gpu_id, model = next((g, w) for (g, w), n in _index("compute").items() if n == name)
+    rows, gpu_id, model = _read_table("compute", gpu, model_name)
     first = rows[0]
     ops = list(_VIDUR_OPS)
     count = len(rows)
@@ -407,9 +410,7 @@ def load_network_table(gpu: str, collective: str) -> NetworkTable:
     >>> sorted(set(t.num_workers.tolist())), int(t.size_bytes.max())
     ([2, 4, 8], 67108864)
     """
-    name = _find("network", gpu, collective)
-    rows = _read_rows("network", name)
-    gpu_id, what = next((g, w) for (g, w), n in _index("network").items() if n == name)
+    rows, gpu_id, what = _read_table("network", gpu, collective)
     return _frozen(NetworkTable(
         gpu=gpu_id,
         collective=what,
@@ -420,30 +421,19 @@ def load_network_table(gpu: str, collective: str) -> NetworkTable:
     ))
 
 
-def _cell_int(value: str, column: str, where: str) -> int:
+def _cell(value: str, column: str, where: str, *, integer: bool):
+    """A non-negative number from one CSV cell (an integer if asked); an empty cell is 0."""
     text = (value or "").strip()
     if not text:
-        return 0
+        return 0 if integer else 0.0
     try:
         number = float(text)
     except ValueError:
         raise InputError(f"{where}: {column} must be a number, got {text!r}") from None
-    if not math.isfinite(number) or number < 0 or number != int(number):
-        raise InputError(f"{where}: {column} must be a non-negative integer, got {text!r}")
-    return int(number)
-
-
-def _cell_float(value: str, column: str, where: str) -> float:
-    text = (value or "").strip()
-    if not text:
-        return 0.0
-    try:
-        number = float(text)
-    except ValueError:
-        raise InputError(f"{where}: {column} must be a number, got {text!r}") from None
-    if not math.isfinite(number) or number < 0:
-        raise InputError(f"{where}: {column} must be a finite number >= 0, got {text!r}")
-    return number
+    if not math.isfinite(number) or number < 0 or (integer and number != int(number)):
+        kind = "a non-negative integer" if integer else "a finite number >= 0"
+        raise InputError(f"{where}: {column} must be {kind}, got {text!r}")
+    return int(number) if integer else number
 
 
 def _check_row(row: dict, where: str) -> None:
@@ -491,9 +481,9 @@ def load_op_table(path: str | Path) -> OpTable:
             raise InputError(f"{where}: device is empty")
         row = {"device": _gpu_id(device), "model": (raw.get("model") or "").strip(), "op": op}
         for name in ("num_tokens", "tp", "m", "n", "k", "num_workers", "devices_per_node"):
-            row[name] = _cell_int(raw.get(name), name, where)
-        row["size_bytes"] = _cell_float(raw.get("size_bytes"), "size_bytes", where)
-        row["time_ms"] = _cell_float(raw.get("time_ms"), "time_ms", where)
+            row[name] = _cell(raw.get(name), name, where, integer=True)
+        row["size_bytes"] = _cell(raw.get("size_bytes"), "size_bytes", where, integer=False)
+        row["time_ms"] = _cell(raw.get("time_ms"), "time_ms", where, integer=False)
         _check_row(row, where)
         rows.append(row)
     if not rows:

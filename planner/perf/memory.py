@@ -18,14 +18,11 @@ b = weight bytes per parameter)::
    (10) KV cache    = usable - (1..6) - (7) - (8);   < 0  ->  Infeasible
    (11) kv_tokens   = floor(KV cache / (kv_elems_per_layer(tp) * L_s * kv_dtype_bytes)), floored to blocks
 
-``attn_rank(tp)``: GQA splits q and o over ``tp`` and k/v over ``min(tp, kv_heads)`` (one head per
-rank, replicated, beyond); MLA splits ``q_b``, ``kv_b`` and ``o`` by heads and replicates the
-latent down-projections ``q_a``, ``kv_a`` and their norms on every rank, as SGLang's and vLLM's
-DeepSeek modelling code do. Output biases, o/qk norms of full width are replicated; sinks split.
-KV elements per token and layer: MLA ``kv_lora_rank + qk_rope_head_dim`` on *every* TP rank (the
-latent is not split: vLLM ``ModelConfig.get_num_kv_heads`` returns 1 for MLA, "during decode it
-becomes MQA"); GQA ``2 * head_dim * kv_heads / min(tp, kv_heads)``. With DP-attention each of the
-``dp`` groups caches only its own requests, so one instance holds ``dp * kv_tokens``.
+``attn_rank(tp)`` and ``kv_elems_per_layer(tp)`` are :func:`~planner.profiles.params.attention_params`
+and :func:`~planner.profiles.params.kv_elements_per_token_per_layer` at ``tp``, the FFN terms
+:func:`~planner.profiles.params.gated_ffn_params`; :mod:`planner.profiles.params` states how each
+tensor splits over the ranks (vLLM's and SGLang's rules). With DP-attention each of the ``dp``
+groups caches only its own requests, so one instance holds ``dp * kv_tokens``.
 
 Assumptions, all stated again in ``docs/memory.md``:
 
@@ -52,19 +49,20 @@ Assumptions, all stated again in ``docs/memory.md``:
 from __future__ import annotations
 
 import math
-import numbers
 from collections.abc import Sequence
-from dataclasses import asdict, dataclass
+from dataclasses import dataclass
 
 import numpy as np
 
+from planner.common.checks import POSITIVE, check_number
 from planner.errors import Infeasible, InputError
-from planner.common.numerics import round_float
-from planner.perf.layout import ParallelLayout
-from planner.profiles import AttentionSpec, GpuSpec, ModelArch, get_gpu, get_model
+from planner.perf.layout import ParallelLayout, resolve_instance
+from planner.perf.memory_breakdown import MemoryBreakdown
+from planner.perf.op_times import ACTIVATION_BYTES
+from planner.profiles import AttentionSpec, GpuSpec, ModelArch, get_model
+from planner.profiles.params import attention_params, gated_ffn_params, kv_elements_per_token_per_layer
 
 __all__ = [
-    "MemoryBreakdown",
     "memory_per_gpu",
     "memory_per_stage",
     "kv_tokens_for_budget",
@@ -72,102 +70,11 @@ __all__ = [
     "default_runtime_overhead_bytes",
 ]
 
-_ACT_BYTES = 2  # BF16 activations, also for FP8 weights
 _HIDDEN_BUFFERS = 4  # residual, layer input, layer output, all-reduce / all-to-all scratch
 _LOGIT_BYTES = 4  # logits are computed in fp32
 _LOGIT_SEQS = 256  # sequences sampled per step (vLLM's long-standing max_num_seqs default)
 _OTHER_MEM_BYTES = 3_758_096_384  # AIConfigurator systems/*.yaml misc.other_mem (3.5 GiB)
 _NCCL_MEM_BYTES = {1: 0, 2: 358_612_992, 4: 411_041_792}  # AIConfigurator misc.nccl_mem (4 == 8)
-
-
-@dataclass(frozen=True)
-class MemoryBreakdown:
-    """Memory of the binding GPU of one instance, in bytes (decimal GB in :meth:`table`).
-
-    Every GPU of a pipeline stage holds the same bytes (up to one expert slot when ``ep`` does not
-    divide the experts, and one vocabulary row; the larger is reported). ``pp_stage`` says which
-    stage; :func:`memory_per_gpu` returns the stage with the fewest KV tokens.
-    """
-
-    model_id: str
-    gpu_id: str
-    layout: str
-    pp_stage: int
-    stage_layers: int
-    stage_moe_layers: int
-    expert_slots_per_gpu: int
-    max_batch_tokens: int
-    memory_utilization: float
-    attention_weights_bytes: float
-    dense_ffn_weights_bytes: float
-    shared_expert_weights_bytes: float
-    routed_expert_weights_bytes: float
-    router_and_norm_bytes: float
-    embedding_bytes: float
-    total_weights_bytes: float
-    activation_bytes: float
-    runtime_overhead_bytes: float
-    kv_cache_bytes: float  # negative from memory_per_stage when the stage does not fit
-    kv_bytes_per_token: float  # this GPU's KV bytes per token over its layers, windows counted full
-    kv_tokens: int
-    kv_tokens_per_instance: int  # kv_tokens x dp: each DP-attention group caches its own requests
-    kv_window_tokens: int | None
-    kv_windowed_layers: int
-    gpu_memory_bytes: float
-    usable_memory_bytes: float
-
-    def sequences_that_fit(self, context_tokens: int) -> int:
-        """Sequences of ``context_tokens`` whose KV fits on this GPU, sliding-window layers capped.
-
-        Parameters
-        ----------
-        context_tokens : tokens of every sequence (prompt + generated).
-        """
-        if context_tokens < 1:
-            raise InputError(f"context_tokens must be >= 1, got {context_tokens}")
-        per_layer = self.kv_bytes_per_token / self.stage_layers
-        full = self.stage_layers - self.kv_windowed_layers
-        windowed = min(context_tokens, self.kv_window_tokens or 0) * self.kv_windowed_layers
-        per_seq = per_layer * (full * context_tokens + windowed)
-        return max(0, math.floor(self.kv_cache_bytes / per_seq))
-
-    def to_dict(self) -> dict:
-        """Plain dict with floats rounded to 12 significant digits (stable in JSON)."""
-        return {k: round_float(v) if isinstance(v, float) else v for k, v in asdict(self).items()}
-
-    def table(self) -> str:
-        """Human-readable breakdown in decimal GB."""
-        rows = [
-            ("attention weights", self.attention_weights_bytes, ""),
-            ("dense FFN weights", self.dense_ffn_weights_bytes, ""),
-            ("shared-expert weights", self.shared_expert_weights_bytes, ""),
-            (
-                "routed-expert weights",
-                self.routed_expert_weights_bytes,
-                f"{self.expert_slots_per_gpu} slots x {self.stage_moe_layers} MoE layers",
-            ),
-            ("router + norms", self.router_and_norm_bytes, ""),
-            ("embedding + lm_head", self.embedding_bytes, "vocab-parallel"),
-            ("total weights", self.total_weights_bytes, ""),
-            ("activations", self.activation_bytes, f"{self.max_batch_tokens:,} tokens per step"),
-            ("runtime overhead", self.runtime_overhead_bytes, ""),
-            ("KV cache", self.kv_cache_bytes, ""),
-            (
-                "usable memory",
-                self.usable_memory_bytes,
-                f"{self.memory_utilization:.2f} x {self.gpu_memory_bytes / 1e9:.1f} GB",
-            ),
-        ]
-        head = (
-            f"{self.model_id} on {self.gpu_id}, {self.layout}: stage {self.pp_stage} "
-            f"({self.stage_layers} layers, {self.stage_moe_layers} MoE)"
-        )
-        lines = [head] + [f"  {name:<22}{b / 1e9:>9.2f} GB  {note}".rstrip() for name, b, note in rows]
-        lines.append(
-            f"  {'KV tokens':<22}{self.kv_tokens:>12,}  {self.kv_bytes_per_token:,.0f} B/token; "
-            f"{self.kv_tokens_per_instance:,} per instance"
-        )
-        return "\n".join(lines)
 
 
 @dataclass(frozen=True)
@@ -195,45 +102,6 @@ def default_runtime_overhead_bytes(layout: ParallelLayout) -> int:
     return _OTHER_MEM_BYTES + nccl
 
 
-def _attention_params_per_rank(att: AttentionSpec, H: int, tp: int) -> int:
-    """One rank's parameters of one attention block (tp = 1 gives ``_params.attention_params``)."""
-    nh = att.num_heads // tp
-    if att.kind == "mla":
-        qk = att.qk_nope_head_dim + att.qk_rope_head_dim
-        kv_a = att.kv_lora_rank + att.qk_rope_head_dim
-        if att.q_lora_rank:  # q_a + its norm replicated, q_b split by heads
-            q = H * att.q_lora_rank + att.q_lora_rank + att.q_lora_rank * nh * qk
-            q_bias = att.q_lora_rank
-        else:
-            q = H * nh * qk
-            q_bias = nh * qk
-        kv = H * kv_a + att.kv_lora_rank + att.kv_lora_rank * nh * (att.qk_nope_head_dim + att.v_head_dim)
-        params = q + kv + nh * att.v_head_dim * H
-        if att.qkv_bias:
-            params += q_bias + kv_a
-    else:
-        d, kv_heads = att.head_dim, att.num_kv_heads // min(tp, att.num_kv_heads)
-        params = 2 * H * nh * d + 2 * H * kv_heads * d
-        if att.qkv_bias:
-            params += nh * d + 2 * kv_heads * d
-        if att.qk_norm == "per_head":
-            params += 2 * d
-        elif att.qk_norm == "full":  # full-width q/k norms: vLLM all-gathers q, k and keeps them whole
-            params += (att.num_heads + att.num_kv_heads) * d
-    if att.o_bias:
-        params += H
-    if att.sinks:
-        params += nh
-    return params
-
-
-def _kv_elements_per_layer(att: AttentionSpec, tp: int) -> int:
-    """KV-cache elements one token adds on one rank in one layer."""
-    if att.kind == "mla":
-        return att.kv_lora_rank + att.qk_rope_head_dim  # the latent is held whole by every TP rank
-    return 2 * att.head_dim * (att.num_kv_heads // min(tp, att.num_kv_heads))
-
-
 def _attention_width(att: AttentionSpec, tp: int) -> int:
     """Activation elements per token one attention block holds on one rank (projections + output)."""
     nh = att.num_heads // tp
@@ -242,21 +110,19 @@ def _attention_width(att: AttentionSpec, tp: int) -> int:
         q = (att.q_lora_rank or 0) + nh * qk
         kv = att.kv_lora_rank + att.qk_rope_head_dim + nh * (att.qk_nope_head_dim + att.v_head_dim)
         return q + kv + nh * att.v_head_dim
-    return 2 * nh * att.head_dim + _kv_elements_per_layer(att, tp)
+    return 2 * nh * att.head_dim + kv_elements_per_token_per_layer(att, tp)
 
 
 def _stages(model: ModelArch, layout: ParallelLayout, max_batch_tokens: int, kv_dtype_bytes: float) -> list[_Stage]:
     H, E, V, tp = model.hidden_size, model.num_routed_experts, model.vocab_size, layout.tp
     moe_set = set(model.moe_layers)
     vocab_rows = -(-V // tp)
-    attn = _attention_params_per_rank(model.attention, H, tp)
-    expert = 3 * H * model.moe_intermediate_size // layout.moe_tp
-    if model.expert_bias:
-        expert += 2 * model.moe_intermediate_size // layout.moe_tp + H
+    attn = attention_params(model.attention, H, tp)
+    expert = gated_ffn_params(H, model.moe_intermediate_size, with_bias=model.expert_bias, tp=layout.moe_tp)
     moe_extra = E * H + (E if model.router_bias else 0) + (H if model.shared_expert_gate else 0)
     tokens_rank = -(-max_batch_tokens // layout.dp)
     routed_rows = -(-max_batch_tokens * model.top_k // layout.ep)
-    kv_per_layer = _kv_elements_per_layer(model.attention, tp) * kv_dtype_bytes
+    kv_per_layer = kv_elements_per_token_per_layer(model.attention, tp) * kv_dtype_bytes
     ranges = layout.stage_layer_ranges(model.num_hidden_layers)
     out = []
     for s, layers in enumerate(ranges):
@@ -268,8 +134,8 @@ def _stages(model: ModelArch, layout: ParallelLayout, max_batch_tokens: int, kv_
             embedding += vocab_rows * H  # a tied table is copied to the last stage under PP
         params = {
             "attention": len(layers) * attn,
-            "dense_ffn": n_dense * 3 * H * (model.dense_intermediate_size or 0) // tp,
-            "shared_expert": n_moe * 3 * H * model.shared_expert_intermediate_size // tp,
+            "dense_ffn": n_dense * gated_ffn_params(H, model.dense_intermediate_size or 0, tp=tp),
+            "shared_expert": n_moe * gated_ffn_params(H, model.shared_expert_intermediate_size, tp=tp),
             "router_and_norm": len(layers) * 2 * H + n_moe * moe_extra,
             "embedding": embedding,
         }
@@ -281,10 +147,10 @@ def _stages(model: ModelArch, layout: ParallelLayout, max_batch_tokens: int, kv_
             moe = tokens_rank * 3 * model.shared_expert_intermediate_size // tp
             moe += routed_rows * (2 * H + 3 * model.moe_intermediate_size // layout.moe_tp)
             peak = max(peak, moe)
-        activation = _ACT_BYTES * (_HIDDEN_BUFFERS * H * tokens_rank + peak)
+        activation = ACTIVATION_BYTES * (_HIDDEN_BUFFERS * H * tokens_rank + peak)
         if last:
             activation += _LOGIT_BYTES * min(tokens_rank, _LOGIT_SEQS) * vocab_rows
-        windowed = sum(1 for i in layers if model.attention.window_tokens(i) is not None)
+        windowed = model.attention.windowed_layers(layers)
         out.append(_Stage(s, len(layers), n_moe, params, expert, activation, kv_per_layer * len(layers), windowed))
     return out
 
@@ -308,18 +174,6 @@ class _Prepared:
     slot_bytes: list  # per stage: bytes of one slot over the stage's MoE layers
 
 
-_POSITIVE = 1e-12  # smallest value accepted where zero makes no sense
-
-
-def _check_number(name: str, value, *, low: float, integer: bool = False, high: float | None = None) -> None:
-    ok_type = isinstance(value, numbers.Integral if integer else numbers.Real)
-    bad = isinstance(value, bool) or not ok_type or not math.isfinite(value)
-    if bad or value < low or (high is not None and value > high):
-        bound = "> 0" if low == _POSITIVE else f">= {low}"
-        bound += f" and <= {high}" if high is not None else ""
-        raise InputError(f"{name} must be {'an integer' if integer else 'a number'} {bound}, got {value!r}")
-
-
 def _prepare(
     model,
     gpu,
@@ -333,20 +187,16 @@ def _prepare(
     runtime_overhead_bytes=None,
     kv_block_tokens=1,
 ) -> _Prepared:
-    arch = model if isinstance(model, ModelArch) else get_model(model)
-    spec = gpu if isinstance(gpu, GpuSpec) else get_gpu(gpu)
-    lay = layout if isinstance(layout, ParallelLayout) else ParallelLayout.parse(layout)
-    lay.validate(arch, expert_slots_per_gpu=expert_slots_per_gpu)
-    slots = math.ceil(arch.num_routed_experts / lay.ep) if expert_slots_per_gpu is None else int(expert_slots_per_gpu)
+    arch, spec, lay, slots = resolve_instance(model, gpu, layout, expert_slots_per_gpu=expert_slots_per_gpu)
     b = arch.weight_bytes_per_param if weight_bytes_per_param is None else weight_bytes_per_param
-    _check_number("weight_bytes_per_param", b, low=_POSITIVE)
-    _check_number("kv_dtype_bytes", kv_dtype_bytes, low=_POSITIVE)
-    _check_number("max_batch_tokens", max_batch_tokens, low=0, integer=True)
-    _check_number("memory_utilization", memory_utilization, low=_POSITIVE, high=1.0)
-    _check_number("kv_block_tokens", kv_block_tokens, low=1, integer=True)
+    check_number("weight_bytes_per_param", b, low=POSITIVE)
+    check_number("kv_dtype_bytes", kv_dtype_bytes, low=POSITIVE)
+    check_number("max_batch_tokens", max_batch_tokens, low=0, integer=True)
+    check_number("memory_utilization", memory_utilization, low=POSITIVE, high=1.0)
+    check_number("kv_block_tokens", kv_block_tokens, low=1, integer=True)
     max_batch_tokens, kv_block_tokens = int(max_batch_tokens), int(kv_block_tokens)
     overhead = default_runtime_overhead_bytes(lay) if runtime_overhead_bytes is None else runtime_overhead_bytes
-    _check_number("runtime_overhead_bytes", overhead, low=0)
+    check_number("runtime_overhead_bytes", overhead, low=0)
     usable = memory_utilization * spec.memory_bytes
     stages = _stages(arch, lay, max_batch_tokens, kv_dtype_bytes)
     weights = [{k: v * b for k, v in st.params.items()} for st in stages]

@@ -1,10 +1,10 @@
-"""Parameter-count formulas of a decoder-only MoE transformer (private helper of ``profiles``).
+"""Parameter-count and KV-cache formulas of a decoder-only MoE transformer, one function per formula.
 
 What one model holds, in parameters (H hidden size, V vocabulary, E routed experts, I expert
 width, I_d dense FFN width, I_s total shared-expert width; every norm is an RMSNorm with a weight
 vector only)::
 
-    expert        = 3 H I                       (gate, up, down; + 2 I + H biases if expert_bias)
+    gated FFN     = 3 H I                       (gate, up, down; + 2 I + H biases if expert_bias)
     attention GQA = H n_h d + 2 H n_kv d + n_h d H
                     (+ n_h d + 2 n_kv d q/k/v biases, + H o bias, + n_h sinks,
                      + 2 d per-head q/k norms or + (n_h + n_kv) d full-width q/k norms)
@@ -17,6 +17,18 @@ vector only)::
 
 These terms reproduce the meta-device counts of transformers 5.23.0 for all shipped models
 within 0.03 % (``tests/test_profiles.py``). Multi-token-prediction modules are not counted.
+
+Tensor parallelism (``tp`` ranks; ``tp = 1`` gives the whole tensor): the gated FFN splits its
+width (gate/up by columns, down by rows; the down bias is replicated); GQA splits the query heads
+and the KV heads up to ``n_kv`` (one KV head per rank, replicated, beyond -- vLLM / SGLang
+``QKVParallelLinear``); MLA splits ``q_b``, ``kv_b`` and ``o`` by heads and replicates the latent
+down-projections ``q_a``, ``kv_a`` and their norms, as SGLang's and vLLM's DeepSeek modelling code
+do. Output biases and full-width q/k norms are replicated; sinks split with the heads.
+
+KV cache per token and layer: MLA ``kv_r + d_rope`` on every rank (the latent is not split: vLLM
+``ModelConfig.get_num_kv_heads`` returns 1 for MLA, "during decode it becomes MQA"), GQA ``2 d``
+per KV head of the rank. A
+sliding-window layer keeps at most ``window`` tokens of a sequence.
 """
 
 from __future__ import annotations
@@ -27,50 +39,60 @@ if TYPE_CHECKING:  # pragma: no cover
     from planner.profiles import AttentionSpec, ModelArch
 
 __all__ = [
-    "expert_params",
+    "gated_ffn_params",
+    "kv_heads_per_rank",
     "attention_params",
     "dense_layer_params",
     "moe_layer_nonexpert_params",
     "embedding_params",
     "kv_elements_per_token_per_layer",
+    "kv_per_sequence",
 ]
 
 
-def expert_params(hidden_size: int, intermediate_size: int, with_bias: bool) -> int:
-    """Parameters of one gated (SwiGLU) expert: gate, up and down projections (+ their biases)."""
-    params = 3 * hidden_size * intermediate_size
-    if with_bias:
-        params += 2 * intermediate_size + hidden_size
+def gated_ffn_params(hidden_size: int, intermediate_size: int, *, with_bias: bool = False, tp: int = 1) -> int:
+    """Parameters of one gated (SwiGLU) FFN -- a routed expert, the shared experts or a dense FFN --
+    on one of ``tp`` ranks: gate, up and down projections (+ their biases).
+
+    >>> gated_ffn_params(4096, 14336), gated_ffn_params(4096, 14336, tp=2) * 2
+    (176160768, 176160768)
+    """
+    params = 3 * hidden_size * intermediate_size // tp
+    if with_bias:  # gate and up biases split with the width, the down bias is whole on every rank
+        params += 2 * intermediate_size // tp + hidden_size
     return params
 
 
-def attention_params(att: AttentionSpec, hidden_size: int) -> int:
-    """Parameters of one attention block (projections, biases, q/k norms, sinks)."""
-    H, nh = hidden_size, att.num_heads
+def kv_heads_per_rank(att: AttentionSpec, tp: int = 1) -> int:
+    """GQA key/value heads one of ``tp`` ranks holds: split up to ``num_kv_heads``, then one each."""
+    return att.num_kv_heads // min(tp, att.num_kv_heads)
+
+
+def attention_params(att: AttentionSpec, hidden_size: int, tp: int = 1) -> int:
+    """Parameters of one attention block (projections, biases, q/k norms, sinks) on one of ``tp`` ranks."""
+    H, nh = hidden_size, att.num_heads // tp
     if att.kind == "mla":
-        qk_dim = att.qk_nope_head_dim + att.qk_rope_head_dim
-        if att.q_lora_rank:
-            q = H * att.q_lora_rank + att.q_lora_rank + att.q_lora_rank * nh * qk_dim
+        qk = att.qk_nope_head_dim + att.qk_rope_head_dim
+        kv_a = att.kv_lora_rank + att.qk_rope_head_dim
+        if att.q_lora_rank:  # q_a + its norm replicated, q_b split by heads
+            q = H * att.q_lora_rank + att.q_lora_rank + att.q_lora_rank * nh * qk
             q_bias = att.q_lora_rank
         else:
-            q = H * nh * qk_dim
-            q_bias = nh * qk_dim
-        kv_a = att.kv_lora_rank + att.qk_rope_head_dim
+            q = H * nh * qk
+            q_bias = nh * qk
         kv = H * kv_a + att.kv_lora_rank + att.kv_lora_rank * nh * (att.qk_nope_head_dim + att.v_head_dim)
-        o_in = nh * att.v_head_dim
-        params = q + kv + o_in * H
+        params = q + kv + nh * att.v_head_dim * H
         if att.qkv_bias:  # HF attention_bias puts biases on q_a/q and kv_a projections
             params += q_bias + kv_a
     else:
-        d, nkv = att.head_dim, att.num_kv_heads
-        o_in = nh * d
-        params = H * nh * d + 2 * H * nkv * d + o_in * H
+        d, kv_heads = att.head_dim, kv_heads_per_rank(att, tp)
+        params = 2 * H * nh * d + 2 * H * kv_heads * d  # q and o, k and v
         if att.qkv_bias:
-            params += nh * d + 2 * nkv * d
+            params += nh * d + 2 * kv_heads * d
         if att.qk_norm == "per_head":
             params += 2 * d
-        elif att.qk_norm == "full":
-            params += (nh + nkv) * d
+        elif att.qk_norm == "full":  # full-width q/k norms: vLLM all-gathers q, k and keeps them whole
+            params += (att.num_heads + att.num_kv_heads) * d
     if att.o_bias:
         params += H
     if att.sinks:
@@ -81,8 +103,7 @@ def attention_params(att: AttentionSpec, hidden_size: int) -> int:
 def dense_layer_params(model: ModelArch) -> int:
     """Parameters of one dense decoder layer: attention, two norms, dense FFN (0 FFN if none)."""
     H = model.hidden_size
-    ffn = 3 * H * model.dense_intermediate_size if model.dense_intermediate_size else 0
-    return attention_params(model.attention, H) + 2 * H + ffn
+    return attention_params(model.attention, H) + 2 * H + gated_ffn_params(H, model.dense_intermediate_size or 0)
 
 
 def moe_layer_nonexpert_params(model: ModelArch) -> int:
@@ -91,7 +112,7 @@ def moe_layer_nonexpert_params(model: ModelArch) -> int:
     params = attention_params(model.attention, H) + 2 * H + E * H
     if model.router_bias:
         params += E
-    params += 3 * H * model.shared_expert_intermediate_size
+    params += gated_ffn_params(H, model.shared_expert_intermediate_size)
     if model.shared_expert_gate:
         params += H
     return params
@@ -103,8 +124,23 @@ def embedding_params(model: ModelArch) -> int:
     return table * (1 if model.tie_word_embeddings else 2) + model.hidden_size
 
 
-def kv_elements_per_token_per_layer(att: AttentionSpec) -> int:
-    """KV-cache elements one token adds in one layer: MLA latent + rope key, or K and V of every KV head."""
+def kv_elements_per_token_per_layer(att: AttentionSpec, tp: int = 1) -> int:
+    """KV-cache elements one token adds in one layer on one of ``tp`` ranks: the MLA latent and rope
+    key (whole on every rank), or K and V of every KV head the rank holds."""
     if att.kind == "mla":
         return att.kv_lora_rank + att.qk_rope_head_dim
-    return 2 * att.num_kv_heads * att.head_dim
+    return 2 * att.head_dim * kv_heads_per_rank(att, tp)
+
+
+def kv_per_sequence(per_token_per_layer, context_tokens: int, *, layers: int, windowed_layers: int,
+                    window_tokens: int | None):  # fmt: skip
+    """KV cache of one sequence of ``context_tokens`` tokens over ``layers`` layers, of which
+    ``windowed_layers`` keep at most ``window_tokens`` tokens; in the unit of ``per_token_per_layer``
+    (elements or bytes).
+
+    >>> kv_per_sequence(64, 1000, layers=36, windowed_layers=18, window_tokens=128)
+    1299456
+    """
+    full = layers - windowed_layers
+    windowed = min(context_tokens, window_tokens or 0) * windowed_layers
+    return per_token_per_layer * (full * context_tokens + windowed)

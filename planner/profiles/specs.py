@@ -1,11 +1,12 @@
 """Profile dataclasses: one GPU type (:class:`GpuSpec`), one attention block (:class:`AttentionSpec`)
-and one MoE model architecture (:class:`ModelArch`), in SI units. Parameter formulas live in
+and one MoE model architecture (:class:`ModelArch`), in SI units. Parameter and KV-cache formulas live in
 :mod:`planner.profiles.params`; the YAML schema that builds these objects in :mod:`planner.profiles.schema`.
 """
 
 from __future__ import annotations
 
 import math
+from collections.abc import Iterable
 from dataclasses import dataclass, field
 
 from planner.profiles import params
@@ -65,6 +66,10 @@ class AttentionSpec:
         if self.sliding_window_pattern and (layer + 1) % self.sliding_window_pattern == 0:
             return None
         return self.sliding_window
+
+    def windowed_layers(self, layers: Iterable[int]) -> int:
+        """How many of the hidden layers ``layers`` use the sliding window."""
+        return sum(1 for layer in layers if self.window_tokens(layer) is not None)
 
 
 @dataclass(frozen=True)
@@ -126,7 +131,7 @@ class ModelArch:
     @property
     def params_per_expert(self) -> int:
         """Parameters of one routed expert (3 x hidden x moe_intermediate, + biases if ``expert_bias``)."""
-        return params.expert_params(self.hidden_size, self.moe_intermediate_size, self.expert_bias)
+        return params.gated_ffn_params(self.hidden_size, self.moe_intermediate_size, with_bias=self.expert_bias)
 
     @property
     def bytes_per_expert(self) -> int:
@@ -189,8 +194,12 @@ class ModelArch:
     def kv_bytes_per_sequence(self, context_tokens: int, dtype_bytes: float = 2) -> int:
         """KV-cache bytes of one sequence of ``context_tokens`` tokens, sliding-window layers capped."""
         per_layer = params.kv_elements_per_token_per_layer(self.attention)
-        tokens = 0
-        for layer in range(self.num_hidden_layers):
-            window = self.attention.window_tokens(layer)
-            tokens += context_tokens if window is None else min(context_tokens, window)
-        return math.ceil(per_layer * tokens * dtype_bytes)
+        layers = self.num_hidden_layers
+        elements = params.kv_per_sequence(
+            per_layer,
+            context_tokens,
+            layers=layers,
+            windowed_layers=self.attention.windowed_layers(range(layers)),
+            window_tokens=self.attention.sliding_window,
+        )
+        return math.ceil(elements * dtype_bytes)

@@ -145,7 +145,7 @@ def device_spec(profile: MeasuredProfile) -> GpuSpec:
 def _attention_error(points, spec: GpuSpec, factors):
     """(factors with the attention flops fraction fitted on alternate sizes, held-out median error)."""
     from planner.perf.calibration import alternate_split
-    from planner.perf.latency import AttentionFactors, attention_time_s
+    from planner.perf import AttentionFactors, attention_time_s
 
     if not points:
         return factors, None
@@ -160,7 +160,7 @@ def _attention_error(points, spec: GpuSpec, factors):
 
 def _expert_ffn_error(points, held_tokens, spec: GpuSpec, factors) -> float | None:
     """Median error of up GEMM + act + down GEMM (fitted op models) against whole-FFN times."""
-    from planner.perf.latency import gemm_time_s, memory_op_time_s
+    from planner.perf import gemm_time_s, memory_op_time_s
 
     errors = []
     for p in (p for p in points if p.tokens in held_tokens):

@@ -111,7 +111,7 @@ def moved_bytes(table: OpTable) -> np.ndarray:
     """Bytes each memory-op row moves as the latency model counts them (0 for other rows): its
     model time on a 1 byte/s device at full efficiency without overhead, so that the spec and
     the model agree by construction."""
-    from planner.perf.latency import DEFAULT_FACTORS, MemoryOpFactors, memory_op_time_s
+    from planner.perf import DEFAULT_FACTORS, MemoryOpFactors, memory_op_time_s
 
     unit = GpuSpec(id="unit", names=(), vendor="", memory_bytes=1.0, hbm_bytes_per_s=1.0, bf16_flops_per_s=1.0,
                    fp8_flops_per_s=None, intra_node_bytes_per_s=1.0, inter_node_bytes_per_s=1.0,
