@@ -16,57 +16,13 @@ Modules
 48128.0
 """
 
-from planner.perf.factors import (
-    DEFAULT_FACTORS,
-    AttentionFactors,
-    EfficiencyFactors,
-    GemmFactors,
-    LinkFactors,
-    MemoryOpFactors,
-    resolve_factors,
-)
-from planner.perf.latency import StepTime, decode_step_time_s, prefill_time_s
-from planner.perf.layout import ParallelLayout, resolve_instance
-from planner.perf.memory import (
-    default_runtime_overhead_bytes,
-    kv_tokens_for_budget,
-    memory_per_gpu,
-    memory_per_stage,
-    total_params_check,
-)
-from planner.perf.memory_breakdown import MemoryBreakdown
-from planner.perf.op_times import (
-    ACTIVATION_BYTES,
-    MEMORY_OPS,
-    attention_time_s,
-    collective_time_s,
-    gemm_time_s,
-    memory_op_time_s,
-)
+from planner.perf import factors, latency, layout, memory, memory_breakdown, op_times
+from planner.perf.factors import *  # noqa: F403
+from planner.perf.latency import *  # noqa: F403
+from planner.perf.layout import *  # noqa: F403
+from planner.perf.memory import *  # noqa: F403
+from planner.perf.memory_breakdown import *  # noqa: F403
+from planner.perf.op_times import *  # noqa: F403
 
-__all__ = [
-    "ParallelLayout",
-    "resolve_instance",
-    "MemoryBreakdown",
-    "memory_per_gpu",
-    "memory_per_stage",
-    "kv_tokens_for_budget",
-    "total_params_check",
-    "default_runtime_overhead_bytes",
-    "GemmFactors",
-    "MemoryOpFactors",
-    "AttentionFactors",
-    "LinkFactors",
-    "EfficiencyFactors",
-    "DEFAULT_FACTORS",
-    "resolve_factors",
-    "ACTIVATION_BYTES",
-    "MEMORY_OPS",
-    "gemm_time_s",
-    "memory_op_time_s",
-    "attention_time_s",
-    "collective_time_s",
-    "StepTime",
-    "prefill_time_s",
-    "decode_step_time_s",
-]
+__all__ = [*layout.__all__, *memory_breakdown.__all__, *memory.__all__, *factors.__all__, *op_times.__all__,
+           *latency.__all__]
