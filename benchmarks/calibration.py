@@ -8,8 +8,8 @@ Run from the repository root (moeplan installed)::
 Sections
   1. shape check: achieved TFLOP/s of the measured projections at 4096 tokens (TP1);
   2. compute, held-out model: for H100 and A100, fit on two of Vidur's three models, predict the
-     third; median / p90 relative error per op family at >= 64 tokens (the issue's target:
-     median <= 15 %);
+     third; median / p90 relative error per op family at >= 64 tokens (the target of
+     docs/performance.md: median <= 15 %);
   3. the factors fitted to all three models per GPU (what ``calibrated_factors`` returns);
   4. collectives: leave one group shape out, and fit below 8 MiB / predict above;
   5. targets, PASS / FAIL.

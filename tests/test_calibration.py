@@ -1,6 +1,6 @@
 """Measured tables and calibration: the shipped tables load with the right shapes and units, the
 op-timing CSV round-trips and refuses bad rows, the fit recovers known factors from synthetic
-tables, and the held-out-model protocol meets the issue's target on the real Vidur data."""
+tables, and the held-out-model protocol meets its target (docs/performance.md) on the real Vidur data."""
 
 from __future__ import annotations
 
@@ -205,7 +205,7 @@ def test_fit_collectives_recovers_known_factors():
 
 
 # ---------------------------------------------------------------------------------------------
-# real data: the issue's held-out target
+# real data: the held-out target of docs/performance.md
 
 
 @pytest.mark.parametrize("gpu", GPUS)

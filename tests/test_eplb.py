@@ -57,7 +57,7 @@ def replica_sets(log2phy) -> list[list[set[int]]]:
 
 
 def check_layout(layout: ReplicaLayout, num_experts: int, num_slots: int, num_gpus: int) -> None:
-    """Every invariant of replication.md 1.1, independent of how the layout was built."""
+    """Every invariant of a replica layout (EPLB's outputs), independent of how the layout was built."""
     p2l, l2p, cnt = layout.phy2log, layout.log2phy, layout.logcnt
     layers = p2l.shape[0]
     assert p2l.shape == (layers, num_slots) and cnt.shape == (layers, num_experts)

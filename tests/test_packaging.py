@@ -1,6 +1,7 @@
 """What a user's machine sees of the installed package: collision-safe top-level names, data found
 through importlib.resources from any working directory, even one holding a ``profiles/`` folder."""
 
+import shutil
 import subprocess
 import sys
 import zipfile
@@ -41,8 +42,13 @@ def test_a_profiles_folder_beside_a_script_does_not_shadow_the_data(tmp_path, as
 
 def test_the_wheel_installs_distinct_top_level_names(tmp_path):
     """The repository's ``profiles/`` folder ships as ``moeplan_profiles`` with all of its data files."""
+    src = tmp_path / "src"  # a copy: setuptools writes build/ and *.egg-info/ next to the sources
+    for name in ("planner", "solvers", "profiles"):
+        shutil.copytree(ROOT / name, src / name, ignore=shutil.ignore_patterns("__pycache__"))
+    for name in ("pyproject.toml", "README.md"):
+        shutil.copy(ROOT / name, src / name)
     res = subprocess.run([sys.executable, "-m", "pip", "wheel", "--no-deps", "--no-build-isolation", "-q", "-w",
-                          str(tmp_path), str(ROOT)], capture_output=True, text=True, timeout=300)
+                          str(tmp_path), str(src)], capture_output=True, text=True, timeout=300)
     assert res.returncode == 0, res.stderr[-2000:]
     (wheel,) = tmp_path.glob("moeplan-*.whl")
     names = zipfile.ZipFile(wheel).namelist()

@@ -1,6 +1,6 @@
 """Op profiler on real torch (planner.runtime.profile, `moeplan profile`) and the local gloo launcher
 (planner.runtime.dist): one quick profile through the CLI writes a loadable table with provenance,
-the held-out calibration meets the issue's target, the all-to-all moves the right data, and a
+the held-out calibration meets its target (docs/profiler.md), the all-to-all moves the right data, and a
 failing worker surfaces as RuntimeAdapterError with no process left behind."""
 
 from __future__ import annotations
@@ -105,7 +105,7 @@ def test_held_out_calibration_meets_the_target(quick):
           f"{cal.attention_median_rel_error:.3f}; expert FFN {cal.expert_ffn_median_rel_error:.3f}")  # fmt: skip
     assert cal.train_tokens == (1, 4, 16, 64, 256) and cal.held_out_tokens == (2, 8, 32, 128)
     assert set(families) == EXPECTED_OPS - {"all_to_all"} | {"all_to_all/intra"}
-    # the issue's target: the median over every held-out row (per-family medians are reported)
+    # the target (docs/profiler.md): the median over every held-out row (per-family medians are reported)
     assert cal.median_rel_error <= TARGET_HELD_OUT_MEDIAN_REL_ERROR
     assert cal.meets_target and data["calibration"]["meets_target"]
     assert data["calibration"]["families_above_target"] == list(cal.families_above_target())

@@ -74,7 +74,7 @@ __all__ = [
     "held_out_alternate",
 ]
 
-#: the issue's target for the held-out compute errors (median, every op family, tokens >= 64)
+#: the target for the held-out compute errors (median, every op family, tokens >= 64; docs/performance.md)
 TARGET_MEDIAN_REL_ERROR = 0.15
 _SIZE_SPLIT_BYTES = 8 * 2**20  # collectives "sizes" split: train below, predict at or above
 _LOG_TAU = (math.log(1e-9), math.log(1e-3))  # kernel overheads and link latencies: 1 ns .. 1 ms
