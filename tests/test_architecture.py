@@ -6,6 +6,7 @@
 - imports follow the data flow: a planner package imports only packages of a lower layer (or itself);
 - every package declares ``__all__`` in its ``__init__``, every public module declares ``__all__``;
 - no ``_private`` name is imported from another module, and a ``_private`` module only from its own package;
+- a name imported from another module is in that module's ``__all__``;
 - the wheel's package list (pyproject) is every package of the tree, the data folder under a distinct name.
 """
 
@@ -212,3 +213,36 @@ def test_no_shared_folder_at_run_time():
     needles = ("../shared", "/work/" + "shared")
     offenders = [p for p in files if p.name != "test_architecture.py" and any(n in p.read_text(encoding="utf-8") for n in needles)]
     assert not offenders, offenders
+
+
+def _public_names(module: str) -> set[str] | None:
+    """``__all__`` of a planner/solvers module, plus its submodules; None when it cannot be imported."""
+    import importlib
+    import pkgutil
+
+    try:
+        mod = importlib.import_module(module)
+    except ImportError:
+        return None
+    names = set(getattr(mod, "__all__", ()))
+    if hasattr(mod, "__path__"):
+        names |= {m.name for m in pkgutil.iter_modules(mod.__path__)}
+    return names
+
+
+@pytest.mark.parametrize("path", CODE, **IDS)
+def test_imports_use_only_public_names(path):
+    """A name imported from another module is in that module's ``__all__`` (its public surface)."""
+    here = _module_name(path)
+    bad = []
+    for node in _import_nodes(ast.parse(path.read_text(encoding="utf-8"))):
+        if not (isinstance(node, ast.ImportFrom) and node.module and node.level == 0):
+            continue
+        if node.module.split(".")[0] not in ("planner", "solvers") or node.module == here:
+            continue
+        public = _public_names(node.module)
+        if public is None:
+            continue
+        bad += [f"{node.module}.{a.name}" for a in node.names
+                if a.name != "*" and not a.name.startswith("__") and a.name not in public]
+    assert not bad, f"{path} imports names outside their module's __all__: {sorted(set(bad))}"

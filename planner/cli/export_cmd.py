@@ -21,7 +21,8 @@ def export(
 ) -> None:
     """Write a replica plan in an engine's expert-placement format; refuse what the engine cannot express."""
     from planner.plans.export import export_plan
-    from planner.plans.io import atomic_write_text, read_plan
+    from planner.common.fileio import atomic_write_text
+    from planner.plans.io import read_plan
 
     plan = read_plan(plan_path)
     exp = export_plan(plan, target.value)

@@ -62,7 +62,7 @@ if TYPE_CHECKING:  # pragma: no cover
     from planner.migration import Migration
     from planner.plans.schema import Plan
 
-__all__ = ["ApplyFailed", "ApplyResult", "RoundRecord", "apply_plan", "PLACEMENT_FORMAT"]
+__all__ = ["ApplyFailed", "ApplyResult", "RoundRecord", "apply_plan", "engine_default_plan", "PLACEMENT_FORMAT"]
 
 @dataclass(frozen=True)
 class RoundRecord:

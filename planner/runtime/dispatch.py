@@ -25,7 +25,21 @@ from planner.errors import InputError
 if TYPE_CHECKING:  # pragma: no cover
     from planner.plans.schema import Plan
 
-__all__ = ["DISPATCHES", "predicted_slot_tokens", "predicted_rank_tokens", "routing_counts"]
+__all__ = [
+    "DISPATCHES",
+    "predicted_slot_tokens",
+    "predicted_rank_tokens",
+    "routing_counts",
+    # the runtime's own seams (workers, apply, torchrun, placements)
+    "Layout",
+    "layout_of",
+    "token_offsets",
+    "replica_slots",
+    "static_table",
+    "assign_slots",
+    "layout_rank_tokens",
+    "check_dispatch",
+]
 
 #: dispatch rules (:mod:`planner.runtime.workers`, item 3)
 DISPATCHES = ("even", "plan", "deterministic")

@@ -85,6 +85,9 @@ __all__ = [
     "predicted_rank_tokens",
     "routing_counts",
     "counts_report",
+    # the runtime's own seams (apply, torchrun)
+    "serve_layout",
+    "gather_result",
 ]
 
 
