@@ -8,11 +8,13 @@ See ``docs/replicas.md`` for the algorithms, budgets and what the plan's metrics
 
 from __future__ import annotations
 
+from dataclasses import replace
+
 from planner.errors import InputError
 from planner.inputs.loads import ExpertLoads
 from planner.perf.layout import ParallelLayout
 from planner.plans.schema import Plan
-from planner.profiles import GpuSpec, ModelArch
+from planner.profiles import GpuSpec, ModelArch, get_gpu
 from planner.replicas.place import plan_request
 from planner.replicas.request import resolve_request
 from planner.replicas.sweep import budget_points, choose_budget
@@ -108,8 +110,9 @@ def plan_replicas(
     if budget is not None:
         _check_auto(budget, gpu, redundant_slots, budget_gb, mode)
     elif layout is not None:
-        raise InputError("only with budget='auto' (the memory model's layout)", param="layout")
-    req = resolve_request(
+        raise InputError("is the memory model's layout: it goes only with the auto-budget", param="layout")
+    req = resolve_request(  # with the auto-budget the GPU's memory is checked at the budget chosen, not the default
+
         loads, model, None if budget is not None else gpu, num_gpus=num_gpus, num_nodes=num_nodes,
         redundant_slots=redundant_slots, budget_gb=budget_gb, mode=mode, algorithm=algorithm, policy=policy,
         num_groups=num_groups, window_steps=window_steps, holdout_steps=holdout_steps, split=split,
@@ -117,13 +120,9 @@ def plan_replicas(
     )
     if budget is None:
         return plan_request(req)
-    from dataclasses import replace
-
-    from planner.profiles import get_gpu
-
-    spec = gpu if isinstance(gpu, GpuSpec) else get_gpu(gpu)
-    points = budget_points(replace(req, gpu=spec), layout=layout)
-    plan = plan_request(replace(req, gpu=spec).with_redundant(choose_budget(points).redundant_slots))
+    req = replace(req, gpu=gpu if isinstance(gpu, GpuSpec) else get_gpu(gpu))
+    points = budget_points(req, layout=layout)
+    plan = plan_request(req.with_redundant(choose_budget(points).redundant_slots))
     return plan.attach(budget_sweep=points)
 
 

@@ -8,7 +8,7 @@ shows them under its flags.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 import numpy as np
 
@@ -78,7 +78,7 @@ class ReplicaRequest:
         _check_uniform_slots(self.num_experts, self.num_gpus, redundant_slots)
         if self.gpu is not None:
             _check_expert_memory(self.arch, self.gpu, (self.num_experts + redundant_slots) / self.num_gpus)
-        return _replace(self, redundant_slots=redundant_slots, budget_gb=None)
+        return replace(self, redundant_slots=redundant_slots, budget_gb=None)
 
     def parameters(self) -> dict:
         """The plan's record of its parameters (``plan.inputs.parameters``); key order is part of the bytes."""
@@ -100,12 +100,6 @@ class ReplicaRequest:
             "sample_steps": self.sample_steps if stepaware else None,
             "swap_time_limit_s": self.swap_time_limit_s if stepaware else None,
         }
-
-
-def _replace(req: ReplicaRequest, **changes) -> ReplicaRequest:
-    from dataclasses import replace
-
-    return replace(req, **changes)
 
 
 def check_choice(name: str, value: str, known: tuple[str, ...]) -> None:
