@@ -1,4 +1,4 @@
-"""Measured inputs: expert loads (and later workloads, SLOs, clusters)."""
+"""Measured inputs: expert loads, serving workloads (request traces and synthetic arrivals) and SLOs."""
 
 from planner.inputs.loads import ExpertLoads, LayerStats
 
@@ -12,3 +12,17 @@ from planner.inputs.readers import (  # noqa: E402
 )
 
 __all__ += ["read_loads", "write_loads_npz", "builtin_loads", "list_builtin_loads"]
+
+from planner.inputs.slo import SLO  # noqa: E402
+from planner.inputs.traces import builtin_trace, list_builtin_traces, read_trace  # noqa: E402
+from planner.inputs.workload import Workload, WorkloadStats  # noqa: E402
+from planner.inputs.workload_gen import (  # noqa: E402
+    LengthDist,
+    gamma_workload,
+    poisson_workload,
+    synthetic_workload,
+    with_synthetic_arrivals,
+)
+
+__all__ += ["Workload", "WorkloadStats", "read_trace", "builtin_trace", "list_builtin_traces", "LengthDist",
+            "synthetic_workload", "poisson_workload", "gamma_workload", "with_synthetic_arrivals", "SLO"]
