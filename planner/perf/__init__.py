@@ -10,6 +10,11 @@ Modules
     measured          shipped Vidur op tables and moeplan's op-timing CSV (import from the module)
     calibration       fits the factors to measured op times (scipy; import from the module)
     estimate          TTFT, TPOT, throughput and memory of one static batch (``planner.estimate``)
+    cost              what the serving simulator asks of an instance (:class:`CostModel`); DistServe's fitted model
+    cost_table        moeplan's latency model tabulated as a simulator cost model (:func:`latency_model_cost`)
+    simulator         discrete-event serving simulator: :class:`Pool`, :func:`simulate`
+    sim_results       per-request TTFT / TPOT, percentiles and SLO attainment (:class:`SimResult`)
+    goodput_search    highest rate that meets an SLO (:func:`goodput`)
 
 >>> from planner.perf import ParallelLayout, memory_per_gpu
 >>> memory_per_gpu("qwen3-235b-a22b", "h100", ParallelLayout(tp=8, ep=8)).kv_bytes_per_token
@@ -17,12 +22,19 @@ Modules
 """
 
 from planner.perf import factors, latency, layout, memory, memory_breakdown, op_times
+from planner.perf import cost, cost_table, goodput_search, sim_results, simulator
 from planner.perf.factors import *  # noqa: F403
 from planner.perf.latency import *  # noqa: F403
 from planner.perf.layout import *  # noqa: F403
 from planner.perf.memory import *  # noqa: F403
 from planner.perf.memory_breakdown import *  # noqa: F403
 from planner.perf.op_times import *  # noqa: F403
+from planner.perf.cost import *  # noqa: F403
+from planner.perf.cost_table import *  # noqa: F403
+from planner.perf.goodput_search import *  # noqa: F403
+from planner.perf.sim_results import *  # noqa: F403
+from planner.perf.simulator import *  # noqa: F403
 
 __all__ = [*layout.__all__, *memory_breakdown.__all__, *memory.__all__, *factors.__all__, *op_times.__all__,
            *latency.__all__]
+__all__ += [*cost.__all__, *cost_table.__all__, *simulator.__all__, *sim_results.__all__, *goodput_search.__all__]

@@ -1,0 +1,268 @@
+"""One serving instance inside the simulator: queues, micro-batch lanes, pipeline stages, KV accounting.
+
+Package-internal: :mod:`planner.perf.simulator` builds one :class:`Engine` per instance and drives
+them from its event loop. The rules are written out in :mod:`planner.perf.simulator` and
+``docs/simulator.md``; this module is their implementation, kept to running sums so that a step
+costs O(1) plus O(log n) per finished request:
+
+- a *lane* is a micro-batch group (``pp`` lanes on a ``pp``-stage pipeline, one otherwise): its
+  decoding sequences, their summed context ``ctx`` for the next step, a step counter ``k`` and a
+  heap of the step at which each sequence emits its last token;
+- prompts being prefilled in chunks stay in ``lane.prefilling`` until their last chunk is scheduled.
+"""
+
+from __future__ import annotations
+
+import heapq
+from collections import deque
+
+__all__ = ["Engine", "Lane", "DONE", "WAKE", "TRANSFER"]
+
+# event kinds of the simulator's heap
+DONE, WAKE, TRANSFER = 0, 1, 2
+_NO_LIMIT = 1 << 62
+
+
+class Lane:
+    """A micro-batch group of one instance (module docstring)."""
+
+    __slots__ = ("busy", "bs", "ctx", "k", "heap", "prefilling")
+
+    def __init__(self) -> None:
+        self.busy = False
+        self.bs = 0  # decoding sequences
+        self.ctx = 0  # sum over them of (prompt + tokens generated so far) at the next step
+        self.k = 0  # index of the lane's next step
+        self.heap: list[tuple[int, int]] = []  # (index of the step that emits the last token, request)
+        self.prefilling: deque[list[int]] = deque()  # [request, tokens left, tokens done] of chunked prompts
+
+
+class Engine:
+    """State and step rules of one instance; ``sim`` is the simulator it reports to."""
+
+    def __init__(self, sim, pool_index: int, index: int, cost, phase: str, token_budget: int | None,
+                 chunked: bool, max_batch: int) -> None:
+        self.sim = sim
+        self.pool_index = pool_index
+        self.index = index
+        self.step_time = cost.step_time_s
+        self.pp = cost.pipeline_stages
+        self.phase = phase
+        self.budget = _NO_LIMIT if token_budget is None else token_budget
+        self.chunked = chunked
+        self.max_batch = max_batch
+        self.kv_cap = cost.kv_capacity_tokens
+        self.kv_used = 0
+        self.kv_peak = 0
+        self.waiting: deque[int] = deque()  # prompts to prefill (phases both/prefill) or sequences to join (decode)
+        self.waiting_tokens = 0
+        self.pending: deque[int] = deque()  # decode phase: prefilled requests waiting for KV room to transfer
+        self.pending_tokens = 0
+        self.lanes = [Lane() for _ in range(self.pp)]
+        self.rr = 0
+        self.stage_free = [0.0] * self.pp
+        self.wake_at = -1.0
+        self.busy_s = 0.0
+        self.steps = 0
+
+    # -- load and KV ---------------------------------------------------------------------------------
+    def load_tokens(self) -> int:
+        """Tokens reserved or queued: what least-loaded routing compares."""
+        return self.kv_used + self.waiting_tokens + self.pending_tokens
+
+    def need(self, rid: int) -> int:
+        """KV tokens reserved for a request: its prompt on a prefill instance, prompt + output otherwise."""
+        sim = self.sim
+        return sim.inp[rid] if self.phase == "prefill" else sim.inp[rid] + sim.out[rid]
+
+    def release(self, tokens: int) -> None:
+        self.kv_used -= tokens
+        self.sim.dirty.add(self)
+
+    def enqueue(self, rid: int) -> None:
+        """A new prompt (phases both/prefill), or a prefilled request waiting to transfer (decode)."""
+        if self.phase == "decode":
+            self.pending.append(rid)
+            self.pending_tokens += self.need(rid)
+        else:
+            self.waiting.append(rid)
+            self.waiting_tokens += self.sim.inp[rid]
+        self.sim.dirty.add(self)
+
+    def joined(self, rid: int) -> None:
+        """Decode phase: the request's KV has arrived; it joins a lane at the next step."""
+        self.waiting.append(rid)
+        self.sim.dirty.add(self)
+
+    def _start_transfers(self, t: float) -> None:
+        sim = self.sim
+        pending = self.pending
+        while pending:
+            rid = pending[0]
+            need = sim.inp[rid] + sim.out[rid]
+            if self.kv_used + need > self.kv_cap:
+                break
+            pending.popleft()
+            self.pending_tokens -= need
+            self._reserve(need)
+            sim.transfer(rid, self, t)
+
+    def _reserve(self, tokens: int) -> None:
+        self.kv_used += tokens
+        if self.kv_used > self.kv_peak:
+            self.kv_peak = self.kv_used
+
+    # -- scheduling ------------------------------------------------------------------------------
+    def poke(self, t: float) -> None:
+        """Start a step at ``t`` if a stage and a lane are free and there is work."""
+        if self.phase == "decode" and self.pending:
+            self._start_transfers(t)
+        if self.stage_free[0] > t:
+            self._wake(self.stage_free[0])
+            return
+        if self.phase == "prefill":
+            if self._dispatch(self.lanes[0], t) and self.pp > 1:
+                self._wake(self.stage_free[0])
+            return
+        pp = self.pp
+        for j in range(pp):
+            i = (self.rr + j) % pp
+            lane = self.lanes[i]
+            if not lane.busy and self._dispatch(lane, t, i):
+                self.rr = (i + 1) % pp
+                if pp > 1:
+                    self._wake(self.stage_free[0])
+                return
+
+    def _wake(self, at: float) -> None:
+        if self.pp > 1 and self.wake_at != at:
+            self.wake_at = at
+            self.sim.push(at, WAKE, self, None, None, 0)
+
+    def _dispatch(self, lane: Lane, t: float, lane_index: int = 0) -> bool:
+        """Form the lane's next step (decodes first, then prompt chunks into the budget left) and schedule it."""
+        sim = self.sim
+        inp = sim.inp
+        bs = lane.bs
+        if self.phase == "decode":
+            waiting, out = self.waiting, sim.out
+            while waiting and bs < self.max_batch:
+                rid = waiting.popleft()
+                bs += 1
+                lane.ctx += inp[rid] + 1
+                heapq.heappush(lane.heap, (lane.k + out[rid] - 2, rid))
+            lane.bs = bs
+            if not bs:
+                return False
+            n = tokens = squares = 0
+            chunks = None
+        else:
+            budget = self.budget - bs
+            n = tokens = squares = 0
+            chunks = []
+            prefilling = lane.prefilling
+            active = n if self.phase == "prefill" else bs + len(prefilling)  # sequences holding a batch slot
+            for entry in prefilling:  # continue chunked prompts, oldest first
+                if budget <= 0:
+                    break
+                left, done = entry[1], entry[2]
+                c = left if left < budget else budget
+                n += 1
+                tokens += c
+                squares += (done + c) * (done + c) - done * done
+                budget -= c
+                entry[1] = left - c
+                entry[2] = done + c
+                chunks.append((entry[0], left == c))
+            while prefilling and prefilling[0][1] == 0:
+                prefilling.popleft()
+            if self.phase == "prefill":
+                active = n
+            waiting = self.waiting
+            both = self.phase == "both"
+            out = sim.out
+            while waiting and budget > 0 and active < self.max_batch:
+                rid = waiting[0]
+                p = inp[rid]
+                need = p + out[rid] if both else p
+                if self.kv_used + need > self.kv_cap:
+                    break  # first come, first served: the head waits for room, nobody overtakes it
+                if self.chunked:
+                    c = p if p < budget else budget
+                elif p > budget and n:
+                    break  # a whole prompt that does not fit the budget left waits for a step of its own
+                else:
+                    c = p
+                waiting.popleft()
+                self.waiting_tokens -= p
+                self._reserve(need)
+                n += 1
+                active += 1
+                tokens += c
+                squares += c * c
+                budget -= c
+                if c < p:
+                    prefilling.append([rid, p - c, c])
+                chunks.append((rid, c == p))
+            if not n and not bs:
+                return False
+        tau = self.step_time(n, tokens, squares, bs, lane.ctx)
+        pp = self.pp
+        stage_free = self.stage_free
+        if pp == 1:
+            end = t + tau
+            stage_free[0] = end
+            self.busy_s += tau
+        else:
+            stage = tau / pp
+            end = t
+            for s in range(pp):
+                start = stage_free[s] if stage_free[s] > end else end
+                end = start + stage
+                stage_free[s] = end
+            self.busy_s += stage
+        self.steps += 1
+        if self.phase != "prefill":
+            lane.busy = True
+        if sim.step_log is not None:
+            sim.step_log.append((self.pool_index, self.index, t, end, n, tokens, bs, lane.ctx, self.kv_used))
+        sim.push(end, DONE, self, lane, chunks, bs)
+        return True
+
+    def step_done(self, t: float, lane: Lane, chunks, bs: int) -> None:
+        """A step left the last stage at ``t``: emit tokens, finish sequences, move prefilled prompts on."""
+        sim = self.sim
+        sim.dirty.add(self)
+        if self.phase == "prefill":
+            for rid, complete in chunks:
+                if complete:
+                    sim.prefilled(rid, t, self)
+            return
+        lane.busy = False
+        inp, out = sim.inp, sim.out
+        k_done = lane.k
+        lane.k = k_done + 1
+        if bs:
+            sim.tokens += bs
+            lane.ctx += bs
+            heap = lane.heap
+            while heap and heap[0][0] <= k_done:
+                rid = heapq.heappop(heap)[1]
+                total = inp[rid] + out[rid]
+                lane.bs -= 1
+                lane.ctx -= total
+                self.kv_used -= total
+                sim.finished(rid, t)
+        if chunks:
+            for rid, complete in chunks:
+                if not complete:
+                    continue
+                sim.first_token(rid, t)
+                o = out[rid]
+                if o == 1:
+                    self.kv_used -= inp[rid] + 1
+                    sim.finished(rid, t)
+                else:
+                    lane.bs += 1
+                    lane.ctx += inp[rid] + 1
+                    heapq.heappush(lane.heap, (lane.k + o - 2, rid))
