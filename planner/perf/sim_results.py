@@ -63,7 +63,7 @@ class SimResult:
 
     Other fields: ``rejected`` (bool per request), ``prefill_instance`` / ``decode_instance`` (index
     in its pool, -1 where none), ``tokens_generated`` (tokens emitted by every step: first tokens
-    plus decode tokens), per pool and instance ``kv_capacity_tokens``, ``kv_peak_tokens``,
+    plus decode tokens), ``decodes`` (False for a prefill-only run), per pool and instance ``kv_capacity_tokens``, ``kv_peak_tokens``,
     ``busy_s`` and ``steps``, ``num_gpus``, ``sim_end_s`` (last event) and ``steps_log`` (a
     :class:`StepLog` when asked for).
     """
@@ -82,6 +82,7 @@ class SimResult:
     steps: tuple[tuple[int, ...], ...]
     num_gpus: int
     sim_end_s: float
+    decodes: bool = True
     steps_log: StepLog | None = None
     wall_s: float = field(default=0.0, compare=False)
 
@@ -98,8 +99,11 @@ class SimResult:
 
     @property
     def tpot_ms(self) -> np.ndarray:
-        """Time per output token after the first, ms (nan for one-token outputs and rejected requests)."""
+        """Time per output token after the first, ms (nan for one-token outputs, rejected requests and
+        every request of a prefill-only run)."""
         out = self.workload.output_tokens
+        if not self.decodes:
+            return np.full(out.shape, np.nan)
         with np.errstate(invalid="ignore", divide="ignore"):
             t = (self.finish_s - self.first_token_s) * 1e3 / (out - 1)
         return np.where(out > 1, t, np.nan)

@@ -359,6 +359,7 @@ def simulate(workload: Workload, pools: Pool | Sequence[Pool], *, record_steps: 
         steps=tuple(tuple(e.steps for e in engines) for engines in sim.engines),
         num_gpus=sum(p.num_gpus for p in pools),
         sim_end_s=end,
+        decodes=pools[-1].phase != "prefill",
         steps_log=StepLog.from_rows(sim.step_log) if record_steps else None,
         wall_s=time.perf_counter() - start,
     )

@@ -1,0 +1,66 @@
+"""moeplan's latency model as a simulator cost model: the tabulated adapter reproduces direct calls of
+the latency model on and off its grid, and its KV capacity is the memory model's."""
+
+import pytest
+
+from planner.perf import Pool, latency_model_cost, memory_per_gpu, simulate
+from planner.perf.latency import decode_step_time_s, prefill_time_s
+from planner.inputs import poisson_workload
+
+CASES = [("qwen3-30b-a3b", "h100", "tp1pp1dp1ep1"), ("deepseek-v3", "h200", "tp1pp1dp8ep8"),
+         ("mixtral-8x7b", "h100", "tp2pp2dp1ep1moetp2")]
+
+
+@pytest.fixture(scope="module", params=CASES, ids=[c[2] + "-" + c[0] for c in CASES])
+def case(request):
+    model, gpu, layout = request.param
+    return model, gpu, layout, latency_model_cost(model, gpu, layout, max_context_tokens=16384, max_batch_size=256)
+
+
+# uniform batches: (prompts, prompt tokens) and (sequences, context tokens), grid points and between them
+PREFILLS = [(1, 16), (1, 512), (1, 1000), (2, 3000), (4, 700), (5, 2500), (8, 512), (12, 100), (64, 128), (1, 12000)]
+DECODES = [(1, 128), (3, 1000), (8, 4096), (20, 777), (100, 3000), (256, 2048), (40, 12000)]
+
+
+def test_prefill_matches_the_latency_model(case):
+    model, gpu, layout, cost = case
+    for n, length in PREFILLS:
+        direct = prefill_time_s(model, gpu, layout, n, length).total_s
+        assert cost.prefill_time_s([length] * n) == pytest.approx(direct, rel=0.03), (n, length)
+
+
+def test_decode_matches_the_latency_model(case):
+    model, gpu, layout, cost = case
+    for b, ctx in DECODES:
+        direct = decode_step_time_s(model, gpu, layout, b, ctx).total_s
+        assert cost.decode_time_s([ctx] * b) == pytest.approx(direct, rel=0.03), (b, ctx)
+
+
+def test_unequal_prompts_pay_their_own_attention(case):
+    *_, cost = case
+    # same tokens, one long and one short prompt attend to more pairs than two equal ones
+    assert cost.prefill_time_s([3000, 1000]) > cost.prefill_time_s([2000, 2000])
+
+
+def test_mixed_step_costs_at_least_its_parts(case):
+    *_, cost = case
+    prefill = cost.step_time_s(2, 1024, 2 * 512.0 ** 2, 0, 0)
+    decode = cost.step_time_s(0, 0, 0.0, 32, 32 * 2000)
+    mixed = cost.step_time_s(2, 1024, 2 * 512.0 ** 2, 32, 32 * 2000)
+    assert max(prefill, decode) <= mixed <= prefill + decode
+
+
+def test_capacity_gpus_and_transfer(case):
+    model, gpu, layout, cost = case
+    mem = memory_per_gpu(model, gpu, layout)
+    assert cost.kv_capacity_tokens == mem.kv_tokens_per_instance
+    assert cost.num_gpus == cost.layout.num_gpus and cost.pipeline_stages == cost.layout.pp
+    assert cost.kv_transfer_time_s(1000) == pytest.approx(1000 * mem.kv_bytes_per_token / cost.kv_link_bytes_per_s)
+
+
+def test_simulates_with_the_adapter(case):
+    *_, cost = case
+    w = poisson_workload(5.0, 300, input_tokens=1024, output_tokens=64, seed=0)
+    res = simulate(w, Pool(cost, token_budget=2048))
+    assert res.served_requests == 300 and res.tokens_generated == w.total_output_tokens
+    assert res.percentile("tpot_ms", 50) >= cost.decode_time_s([1025]) * 1e3 * (1 - 1e-9)
