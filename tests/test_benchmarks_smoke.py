@@ -69,3 +69,18 @@ def test_runtime_benchmark_smoke(tmp_path):
     assert all(r["expert_ms"] > 0 and r["step_ms"] > 0 and len(r["expert_ms_rounds"]) == 1 for r in data["rows"])
     tables = _markdown_tables(res.stdout)
     assert len(tables) == 1 and len(tables[0]) == 5
+
+
+def test_simulator_benchmark_smoke(tmp_path):
+    """benchmarks/simulator.py --quick: every section, the M/D/1 target holds, moeplan and the simpy
+    baseline agree (speed is reported, never asserted)."""
+    pytest.importorskip("simpy")
+    out = tmp_path / "sim.json"
+    res = subprocess.run([sys.executable, str(SCRIPT.parent / "simulator.py"), "--quick", "--out", str(out)],
+                         capture_output=True, text=True, timeout=300, cwd=tmp_path)
+    assert res.returncode == 0, res.stderr[-2000:]
+    data = json.loads(out.read_text(encoding="utf-8"))
+    assert len(data["speed"]) == 3 and len(data["accuracy"]) == 9 and data["goodput"]["probes"] >= 2
+    passed = {t["target"]: t["pass"] for t in data["targets"]}
+    assert all(v for k, v in passed.items() if k.startswith(("M/D/1", "same times"))), passed
+    assert len(_markdown_tables(res.stdout)) == 3
