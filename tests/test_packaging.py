@@ -59,3 +59,7 @@ def test_the_wheel_installs_distinct_top_level_names(tmp_path):
                if p.is_file() and p.suffix in (".yaml", ".csv", ".md", ".py")}
     assert on_disk <= shipped, sorted(on_disk - shipped)[:5]
     assert "planner/data/scenarios/default.json" in names and "planner/plans/plan.schema.json" in names
+    data = {"planner/" + str(p.relative_to(ROOT / "planner")) for p in (ROOT / "planner" / "data").rglob("*")
+            if p.is_file()}
+    assert data <= set(names), sorted(data - set(names))[:5]  # traces (.csv, .jsonl), coefficients, provenance
+    assert "planner/data/traces/mooncake-conversation.jsonl" in names
