@@ -10,8 +10,10 @@ per weight element of the mode's weight format, scales included; every Greek let
     (1) GEMM (m x k) @ (k x n) over g weight groups (g experts of a grouped GEMM, else 1):
             F = 2 m n k,   B = g k n b_w + m (k + n) b_a
             t = max(F / (P e(m / g)),  B / (W eta_gemm)) + tau_gemm
-            e(x) = e_max s_mode x / (x + x_half)      utilisation ramps with the rows per group;
+            e(x) = e_max s_mode x / (x + x_half')     utilisation ramps with the rows per group;
                                                       s_mode = gemm_modes.<mode>, 1 for w16a16
+            x_half' = x_half (P / P_bf16) (b_w / 2)   the ramp's half point moves with the ridge
+                                                      point P b_w / W (1 for BF16 weights)
     (2) memory-bound op moving B bytes (norm, residual add, activation, rope, embedding):
             t = B / (W eta_op) + tau_op
         RMSNorm runs one thread block per row, so a few rows still wait for one row's reduction:
@@ -79,7 +81,9 @@ def gemm_time_s(m, n, k, gpu: GpuSpec | str, *, factors=None, groups=1, mode: Ge
                          "from gemm_mode(weights, activations, gpu), which falls back", param="mode")
     m, n, k, groups = (np.asarray(x, dtype=np.float64) for x in (m, n, k, groups))
     rows = m / np.maximum(groups, 1.0)
-    utilisation = f.peak_fraction * factors.gemm_modes.scale(mode.name) * rows / (rows + f.half_tokens)
+    # the fitted x_half is a 16-bit GEMM's on BF16 weights; the ridge point scales with P and b_w
+    half = f.half_tokens * (peak / gpu.bf16_flops_per_s) * (mode.weights.bytes_per_element / 2)
+    utilisation = f.peak_fraction * factors.gemm_modes.scale(mode.name) * rows / (rows + half)
     flops = 2.0 * m * n * k
     hbm = groups * k * n * mode.weights.bytes_per_element + m * (k + n) * ACTIVATION_BYTES
     with np.errstate(divide="ignore", invalid="ignore"):
