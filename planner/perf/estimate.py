@@ -168,20 +168,22 @@ class Estimate:
             + [["total", f"{self.prefill.total_s * 1e3:.3f}", f"{self.decode.total_s * 1e3:.3f}"]],
             title=f"time by component (decode step at {self.decode_context_tokens:,} context tokens)",
         )
-        m = self.memory
+        m, p = self.memory, self.precision
         gb = [
-            ["attention weights", m.attention_weights_bytes, ""],
-            ["dense FFN weights", m.dense_ffn_weights_bytes, ""],
-            ["shared-expert weights", m.shared_expert_weights_bytes, ""],
+            ["attention weights", m.attention_weights_bytes, p.attention.name],
+            ["dense FFN weights", m.dense_ffn_weights_bytes, p.attention.name if m.dense_ffn_weights_bytes else ""],
+            ["shared-expert weights", m.shared_expert_weights_bytes,
+             p.attention.name if m.shared_expert_weights_bytes else ""],
             ["routed-expert weights", m.routed_expert_weights_bytes,
-             f"{m.expert_slots_per_gpu} slots x {m.stage_moe_layers} MoE layers"],
-            ["router + norms", m.router_and_norm_bytes, ""],
-            ["embedding + lm_head", m.embedding_bytes, ""],
+             f"{p.experts.name}; {m.expert_slots_per_gpu} slots x {m.stage_moe_layers} MoE layers"],
+            ["router + norms", m.router_and_norm_bytes, p.base.name],
+            ["embedding + lm_head", m.embedding_bytes, p.base.name],
             ["total weights", m.total_weights_bytes, ""],
             ["activations", m.activation_bytes, f"{m.max_batch_tokens:,} tokens per step"],
             ["runtime overhead", m.runtime_overhead_bytes, ""],
             ["KV cache, this batch", self.kv_cache_needed_bytes,
-             f"{self.kv_tokens_needed_per_gpu:,} tokens = {self.batch} x ({self.isl_tokens:,} + {self.osl_tokens:,})"],
+             f"{p.kv_cache.name}; {self.kv_tokens_needed_per_gpu:,} tokens = {self.batch} x ({self.isl_tokens:,} + "
+             f"{self.osl_tokens:,})"],
             ["memory used", self.memory_per_gpu_bytes, ""],
             ["KV cache available", m.kv_cache_bytes, f"{m.kv_tokens:,} tokens"],
             ["usable memory", m.usable_memory_bytes, f"{m.memory_utilization:.2f} x {m.gpu_memory_bytes / 1e9:.1f} GB"],
