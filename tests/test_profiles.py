@@ -222,8 +222,10 @@ def test_parameter_decomposition_is_consistent(model_id):
     assert m.total_params() == rebuilt
     p = m.precision
     matrices = m.params_per_expert - m.expert_bias_params
-    assert m.bytes_per_expert == math.ceil(matrices * p.experts.bytes_per_element + m.expert_bias_params * p.base.bytes_per_element)
-    assert m.bytes_per_dense_layer >= m.dense_layer_params * min(p.attention.bytes_per_element, p.base.bytes_per_element)
+    biases = m.expert_bias_params * p.base.bytes_per_element
+    assert m.bytes_per_expert == math.ceil(matrices * p.experts.bytes_per_element + biases)
+    narrowest = min(p.attention.bytes_per_element, p.base.bytes_per_element)
+    assert m.bytes_per_dense_layer >= m.dense_layer_params * narrowest
     if p.attention == p.experts == p.base:  # one format: the bytes are the parameters times its width
         assert m.weight_bytes() == m.total_params() * p.base.bytes_per_element
     assert m.attention_params_per_layer < m.moe_layer_nonexpert_params

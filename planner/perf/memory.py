@@ -121,7 +121,8 @@ def _attention_width(att: AttentionSpec, tp: int) -> int:
     return 2 * nh * att.head_dim + kv_elements_per_token_per_layer(att, tp)
 
 
-def _stages(model: ModelArch, layout: ParallelLayout, max_batch_tokens: int, kv_bytes_per_element: float) -> list[_Stage]:
+def _stages(model: ModelArch, layout: ParallelLayout, max_batch_tokens: int,
+            kv_bytes_per_element: float) -> list[_Stage]:  # fmt: skip
     H, E, V, tp = model.hidden_size, model.num_routed_experts, model.vocab_size, layout.tp
     moe_set = set(model.moe_layers)
     vocab_rows = -(-V // tp)

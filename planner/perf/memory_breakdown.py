@@ -85,7 +85,8 @@ class MemoryBreakdown:
         p = self.precision
         rows = [
             ("attention weights", self.attention_weights_bytes, p.attention.name),
-            ("dense FFN weights", self.dense_ffn_weights_bytes, p.attention.name if self.dense_ffn_weights_bytes else ""),
+            ("dense FFN weights", self.dense_ffn_weights_bytes,
+             p.attention.name if self.dense_ffn_weights_bytes else ""),
             ("shared-expert weights", self.shared_expert_weights_bytes,
              p.attention.name if self.shared_expert_weights_bytes else ""),
             (

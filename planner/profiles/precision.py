@@ -141,10 +141,11 @@ _ALL = (_WEIGHTS, _KV, _ACT, _BASE)
 FORMATS: dict[str, NumberFormat] = {
     f.name: f
     for f in (
-        _fmt("fp32", 32, 0, None, "bf16", _ALL, "IEEE 754 binary32; GEMMs priced at the 16-bit peak (TF32 not modelled)",
-             ("float32",)),
+        _fmt("fp32", 32, 0, None, "bf16", _ALL,
+             "IEEE 754 binary32; GEMMs priced at the 16-bit peak (TF32 not modelled)", ("float32",)),
         _fmt("bf16", 16, 0, None, "bf16", _ALL, "bfloat16", ("bfloat16",)),
-        _fmt("fp16", 16, 0, None, "bf16", _ALL, "IEEE 754 binary16; the GPU profile's 16-bit peak", ("float16", "half")),
+        _fmt("fp16", 16, 0, None, "bf16", _ALL, "IEEE 754 binary16; the GPU profile's 16-bit peak",
+             ("float16", "half")),
         _fmt("fp8", 8, 0, None, "fp8", (_WEIGHTS, _KV, _ACT),
              "FP8 E4M3 with one fp32 scale per tensor (vLLM Fp8LinearMethod, kv_cache_dtype fp8); the scale is not "
              "counted", ("fp8-e4m3", "e4m3", "fp8-per-tensor", "float8-e4m3fn")),

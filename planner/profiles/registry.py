@@ -83,7 +83,8 @@ def _with_base(data: Any, label: str) -> Any:
     raw = _shipped_model_documents()
     base = data["extends"]
     if base not in raw:
-        raise InputError(f"{label}: extends {base!r}, which is not a shipped model id (known: {', '.join(sorted(raw))})")
+        known = ", ".join(sorted(raw))
+        raise InputError(f"{label}: extends {base!r}, which is not a shipped model id (known: {known})")
     if "extends" in raw[base]:
         raise InputError(f"{label}: extends {base!r}, which is itself a variant; extend its base")
     merged = {k: v for k, v in raw[base].items() if k != "names"}
