@@ -16,6 +16,7 @@ __all__ = [
     "builtin_loads",
     "get_model",
     "get_gpu",
+    "Precision",
     "plan_replicas",
     "verify_plan",
     "read_plan",
@@ -34,7 +35,7 @@ def __getattr__(name):  # lazy: `import planner` stays cheap and free of import 
         from planner.inputs import readers
 
         return getattr(readers, name)
-    if name in ("get_model", "get_gpu"):
+    if name in ("get_model", "get_gpu", "Precision"):
         from planner import profiles
 
         return getattr(profiles, name)

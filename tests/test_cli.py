@@ -283,6 +283,9 @@ def test_choices_are_the_librarys():
                          (options.Split, SPLITS), (options.Target, TARGETS), (options.Dispatch, DISPATCHES)):
         assert tuple(e.value for e in enum) == tuple(values), enum
     assert {e.value for e in options.ReplanAlgorithm} < set(ALGORITHMS)
+    from planner.profiles import FORMATS
+
+    assert tuple(e.value for e in options.Format) == tuple(FORMATS)
 
 
 def test_help_lists_the_choices():

@@ -153,7 +153,9 @@ def test_bad_layouts_are_input_errors(layout, match):
         (dict(batch=1.5), "batch"),
         (dict(isl=0), "isl"),
         (dict(osl=1), "osl"),
-        (dict(kv_dtype_bytes=0), "kv_dtype_bytes"),
+        (dict(precision={"kv_cache": "mxfp4"}), "kv_cache"),
+        (dict(precision={"experts": "fp7"}), "experts"),
+        (dict(precision={"kv": "fp8"}), "precision"),
         (dict(memory_utilization=1.2), "memory_utilization"),
         (dict(calibrated="yes"), "calibrated"),
     ],
@@ -202,7 +204,7 @@ def test_to_dict_is_json_with_units_in_names(dsv3):
     units = ("_ms", "_bytes", "_tokens", "_s", "_per_s_per_gpu", "_per_s_per_user", "_params", "_per_gpu",
              "_per_dp_rank", "_per_instance", "_gpus")  # fmt: skip
     unitless = {"model", "gpu", "layout", "balancedness", "assumptions", "factors_source", "memory_breakdown",
-                "prefill_step", "decode_step"}  # fmt: skip
+                "prefill_step", "decode_step", "precision", "gemm_modes"}  # fmt: skip
     for key in data:
         assert key in unitless or key.endswith(units), key
     assert data["ttft_ms"] == pytest.approx(dsv3.ttft_ms)

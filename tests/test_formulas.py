@@ -197,10 +197,10 @@ def test_model_kv_bytes_per_sequence_is_the_old_loop(model):
 
 def _breakdowns():
     for model, tp, pp in itertools.product(MODELS, (1, 2, 4, 8), (1, 2)):
-        for kv_dtype_bytes in (2, 1, 0.75):
+        for kv_cache in ("bf16", "fp8", "fp32"):
             layout = ParallelLayout(tp=tp, pp=pp, ep=tp)
             try:
-                yield from memory_per_stage(model, "h200", layout, kv_dtype_bytes=kv_dtype_bytes)
+                yield from memory_per_stage(model, "h200", layout, precision={"kv_cache": kv_cache})
             except InputError:
                 continue
 

@@ -77,8 +77,8 @@ def test_gemm_efficiency_ramps_with_tokens():
 
 def test_grouped_gemm_reads_every_group_once():
     """A grouped GEMM of g experts at tiny batch costs about g weight reads (memory bound)."""
-    one = gemm_time_s(8, 4096, 2048, "h100", factors=NO_OVERHEAD, weight_bytes=2)
-    eight = gemm_time_s(64, 4096, 2048, H100, factors=NO_OVERHEAD, groups=8, weight_bytes=2)
+    one = gemm_time_s(8, 4096, 2048, "h100", factors=NO_OVERHEAD)
+    eight = gemm_time_s(64, 4096, 2048, H100, factors=NO_OVERHEAD, groups=8)
     assert eight == pytest.approx(8 * one, rel=0.01)
 
 
@@ -177,7 +177,7 @@ def test_decode_attention_follows_the_kv_read():
     short, long = core(2048), core(8192)
     assert long.attention_core_s / short.attention_core_s == pytest.approx(4, rel=0.02)  # q/o reads are tiny
     fp8 = decode_step_time_s("mixtral-8x7b", "h100", "tp2pp1dp1ep1moetp2", 64, 8192, factors=NO_OVERHEAD,
-                             kv_dtype_bytes=1)  # fmt: skip
+                             precision={"kv_cache": "fp8"})  # fmt: skip
     assert fp8.attention_core_s == pytest.approx(long.attention_core_s / 2, rel=0.02)
     assert long.moe_expert_s == short.moe_expert_s  # context does not touch the experts
 
@@ -225,7 +225,7 @@ LAYOUTS = {
     "gpt-oss-120b": "tp2pp1dp2ep4", "mixtral-8x7b": "tp4pp2dp1ep1moetp4", "olmoe-1b-7b": "tp1pp1dp1ep1",
     "qwen1.5-moe-a2.7b": "tp2pp1dp1ep2", "qwen3-235b-a22b": "tp4pp2dp2ep8", "qwen3-30b-a3b": "tp2pp1dp1ep1moetp2",
     "qwen3-moe-tiny": "tp1pp1dp4ep4", "mixtral-tiny": "tp2pp1dp1ep2", "olmoe-tiny": "tp1pp2dp1ep1",
-    "deepseek-v3-tiny": "tp1pp1dp2ep2",
+    "deepseek-v3-tiny": "tp1pp1dp2ep2", "qwen3-235b-a22b-fp8": "tp1pp1dp8ep8", "qwen3-30b-a3b-fp8": "tp1pp1dp1ep1",
 }  # fmt: skip
 
 

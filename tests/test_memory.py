@@ -47,8 +47,10 @@ def _replicated_attention_params(model, tp: int) -> int:
         return (tp - 1) * (latent + q_a)
     copies = tp // min(tp, att.num_kv_heads)  # each KV head on tp / kv_heads ranks beyond kv_heads
     kv_proj = 2 * H * att.num_kv_heads * att.head_dim
+    kv_proj += 2 * att.num_kv_heads * att.head_dim if att.qkv_bias else 0
     norms = {"none": 0, "per_head": 2 * att.head_dim, "full": (att.num_heads + att.num_kv_heads) * att.head_dim}
-    return (copies - 1) * kv_proj + (tp - 1) * norms[att.qk_norm]
+    o_bias = H if att.o_bias else 0  # the row-parallel output bias is whole on every rank
+    return (copies - 1) * kv_proj + (tp - 1) * (norms[att.qk_norm] + o_bias)
 
 
 LAYOUTS = [
@@ -66,11 +68,14 @@ LAYOUTS = [
 ]
 
 
-@pytest.mark.parametrize("model_id", ["deepseek-v3", "qwen3-235b-a22b", "mixtral-8x7b"])
+@pytest.mark.parametrize("model_id", ["deepseek-v3", "qwen3-235b-a22b", "mixtral-8x7b", "gpt-oss-120b"])
 @pytest.mark.parametrize("layout", LAYOUTS, ids=lambda lay: lay.label)
 def test_weights_over_all_gpus_close_to_total_params(model_id, layout):
     model = get_model(model_id)
-    b, H = model.weight_bytes_per_param, model.hidden_size
+    if model.attention.kind == "gqa" and model.attention.num_heads % layout.tp:
+        pytest.skip("tp does not divide the heads")
+    b_att, b_base = model.precision.attention.bytes_per_element, model.precision.base.bytes_per_element
+    H = model.hidden_size
     stages = memory_per_stage(model, "h200", layout)
     assert len(stages) == layout.pp
     assert sum(s.stage_layers for s in stages) == model.num_hidden_layers
@@ -81,17 +86,19 @@ def test_weights_over_all_gpus_close_to_total_params(model_id, layout):
         return sum(getattr(s, field) for s in stages) * ranks
 
     # each component's sum over all GPUs, divided by how many GPUs hold each parameter
+    down_bias_copies = (layout.moe_tp - 1) * H * b_base if model.expert_bias else 0  # whole on every moe_tp rank
     routed = summed("routed_expert_weights_bytes")  # every expert once per layer (E % ep == 0 here)
+    routed -= len(model.moe_layers) * model.num_routed_experts * down_bias_copies
     dense = summed("dense_ffn_weights_bytes") / layout.dp  # split over tp, copied per DP group
     shared = summed("shared_expert_weights_bytes") / layout.dp
     router_norm = summed("router_and_norm_bytes") / ranks  # copied on every rank
-    final_norm = H * b  # copied on every rank of the last stage; the tables are split over tp
+    final_norm = H * b_base  # copied on every rank of the last stage; the tables are split over tp
     embedding = (summed("embedding_bytes") - ranks * final_norm) / layout.dp + final_norm
-    extra = _replicated_attention_params(model, layout.tp) * model.num_hidden_layers * b
+    extra = _replicated_attention_params(model, layout.tp) * model.num_hidden_layers * b_att
     attention = summed("attention_weights_bytes") / layout.dp - extra
 
     unique = routed + dense + shared + router_norm + embedding + attention
-    assert math.isclose(unique, model.total_params() * b, rel_tol=1e-12)
+    assert math.isclose(unique, model.weight_bytes(), rel_tol=1e-12)  # the checkpoint, each part in its format
     assert math.isclose(
         routed, len(model.moe_layers) * model.num_routed_experts * model.bytes_per_expert, rel_tol=1e-12
     )
@@ -115,13 +122,15 @@ def test_weights_over_all_gpus_close_to_total_params(model_id, layout):
 
 def test_deepseek_v3_fp8_fits_8x_h200_with_dp8_ep8():
     m = memory_per_gpu("deepseek-v3", "h200", "tp1pp1dp8ep8")
-    # 58 MoE layers x 32 slots x 44,040,192 B (FP8) = 81.74 GB per GPU
+    # 58 MoE layers x 32 slots x 44,050,944 B (FP8 + fp32 128x128 block scales) = 81.76 GB per GPU
     assert m.expert_slots_per_gpu == 32 and m.stage_moe_layers == 58
-    assert m.routed_expert_weights_bytes == 58 * 32 * 44_040_192 == 81_738_596_352
+    assert m.routed_expert_weights_bytes == 58 * 32 * 44_050_944 == 81_758_552_064
+    # embedding and lm_head stay BF16 in the FP8 release: 2 x ceil(129,280 / 1) x 7,168 x 2 B + final norm
+    assert m.embedding_bytes == (2 * 129_280 * 7168 + 7168) * 2
     assert m.kv_cache_bytes > 0 and m.kv_tokens > 0
     assert m.kv_bytes_per_token == 70_272
     assert m.kv_tokens_per_instance == 8 * m.kv_tokens
-    assert m.kv_tokens == 332_072  # docs/memory.md
+    assert m.kv_tokens == 303_834  # docs/memory.md
     assert m.runtime_overhead_bytes == 3_758_096_384 + 411_041_792
 
 
@@ -130,7 +139,7 @@ def test_deepseek_v3_on_8x_h100_is_infeasible_with_the_numbers():
         memory_per_gpu("deepseek-v3", "h100", ParallelLayout(dp=8, ep=8))
     msg = str(info.value)
     assert "\n" not in msg
-    for part in ("h100", "deepseek-v3", "tp1pp1dp8ep8", "need 103.6 GB", "have 72.0 GB", "routed experts 81.7 GB"):
+    for part in ("h100", "deepseek-v3", "tp1pp1dp8ep8", "need 105.5 GB", "have 72.0 GB", "routed experts 81.8 GB"):
         assert part in msg, (part, msg)
     assert exit_code_for(info.value) == 3
 
@@ -231,7 +240,8 @@ def test_mla_kv_per_token_deepseek_v3_is_not_split_over_tp():
     assert (512 + 64) * 61 * 2 == 70_272 == model.kv_bytes_per_token()
     for layout in ("tp1pp1dp8ep8", "tp8pp1dp1ep8", "tp2pp1dp4ep8"):
         assert memory_per_gpu(model, "h200", layout).kv_bytes_per_token == 70_272
-    assert memory_per_gpu(model, "h200", "tp8pp1dp1ep8", kv_dtype_bytes=1).kv_bytes_per_token == 35_136
+    fp8_kv = memory_per_gpu(model, "h200", "tp8pp1dp1ep8", precision={"kv_cache": "fp8"})
+    assert fp8_kv.kv_bytes_per_token == 35_136
 
 
 def test_gqa_kv_splits_over_min_tp_kv_heads():
@@ -295,8 +305,10 @@ def test_names_labels_and_objects_give_the_same_breakdown():
 
 def test_options_change_what_they_should():
     base = memory_per_gpu("qwen3-235b-a22b", "h200", "tp8pp1dp1ep8")
-    fp8 = memory_per_gpu("qwen3-235b-a22b", "h200", "tp8pp1dp1ep8", weight_bytes_per_param=1)
-    assert fp8.total_weights_bytes == pytest.approx(base.total_weights_bytes / 2)
+    fp8 = memory_per_gpu("qwen3-235b-a22b", "h200", "tp8pp1dp1ep8", precision={"weights": "fp8"})
+    quantised = base.total_weights_bytes - base.router_and_norm_bytes - base.embedding_bytes
+    assert fp8.total_weights_bytes == pytest.approx(quantised / 2 + base.router_and_norm_bytes + base.embedding_bytes)
+    assert (fp8.router_and_norm_bytes, fp8.embedding_bytes) == (base.router_and_norm_bytes, base.embedding_bytes)
     none = memory_per_gpu("qwen3-235b-a22b", "h200", "tp8pp1dp1ep8", max_batch_tokens=0, runtime_overhead_bytes=0)
     assert none.activation_bytes == 0 and none.runtime_overhead_bytes == 0
     assert none.kv_cache_bytes == pytest.approx(
@@ -317,8 +329,9 @@ def test_options_change_what_they_should():
         {"runtime_overhead_bytes": -1},
         {"max_batch_tokens": -1},
         {"max_batch_tokens": 1.5},
-        {"kv_dtype_bytes": 0},
-        {"weight_bytes_per_param": -2},
+        {"precision": {"kv_cache": "mxfp4"}},
+        {"precision": {"weights": "fp7"}},
+        {"precision": "fp8"},
         {"kv_block_tokens": 0},
         {"expert_slots_per_gpu": 0},
         {"expert_slots_per_gpu": True},
@@ -344,7 +357,8 @@ def test_to_dict_is_json_and_table_is_readable():
     assert data["layout"] == "tp1pp1dp8ep8" and data["kv_tokens"] == m.kv_tokens
     assert all(k.endswith("_bytes") for k in data if "bytes" in k and k != "kv_bytes_per_token")
     text = m.table()
-    assert "deepseek-v3 on h200, tp1pp1dp8ep8" in text and "81.74 GB" in text and "332,072" in text
+    assert "deepseek-v3 on h200, tp1pp1dp8ep8" in text and "81.76 GB" in text and "303,834" in text
+    assert "fp8-block; 32 slots" in text and data["precision"]["experts"] == "fp8-block"
 
 
 # ---------------------------------------------------------------------------------------------
@@ -457,4 +471,6 @@ def test_numpy_integers_are_accepted_and_results_stay_plain_python():
         max_batch_tokens=np.int64(8192),
     )
     assert m == memory_per_gpu("mixtral-8x7b", "h100", "tp2pp1dp1ep2")
-    assert all(type(v) in (int, float, str, type(None)) for v in m.to_dict().values())
+    data = m.to_dict()
+    assert all(type(v) in (int, float, str, type(None)) for k, v in data.items() if k != "precision")
+    assert all(type(v) is str for v in data["precision"].values())

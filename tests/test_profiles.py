@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import dataclasses
 import json
+import math
 import shutil
 from importlib.resources import files
 from pathlib import Path
@@ -46,7 +47,9 @@ MODEL_IDS = [
     "olmoe-tiny",
     "qwen1.5-moe-a2.7b",
     "qwen3-235b-a22b",
+    "qwen3-235b-a22b-fp8",
     "qwen3-30b-a3b",
+    "qwen3-30b-a3b-fp8",
     "qwen3-moe-tiny",
 ]
 
@@ -56,7 +59,9 @@ REFERENCE_TOTAL = {
     "kimi-k2": 1026.41e9,
     "deepseek-v2-lite": 15.71e9,
     "qwen3-30b-a3b": 30.53e9,
+    "qwen3-30b-a3b-fp8": 30.53e9,  # the FP8 releases extend the BF16 profiles: same architecture
     "qwen3-235b-a22b": 235.09e9,
+    "qwen3-235b-a22b-fp8": 235.09e9,
     "qwen1.5-moe-a2.7b": 14.32e9,
     "mixtral-8x7b": 46.70e9,
     "olmoe-1b-7b": 6.92e9,
@@ -177,6 +182,9 @@ def test_gpu_fields_are_positive_and_sourced(gpu):
         assert isinstance(getattr(gpu, name), float) and getattr(gpu, name) > 0
     assert gpu.inter_node_bytes_per_s > 0 and gpu.host_link_bytes_per_s > 0 and gpu.gpus_per_node >= 1
     assert gpu.fp8_flops_per_s is None or gpu.fp8_flops_per_s > gpu.bf16_flops_per_s
+    # every GPU here has INT8 tensor cores; FP4 needs FP8 first (Blackwell), and doubles it
+    assert gpu.int8_ops_per_s >= gpu.bf16_flops_per_s * 2
+    assert gpu.fp4_flops_per_s is None or gpu.fp4_flops_per_s == 2 * gpu.fp8_flops_per_s
     assert gpu.price_per_hour_usd > 0
     assert all(gpu.provenance.get(k) for k in ("source", "license", "date"))
 
@@ -185,6 +193,8 @@ def test_gpu_spot_values():
     h100 = get_gpu("h100")
     assert (h100.memory_bytes, h100.hbm_bytes_per_s, h100.bf16_flops_per_s) == (80e9, 3.35e12, 989.4e12)
     assert (h100.fp8_flops_per_s, h100.intra_node_bytes_per_s) == (1978.9e12, 900e9)
+    assert (h100.int8_ops_per_s, h100.fp4_flops_per_s) == (1978.9e12, None)  # Hopper: no FP4 tensor cores
+    assert (get_gpu("b200").fp4_flops_per_s, get_gpu("a100-80g").int8_ops_per_s) == (9000e12, 624e12)
     assert get_gpu("mi300x").memory_bytes == 192e9 and get_gpu("mi300x").vendor == "amd"
     assert get_gpu("t4").bf16_flops_per_s == 65e12 and get_gpu("t4").fp8_flops_per_s is None
     for pcie_only in ("l40s", "l4", "a10g", "t4"):  # no NVLink: peers talk over the host link
@@ -210,8 +220,14 @@ def test_parameter_decomposition_is_consistent(model_id):
     per_moe_layer = m.moe_layer_nonexpert_params + m.num_routed_experts * m.params_per_expert
     rebuilt = len(m.moe_layers) * per_moe_layer + len(m.dense_layers) * m.dense_layer_params + m.embedding_params
     assert m.total_params() == rebuilt
-    assert m.bytes_per_expert == m.params_per_expert * m.weight_bytes_per_param
-    assert m.bytes_per_dense_layer == m.dense_layer_params * m.weight_bytes_per_param
+    p = m.precision
+    matrices = m.params_per_expert - m.expert_bias_params
+    biases = m.expert_bias_params * p.base.bytes_per_element
+    assert m.bytes_per_expert == math.ceil(matrices * p.experts.bytes_per_element + biases)
+    narrowest = min(p.attention.bytes_per_element, p.base.bytes_per_element)
+    assert m.bytes_per_dense_layer >= m.dense_layer_params * narrowest
+    if p.attention == p.experts == p.base:  # one format: the bytes are the parameters times its width
+        assert m.weight_bytes() == m.total_params() * p.base.bytes_per_element
     assert m.attention_params_per_layer < m.moe_layer_nonexpert_params
     assert 0 < m.active_params() < m.total_params()
 
@@ -221,11 +237,15 @@ def test_params_per_expert_exact(model_id, expected):
     assert get_model(model_id).params_per_expert == expected
 
 
-def test_bytes_per_expert_follow_release_dtype():
-    assert get_model("deepseek-v3").bytes_per_expert == 44_040_192  # FP8
-    assert get_model("kimi-k2").bytes_per_expert == 44_040_192  # FP8
+def test_bytes_per_expert_follow_the_native_precision():
+    # FP8 with one fp32 scale per 128 x 128 block: 3 matrices of 7168 x 2048 = 3 x 56 x 16 blocks
+    assert get_model("deepseek-v3").bytes_per_expert == 44_040_192 + 3 * 56 * 16 * 4
+    assert get_model("kimi-k2").bytes_per_expert == 44_040_192 + 3 * 56 * 16 * 4
     assert get_model("mixtral-8x7b").bytes_per_expert == 352_321_536  # BF16
     assert get_model("qwen3-235b-a22b").bytes_per_expert == 37_748_736
+    assert get_model("qwen3-235b-a22b-fp8").bytes_per_expert == 18_874_368 + 3 * 32 * 12 * 4
+    # MXFP4 matrices (4.25 bits) + BF16 biases: the checkpoint's _blocks, _scales and _bias tensors
+    assert get_model("gpt-oss-120b").bytes_per_expert == 3 * 2880 * 2880 * 17 // 32 + 2 * (2 * 2880 + 2880)
 
 
 def test_moe_layer_patterns():

@@ -63,7 +63,7 @@ def test_deepseek_scale_hierarchical_plan_verifies():
         assert plan.inputs.parameters["policy"] == "hierarchical"
         assert verify_plan(plan, loads).ok
         assert plan.replicas.slots_per_gpu[0] == [9] * 32
-        # routed-expert bytes per GPU: 9 slots x 58 layers x 44,040,192 B (FP8)
+        # routed-expert bytes per GPU: 9 slots x 58 layers x 44,050,944 B (FP8 + block scales)
         assert plan.replicas.predicted.expert_bytes_per_gpu[0] == 9 * 58 * model.bytes_per_expert
         # hierarchical: all replicas of an expert sit in one node
         for p2l, node in zip(plan.replicas.physical_to_logical, plan.replicas.slot_node):

@@ -30,6 +30,7 @@ __all__ = [
     "Split",
     "Target",
     "Dispatch",
+    "Format",
     "JsonOpt",
     "ModelOpt",
     "GpusOpt",
@@ -102,6 +103,20 @@ class Dispatch(str, Enum):
     even = "even"
     plan = "plan"
     deterministic = "deterministic"
+
+
+class Format(str, Enum):
+    """Number format of weights, KV cache or activations (``planner.profiles.FORMATS``)."""
+
+    fp32 = "fp32"
+    bf16 = "bf16"
+    fp16 = "fp16"
+    fp8 = "fp8"
+    fp8_block = "fp8-block"
+    int8 = "int8"
+    mxfp4 = "mxfp4"
+    nvfp4 = "nvfp4"
+    int4_awq = "int4-awq"
 
 
 # ---- options shared by several commands (one spelling, one help text) ---------------------------
@@ -179,7 +194,10 @@ PARAM_FLAGS: dict[str, str] = {
     "batch": "--batch",
     "isl": "--isl",
     "osl": "--osl",
-    "kv_dtype_bytes": "--kv-dtype-bytes",
+    "weights": "--weights",
+    "experts": "--experts",
+    "kv_cache": "--kv",
+    "activations": "--activations",
     "memory_utilization": "--memory-utilization",
     "max_batch_tokens": "--max-batch-tokens",
     "replica_plan": "--replicas",
@@ -223,6 +241,7 @@ RENAMED_FLAGS: dict[tuple[str, str], str] = {
     ("collect", "-t"): "--tokens",
     ("collect", "-b"): "--batch-tokens",
     ("estimate", "-b"): "--batch",
+    ("estimate", "--kv-dtype-bytes"): "--kv",
     ("synth", "--tokens"): "--batch-tokens",
     ("synth", "--experts"): "--num-experts",
     ("apply", "--tokens"): "--batch-tokens",

@@ -135,7 +135,7 @@ class LatencyModelCost(CostModel):
 
 
 def latency_model_cost(model, gpu, layout, *, balancedness: float = 1.0, expert_slots_per_gpu: int | None = None,
-                       factors=None, kv_dtype_bytes: float = 2, max_batch_size: int = 256,
+                       factors=None, precision=None, max_batch_size: int = 256,
                        max_prefill_batch: int = 64, max_context_tokens: int = 32768,
                        kv_link_bytes_per_s: float | None = None, kv_transfer_latency_s: float = 0.0,
                        memory_options: dict | None = None) -> LatencyModelCost:
@@ -144,8 +144,9 @@ def latency_model_cost(model, gpu, layout, *, balancedness: float = 1.0, expert_
     Parameters
     ----------
     model, gpu, layout : as in :func:`planner.perf.latency.prefill_time_s`.
-    balancedness, expert_slots_per_gpu, factors, kv_dtype_bytes : passed to the latency model (and
-        the last two to the memory model): a replica plan's balancedness and slots.
+    balancedness, expert_slots_per_gpu, factors, precision : passed to the latency model (slots and
+        precision to the memory model too): a replica plan's balancedness and slots; the number format
+        of each component (:mod:`planner.profiles.precision`; default the model's native one).
     max_batch_size : sequences per step; the decode grid's last batch.
     max_prefill_batch : last prompt count of the prefill grid (linear beyond).
     max_context_tokens : last prompt / context length of the grids (linear beyond).
@@ -173,8 +174,8 @@ def latency_model_cost(model, gpu, layout, *, balancedness: float = 1.0, expert_
             raise InputError(f"must be an integer >= {low}, got {value!r}", param=name)
     arch, spec, lay, _ = resolve_instance(model, gpu, layout, expert_slots_per_gpu=expert_slots_per_gpu)
     opts = dict(balancedness=balancedness, expert_slots_per_gpu=expert_slots_per_gpu, factors=factors,
-                kv_dtype_bytes=kv_dtype_bytes)
-    mem = memory_per_gpu(arch, spec, lay, expert_slots_per_gpu=expert_slots_per_gpu, kv_dtype_bytes=kv_dtype_bytes,
+                precision=precision)
+    mem = memory_per_gpu(arch, spec, lay, expert_slots_per_gpu=expert_slots_per_gpu, precision=precision,
                          **(memory_options or {}))
     link = spec.inter_node_bytes_per_s if kv_link_bytes_per_s is None else kv_link_bytes_per_s
     if not (isinstance(link, (int, float)) and math.isfinite(link) and link > 0):

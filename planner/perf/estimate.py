@@ -34,7 +34,9 @@ on is listed in its ``assumptions``; ``docs/estimates.md`` discusses them.
 from __future__ import annotations
 
 import math  # noqa: F401  (doctest)
+from collections.abc import Mapping
 from dataclasses import dataclass
+from typing import Any
 
 from planner.common.checks import check_number
 from planner.common.numerics import round_float
@@ -48,7 +50,7 @@ from planner.perf.measured import list_compute_tables, list_network_tables
 from planner.perf.memory import memory_per_gpu
 from planner.perf.memory_breakdown import MemoryBreakdown
 from planner.plans.schema import Plan
-from planner.profiles import GpuSpec, ModelArch, get_gpu, get_model
+from planner.profiles import GpuSpec, ModelArch, Precision, get_gpu, get_model, resolve_precision
 
 __all__ = ["Estimate", "estimate"]
 
@@ -61,6 +63,8 @@ class Estimate:
     GPU of :func:`~planner.perf.memory.memory_per_gpu`). ``batch`` is requests per DP-attention
     rank; ``requests_per_instance = batch x dp``. ``prefill`` and ``decode`` are the latency
     model's breakdowns (seconds) of the TTFT step and of the decode step at ``decode_context_tokens``.
+    ``precision`` is the number format of each component the estimate priced, ``gemm_modes`` the
+    mode each weight component's GEMMs run in on this GPU (``attention``, ``experts``, ``base``).
     """
 
     model: str
@@ -89,6 +93,8 @@ class Estimate:
     decode: StepTime
     assumptions: tuple[str, ...]
     factors_source: str
+    precision: Precision
+    gemm_modes: dict
 
     def to_dict(self) -> dict:
         """JSON-ready dict; every number's name carries its unit."""
@@ -118,6 +124,12 @@ class Estimate:
             "active_params": self.active_params,
             "balancedness": self.balancedness,
             "expert_slots_per_gpu": self.expert_slots_per_gpu,
+            "precision": self.precision.to_dict(),
+            "gemm_modes": {
+                name: {"mode": m.name, "declared": m.declared, "tensor_type": m.tensor_type,
+                       "weight_bytes_per_element": m.weights.bytes_per_element}
+                for name, m in self.gemm_modes.items()
+            },  # fmt: skip
             "memory_breakdown": self.memory.to_dict(),
             "prefill_step": self.prefill.to_dict(),
             "decode_step": self.decode.to_dict(),
@@ -142,6 +154,10 @@ class Estimate:
                 ["throughput, output tokens/s/user", f"{self.tokens_per_s_per_user:,.1f}"],
                 ["expert balancedness, mean/max GPU load", f"{self.balancedness:.4f}"],
                 ["expert slots per GPU and MoE layer", f"{self.expert_slots_per_gpu}"],
+                ["weights, attention / experts", f"{self.precision.attention} / {self.precision.experts}"],
+                ["GEMM modes, attention / experts",
+                 f"{self.gemm_modes['attention'].name} / {self.gemm_modes['experts'].name}"],
+                ["KV cache / activations", f"{self.precision.kv_cache} / {self.precision.activations}"],
                 ["parameters total / active, B", f"{self.total_params / 1e9:,.1f} / {self.active_params / 1e9:,.1f}"],
             ],
         )
@@ -152,20 +168,22 @@ class Estimate:
             + [["total", f"{self.prefill.total_s * 1e3:.3f}", f"{self.decode.total_s * 1e3:.3f}"]],
             title=f"time by component (decode step at {self.decode_context_tokens:,} context tokens)",
         )
-        m = self.memory
+        m, p = self.memory, self.precision
         gb = [
-            ["attention weights", m.attention_weights_bytes, ""],
-            ["dense FFN weights", m.dense_ffn_weights_bytes, ""],
-            ["shared-expert weights", m.shared_expert_weights_bytes, ""],
+            ["attention weights", m.attention_weights_bytes, p.attention.name],
+            ["dense FFN weights", m.dense_ffn_weights_bytes, p.attention.name if m.dense_ffn_weights_bytes else ""],
+            ["shared-expert weights", m.shared_expert_weights_bytes,
+             p.attention.name if m.shared_expert_weights_bytes else ""],
             ["routed-expert weights", m.routed_expert_weights_bytes,
-             f"{m.expert_slots_per_gpu} slots x {m.stage_moe_layers} MoE layers"],
-            ["router + norms", m.router_and_norm_bytes, ""],
-            ["embedding + lm_head", m.embedding_bytes, ""],
+             f"{p.experts.name}; {m.expert_slots_per_gpu} slots x {m.stage_moe_layers} MoE layers"],
+            ["router + norms", m.router_and_norm_bytes, p.base.name],
+            ["embedding + lm_head", m.embedding_bytes, p.base.name],
             ["total weights", m.total_weights_bytes, ""],
             ["activations", m.activation_bytes, f"{m.max_batch_tokens:,} tokens per step"],
             ["runtime overhead", m.runtime_overhead_bytes, ""],
             ["KV cache, this batch", self.kv_cache_needed_bytes,
-             f"{self.kv_tokens_needed_per_gpu:,} tokens = {self.batch} x ({self.isl_tokens:,} + {self.osl_tokens:,})"],
+             f"{p.kv_cache.name}; {self.kv_tokens_needed_per_gpu:,} tokens = {self.batch} x ({self.isl_tokens:,} + "
+             f"{self.osl_tokens:,})"],
             ["memory used", self.memory_per_gpu_bytes, ""],
             ["KV cache available", m.kv_cache_bytes, f"{m.kv_tokens:,} tokens"],
             ["usable memory", m.usable_memory_bytes, f"{m.memory_utilization:.2f} x {m.gpu_memory_bytes / 1e9:.1f} GB"],
@@ -193,7 +211,7 @@ def estimate(
     osl: int,
     replica_plan: Plan | None = None,
     calibrated: bool = True,
-    kv_dtype_bytes: float = 2,
+    precision: Precision | Mapping[str, Any] | None = None,
     memory_utilization: float = 0.9,
     max_batch_tokens: int = 8192,
 ) -> Estimate:
@@ -211,7 +229,12 @@ def estimate(
         (held-out when the plan has it) loads the busiest GPU's experts.
     calibrated : use :func:`~planner.perf.calibration.calibrated_factors` when measured tables
         exist for ``gpu``; otherwise, or when False, ``DEFAULT_FACTORS``.
-    kv_dtype_bytes : bytes per KV-cache element (2 BF16, 1 FP8).
+    precision : number formats of the weights, KV cache and activations: a
+        :class:`~planner.profiles.precision.Precision`, or a mapping of overrides of the model's
+        native precision (keys ``weights``, ``attention``, ``experts``, ``kv_cache``,
+        ``activations``; ``{"experts": "mxfp4", "kv_cache": "fp8"}``); default the native precision.
+        Memory prices each component in its format; decode reads those bytes; GEMMs run at the peak
+        of their GEMM mode on ``gpu`` (``docs/precision.md``).
     memory_utilization : share of GPU memory the engine may use.
     max_batch_tokens : tokens of one forward step the engine reserves activations for, over the
         whole instance (its chunked-prefill size); the TTFT itself is priced unchunked.
@@ -236,6 +259,8 @@ def estimate(
     ('tp1pp1dp8ep8', 128, 2176)
     >>> math.isclose(e.ttft_ms, 1e3 * sum(e.prefill.components().values()))
     True
+    >>> estimate("gpt-oss-120b", "h100", batch=1, isl=1024, osl=128).gemm_modes["experts"].name
+    'w4a16'
     """
     # validate before modelling: names, layout, numbers, the plan -- then memory, then time
     arch = model if isinstance(model, ModelArch) else get_model(model)
@@ -247,11 +272,13 @@ def estimate(
     if not isinstance(calibrated, bool):
         raise InputError(f"calibrated must be True or False, got {calibrated!r}")
     batch, isl, osl = int(batch), int(isl), int(osl)
+    prec = resolve_precision(arch.precision, precision)
+    modes = prec.gemm_modes(spec)
     slots, balancedness, plan_note = _from_plan(replica_plan, arch, lay)
     lay.validate(arch, expert_slots_per_gpu=slots)
     slots = lay.expert_slots_per_gpu(arch, slots)
 
-    mem = memory_per_gpu(arch, spec, lay, expert_slots_per_gpu=slots, kv_dtype_bytes=kv_dtype_bytes,
+    mem = memory_per_gpu(arch, spec, lay, expert_slots_per_gpu=slots, precision=prec,
                          max_batch_tokens=max_batch_tokens, memory_utilization=memory_utilization)  # fmt: skip
     context = isl + osl
     kv_needed_bytes = batch * mem.kv_bytes_per_sequence(context)
@@ -261,14 +288,14 @@ def estimate(
     factors, factors_note = _factors_for(spec, calibrated)
     requests = batch * lay.dp
     decode_context = isl + osl // 2
-    common = dict(balancedness=balancedness, expert_slots_per_gpu=slots, factors=factors, kv_dtype_bytes=kv_dtype_bytes)
+    common = dict(balancedness=balancedness, expert_slots_per_gpu=slots, factors=factors, precision=prec)
     prefill = prefill_time_s(arch, spec, lay, requests, isl, **common)
     decode = decode_step_time_s(arch, spec, lay, requests, decode_context, **common)
 
     ttft_ms, tpot_ms = prefill.total_s * 1e3, decode.total_s * 1e3
     used = mem.total_weights_bytes + mem.activation_bytes + mem.runtime_overhead_bytes + kv_needed_bytes
     assumptions = _assumptions(arch, spec, lay, batch, isl, osl, decode_context, mem, plan_note, factors_note,
-                               kv_dtype_bytes)  # fmt: skip
+                               prec, modes)  # fmt: skip
     return Estimate(
         model=arch.id,
         gpu=spec.id,
@@ -296,6 +323,8 @@ def estimate(
         decode=decode,
         assumptions=assumptions,
         factors_source=factors.source,
+        precision=prec,
+        gemm_modes=modes,
     )
 
 
@@ -351,8 +380,22 @@ def _raise_kv(mem: MemoryBreakdown, batch: int, isl: int, osl: int, needed_bytes
     )
 
 
-def _assumptions(arch, spec, lay, batch, isl, osl, decode_context, mem, plan_note, factors_note, kv_dtype_bytes):
-    fp8 = arch.weight_bytes_per_param <= 1 and spec.fp8_flops_per_s
+def _precision_note(arch: ModelArch, spec: GpuSpec, prec: Precision, modes: dict) -> str:
+    native = "the model's native precision" if prec == arch.precision else "overriding the native precision"
+    attention, experts = modes["attention"], modes["experts"]
+    gemms = (
+        f"GEMMs {attention.describe()} on {spec.id}"
+        if attention == experts
+        else f"attention GEMMs {attention.describe()}, expert GEMMs {experts.describe()} on {spec.id}"
+    )
+    return (
+        f"weights: attention/dense {prec.attention} ({prec.attention.bytes_per_element:g} B/element), routed "
+        f"experts {prec.experts} ({prec.experts.bytes_per_element:g} B/element), embeddings, norms and router "
+        f"{prec.base} ({native}); {gemms}; activations {prec.activations} as GEMM inputs, stored in 16 bits"
+    )
+
+
+def _assumptions(arch, spec, lay, batch, isl, osl, decode_context, mem, plan_note, factors_note, prec, modes):
     requests = batch * lay.dp
     out = [
         (
@@ -368,13 +411,10 @@ def _assumptions(arch, spec, lay, batch, isl, osl, decode_context, mem, plan_not
             "excluded); end-to-end latency = TTFT + (osl - 1) x TPOT"
         ),
         plan_note,
+        _precision_note(arch, spec, prec, modes),
         (
-            f"weights at {arch.weight_bytes_per_param:g} B/parameter (the model profile's release dtype), GEMMs at "
-            f"the {'FP8' if fp8 else 'BF16'} peak of {spec.id}; activations BF16"
-        ),
-        (
-            f"KV cache at {kv_dtype_bytes:g} B/element; activations reserved for {mem.max_batch_tokens:,} tokens "
-            f"per forward step; {mem.memory_utilization:.2f} of GPU memory usable"
+            f"KV cache in {prec.kv_cache} ({prec.kv_cache.bytes_per_element:g} B/element); activations reserved for "
+            f"{mem.max_batch_tokens:,} tokens per forward step; {mem.memory_utilization:.2f} of GPU memory usable"
         ),
         factors_note + "; attention factors are assumptions (no measured attention kernel)",
         "nothing overlaps (no two-batch overlap of communication and compute); CPU launch and scheduling not counted",

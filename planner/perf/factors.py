@@ -17,6 +17,8 @@ from planner.errors import InputError
 
 __all__ = [
     "GemmFactors",
+    "GemmModeFactors",
+    "DEFAULT_GEMM_MODE_FACTORS",
     "MemoryOpFactors",
     "AttentionFactors",
     "LinkFactors",
@@ -35,6 +37,40 @@ class GemmFactors:
     half_tokens: float
     hbm_fraction: float
     overhead_s: float
+
+
+@dataclass(frozen=True)
+class GemmModeFactors:
+    """Large-GEMM efficiency of each quantised GEMM mode relative to the 16-bit fit, eq. (1):
+    a ``mode`` GEMM reaches ``e_max x <mode>`` of its own peak (the FP8, INT8 or FP4 tensor cores'; the
+    BF16 peak after a fallback to 16-bit activations). ``w16a16`` is the fit itself (1 by definition);
+    the ramp ``x_half``, the weight streaming ``eta_gemm`` and ``tau_gemm`` are shared by every mode."""
+
+    w8a16: float
+    w8a8: float
+    w4a16: float
+    w4a8: float
+    w4a4: float
+
+    def scale(self, mode: str) -> float:
+        """The factor of GEMM mode ``mode`` (1 for ``w16a16``)."""
+        if mode == "w16a16":
+            return 1.0
+        if mode not in {f.name for f in fields(self)}:
+            raise InputError(f"unknown GEMM mode {mode!r}; known: w16a16, {', '.join(f.name for f in fields(self))}")
+        return getattr(self, mode)
+
+
+#: Per-mode defaults (docs/performance.md, docs/precision.md). Weight-only modes (w8a16, w4a16) run on
+#: the BF16 tensor cores with the weights dequantised in the kernel: 1, Marlin keeps the 16-bit
+#: GEMM's throughput at large batch and streams the narrow weights at small batch (Frantar et al.
+#: 2024, arXiv:2408.11743). w8a8: 0.82 from DeepGEMM's published FP8 grouped GEMMs (deepseek-ai/
+#: DeepGEMM README, H800, contiguous layout): 1,093-1,297 TFLOP/s at 4,096-8,192 rows per expert,
+#: 60.4 % of the 1,979 TFLOP/s dense FP8 peak on average, against 73.3 % the default 16-bit ramp
+#: gives at those rows (0.604 / 0.733 = 0.82). AIConfigurator's measured database puts DeepSeek-V3's FP8
+#: expert GEMMs at dp8 and 32k tokens near 18 % of peak (issue 11): kernels differ that much, so
+#: calibrate. w4a8 and w4a4: no published measurement cited here; assumed like w8a8.
+DEFAULT_GEMM_MODE_FACTORS = GemmModeFactors(w8a16=1.0, w8a8=0.82, w4a16=1.0, w4a8=0.82, w4a4=0.82)
 
 
 @dataclass(frozen=True)
@@ -70,7 +106,8 @@ class EfficiencyFactors:
 
     ``p2p_*`` serve send/recv (pipeline hand-offs) and all-to-all (NCCL builds it from grouped
     send/recv); ``all_reduce_*`` serve the tensor-parallel reductions. ``*_intra`` inside one node,
-    ``*_inter`` for groups that span nodes.
+    ``*_inter`` for groups that span nodes. ``gemm_modes`` scales ``gemm.peak_fraction`` per GEMM mode
+    (:class:`GemmModeFactors`); fits to 16-bit tables leave it at its defaults.
     """
 
     gemm: GemmFactors
@@ -85,6 +122,7 @@ class EfficiencyFactors:
     p2p_intra: LinkFactors
     p2p_inter: LinkFactors
     source: str
+    gemm_modes: GemmModeFactors = DEFAULT_GEMM_MODE_FACTORS
 
     def __post_init__(self) -> None:
         for group in fields(self):
@@ -98,6 +136,8 @@ class EfficiencyFactors:
                 ok = isinstance(x, numbers.Real) and math.isfinite(x) and x >= 0
                 if f.name.endswith("fraction"):
                     ok = ok and 0 < x <= 1
+                if group.name == "gemm_modes":  # a share of the mode's peak: e_max x factor in (0, 1]
+                    ok = ok and 0 < x * self.gemm.peak_fraction <= 1
                 if not ok:
                     raise InputError(f"EfficiencyFactors.{group.name}.{f.name} out of range: {x!r}")
 

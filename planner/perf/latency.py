@@ -2,7 +2,11 @@ r"""Latency of one prefill batch or one decode step: a roofline with named effic
 
 A step is a sum of op times -- GEMM (1), memory-bound op (2), attention core (3), all-reduce (4),
 all-to-all (5), send/recv (6) of :mod:`planner.perf.op_times` -- each with the efficiency factors
-of :mod:`planner.perf.factors`. What one GPU runs (``b_a = 2`` activation bytes)::
+of :mod:`planner.perf.factors`. Each GEMM runs in the mode of its weights' format and the activation
+format on this GPU (:mod:`planner.profiles.precision`): attention, dense-FFN and shared-expert GEMMs
+in the ``attention`` weights' mode, routed experts in the ``experts`` weights' mode, router and
+lm_head in the ``base`` format at 16 bits; the KV cache is read and written in its own format.
+What one GPU runs (``b_a = 2`` activation bytes, ``b_kv`` bytes per KV element)::
 
     (3) attention core of h_r heads per rank, window w, L new tokens or c context tokens per request:
             prefill  F_a = 2 h_r (d_qk + d_v) sum_req sum_{i=1..L} min(i, w)   (causal; ~L^2 / 2)
@@ -31,14 +35,16 @@ sources and the measured errors are in ``docs/performance.md``.
 from __future__ import annotations
 
 import math
-from dataclasses import asdict, dataclass
+from collections.abc import Mapping
+from dataclasses import asdict, dataclass, field
+from typing import Any
 
 from planner.common.checks import POSITIVE, check_number
 from planner.common.numerics import round_float
 from planner.perf.factors import EfficiencyFactors, resolve_factors
 from planner.perf.layout import ParallelLayout, resolve_instance
 from planner.perf.op_times import ACTIVATION_BYTES, attention_time_s, collective_time_s, gemm_time_s, memory_op_time_s
-from planner.profiles import GpuSpec, ModelArch
+from planner.profiles import GemmMode, GpuSpec, ModelArch, Precision, resolve_precision
 from planner.profiles.params import kv_elements_per_token_per_layer, kv_heads_per_rank
 
 __all__ = ["StepTime", "prefill_time_s", "decode_step_time_s"]
@@ -86,6 +92,7 @@ class StepTime:
     stage_s: tuple[float, ...]
     total_s: float
     factors_source: str
+    gemm_modes: dict = field(default_factory=dict)  # "attention" / "experts" / "base" -> mode run, e.g. "w8a8"
 
     def components(self) -> dict[str, float]:
         """``{component_s: seconds}`` of the breakdown (they sum to ``total_s``)."""
@@ -127,14 +134,18 @@ class _Step:
     tokens_total: int  # new tokens of the instance (the MoE group sees all of them)
     balancedness: float
     slots: int
-    peak_flops_per_s: float  # GEMM peak for the model's weight dtype
-    kv_dtype_bytes: float
+    precision: Precision
+    modes: dict  # "attention" / "experts" / "base" -> GemmMode on this GPU
+
+    @property
+    def kv_bytes_per_element(self) -> float:
+        return self.precision.kv_cache.bytes_per_element
 
 
-def _gemm(s: _Step, m, n, k, *, groups=1, weight_bytes=None) -> float:
-    wb = s.arch.weight_bytes_per_param if weight_bytes is None else weight_bytes
-    t = gemm_time_s(m, n, k, s.spec, factors=s.f, groups=groups, weight_bytes=wb, flops_per_s=s.peak_flops_per_s)
-    return float(t)
+def _gemm(s: _Step, m, n, k, *, groups=1, weights: str = "attention") -> float:
+    """GEMM time in the mode of the ``weights`` component (``attention``, ``experts`` or ``base``)."""
+    mode: GemmMode = s.modes[weights]
+    return float(gemm_time_s(m, n, k, s.spec, factors=s.f, groups=groups, mode=mode))
 
 
 def _mem(s: _Step, op: str, m, k, n=None) -> float:
@@ -185,7 +196,7 @@ def _attention_block(s: _Step, window: int | None) -> dict[str, float]:
         d_qk = d_v = d
     pairs = _attention_pairs(s, window)
     flops = 2.0 * heads * (d_qk + d_v) * pairs
-    kv_bytes = kv_elements_per_token_per_layer(att, tp) * s.kv_dtype_bytes  # per cached token on this rank
+    kv_bytes = kv_elements_per_token_per_layer(att, tp) * s.kv_bytes_per_element  # per cached token on this rank
     hbm = T * heads * (d_qk + d_v) * ACTIVATION_BYTES + T * kv_bytes  # q in, o out; new tokens' KV written
     # prefill reads the fresh k and v once per query (flash tiles stay on chip), decode the cache
     hbm += T * kv_heads * (d_qk + d_v) * ACTIVATION_BYTES if s.prefill else pairs * kv_bytes
@@ -211,7 +222,7 @@ def _ffn_block(s: _Step, moe: bool) -> dict[str, float]:
         out["tp_all_reduce_s"] = _coll(s, "all_reduce", T * H * ACTIVATION_BYTES, lay.tp)
         return out
     shared = arch.shared_expert_intermediate_size
-    out["router_s"] = _gemm(s, T, arch.num_routed_experts, H, weight_bytes=ACTIVATION_BYTES)  # router kept in BF16
+    out["router_s"] = _gemm(s, T, arch.num_routed_experts, H, weights="base")  # routers are never quantised
     if shared:
         out["dense_ffn_s"], out["elementwise_s"] = _dense_ffn(s, shared)
     # (7): rows on the busiest GPU and the slots they touch (uniform routing within the GPU)
@@ -219,9 +230,9 @@ def _ffn_block(s: _Step, moe: bool) -> dict[str, float]:
     active = s.slots * -math.expm1(-rows / s.slots)
     inner = arch.moe_intermediate_size // lay.moe_tp
     out["moe_expert_s"] = (
-        _gemm(s, rows, 2 * inner, H, groups=active)
+        _gemm(s, rows, 2 * inner, H, groups=active, weights="experts")
         + _mem(s, "act", rows, inner)
-        + _gemm(s, rows, H, inner, groups=active)
+        + _gemm(s, rows, H, inner, groups=active, weights="experts")
     )
     if lay.ep > 1:
         a2a = _coll(s, "all_to_all", rows * H * ACTIVATION_BYTES, lay.tp * lay.dp)
@@ -259,12 +270,10 @@ def _step_time(s: _Step) -> StepTime:
         if index == 0:  # vocab-parallel embedding: a lookup, then an all-reduce over tp
             part["embedding_s"] += _mem(s, "embedding", s.tokens_rank, H)
             part["tp_all_reduce_s"] += _coll(s, "all_reduce", s.tokens_rank * H * ACTIVATION_BYTES, lay.tp)
-        if index == len(ranges) - 1:  # final norm; logits of one position per request, lm_head in BF16
+        if index == len(ranges) - 1:  # final norm; logits of one position per request, lm_head in the base format
             part["norm_s"] += _mem(s, "norm", s.tokens_rank, H)
             vocab_rows = -(-arch.vocab_size // lay.tp)
-            part["lm_head_s"] += float(
-                gemm_time_s(s.requests_rank, vocab_rows, H, s.spec, factors=s.f, weight_bytes=ACTIVATION_BYTES)
-            )
+            part["lm_head_s"] += _gemm(s, s.requests_rank, vocab_rows, H, weights="base")
         stages.append(part)
     # vLLM hands the next stage its hidden states and residual (IntermediateTensors)
     handoff_bytes = 2 * s.tokens_rank * H * ACTIVATION_BYTES
@@ -286,18 +295,18 @@ def _step_time(s: _Step) -> StepTime:
         stage_s=tuple(sum(p.values()) for p in stages),
         total_s=sum(totals.values()),
         factors_source=s.f.source,
+        gemm_modes={name: mode.name for name, mode in s.modes.items()},
     )
 
 
 def _prepare(model, gpu, layout, batch, new_tokens, context, prefill, *, balancedness, expert_slots_per_gpu,
-             factors, kv_dtype_bytes) -> _Step:  # fmt: skip
+             factors, precision) -> _Step:  # fmt: skip
     arch, spec, lay, slots = resolve_instance(model, gpu, layout, expert_slots_per_gpu=expert_slots_per_gpu)
     check_number("batch", batch, low=1, integer=True)
     check_number("isl" if prefill else "context_len", context, low=1, integer=True)
     check_number("balancedness", balancedness, low=POSITIVE, high=1.0)
-    check_number("kv_dtype_bytes", kv_dtype_bytes, low=POSITIVE)
+    prec = resolve_precision(arch.precision, precision)
     f = resolve_factors(factors)
-    fp8 = arch.weight_bytes_per_param <= 1 and spec.fp8_flops_per_s
     requests_rank = -(-int(batch) // lay.dp)
     return _Step(
         arch=arch,
@@ -313,8 +322,8 @@ def _prepare(model, gpu, layout, batch, new_tokens, context, prefill, *, balance
         tokens_total=int(batch) * int(new_tokens),
         balancedness=float(balancedness),
         slots=slots,
-        peak_flops_per_s=spec.fp8_flops_per_s if fp8 else spec.bf16_flops_per_s,
-        kv_dtype_bytes=float(kv_dtype_bytes),
+        precision=prec,
+        modes=prec.gemm_modes(spec),
     )
 
 
@@ -328,7 +337,7 @@ def prefill_time_s(
     balancedness: float = 1.0,
     expert_slots_per_gpu: int | None = None,
     factors: EfficiencyFactors | None = None,
-    kv_dtype_bytes: float = 2,
+    precision: Precision | Mapping[str, Any] | None = None,
 ) -> StepTime:
     """Time to prefill ``batch`` prompts of ``isl`` tokens on one instance (eqs. 1-8).
 
@@ -344,7 +353,10 @@ def prefill_time_s(
     expert_slots_per_gpu : routed-expert slots per GPU (a replica plan's); default ``ceil(E / ep)``.
     factors : efficiency factors; default :data:`DEFAULT_FACTORS` (uncalibrated). Pass
         ``planner.perf.calibration.calibrated_factors(gpu)`` for a GPU with measured tables.
-    kv_dtype_bytes : bytes per KV-cache element (2 BF16, 1 FP8): the cache the prefill writes.
+    precision : number formats of weights, KV cache and activations (a
+        :class:`~planner.profiles.precision.Precision`, or a mapping of overrides of the model's
+        native precision such as ``{"kv_cache": "fp8"}``); default the model's native precision.
+        Sets the bytes each GEMM reads, the peak it runs at and the KV bytes the prefill writes.
 
     Returns
     -------
@@ -363,7 +375,7 @@ def prefill_time_s(
     (40960, True)
     """
     s = _prepare(model, gpu, layout, batch, isl, isl, True, balancedness=balancedness,
-                 expert_slots_per_gpu=expert_slots_per_gpu, factors=factors, kv_dtype_bytes=kv_dtype_bytes)  # fmt: skip
+                 expert_slots_per_gpu=expert_slots_per_gpu, factors=factors, precision=precision)  # fmt: skip
     return _step_time(s)
 
 
@@ -377,13 +389,13 @@ def decode_step_time_s(
     balancedness: float = 1.0,
     expert_slots_per_gpu: int | None = None,
     factors: EfficiencyFactors | None = None,
-    kv_dtype_bytes: float = 2,
+    precision: Precision | Mapping[str, Any] | None = None,
 ) -> StepTime:
     """Time of one decode step: ``batch`` sequences each add one token after ``context_len``.
 
     Parameters are those of :func:`prefill_time_s`; ``context_len`` is the KV-cache tokens every
-    sequence attends to (prompt + generated so far), ``kv_dtype_bytes`` the bytes of one cached
-    element (2 BF16, 1 FP8). ``total_s`` is one token's latency through every stage (TPOT
+    sequence attends to (prompt + generated so far), read in the ``precision``'s KV format; the
+    weights are read in their formats. ``total_s`` is one token's latency through every stage (TPOT
     without queueing); a pipelined instance steps every ``max(stage_s)``.
 
     Examples
@@ -394,5 +406,5 @@ def decode_step_time_s(
     (True, True)
     """
     s = _prepare(model, gpu, layout, batch, 1, context_len, False, balancedness=balancedness,
-                 expert_slots_per_gpu=expert_slots_per_gpu, factors=factors, kv_dtype_bytes=kv_dtype_bytes)  # fmt: skip
+                 expert_slots_per_gpu=expert_slots_per_gpu, factors=factors, precision=precision)  # fmt: skip
     return _step_time(s)

@@ -1,22 +1,24 @@
 r"""Per-GPU memory model: weights, activations, runtime overhead and the KV cache that is left.
 
 Model (bytes per GPU of one pipeline stage; H hidden, V vocabulary, E routed experts, I expert
-width, I_d dense FFN width, I_s shared-expert width, k top-k, T = ``max_batch_tokens``,
-b = weight bytes per parameter)::
+width, I_d dense FFN width, I_s shared-expert width, k top-k, T = ``max_batch_tokens``; b_att,
+b_exp, b_base, b_kv the bytes per element of the precision's ``attention``, ``experts``, ``base`` and
+``kv_cache`` formats, block scales included -- :mod:`planner.profiles.precision`)::
 
-    (1) attention   = b * L_s * attn_rank(tp)            per-rank share of every attention tensor
-    (2) dense FFN   = b * L_dense,s * 3 H I_d / tp
-    (3) shared exp. = b * L_moe,s * 3 H I_s / tp
-    (4) routed exp. = b * L_moe,s * slots * (3 H I + [2 I]) / moe_tp  (+ [H] down bias, replicated)
-    (5) router+norm = b * (L_s * 2 H + L_moe,s * (E H + [E] + [H]))   replicated on every rank
-    (6) embedding   = b * (first: ceil(V/tp) H + last: ceil(V/tp) H [untied or pp > 1] + H)
+    (1) attention   = b_att * L_s * attn_rank(tp)        per-rank share of every attention tensor
+    (2) dense FFN   = b_att * L_dense,s * 3 H I_d / tp
+    (3) shared exp. = b_att * L_moe,s * 3 H I_s / tp
+    (4) routed exp. = L_moe,s * slots * (b_exp * 3 H I / moe_tp + b_base * [2 I / moe_tp + H])
+                      (expert biases, gpt-oss: gate/up split, down replicated)
+    (5) router+norm = b_base * (L_s * 2 H + L_moe,s * (E H + [E] + [H]))   replicated on every rank
+    (6) embedding   = b_base * (first: ceil(V/tp) H + last: ceil(V/tp) H [untied or pp > 1] + H)
     (7) activations = 2 B * (4 H T_r + max(T_r w_attn, T_r 3 I_d/tp, T_r 3 I_s/tp + R (2 H + 3 I/moe_tp)))
                       + 4 B * min(T_r, 256) * ceil(V/tp)   (fp32 logits, last stage only)
                       with T_r = ceil(T / dp) tokens per attention rank, R = ceil(T k / ep) routed rows
     (8) overhead    = 3.5 GiB + NCCL buffers of a tp*dp group   (AIConfigurator's system files)
     (9) usable      = memory_utilization * gpu.memory_bytes
    (10) KV cache    = usable - (1..6) - (7) - (8);   < 0  ->  Infeasible
-   (11) kv_tokens   = floor(KV cache / (kv_elems_per_layer(tp) * L_s * kv_dtype_bytes)), floored to blocks
+   (11) kv_tokens   = floor(KV cache / (kv_elems_per_layer(tp) * L_s * b_kv)), floored to blocks
 
 ``attn_rank(tp)`` and ``kv_elems_per_layer(tp)`` are :func:`~planner.profiles.params.attention_params`
 and :func:`~planner.profiles.params.kv_elements_per_token_per_layer` at ``tp``, the FFN terms
@@ -26,8 +28,12 @@ groups caches only its own requests, so one instance holds ``dp * kv_tokens``.
 
 Assumptions, all stated again in ``docs/memory.md``:
 
-- One dtype ``b`` for every weight (the model's release dtype). FP8 releases keep embeddings,
-  lm_head, norms and router in BF16 and add ~0.02 % block scales; neither is counted.
+- Each component in its format, default the model's native precision (FP8 releases: FP8 weights
+  with their 128 x 128 block scales, BF16 embeddings, lm_head, norms and router). Norms and biases
+  inside an attention block take the attention format (a few kB per layer).
+- Activations are stored in 16 bits (``ACTIVATION_BYTES``) whatever the precision's ``activations``
+  format, which only sets the GEMM inputs: engines keep the residual stream and the layer
+  buffers in BF16 and quantise a GEMM's input on the fly (the quantised copies are not counted).
 - Shared experts and dense FFNs are split over ``tp`` and replicated over ``dp`` (SGLang can
   instead fold shared experts into EP or split dense MLPs over the whole ``tp x dp`` group, which
   needs less memory than counted here). Embedding and lm_head are vocab-parallel over ``tp``.
@@ -49,8 +55,9 @@ Assumptions, all stated again in ``docs/memory.md``:
 from __future__ import annotations
 
 import math
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
+from typing import Any
 
 import numpy as np
 
@@ -59,7 +66,7 @@ from planner.errors import Infeasible, InputError
 from planner.perf.layout import ParallelLayout, resolve_instance
 from planner.perf.memory_breakdown import MemoryBreakdown
 from planner.perf.op_times import ACTIVATION_BYTES
-from planner.profiles import AttentionSpec, GpuSpec, ModelArch, get_model
+from planner.profiles import AttentionSpec, GpuSpec, ModelArch, Precision, get_model, resolve_precision
 from planner.profiles.params import attention_params, gated_ffn_params, kv_elements_per_token_per_layer
 
 __all__ = [
@@ -85,7 +92,8 @@ class _Stage:
     layers: int
     moe_layers: int
     params: dict  # component -> parameters per GPU, routed experts excluded
-    expert_params_per_slot: int  # one slot's parameters per GPU in one MoE layer
+    expert_params_per_slot: int  # one slot's parameters per GPU in one MoE layer (matrices and biases)
+    expert_bias_params_per_slot: int  # of which biases (gpt-oss), stored in the base format
     activation_bytes: int
     kv_bytes_per_token: float
     kv_windowed_layers: int
@@ -113,16 +121,18 @@ def _attention_width(att: AttentionSpec, tp: int) -> int:
     return 2 * nh * att.head_dim + kv_elements_per_token_per_layer(att, tp)
 
 
-def _stages(model: ModelArch, layout: ParallelLayout, max_batch_tokens: int, kv_dtype_bytes: float) -> list[_Stage]:
+def _stages(model: ModelArch, layout: ParallelLayout, max_batch_tokens: int,
+            kv_bytes_per_element: float) -> list[_Stage]:  # fmt: skip
     H, E, V, tp = model.hidden_size, model.num_routed_experts, model.vocab_size, layout.tp
     moe_set = set(model.moe_layers)
     vocab_rows = -(-V // tp)
     attn = attention_params(model.attention, H, tp)
     expert = gated_ffn_params(H, model.moe_intermediate_size, with_bias=model.expert_bias, tp=layout.moe_tp)
+    expert_bias = expert - gated_ffn_params(H, model.moe_intermediate_size, tp=layout.moe_tp)
     moe_extra = E * H + (E if model.router_bias else 0) + (H if model.shared_expert_gate else 0)
     tokens_rank = -(-max_batch_tokens // layout.dp)
     routed_rows = -(-max_batch_tokens * model.top_k // layout.ep)
-    kv_per_layer = kv_elements_per_token_per_layer(model.attention, tp) * kv_dtype_bytes
+    kv_per_layer = kv_elements_per_token_per_layer(model.attention, tp) * kv_bytes_per_element
     ranges = layout.stage_layer_ranges(model.num_hidden_layers)
     out = []
     for s, layers in enumerate(ranges):
@@ -151,7 +161,8 @@ def _stages(model: ModelArch, layout: ParallelLayout, max_batch_tokens: int, kv_
         if last:
             activation += _LOGIT_BYTES * min(tokens_rank, _LOGIT_SEQS) * vocab_rows
         windowed = model.attention.windowed_layers(layers)
-        out.append(_Stage(s, len(layers), n_moe, params, expert, activation, kv_per_layer * len(layers), windowed))
+        out.append(_Stage(s, len(layers), n_moe, params, expert, expert_bias, activation, kv_per_layer * len(layers),
+                          windowed))
     return out
 
 
@@ -162,6 +173,7 @@ class _Prepared:
     arch: ModelArch
     spec: GpuSpec
     lay: ParallelLayout
+    precision: Precision
     slots: int
     max_batch_tokens: int
     memory_utilization: float
@@ -180,17 +192,14 @@ def _prepare(
     layout,
     *,
     expert_slots_per_gpu=None,
-    weight_bytes_per_param=None,
-    kv_dtype_bytes=2,
+    precision=None,
     max_batch_tokens=8192,
     memory_utilization=0.90,
     runtime_overhead_bytes=None,
     kv_block_tokens=1,
 ) -> _Prepared:
     arch, spec, lay, slots = resolve_instance(model, gpu, layout, expert_slots_per_gpu=expert_slots_per_gpu)
-    b = arch.weight_bytes_per_param if weight_bytes_per_param is None else weight_bytes_per_param
-    check_number("weight_bytes_per_param", b, low=POSITIVE)
-    check_number("kv_dtype_bytes", kv_dtype_bytes, low=POSITIVE)
+    prec = resolve_precision(arch.precision, precision)
     check_number("max_batch_tokens", max_batch_tokens, low=0, integer=True)
     check_number("memory_utilization", memory_utilization, low=POSITIVE, high=1.0)
     check_number("kv_block_tokens", kv_block_tokens, low=1, integer=True)
@@ -198,14 +207,21 @@ def _prepare(
     overhead = default_runtime_overhead_bytes(lay) if runtime_overhead_bytes is None else runtime_overhead_bytes
     check_number("runtime_overhead_bytes", overhead, low=0)
     usable = memory_utilization * spec.memory_bytes
-    stages = _stages(arch, lay, max_batch_tokens, kv_dtype_bytes)
-    weights = [{k: v * b for k, v in st.params.items()} for st in stages]
+    stages = _stages(arch, lay, max_batch_tokens, prec.kv_cache.bytes_per_element)
+    fmt = {"attention": prec.attention, "dense_ffn": prec.attention, "shared_expert": prec.attention,
+           "router_and_norm": prec.base, "embedding": prec.base}  # fmt: skip
+    weights = [{k: fmt[k].bytes_for(v) for k, v in st.params.items()} for st in stages]
     free = [usable - overhead - st.activation_bytes - sum(w.values()) for st, w in zip(stages, weights)]
-    slot_bytes = [st.moe_layers * st.expert_params_per_slot * b for st in stages]
+    slot_bytes = [
+        st.moe_layers * (prec.experts.bytes_for(st.expert_params_per_slot - st.expert_bias_params_per_slot)
+                         + prec.base.bytes_for(st.expert_bias_params_per_slot))
+        for st in stages
+    ]  # fmt: skip
     return _Prepared(
         arch,
         spec,
         lay,
+        prec,
         slots,
         max_batch_tokens,
         float(memory_utilization),
@@ -242,6 +258,7 @@ def memory_per_stage(
                 model_id=p.arch.id,
                 gpu_id=p.spec.id,
                 layout=p.lay.label,
+                precision=p.precision,
                 pp_stage=st.index,
                 stage_layers=st.layers,
                 stage_moe_layers=st.moe_layers,
@@ -276,8 +293,7 @@ def memory_per_gpu(
     layout: ParallelLayout | str,
     *,
     expert_slots_per_gpu: int | None = None,
-    weight_bytes_per_param: float | None = None,
-    kv_dtype_bytes: float = 2,
+    precision: Precision | Mapping[str, Any] | None = None,
     max_batch_tokens: int = 8192,
     memory_utilization: float = 0.90,
     runtime_overhead_bytes: float | None = None,
@@ -291,8 +307,9 @@ def memory_per_gpu(
     layout : a :class:`ParallelLayout` or its label (``"tp1pp1dp8ep8"``).
     expert_slots_per_gpu : routed-expert slots per GPU in every MoE layer (a replica plan's);
         default ``ceil(E / ep)``, no redundancy.
-    weight_bytes_per_param : bytes of every weight; default the model's release dtype.
-    kv_dtype_bytes : bytes per KV-cache element (2 BF16, 1 FP8).
+    precision : number formats of the weights, KV cache and activations: a
+        :class:`~planner.profiles.precision.Precision`, or a mapping of overrides of the model's
+        native precision (``{"weights": "fp8", "kv_cache": "fp8"}``); default the native precision.
     max_batch_tokens : tokens of one forward step over the whole instance (split over DP ranks).
     memory_utilization : share of device memory the engine may use (vLLM ``gpu_memory_utilization``,
         default 0.9; SGLang ``--mem-fraction-static``).
@@ -317,15 +334,16 @@ def memory_per_gpu(
     --------
     >>> m = memory_per_gpu("deepseek-v3", "h200", "tp1pp1dp8ep8")
     >>> round(m.routed_expert_weights_bytes / 1e9, 2), m.kv_bytes_per_token
-    (81.74, 70272.0)
+    (81.76, 70272.0)
+    >>> memory_per_gpu("deepseek-v3", "h200", "tp1pp1dp8ep8", precision={"kv_cache": "fp8"}).kv_bytes_per_token
+    35136.0
     """
     stages = memory_per_stage(
         model,
         gpu,
         layout,
         expert_slots_per_gpu=expert_slots_per_gpu,
-        weight_bytes_per_param=weight_bytes_per_param,
-        kv_dtype_bytes=kv_dtype_bytes,
+        precision=precision,
         max_batch_tokens=max_batch_tokens,
         memory_utilization=memory_utilization,
         runtime_overhead_bytes=runtime_overhead_bytes,
@@ -382,7 +400,7 @@ def kv_tokens_for_budget(
     Examples
     --------
     >>> kv_tokens_for_budget("deepseek-v3", "h200", "tp1pp1dp8ep8", [32, 33, 36]).tolist()
-    [332072, 295723, 186675]
+    [303834, 267476, 158402]
     """
     if "expert_slots_per_gpu" in options:
         raise InputError("give the slot counts in expert_slots_per_gpu_list", param="kv_tokens_for_budget")
@@ -411,7 +429,7 @@ def total_params_check(model: ModelArch | str) -> float:
     0.0
     """
     arch = model if isinstance(model, ModelArch) else get_model(model)
-    (stage,) = _stages(arch, ParallelLayout(), 0, 2)
+    (stage,) = _stages(arch, ParallelLayout(), 0, 1.0)
     placed = sum(stage.params.values()) + arch.num_routed_experts * stage.moe_layers * stage.expert_params_per_slot
     total = arch.total_params()
     return abs(placed - total) / total

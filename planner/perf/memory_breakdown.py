@@ -8,6 +8,7 @@ from dataclasses import asdict, dataclass
 
 from planner.common.numerics import round_float
 from planner.errors import InputError
+from planner.profiles import Precision
 from planner.profiles.params import kv_per_sequence
 
 __all__ = ["MemoryBreakdown"]
@@ -19,12 +20,14 @@ class MemoryBreakdown:
 
     Every GPU of a pipeline stage holds the same bytes (up to one expert slot when ``ep`` does not
     divide the experts, and one vocabulary row; the larger is reported). ``pp_stage`` says which
-    stage; :func:`memory_per_gpu` returns the stage with the fewest KV tokens.
+    stage; :func:`memory_per_gpu` returns the stage with the fewest KV tokens. ``precision`` holds the
+    number format each component is priced in.
     """
 
     model_id: str
     gpu_id: str
     layout: str
+    precision: Precision
     pp_stage: int
     stage_layers: int
     stage_moe_layers: int
@@ -71,22 +74,28 @@ class MemoryBreakdown:
         return max(0, math.floor(self.kv_cache_bytes / self.kv_bytes_per_sequence(context_tokens)))
 
     def to_dict(self) -> dict:
-        """Plain dict with floats rounded to 12 significant digits (stable in JSON)."""
-        return {k: round_float(v) if isinstance(v, float) else v for k, v in asdict(self).items()}
+        """Plain dict with floats rounded to 12 significant digits (stable in JSON); ``precision`` as
+        ``{component: format name}``."""
+        out = {k: round_float(v) if isinstance(v, float) else v for k, v in asdict(self).items()}
+        out["precision"] = self.precision.to_dict()
+        return out
 
     def table(self) -> str:
         """Human-readable breakdown in decimal GB."""
+        p = self.precision
         rows = [
-            ("attention weights", self.attention_weights_bytes, ""),
-            ("dense FFN weights", self.dense_ffn_weights_bytes, ""),
-            ("shared-expert weights", self.shared_expert_weights_bytes, ""),
+            ("attention weights", self.attention_weights_bytes, p.attention.name),
+            ("dense FFN weights", self.dense_ffn_weights_bytes,
+             p.attention.name if self.dense_ffn_weights_bytes else ""),
+            ("shared-expert weights", self.shared_expert_weights_bytes,
+             p.attention.name if self.shared_expert_weights_bytes else ""),
             (
                 "routed-expert weights",
                 self.routed_expert_weights_bytes,
-                f"{self.expert_slots_per_gpu} slots x {self.stage_moe_layers} MoE layers",
+                f"{p.experts.name}; {self.expert_slots_per_gpu} slots x {self.stage_moe_layers} MoE layers",
             ),
-            ("router + norms", self.router_and_norm_bytes, ""),
-            ("embedding + lm_head", self.embedding_bytes, "vocab-parallel"),
+            ("router + norms", self.router_and_norm_bytes, p.base.name),
+            ("embedding + lm_head", self.embedding_bytes, f"{p.base.name}; vocab-parallel"),
             ("total weights", self.total_weights_bytes, ""),
             ("activations", self.activation_bytes, f"{self.max_batch_tokens:,} tokens per step"),
             ("runtime overhead", self.runtime_overhead_bytes, ""),
@@ -103,7 +112,7 @@ class MemoryBreakdown:
         )
         lines = [head] + [f"  {name:<22}{b / 1e9:>9.2f} GB  {note}".rstrip() for name, b, note in rows]
         lines.append(
-            f"  {'KV tokens':<22}{self.kv_tokens:>12,}  {self.kv_bytes_per_token:,.0f} B/token; "
+            f"  {'KV tokens':<22}{self.kv_tokens:>12,}  {p.kv_cache.name}, {self.kv_bytes_per_token:,.0f} B/token; "
             f"{self.kv_tokens_per_instance:,} per instance"
         )
         return "\n".join(lines)

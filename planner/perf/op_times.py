@@ -2,14 +2,18 @@ r"""Time of one operator on one GPU: GEMM, memory-bound op, attention core, coll
 
 The primitives of the latency model: :mod:`planner.perf.latency` sums them into a step,
 :mod:`planner.perf.calibration` fits their factors to measured op times. For one GPU (``P`` dense
-tensor FLOP/s -- FP8 for FP8 weights where the GPU has it, BF16 otherwise; ``W`` HBM bytes/s;
-``b_a = 2`` activation bytes, ``b_w`` weight bytes; every Greek letter is a field of
+tensor peak of the GEMM mode's tensor cores -- BF16, FP8, INT8 or FP4, see
+:mod:`planner.profiles.precision`; ``W`` HBM bytes/s; ``b_a = 2`` activation bytes, ``b_w`` bytes
+per weight element of the mode's weight format, scales included; every Greek letter is a field of
 :class:`~planner.perf.factors.EfficiencyFactors`)::
 
     (1) GEMM (m x k) @ (k x n) over g weight groups (g experts of a grouped GEMM, else 1):
             F = 2 m n k,   B = g k n b_w + m (k + n) b_a
             t = max(F / (P e(m / g)),  B / (W eta_gemm)) + tau_gemm
-            e(x) = e_max x / (x + x_half)             utilisation ramps with the rows per group
+            e(x) = e_max s_mode x / (x + x_half')     utilisation ramps with the rows per group;
+                                                      s_mode = gemm_modes.<mode>, 1 for w16a16
+            x_half' = x_half (P / P_bf16) (b_w / 2)   the ramp's half point moves with the ridge
+                                                      point P b_w / W (1 for BF16 weights)
     (2) memory-bound op moving B bytes (norm, residual add, activation, rope, embedding):
             t = B / (W eta_op) + tau_op
         RMSNorm runs one thread block per row, so a few rows still wait for one row's reduction:
@@ -36,10 +40,11 @@ import numpy as np
 
 from planner.errors import InputError
 from planner.perf.factors import resolve_factors
-from planner.profiles import GpuSpec, get_gpu
+from planner.profiles import GemmMode, GpuSpec, gemm_mode, get_gpu
 
 __all__ = [
     "ACTIVATION_BYTES",
+    "BF16_GEMM",
     "MEMORY_OPS",
     "gemm_time_s",
     "memory_op_time_s",
@@ -49,6 +54,8 @@ __all__ = [
 
 #: bytes of one activation element: BF16, also with FP8 weights
 ACTIVATION_BYTES = 2
+#: a 16-bit GEMM on BF16 weights: what the calibration tables measure, and gemm_time_s's default
+BF16_GEMM = gemm_mode("bf16", "bf16")
 #: memory-bound ops of eq. (2)
 MEMORY_OPS = ("norm", "add", "act", "rope", "embedding")
 
@@ -57,19 +64,28 @@ def _gpu(gpu: GpuSpec | str) -> GpuSpec:
     return gpu if isinstance(gpu, GpuSpec) else get_gpu(gpu)
 
 
-def gemm_time_s(m, n, k, gpu: GpuSpec | str, *, factors=None, groups=1, weight_bytes=2.0, flops_per_s=None):
+def gemm_time_s(m, n, k, gpu: GpuSpec | str, *, factors=None, groups=1, mode: GemmMode = BF16_GEMM):
     """Eq. (1): time of ``(m x k) @ (k x n)`` summed over ``groups`` weight matrices (vectorised).
 
-    ``m`` rows in total (split evenly over the groups), ``weight_bytes`` per weight element,
-    ``flops_per_s`` the peak (default the GPU's dense BF16). Returns seconds (float or array).
+    ``m`` rows in total (split evenly over the groups). ``mode`` (a
+    :class:`~planner.profiles.precision.GemmMode`, from :func:`~planner.profiles.precision.gemm_mode`
+    with this GPU) gives the bytes per weight element read, the tensor cores whose peak the GEMM
+    runs at and its efficiency factor; default a 16-bit GEMM on BF16 weights. Returns seconds
+    (float or array).
     """
-    f, gpu = resolve_factors(factors).gemm, _gpu(gpu)
+    factors, gpu = resolve_factors(factors), _gpu(gpu)
+    f = factors.gemm
+    peak = gpu.tensor_peak_per_s(mode.tensor_type)
+    if peak is None:
+        raise InputError(f"{gpu.id} has no {mode.tensor_type} tensor cores for a {mode.name} GEMM; take the mode "
+                         "from gemm_mode(weights, activations, gpu), which falls back", param="mode")
     m, n, k, groups = (np.asarray(x, dtype=np.float64) for x in (m, n, k, groups))
-    peak = gpu.bf16_flops_per_s if flops_per_s is None else flops_per_s
     rows = m / np.maximum(groups, 1.0)
-    utilisation = f.peak_fraction * rows / (rows + f.half_tokens)
+    # the fitted x_half is a 16-bit GEMM's on BF16 weights; the ridge point scales with P and b_w
+    half = f.half_tokens * (peak / gpu.bf16_flops_per_s) * (mode.weights.bytes_per_element / 2)
+    utilisation = f.peak_fraction * factors.gemm_modes.scale(mode.name) * rows / (rows + half)
     flops = 2.0 * m * n * k
-    hbm = groups * k * n * weight_bytes + m * (k + n) * ACTIVATION_BYTES
+    hbm = groups * k * n * mode.weights.bytes_per_element + m * (k + n) * ACTIVATION_BYTES
     with np.errstate(divide="ignore", invalid="ignore"):
         compute = np.where(m > 0, flops / (peak * utilisation), 0.0)
     t = np.maximum(compute, hbm / (gpu.hbm_bytes_per_s * f.hbm_fraction)) + f.overhead_s

@@ -13,6 +13,14 @@ the way the matching transformers modelling code builds its layers:
 - ``mixtral`` / ``olmoe`` / ``gpt_oss``: every layer MoE, experts of ``intermediate_size``; OLMoE
   normalises q and k over the full projection width; gpt-oss has router and expert biases,
   attention sinks and sliding-window layers given by ``layer_types``.
+
+The native precision (:mod:`planner.profiles.precision`) comes from ``torch_dtype`` (or ``dtype``) and
+``quantization_config``: ``quant_method: fp8`` quantises every linear layer, with 128 x 128 block
+scales when ``weight_block_size`` is ``[128, 128]`` (DeepSeek-V3, Kimi-K2, Qwen3-FP8) and per tensor
+without it, activations FP8; ``mxfp4`` quantises the routed experts only (gpt-oss lists attention,
+router, embeddings and lm_head in ``modules_to_not_convert``), activations stay in the model dtype;
+``awq`` with 4 bits in groups of 128 quantises every linear layer (``int4-awq``). Any other method is
+counted at the model dtype, and the profile's provenance says so.
 """
 
 from __future__ import annotations
@@ -34,7 +42,7 @@ _FAMILY = {
     "gpt_oss": "plain",
 }
 SUPPORTED_MODEL_TYPES = tuple(sorted(_FAMILY))
-_DTYPE_BYTES = {"bfloat16": 2, "float16": 2, "float32": 4}
+_DTYPES = {"bfloat16": "bf16", "float16": "fp16", "float32": "fp32"}
 _MISSING = object()
 
 
@@ -75,20 +83,39 @@ def _sliding_pattern(cfg: Mapping[str, Any], num_layers: int, label: str) -> tup
     raise InputError(f"{label}: key 'layer_types' has no regular sliding/full pattern (not supported)")
 
 
-def _weight_bytes(cfg: Mapping[str, Any], label: str) -> tuple[int, str]:
-    quant = cfg.get("quantization_config") or {}
-    if isinstance(quant, Mapping) and str(quant.get("quant_method", "")).lower() == "fp8":
-        return 1, "quantization_config fp8 -> 1 byte per parameter"
+def _precision(cfg: Mapping[str, Any], label: str) -> tuple[dict[str, str], str]:
+    """(the ``precision`` mapping, a note for the provenance) from the dtype and ``quantization_config``."""
     key = "torch_dtype" if "torch_dtype" in cfg else "dtype"
     dtype = cfg.get(key)
     if dtype is None:
-        return 2, "no torch_dtype/dtype given: assumed 2 bytes per parameter"
-    if dtype not in _DTYPE_BYTES:
-        raise InputError(f"{label}: key '{key}' must be one of {', '.join(_DTYPE_BYTES)}, got {dtype!r}")
-    note = f"{key} {dtype}"
-    if isinstance(quant, Mapping) and quant.get("quant_method"):
-        note += f"; quantization_config {quant['quant_method']} not modelled (counted at {dtype})"
-    return _DTYPE_BYTES[dtype], note
+        base, note = "bf16", "no torch_dtype/dtype given: assumed bfloat16"
+    elif dtype in _DTYPES:
+        base, note = _DTYPES[dtype], f"{key} {dtype}"
+    else:
+        raise InputError(f"{label}: key '{key}' must be one of {', '.join(_DTYPES)}, got {dtype!r}")
+    quant = cfg.get("quantization_config") or {}
+    if not isinstance(quant, Mapping):
+        raise InputError(f"{label}: key 'quantization_config' must be an object")
+    method = str(quant.get("quant_method", "")).lower()
+    out = {"base": base}
+    if method == "fp8":
+        block = quant.get("weight_block_size")
+        if block is not None and list(block) != [128, 128]:
+            raise InputError(f"{label}: key 'quantization_config.weight_block_size' {block!r} is not supported "
+                             "(fp8-block has 128 x 128 blocks)")
+        fmt = "fp8-block" if block is not None else "fp8"
+        out.update(attention=fmt, experts=fmt, activations="fp8")
+        note += f"; quantization_config fp8 -> {fmt} weights, fp8 activations"
+    elif method == "mxfp4":
+        out.update(experts="mxfp4")
+        note += "; quantization_config mxfp4 -> mxfp4 routed experts"
+    elif method == "awq" and quant.get("bits", quant.get("w_bit")) == 4 and \
+            quant.get("group_size", quant.get("q_group_size")) == 128:  # fmt: skip
+        out.update(attention="int4-awq", experts="int4-awq")
+        note += "; quantization_config awq (4 bits, groups of 128) -> int4-awq weights"
+    elif method:
+        note += f"; quantization_config {method} not modelled (counted at {base})"
+    return out, note
 
 
 def fields_from_hf_config(cfg: Mapping[str, Any], label: str, default_id: str) -> dict[str, Any]:
@@ -197,7 +224,7 @@ def fields_from_hf_config(cfg: Mapping[str, Any], label: str, default_id: str) -
     has_dense = f["first_dense_layers"] > 0 or f["moe_layer_freq"] > 1 or f["mlp_only_layers"]
     if has_dense:
         f["dense_intermediate_size"] = _int(cfg, "intermediate_size", label)
-    f["weight_bytes_per_param"], dtype_note = _weight_bytes(cfg, label)
+    f["precision"], dtype_note = _precision(cfg, label)
     name = cfg.get("_name_or_path")
     f["id"] = name if isinstance(name, str) and name else default_id
     f["names"] = []

@@ -7,12 +7,16 @@ or a directory holding one wherever a name is accepted. Every file is validated 
 :class:`~planner.errors.InputError` names the file and the field (``profiles/gpus/h100.yaml:
 memory_bytes must be > 0``). The YAML schemas and units are described in ``profiles/README.md``.
 
+A model file with ``extends: <shipped id>`` is a **variant**: the same architecture released in another
+precision (``qwen3-235b-a22b-fp8`` extends ``qwen3-235b-a22b``). It sets only ``id``, ``names``,
+``precision`` and ``provenance``; every other field is its base profile's.
+
 Examples
 --------
 >>> get_model("deepseek-ai/DeepSeek-R1").id
 'deepseek-v3'
->>> get_model("deepseek-v3").bytes_per_expert
-44040192
+>>> get_model("Qwen/Qwen3-235B-A22B-FP8").precision.experts.name
+'fp8-block'
 >>> get_gpu("H100-SXM").memory_bytes
 80000000000.0
 """
@@ -27,7 +31,15 @@ from typing import Any, Callable
 
 from planner.errors import InputError, ProfileNotFound
 from planner.profiles.hf_config import fields_from_hf_config
-from planner.profiles.schema import GPU_SCHEMA, MODEL_SCHEMA, FieldError, load_yaml_text, parse
+from planner.profiles.schema import (
+    GPU_SCHEMA,
+    MODEL_SCHEMA,
+    VARIANT_FIELDS,
+    FieldError,
+    load_yaml_text,
+    model_precision,
+    parse,
+)
 from planner.profiles.specs import AttentionSpec, GpuSpec, ModelArch
 
 __all__ = [
@@ -50,12 +62,36 @@ def _build_gpu(data: Any, label: str) -> GpuSpec:
 
 
 def _build_model(data: Any, label: str) -> ModelArch:
-    fields = parse(data, MODEL_SCHEMA, label)
+    fields = parse(_with_base(data, label), MODEL_SCHEMA, label)
     fields["attention"] = AttentionSpec(**fields["attention"])
+    fields["precision"] = model_precision(fields, label)
     try:
         return ModelArch(**fields)
     except FieldError as exc:
         raise InputError(f"{label}: {exc.field_name} {exc.reason}") from None
+
+
+def _with_base(data: Any, label: str) -> Any:
+    """A variant's fields over its base profile's (``extends``); any other document unchanged."""
+    if not isinstance(data, dict) or "extends" not in data:
+        return data
+    extra = sorted(set(map(str, data)) - {"extends", *VARIANT_FIELDS})
+    if extra:
+        raise InputError(
+            f"{label}: a variant (extends) sets only {', '.join(VARIANT_FIELDS)}; '{extra[0]}' belongs to its base"
+        )
+    raw = _shipped_model_documents()
+    base = data["extends"]
+    if base not in raw:
+        known = ", ".join(sorted(raw))
+        raise InputError(f"{label}: extends {base!r}, which is not a shipped model id (known: {known})")
+    if "extends" in raw[base]:
+        raise InputError(f"{label}: extends {base!r}, which is itself a variant; extend its base")
+    merged = {k: v for k, v in raw[base].items() if k != "names"}
+    if "precision" in data:
+        merged.pop("weight_bytes_per_param", None)
+    merged.update({k: v for k, v in data.items() if k != "extends"})
+    return merged
 
 
 def _read_text(path: str | Path) -> tuple[str, str]:
@@ -114,6 +150,17 @@ def model_from_hf_config(path: str | Path) -> ModelArch:
         raise InputError(f"{label}: top level must be a JSON object")
     default_id = p.parent.name if p.name == "config.json" and p.parent.name else p.stem
     return _build_model(fields_from_hf_config(cfg, label, default_id), label)
+
+
+@functools.lru_cache(maxsize=None)
+def _shipped_model_documents() -> dict[str, Any]:
+    """The parsed YAML documents of ``profiles/models/*.yaml`` by file name (the id), unchecked."""
+    out = {}
+    for entry in sorted(files(PROFILES_PACKAGE).joinpath("models").iterdir(), key=lambda e: e.name):
+        if entry.name.endswith(".yaml"):
+            label = f"profiles/models/{entry.name}"
+            out[entry.name[: -len(".yaml")]] = load_yaml_text(entry.read_text(encoding="utf-8"), label)
+    return out
 
 
 @functools.lru_cache(maxsize=None)

@@ -15,6 +15,7 @@ from typing import TYPE_CHECKING, Any, Callable, Mapping
 import yaml
 
 from planner.errors import InputError
+from planner.profiles.precision import COMPONENT_ROLES, Precision, get_format
 
 if TYPE_CHECKING:  # pragma: no cover
     from planner.profiles import ModelArch
@@ -27,7 +28,11 @@ __all__ = [
     "REQUIRED",
     "GPU_SCHEMA",
     "ATTENTION_SCHEMA",
+    "PRECISION_SCHEMA",
     "MODEL_SCHEMA",
+    "VARIANT_FIELDS",
+    "LEGACY_WEIGHT_FORMATS",
+    "model_precision",
 ]
 
 
@@ -113,6 +118,16 @@ def _provenance(v: Any) -> dict:
     return {str(k): "" if x is None else str(x) for k, x in v.items()}  # YAML may parse dates
 
 
+def _format(role: str) -> Callable[[Any], str]:
+    def check(v: Any) -> str:
+        try:
+            return get_format(v, role=role).name
+        except InputError as exc:
+            raise ValueError(exc.message) from None
+
+    return check
+
+
 REQUIRED = object()
 Schema = Mapping[str, tuple[Any, Any]]  # field -> (check or nested schema, default)
 _POS_INT, _NONNEG_INT = _int(1), _int(0)
@@ -130,6 +145,8 @@ GPU_SCHEMA: Schema = {
     "host_link_bytes_per_s": (_pos, REQUIRED),
     "gpus_per_node": (_POS_INT, REQUIRED),
     "price_per_hour_usd": (_nonneg, REQUIRED),
+    "int8_ops_per_s": (_nullable(_pos), None),
+    "fp4_flops_per_s": (_nullable(_pos), None),
     "provenance": (_provenance, {}),
 }
 
@@ -147,6 +164,17 @@ ATTENTION_SCHEMA: Schema = {
     "qk_norm": (_one_of("none", "per_head", "full"), "none"),
     "sinks": (_bool, False),
 }
+
+PRECISION_SCHEMA: Schema = {name: (_format(role), None) for name, role in COMPONENT_ROLES.items()}
+
+#: the deprecated ``weight_bytes_per_param`` shorthand -> the precision it stands for
+LEGACY_WEIGHT_FORMATS: dict[float, dict[str, str]] = {
+    4: {"base": "fp32"},
+    2: {"base": "bf16"},
+    1: {"base": "bf16", "attention": "fp8", "experts": "fp8", "activations": "fp8"},
+}
+#: the fields a variant (a file with ``extends``) may set; the rest is its base profile's
+VARIANT_FIELDS = ("id", "names", "precision", "provenance")
 
 MODEL_SCHEMA: Schema = {
     "id": (_str, REQUIRED),
@@ -171,7 +199,8 @@ MODEL_SCHEMA: Schema = {
     "attention": (ATTENTION_SCHEMA, REQUIRED),  # nested mapping
     "vocab_size": (_POS_INT, REQUIRED),
     "tie_word_embeddings": (_bool, False),
-    "weight_bytes_per_param": (_pos_number, REQUIRED),
+    "precision": (PRECISION_SCHEMA, None),  # nested mapping; None: BF16 throughout
+    "weight_bytes_per_param": (_nullable(_pos_number), None),  # deprecated shorthand, see model_precision
     "max_position_embeddings": (_nullable(_POS_INT), None),
     "reference_total_params": (_nullable(_pos), None),
     "provenance": (_provenance, {}),
@@ -199,6 +228,24 @@ def parse(data: Any, schema: Schema, label: str, prefix: str = "") -> dict[str, 
             except ValueError as exc:
                 raise InputError(f"{label}: {prefix}{name} {exc}") from None
     return out
+
+
+def model_precision(fields: dict[str, Any], label: str) -> Precision:
+    """The :class:`Precision` of parsed model fields: the ``precision`` mapping (missing components take
+    its ``base``), or the deprecated ``weight_bytes_per_param`` (4 FP32, 2 BF16, 1 FP8 weights and
+    activations with BF16 embeddings), or BF16 throughout. Pops ``weight_bytes_per_param``."""
+    legacy = fields.pop("weight_bytes_per_param", None)
+    given = fields.get("precision")
+    if legacy is not None:
+        if given is not None:
+            raise InputError(f"{label}: give precision or weight_bytes_per_param (deprecated), not both")
+        if legacy not in LEGACY_WEIGHT_FORMATS:
+            raise InputError(
+                f"{label}: weight_bytes_per_param {legacy!r} names no format (4, 2 or 1); write precision: "
+                "{attention: ..., experts: ...} instead (profiles/README.md)"
+            )
+        given = LEGACY_WEIGHT_FORMATS[legacy]
+    return Precision(**{k: v for k, v in (given or {}).items() if v is not None})
 
 
 def check_model(m: ModelArch) -> None:

@@ -1,6 +1,7 @@
 """Profile dataclasses: one GPU type (:class:`GpuSpec`), one attention block (:class:`AttentionSpec`)
 and one MoE model architecture (:class:`ModelArch`), in SI units. Parameter and KV-cache formulas live in
-:mod:`planner.profiles.params`; the YAML schema that builds these objects in :mod:`planner.profiles.schema`.
+:mod:`planner.profiles.params`, number formats in :mod:`planner.profiles.precision`; the YAML schema that
+builds these objects in :mod:`planner.profiles.schema`.
 """
 
 from __future__ import annotations
@@ -10,6 +11,7 @@ from collections.abc import Iterable
 from dataclasses import dataclass, field
 
 from planner.profiles import params
+from planner.profiles.precision import TENSOR_TYPES, Precision
 from planner.profiles.schema import check_model
 
 __all__ = ["GpuSpec", "AttentionSpec", "ModelArch"]
@@ -17,7 +19,11 @@ __all__ = ["GpuSpec", "AttentionSpec", "ModelArch"]
 
 @dataclass(frozen=True)
 class GpuSpec:
-    """One GPU type in SI units; bandwidths are per GPU (see ``profiles/README.md``)."""
+    """One GPU type in SI units; bandwidths are per GPU (see ``profiles/README.md``).
+
+    Dense tensor-core peaks, no 2:4 sparsity, one per tensor-core type; None where the GPU has no
+    such tensor cores (a GEMM mode that needs them falls back, :mod:`planner.profiles.precision`).
+    """
 
     id: str
     names: tuple[str, ...]
@@ -31,7 +37,26 @@ class GpuSpec:
     host_link_bytes_per_s: float
     gpus_per_node: int
     price_per_hour_usd: float  # indicative only; pass your own
+    int8_ops_per_s: float | None = None  # None: no INT8 tensor cores
+    fp4_flops_per_s: float | None = None  # None: no FP4 tensor cores (everything before Blackwell)
     provenance: dict = field(default_factory=dict, compare=False)
+
+    def tensor_peak_per_s(self, tensor_type: str) -> float | None:
+        """Dense peak (FLOP/s, INT8: OP/s) of the ``bf16``, ``fp8``, ``int8`` or ``fp4`` tensor cores;
+        None when the GPU has none of that type.
+
+        >>> from planner.profiles import get_gpu
+        >>> get_gpu("h100").tensor_peak_per_s("fp8"), get_gpu("h100").tensor_peak_per_s("fp4")
+        (1978900000000000.0, None)
+        """
+        if tensor_type not in TENSOR_TYPES:
+            raise ValueError(f"unknown tensor type {tensor_type!r}; known: {', '.join(TENSOR_TYPES)}")
+        return {
+            "bf16": self.bf16_flops_per_s,
+            "fp8": self.fp8_flops_per_s,
+            "int8": self.int8_ops_per_s,
+            "fp4": self.fp4_flops_per_s,
+        }[tensor_type]
 
 
 @dataclass(frozen=True)
@@ -74,12 +99,14 @@ class AttentionSpec:
 
 @dataclass(frozen=True)
 class ModelArch:
-    """Architecture of one MoE model: layer pattern, widths, experts, attention, storage size.
+    """Architecture of one MoE model: layer pattern, widths, experts, attention, native precision.
 
     Layer ``i`` is MoE iff ``i >= first_dense_layers``, ``i % moe_layer_freq == 0`` (the DeepSeek
     modelling code's rule) and ``i not in mlp_only_layers``; every other layer has a dense FFN of
     ``dense_intermediate_size``. ``shared_expert_intermediate_size`` is the total width of all
-    shared experts (0 when none). Parameter formulas: :mod:`planner.profiles.params`.
+    shared experts (0 when none). Parameter formulas: :mod:`planner.profiles.params`. ``precision``
+    is the checkpoint's native number format per component (:class:`~planner.profiles.precision.Precision`);
+    the byte sizes below use it.
     """
 
     id: str
@@ -104,7 +131,7 @@ class ModelArch:
     attention: AttentionSpec
     vocab_size: int
     tie_word_embeddings: bool
-    weight_bytes_per_param: float
+    precision: Precision
     max_position_embeddings: int | None = None
     reference_total_params: float | None = None
     provenance: dict = field(default_factory=dict, compare=False)
@@ -134,9 +161,27 @@ class ModelArch:
         return params.gated_ffn_params(self.hidden_size, self.moe_intermediate_size, with_bias=self.expert_bias)
 
     @property
+    def expert_bias_params(self) -> int:
+        """Bias parameters of one routed expert (0 without ``expert_bias``); the rest are weight matrices."""
+        return self.params_per_expert - params.gated_ffn_params(self.hidden_size, self.moe_intermediate_size)
+
+    @property
     def bytes_per_expert(self) -> int:
-        """Bytes of one routed expert at ``weight_bytes_per_param``."""
-        return math.ceil(self.params_per_expert * self.weight_bytes_per_param)
+        """Bytes of one routed expert in the native precision: weight matrices in the ``experts`` format,
+        scales included, and biases in the ``base`` format (rounded up to a byte). What one expert copy
+        costs on a GPU and what a migration moves.
+
+        >>> from planner.profiles import get_model
+        >>> get_model("deepseek-v3").bytes_per_expert  # 44,040,192 FP8 bytes + 3 x 56 x 16 fp32 block scales
+        44050944
+        """
+        return self.expert_bytes(self.precision)
+
+    def expert_bytes(self, precision: Precision) -> int:
+        """Bytes of one routed expert in ``precision`` (see :attr:`bytes_per_expert`)."""
+        bias = self.expert_bias_params
+        matrices = self.params_per_expert - bias
+        return math.ceil(precision.experts.bytes_for(matrices) + precision.base.bytes_for(bias))
 
     @property
     def attention_params_per_layer(self) -> int:
@@ -155,8 +200,11 @@ class ModelArch:
 
     @property
     def bytes_per_dense_layer(self) -> int:
-        """Bytes of one dense layer at ``weight_bytes_per_param``."""
-        return math.ceil(self.dense_layer_params * self.weight_bytes_per_param)
+        """Bytes of one dense layer in the native precision: attention and FFN in the ``attention``
+        format, the two norms in the ``base`` format."""
+        norms = 2 * self.hidden_size
+        p = self.precision
+        return math.ceil(p.attention.bytes_for(self.dense_layer_params - norms) + p.base.bytes_for(norms))
 
     @property
     def embedding_params(self) -> int:
@@ -175,24 +223,47 @@ class ModelArch:
         dense = (self.num_hidden_layers - n_moe) * self.dense_layer_params
         return moe + dense + self.embedding_params
 
+    def weight_bytes(self, precision: Precision | None = None) -> float:
+        """Bytes of every weight (multi-token-prediction modules excluded) in ``precision``, default the
+        native one: attention, dense FFN and shared experts in the ``attention`` format, routed-expert
+        matrices in the ``experts`` format, everything else (embeddings, lm_head, norms, router,
+        biases) in the ``base`` format. The size of the checkpoint, scales included.
+
+        >>> from planner.profiles import get_model
+        >>> round(get_model("gpt-oss-120b").weight_bytes() / 2**30, 1)  # model card: 60.8 GiB
+        60.8
+        """
+        p = self.precision if precision is None else precision
+        H, E, n_moe = self.hidden_size, self.num_routed_experts, len(self.moe_layers)
+        n_dense = self.num_hidden_layers - n_moe
+        attention = self.num_hidden_layers * self.attention_params_per_layer
+        ffn = n_dense * params.gated_ffn_params(H, self.dense_intermediate_size or 0)
+        ffn += n_moe * params.gated_ffn_params(H, self.shared_expert_intermediate_size)
+        experts = n_moe * E * (self.params_per_expert - self.expert_bias_params)
+        rest = self.total_params() - attention - ffn - experts
+        return p.attention.bytes_for(attention + ffn) + p.experts.bytes_for(experts) + p.base.bytes_for(rest)
+
     def active_params(self) -> int:
         """Parameters one token computes with: all but the unchosen routed experts and the input
         embedding table (a lookup). The gpt-oss model card counts active parameters this way."""
         idle = len(self.moe_layers) * (self.num_routed_experts - self.top_k) * self.params_per_expert
         return self.total_params() - idle - self.vocab_size * self.hidden_size
 
-    def kv_bytes_per_token(self, dtype_bytes: float = 2) -> int:
-        """KV-cache bytes per token over all layers (windows ignored: an upper bound for gpt-oss).
+    def kv_bytes_per_token(self, dtype_bytes: float | None = None) -> int:
+        """KV-cache bytes per token over all layers (windows ignored: an upper bound for gpt-oss), at
+        ``dtype_bytes`` per element, default the native ``kv_cache`` format's.
 
         >>> from planner.profiles import get_model
         >>> get_model("deepseek-v3").kv_bytes_per_token()  # (512 + 64) x 2 B x 61 layers
         70272
         """
         per_layer = params.kv_elements_per_token_per_layer(self.attention)
-        return math.ceil(per_layer * self.num_hidden_layers * dtype_bytes)
+        b = self.precision.kv_cache.bytes_per_element if dtype_bytes is None else dtype_bytes
+        return math.ceil(per_layer * self.num_hidden_layers * b)
 
-    def kv_bytes_per_sequence(self, context_tokens: int, dtype_bytes: float = 2) -> int:
-        """KV-cache bytes of one sequence of ``context_tokens`` tokens, sliding-window layers capped."""
+    def kv_bytes_per_sequence(self, context_tokens: int, dtype_bytes: float | None = None) -> int:
+        """KV-cache bytes of one sequence of ``context_tokens`` tokens, sliding-window layers capped
+        (``dtype_bytes`` per element, default the native ``kv_cache`` format's)."""
         per_layer = params.kv_elements_per_token_per_layer(self.attention)
         layers = self.num_hidden_layers
         elements = params.kv_per_sequence(
@@ -202,4 +273,4 @@ class ModelArch:
             windowed_layers=self.attention.windowed_layers(range(layers)),
             window_tokens=self.attention.sliding_window,
         )
-        return math.ceil(elements * dtype_bytes)
+        return math.ceil(elements * (self.precision.kv_cache.bytes_per_element if dtype_bytes is None else dtype_bytes))
