@@ -30,6 +30,7 @@ __all__ = [
     "Split",
     "Target",
     "Dispatch",
+    "Objective",
     "JsonOpt",
     "ModelOpt",
     "GpusOpt",
@@ -102,6 +103,13 @@ class Dispatch(str, Enum):
     even = "even"
     plan = "plan"
     deterministic = "deterministic"
+
+
+class Objective(str, Enum):
+    """What a GPU budget maximises in ``deploy`` (``planner.deploy.OBJECTIVES``: max_rate, max_rate_per_gpu)."""
+
+    max_rate = "max_rate"
+    max_rate_per_gpu = "max_rate_per_gpu"
 
 
 # ---- options shared by several commands (one spelling, one help text) ---------------------------
@@ -183,6 +191,15 @@ PARAM_FLAGS: dict[str, str] = {
     "memory_utilization": "--memory-utilization",
     "max_batch_tokens": "--max-batch-tokens",
     "replica_plan": "--replicas",
+    # deploy
+    "rate_req_per_s": "--rate",
+    "ttft_ms": "--ttft-ms",
+    "tpot_ms": "--tpot-ms",
+    "percentile": "--percentile",
+    "workload": "--trace",
+    "loads": "--loads",
+    "objective": "--objective",
+    "num_requests": "--requests",
 }
 
 #: Where one library parameter is filled by different flags in different commands.
