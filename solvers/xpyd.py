@@ -14,7 +14,9 @@ Data:
 - a mode: ``max_rate`` (serve as much as possible), ``min_gpus`` (serve ``target`` with the fewest
   GPUs) or ``max_rate_per_gpu`` (the most rate per GPU used, DistServe's objective);
 - ``node_local``: whether the requests a node's prefill instances serve must be decoded on the same
-  node (DistServe's low node-affinity placement: KV moves over NVLink only).
+  node (DistServe's low node-affinity placement: KV moves over NVLink only);
+- ``per_node_cap`` (optional): at most this many instances of each role on one node (1 with
+  ``node_local`` is DistServe's algorithm 2: one prefill and one decode segment per node).
 
 Variables:
 
@@ -30,6 +32,7 @@ Constraints:
 1. one layout per role: ``sum_{c in role p} z[c] = 1`` for every role ``p``;
 2. only the chosen layout has instances: ``n[c, k] <= floor(G[k] / s[c]) z[c]``,
    ``m[c] <= floor(sum_k G[k] / s[c]) z[c]``;
+2b. with ``per_node_cap``: ``sum_{c in role p} n[c, k] <= per_node_cap`` for every role and node;
 3. node capacity: ``sum_c s[c] n[c, k] <= G[k] (1 - f[k])`` (a node given to multi-node instances
    holds nothing else; ``f[k] = 0`` for a node smaller than ``Gmax``);
 4. multi-node instances fill whole nodes: ``sum_c (s[c] / Gmax) m[c] <= sum_k f[k]``;
@@ -182,7 +185,7 @@ def evaluate_counts(gpus_per_instance, capacity_req_per_s, node_gpus, choice, no
     return rate, gpus, problems
 
 
-def _build(s, g, G, objective, lam, target, node_local, exclude, second):
+def _build(s, g, G, objective, lam, target, node_local, exclude, second, cap):
     import pulp
 
     gmax = int(G.max())
@@ -215,6 +218,12 @@ def _build(s, g, G, objective, lam, target, node_local, exclude, second):
                     prob += n[p][c][k] <= int(G[k] // s[p][c]) * z[p][c], f"chosen_r{p}_c{c}_k{k}"
             if m[p][c] is not None:
                 prob += m[p][c] <= int(G.sum() // s[p][c]) * z[p][c], f"chosen_span_r{p}_c{c}"
+    # (2b) instances per role and node
+    if cap is not None:
+        for p in range(R):
+            for k in range(K):
+                prob += pulp.lpSum(n[p][c][k] for c in range(s[p].size) if n[p][c][k] is not None) <= cap, \
+                    f"per_node_cap_r{p}_k{k}"
     # (3) node capacity
     used = []
     for k in range(K):
@@ -262,12 +271,12 @@ def _build(s, g, G, objective, lam, target, node_local, exclude, second):
     return prob, z, n, m
 
 
-def _solve_once(s, g, G, objective, lam, target, node_local, exclude, deadline, second=None):
+def _solve_once(s, g, G, objective, lam, target, node_local, exclude, deadline, second=None, cap=None):
     import pulp
 
     with warnings.catch_warnings():  # PuLP 3 announces its 4.0 API on every variable
         warnings.simplefilter("ignore", DeprecationWarning)
-        prob, z, n, m = _build(s, g, G, objective, lam, target, node_local, exclude, second)
+        prob, z, n, m = _build(s, g, G, objective, lam, target, node_local, exclude, second, cap)
         left = max(0.05, deadline - time.perf_counter())
         status = prob.solve(pulp.PULP_CBC_CMD(msg=False, timeLimit=left))
     if pulp.LpStatus[status] == "Infeasible":
@@ -291,6 +300,7 @@ def choose_instance_counts(
     objective: Objective = "max_rate",
     target_req_per_s: float | None = None,
     node_local: bool = False,
+    per_node_cap: int | None = None,
     exclude: Sequence[tuple[int, ...]] = (),
     time_limit_s: float = 10.0,
 ) -> tuple[XpydSolution | None, SolveReport]:
@@ -303,6 +313,7 @@ def choose_instance_counts(
     node_gpus : GPUs of each node (the budget is their sum).
     objective : ``"max_rate"``, ``"min_gpus"`` (needs ``target_req_per_s``) or ``"max_rate_per_gpu"``.
     node_local : every node serves its own requests through all roles (DistServe's low affinity).
+    per_node_cap : at most this many instances of each role per node (None: no cap).
     exclude : layout combinations (one candidate index per role) not to return again.
     time_limit_s : wall-time budget of all solves of the call.
 
@@ -335,6 +346,9 @@ def choose_instance_counts(
     limit = positive_float(time_limit_s, "time_limit_s")
     deadline = start + limit
     exclude = [tuple(int(c) for c in combo) for combo in exclude]
+    cap = None if per_node_cap is None else int(per_node_cap)
+    if cap is not None and cap < 1:
+        raise ValueError(f"per_node_cap must be an integer >= 1, got {per_node_cap!r}")
     if any(len(combo) != len(s) for combo in exclude):
         raise ValueError("every excluded combination needs one candidate index per role")
 
@@ -344,7 +358,7 @@ def choose_instance_counts(
                            time.perf_counter() - start, "xpyd-milp", pulp_version(), message)
 
     if objective != "max_rate_per_gpu":
-        found, stop = _solve_once(s, g, G, objective, 0.0, target, node_local, exclude, deadline)
+        found, stop = _solve_once(s, g, G, objective, 0.0, target, node_local, exclude, deadline, cap=cap)
         if found is None:
             st = "infeasible" if stop == "infeasible" else "error"
             msg = "no deployment meets the target on these nodes" if stop == "infeasible" else "solver found nothing"
@@ -353,7 +367,8 @@ def choose_instance_counts(
         if objective == "max_rate" and sol.rate <= 0:
             return None, report("infeasible", "infeasible", None, "no combination serves any rate")
         keep = sol.rate if objective == "max_rate" else float(sol.gpus)
-        again, stop2 = _solve_once(s, g, G, objective, 0.0, target, node_local, exclude, deadline, second=keep)
+        again, stop2 = _solve_once(s, g, G, objective, 0.0, target, node_local, exclude, deadline, second=keep,
+                                    cap=cap)
         if again is not None:
             sol2 = _solution(s, g, G, *again, node_local)
             better = (sol2.gpus < sol.gpus and sol2.rate >= sol.rate * (1 - 1e-9)) if objective == "max_rate" else (
@@ -367,7 +382,7 @@ def choose_instance_counts(
     lam, best, stop, iterations = 0.0, None, "completed", 0
     while iterations < _DINKELBACH_ITERATIONS:
         iterations += 1
-        found, stop = _solve_once(s, g, G, "max_rate_per_gpu", lam, None, node_local, exclude, deadline)
+        found, stop = _solve_once(s, g, G, "max_rate_per_gpu", lam, None, node_local, exclude, deadline, cap=cap)
         if found is None:
             break
         sol = _solution(s, g, G, *found, node_local)

@@ -60,7 +60,8 @@ def build_deployment_plan(setup, request: dict, deployments, notes, report, repl
                        output_tokens_mean=_f(st.output_tokens_mean), input_tokens_p90=_f(st.input_tokens_p[90]),
                        output_tokens_p90=_f(st.output_tokens_p[90]))
     slo = setup.slo
-    params = {k: request[k] for k in ("num_gpus", "rate_req_per_s", "objective", "node_local", "cost_model")}
+    params = {k: request[k] for k in ("num_gpus", "rate_req_per_s", "objective", "node_local", "max_instances_per_node",
+                                         "cost_model")}
     params.update({"num_requests": setup.num_requests, "seed": setup.seed, "kv_dtype_bytes": setup.kv_dtype_bytes})
     imbalance = sorted({p.candidate.instance.imbalance.source for d in deployments for p in d.scores})
     comparison = DeploymentResult(request, tuple(deployments), (), (), None, ()).comparison

@@ -76,6 +76,7 @@ class _Setup:
     objective: str
     node_local: bool
     max_context: int
+    per_node_cap: int | None
 
 
 def plan_deployment(
@@ -93,6 +94,7 @@ def plan_deployment(
     objective: str = "max_rate",
     gpus_per_node: int | None = None,
     node_local: bool = False,
+    max_instances_per_node: int | None = None,
     cost_model: str = "latency_model",
     num_requests: int | None = None,
     kv_dtype_bytes: float = 2,
@@ -116,6 +118,8 @@ def plan_deployment(
     objective : with ``num_gpus``: ``"max_rate"`` (serve the most) or ``"max_rate_per_gpu"`` (DistServe's).
     gpus_per_node : node size; default the GPU profile's.
     node_local : prefill and decode that exchange KV share a node (DistServe's low node-affinity).
+    max_instances_per_node : at most this many instances of a role per node (1 with ``node_local``:
+        DistServe's algorithm 2, one prefill and one decode segment per node).
     cost_model : ``"latency_model"`` (moeplan's) or ``"distserve"`` (DistServe's fitted OPT coefficients).
     num_requests : requests per simulation; default three times the largest decode batch, 300 to 3000.
     kv_dtype_bytes : bytes per KV-cache element.
@@ -143,6 +147,8 @@ def plan_deployment(
     timings: dict[str, float] = {}
     setup = _resolve(model, gpu, slo, workload, num_gpus, rate_req_per_s, isl, osl, loads, replica_plan, objective,
                      gpus_per_node, node_local, cost_model, num_requests, kv_dtype_bytes, seed)
+    if max_instances_per_node is not None:
+        setup = replace(setup, per_node_cap=_check_int("max_instances_per_node", max_instances_per_node))
     t = time.perf_counter()
     roles = _candidates(setup, loads, replica_plan, max_candidates_per_role, say)
     timings["candidates_s"] = time.perf_counter() - t
@@ -166,7 +172,9 @@ def plan_deployment(
     say(f"simulated {len(deployments)} deployments end to end in {time.perf_counter() - t:.1f} s")
     timings["end_to_end_s"] = time.perf_counter() - t
     merit = _merit(setup)
-    deployments.sort(key=lambda d: (not d.meets_slo, -merit(d), d.num_gpus, d.label))
+    # ties (a rate bound by one role is the same whatever the other role's layout): fewer GPUs, then the
+    # lower TTFT and TPOT at the percentile
+    deployments.sort(key=lambda d: (not d.meets_slo, -merit(d), d.num_gpus, d.ttft_ms, d.tpot_ms, d.label))
     if not deployments[0].meets_slo or deployments[0].rate_req_per_s <= 0:
         raise _closest_miss(setup, deployments)
     front = pareto_front([(d.tokens_per_s_per_user, d.tokens_per_s_per_gpu) if d.meets_slo else (math.nan, math.nan)
@@ -237,7 +245,7 @@ def _resolve(model, gpu, slo, workload, num_gpus, rate, isl, osl, loads, replica
     max_context = int((wl.input_tokens + wl.output_tokens).max())
     return _Setup(model if cost_model == "distserve" else arch.id, arch, spec, cost_model, node, slo, wl, spec_w,
                   "trace", seed, float(kv_dtype_bytes), num_requests, num_gpus,
-                  None if rate is None else float(rate), objective, bool(node_local), max_context)
+                  None if rate is None else float(rate), objective, bool(node_local), max_context, None)
 
 
 # -- 1-2. candidates, screened ---------------------------------------------------------------------------
@@ -362,6 +370,7 @@ def _counts(setup: _Setup, role_scores, alternatives: int, time_limit_s: float):
     sols, first, seen = [], None, []
     for _ in range(alternatives):
         sol, rep = choose_instance_counts(gpus, caps, nodes, node_local=node_local, exclude=seen,
+                                          per_node_cap=setup.per_node_cap if len(role_scores) == 2 else None,
                                           time_limit_s=time_limit_s, **kw)
         first = first or rep
         if sol is None:
@@ -463,6 +472,7 @@ def _request_record(setup: _Setup) -> dict:
         "num_gpus": setup.num_gpus, "rate_req_per_s": setup.rate, "objective": setup.objective,
         "figure_of_merit": _figure_of_merit(setup), "ttft_ms": setup.slo.ttft_ms, "tpot_ms": setup.slo.tpot_ms,
         "percentile": setup.slo.percentile, "rule": setup.slo.rule, "node_local": setup.node_local,
+        "max_instances_per_node": setup.per_node_cap,
         "cost_model": setup.cost_kind,
         "workload": {"source": setup.workload.source, "num_requests": len(setup.workload),
                      "input_tokens_mean": st.input_tokens_mean, "output_tokens_mean": st.output_tokens_mean},
