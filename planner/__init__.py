@@ -5,6 +5,12 @@ The notebook API is the same the CLI calls::
     from planner import read_loads, plan_replicas, verify_plan
     plan = plan_replicas(read_loads("loads.json"), "deepseek-v3", num_gpus=32, num_nodes=4)
     print(plan.summary())
+
+    from planner import plan_deployment
+    from planner.inputs import SLO
+    result = plan_deployment("qwen3-30b-a3b", "h100", SLO(2000, 50, rule="percentile"),
+                             isl=4000, osl=1000, num_gpus=8)
+    print(result.table())
 """
 
 __version__ = "0.1.0"
@@ -23,6 +29,8 @@ __all__ = [
     "write_plan",
     "Plan",
     "estimate",
+    "plan_deployment",
+    "verify_deployment",
 ]
 
 
@@ -55,6 +63,10 @@ def __getattr__(name):  # lazy: `import planner` stays cheap and free of import 
         from planner.perf.estimate import estimate
 
         return estimate
+    if name in ("plan_deployment", "verify_deployment"):
+        from planner import deploy
+
+        return getattr(deploy, name)
     if name == "Plan":
         from planner.plans.schema import Plan
 

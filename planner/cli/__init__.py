@@ -12,6 +12,7 @@ import typer
 from planner.cli import (
     apply_cmd,
     collect_cmd,
+    deploy_cmd,
     estimate_cmd,
     export_cmd,
     gpus_cmd,
@@ -64,6 +65,7 @@ _COMMANDS = (
     ("migrate", migrate_cmd.migrate),
     ("apply", apply_cmd.apply),
     ("collect", collect_cmd.collect),
+    ("deploy", deploy_cmd.deploy),
     ("estimate", estimate_cmd.estimate),
     ("profile", profile_cmd.profile),
     ("loads", loads_cmd.loads),

@@ -8,7 +8,15 @@ from typing import Annotated, Optional
 import typer
 
 from planner.cli._output import emit
-from planner.cli.options import Format, JsonOpt, ModelOpt
+from planner.cli.options import (
+    ActivationsOpt,
+    ExpertsOpt,
+    JsonOpt,
+    KvOpt,
+    ModelOpt,
+    WeightsOpt,
+    precision_overrides,
+)
 
 __all__ = ["estimate"]
 
@@ -26,10 +34,10 @@ def estimate(
     moe_tp: Annotated[int, typer.Option("--moe-tp", help="Tensor-parallel ranks inside each expert; ep x moe-tp must equal tp x dp.")] = 1,
     replicas: Annotated[Optional[Path], typer.Option("--replicas", help="Replica plan (from `moeplan replicas -o`): its slots per GPU and replayed balancedness.")] = None,
     uncalibrated: Annotated[bool, typer.Option("--uncalibrated", help="Use the default efficiency factors even where measured tables exist.")] = False,
-    weights: Annotated[Optional[Format], typer.Option("--weights", help="Format of every weight (attention, dense, shared and, unless --experts is given, routed experts); default the model's native precision (`moeplan models`).")] = None,
-    experts: Annotated[Optional[Format], typer.Option("--experts", help="Format of the routed-expert weights; default --weights or the native precision.")] = None,
-    kv: Annotated[Optional[Format], typer.Option("--kv", help="Format of the KV cache: bf16, fp16, fp32, fp8 or int8; default the native precision (the model dtype).")] = None,
-    activations: Annotated[Optional[Format], typer.Option("--activations", help="Format of the GEMM inputs (fp8 with fp8 weights: w8a8; bf16: weight-only); default the native precision.")] = None,
+    weights: WeightsOpt = None,
+    experts: ExpertsOpt = None,
+    kv: KvOpt = None,
+    activations: ActivationsOpt = None,
     memory_utilization: Annotated[float, typer.Option("--memory-utilization", help="Share of GPU memory the engine may use.")] = 0.9,
     max_batch_tokens: Annotated[int, typer.Option("--max-batch-tokens", help="Tokens per forward step the engine reserves activations for, over the instance.")] = 8192,
     json_out: JsonOpt = False,
@@ -39,11 +47,9 @@ def estimate(
     from planner.plans.io import read_plan
 
     plan = read_plan(replicas) if replicas is not None else None
-    overrides = {"weights": weights, "experts": experts, "kv_cache": kv, "activations": activations}
-    precision = {k: v.value for k, v in overrides.items() if v is not None}
     result = run_estimate(
         model, gpu, tp=tp, pp=pp, dp=dp, ep=ep, moe_tp=moe_tp, batch=batch, isl=isl, osl=osl, replica_plan=plan,
-        calibrated=not uncalibrated, precision=precision or None, memory_utilization=memory_utilization,
+        calibrated=not uncalibrated, precision=precision_overrides(weights, experts, kv, activations), memory_utilization=memory_utilization,
         max_batch_tokens=max_batch_tokens,
     )  # fmt: skip
     emit(result.to_dict(), result.table(), json_out)

@@ -31,6 +31,7 @@ __all__ = [
     "Target",
     "Dispatch",
     "Format",
+    "Objective",
     "JsonOpt",
     "ModelOpt",
     "GpusOpt",
@@ -41,6 +42,11 @@ __all__ = [
     "SampleStepsOpt",
     "SpareSlotsOpt",
     "NoRelabelOpt",
+    "WeightsOpt",
+    "ExpertsOpt",
+    "KvOpt",
+    "ActivationsOpt",
+    "precision_overrides",
     "PARAM_FLAGS",
     "COMMAND_PARAM_FLAGS",
     "RENAMED_FLAGS",
@@ -117,6 +123,11 @@ class Format(str, Enum):
     mxfp4 = "mxfp4"
     nvfp4 = "nvfp4"
     int4_awq = "int4-awq"
+class Objective(str, Enum):
+    """What a GPU budget maximises in ``deploy`` (``planner.deploy.OBJECTIVES``: max_rate, max_rate_per_gpu)."""
+
+    max_rate = "max_rate"
+    max_rate_per_gpu = "max_rate_per_gpu"
 
 
 # ---- options shared by several commands (one spelling, one help text) ---------------------------
@@ -131,6 +142,16 @@ NumExpertsOpt = Annotated[Optional[int], typer.Option("--num-experts", help="Exp
 SampleStepsOpt = Annotated[Optional[int], typer.Option("--sample-steps", help="The step-aware packer plans on at most this many steps of its window.")]
 SpareSlotsOpt = Annotated[int, typer.Option("--spare-slots", help="Staging slots a GPU may use per layer during the migration; 0 moves in place only.")]
 NoRelabelOpt = Annotated[bool, typer.Option("--no-relabel", help="Keep the new plan's GPU numbers instead of permuting them to keep more copies in place.")]
+WeightsOpt = Annotated[Optional[Format], typer.Option("--weights", help="Format of every weight (attention, dense, shared and, unless --experts is given, routed experts); default the model's native precision (`moeplan models`).")]
+ExpertsOpt = Annotated[Optional[Format], typer.Option("--experts", help="Format of the routed-expert weights; default --weights or the native precision.")]
+KvOpt = Annotated[Optional[Format], typer.Option("--kv", help="Format of the KV cache: bf16, fp16, fp32, fp8 or int8; default the native precision (the model dtype).")]
+ActivationsOpt = Annotated[Optional[Format], typer.Option("--activations", help="Format of the GEMM inputs (fp8 with fp8 weights: w8a8; bf16: weight-only); default the native precision.")]
+
+
+def precision_overrides(weights, experts, kv, activations) -> dict | None:
+    """The ``precision=`` mapping of the library from the four format options (None: the native precision)."""
+    given = {"weights": weights, "experts": experts, "kv_cache": kv, "activations": activations}
+    return {k: v.value for k, v in given.items() if v is not None} or None
 
 
 # ---- library parameter -> flag (errors) ---------------------------------------------------------
@@ -201,6 +222,15 @@ PARAM_FLAGS: dict[str, str] = {
     "memory_utilization": "--memory-utilization",
     "max_batch_tokens": "--max-batch-tokens",
     "replica_plan": "--replicas",
+    # deploy
+    "rate_req_per_s": "--rate",
+    "ttft_ms": "--ttft-ms",
+    "tpot_ms": "--tpot-ms",
+    "percentile": "--percentile",
+    "workload": "--trace",
+    "loads": "--loads",
+    "objective": "--objective",
+    "num_requests": "--requests",
 }
 
 #: Where one library parameter is filled by different flags in different commands.

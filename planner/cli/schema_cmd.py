@@ -11,7 +11,8 @@ __all__ = ["schema"]
 
 
 def schema(json_out: JsonOpt = False) -> None:
-    """Print the JSON Schema of plan files."""
-    from planner.plans.schema import Plan
+    """Print the JSON Schema of plan files (replica and deployment plans)."""
+    from planner.plans.schema import plan_json_schema
 
-    emit(Plan.model_json_schema(), json.dumps(Plan.model_json_schema(), indent=2), json_out)
+    schema_doc = plan_json_schema()
+    emit(schema_doc, json.dumps(schema_doc, indent=2), json_out)

@@ -1,9 +1,9 @@
-"""`moeplan verify`: recompute every invariant and metric of a plan without a solver."""
+"""`moeplan verify`: recompute every invariant and metric of a plan without a solver (either kind)."""
 
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Annotated
+from typing import Annotated, Optional
 
 import typer
 
@@ -17,16 +17,26 @@ __all__ = ["verify"]
 
 def verify(
     plan_path: Annotated[Path, typer.Argument(metavar="PLAN", help="Plan JSON file.")],
-    loads: Annotated[list[str], typer.Option("--loads", "-l", help="The load file(s) the plan was made from.")],
+    loads: Annotated[Optional[list[str]], typer.Option("--loads", "-l", help="Replica plans: the load file(s) the plan was made from.")] = None,
+    trace: Annotated[Optional[str], typer.Option("--trace", help="Deployment plans simulated on a trace: that trace.")] = None,
     num_experts: NumExpertsOpt = None,
     json_out: JsonOpt = False,
 ) -> None:
-    """Recompute every invariant and metric of a plan without a solver; exit 2 if any check fails."""
+    """Recompute every invariant and metric of a plan without a solver (a deployment plan is re-simulated);
+    exit 2 if any check fails."""
     from planner.plans.io import read_plan
     from planner.plans.verify import verify_plan
 
     plan = read_plan(plan_path)
-    report = verify_plan(plan, read_loads_arg(loads, num_experts))
+    if plan.kind == "deployment":
+        from planner.deploy import verify_deployment
+        from planner.inputs import read_trace
+
+        report = verify_deployment(plan, read_trace(trace) if trace else None)
+    else:
+        if not loads:
+            raise InputError("a replica plan is verified on the loads it was made from: give --loads")
+        report = verify_plan(plan, read_loads_arg(loads, num_experts))
     table = format_table(["check", "result", "detail"], [[c.name, "ok" if c.ok else "FAIL", c.detail] for c in report.checks])
     emit(report.to_dict(), table, json_out)
     if not report.ok:

@@ -162,6 +162,20 @@ class Workload:
             return float("nan")
         return (len(self) - 1) / self.duration_s if self.duration_s > 0 else float("inf")
 
+    def sha256(self) -> str:
+        """Hash of the arrival times and token counts (not the source or provenance): equal requests,
+        equal hash. Plans record it to check they are re-simulated on the same requests.
+
+        >>> Workload([0.0], [5], [1]).sha256() == Workload([0.0], [5], [1], source="other").sha256()
+        True
+        """
+        import hashlib
+
+        h = hashlib.sha256()
+        for arr in (self.arrival_s, self.input_tokens, self.output_tokens):
+            h.update(np.ascontiguousarray(arr).tobytes())
+        return h.hexdigest()
+
     @property
     def total_output_tokens(self) -> int:
         """Tokens the workload generates in all."""

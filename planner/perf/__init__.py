@@ -9,6 +9,7 @@ Modules
     latency           time of one prefill batch or decode step, by component (:class:`StepTime`)
     measured          shipped Vidur op tables and moeplan's op-timing CSV (import from the module)
     calibration       fits the factors to measured op times (scipy; import from the module)
+    replica_effect    slots per GPU and balancedness a replica plan gives an instance
     estimate          TTFT, TPOT, throughput and memory of one static batch (``planner.estimate``)
     cost              what the serving simulator asks of an instance (:class:`CostModel`); DistServe's fitted model
     cost_table        moeplan's latency model tabulated as a simulator cost model (:func:`latency_model_cost`)
@@ -22,7 +23,7 @@ Modules
 """
 
 from planner.perf import factors, latency, layout, memory, memory_breakdown, op_times
-from planner.perf import cost, cost_table, goodput_search, sim_results, simulator
+from planner.perf import cost, cost_table, goodput_search, replica_effect, sim_results, simulator
 from planner.perf.factors import *  # noqa: F403
 from planner.perf.latency import *  # noqa: F403
 from planner.perf.layout import *  # noqa: F403
@@ -34,7 +35,9 @@ from planner.perf.cost_table import *  # noqa: F403
 from planner.perf.goodput_search import *  # noqa: F403
 from planner.perf.sim_results import *  # noqa: F403
 from planner.perf.simulator import *  # noqa: F403
+from planner.perf.replica_effect import *  # noqa: F403
 
 __all__ = [*layout.__all__, *memory_breakdown.__all__, *memory.__all__, *factors.__all__, *op_times.__all__,
            *latency.__all__]
 __all__ += [*cost.__all__, *cost_table.__all__, *simulator.__all__, *sim_results.__all__, *goodput_search.__all__]
+__all__ += [*replica_effect.__all__]

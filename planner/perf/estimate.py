@@ -49,6 +49,7 @@ from planner.perf.layout import ParallelLayout
 from planner.perf.measured import list_compute_tables, list_network_tables
 from planner.perf.memory import memory_per_gpu
 from planner.perf.memory_breakdown import MemoryBreakdown
+from planner.perf.replica_effect import replica_plan_effect
 from planner.plans.schema import Plan
 from planner.profiles import GpuSpec, ModelArch, Precision, get_gpu, get_model, resolve_precision
 
@@ -332,28 +333,7 @@ def _from_plan(plan: Plan | None, arch: ModelArch, lay: ParallelLayout) -> tuple
     """(slots per GPU or None, balancedness, what the assumption line says) from a replica plan."""
     if plan is None:
         return None, 1.0, "expert balancedness 1 (perfectly even routing; no replica plan given): optimistic"
-    if not isinstance(plan, Plan):
-        raise InputError(f"replica_plan must be a Plan (planner.plans.io.read_plan), got {type(plan).__name__}")
-    rep = plan.replicas
-    if plan.inputs.model != arch.id:
-        raise InputError(f"replica plan is for model {plan.inputs.model!r}, not {arch.id!r}")
-    if rep.num_gpus != lay.ep:
-        raise InputError(
-            f"replica plan spreads experts over {rep.num_gpus} GPUs (EP ranks) but layout {lay.label} has ep={lay.ep}"
-        )
-    if rep.num_experts != arch.num_routed_experts:
-        raise InputError(
-            f"replica plan has {rep.num_experts} experts per layer, {arch.id} has {arch.num_routed_experts}"
-        )
-    slots = max(max(row) for row in rep.slots_per_gpu)
-    held_out = rep.predicted.holdout_replay_balancedness_mean
-    b = rep.predicted.replay_balancedness_mean if held_out is None else held_out
-    which = "held-out replay" if held_out is not None else "replay over its planning steps"
-    note = (
-        f"expert balancedness {b:.4f} and {slots} slots per GPU from the replica plan ({which}; "
-        f"{len(rep.layers)} of {len(arch.moe_layers)} MoE layers planned, applied to all)"
-    )
-    return slots, float(b), note
+    return replica_plan_effect(plan, arch, lay)
 
 
 def _factors_for(spec: GpuSpec, calibrated: bool):

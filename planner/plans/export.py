@@ -124,6 +124,9 @@ def export_plan(plan: Plan, target: str, *, model: ModelArch | None = None) -> E
     """
     if target not in TARGETS:
         raise InputError(f"unknown {target!r}; known: {', '.join(TARGETS)}", param="target")
+    if getattr(plan, "kind", "replicas") != "replicas":
+        raise ExportRefused(f"{target} export of a {plan.kind} plan is not implemented yet (engine launch lines are "
+                            "a later task); export its embedded replica plan, if any, after writing it on its own")
     arch = model or get_model(plan.inputs.model)
     P = _uniform_slots(plan, target)
     rows, filled = _rows_by_layer(plan, arch, P)

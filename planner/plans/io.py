@@ -9,18 +9,19 @@ from pydantic import ValidationError
 
 from planner.errors import InputError
 from planner.common.fileio import atomic_write_text
-from planner.plans.schema import Plan
+from planner.plans.schema import DeploymentPlan, Plan, parse_plan_json
 
 __all__ = ["write_plan", "read_plan"]
 
 
-def write_plan(plan: Plan, path: str | os.PathLike) -> Path:
-    """Write a plan as canonical JSON, atomically."""
+def write_plan(plan: Plan | DeploymentPlan, path: str | os.PathLike) -> Path:
+    """Write a plan (either kind) as canonical JSON, atomically."""
     return atomic_write_text(path, plan.to_json())
 
 
-def read_plan(path: str | os.PathLike) -> Plan:
-    """Read and validate a plan file; errors name the file and the first offending field."""
+def read_plan(path: str | os.PathLike) -> Plan | DeploymentPlan:
+    """Read and validate a plan file of either kind (``kind``: ``replicas`` or ``deployment``); errors name
+    the file and the first offending field."""
     p = Path(path)
     if not p.is_file():
         raise InputError(f"{p}: plan file not found")
@@ -28,7 +29,7 @@ def read_plan(path: str | os.PathLike) -> Plan:
     if not text.strip():
         raise InputError(f"{p}: plan file is empty")
     try:
-        return Plan.from_json(text)
+        return parse_plan_json(text)
     except ValidationError as exc:
         err = exc.errors()[0]
         where = ".".join(str(x) for x in err["loc"]) or "(document)"

@@ -12,13 +12,18 @@ Layout of the replica part (one row per planned MoE layer, in ``layers`` order):
 
 Slots are numbered GPU-major (slot ``s`` on GPU ``s // slots_per_gpu`` when every GPU holds the same
 number of slots), the convention of SGLang, vLLM and TensorRT-LLM.
+
+A deployment plan (``kind: "deployment"``, :class:`DeploymentPlan`) records a serving deployment chosen
+by ``planner.deploy``: the layouts and instance counts per pool, the simulated SLO attainment and the
+alternatives considered. Replica plans keep their fields and bytes; :data:`AnyPlan` reads either kind and
+:func:`plan_json_schema` is the published schema of both.
 """
 
 from __future__ import annotations
 
-from typing import Literal
+from typing import Annotated, Literal, Union
 
-from pydantic import BaseModel, ConfigDict, Field, PrivateAttr
+from pydantic import BaseModel, ConfigDict, Field, PrivateAttr, TypeAdapter
 
 __all__ = [
     "SCHEMA_VERSION",
@@ -29,6 +34,16 @@ __all__ = [
     "PlanInputs",
     "ReportRecord",
     "ToolInfo",
+    "DeploymentPlan",
+    "DeploymentInputs",
+    "DeploymentRecord",
+    "PoolRecord",
+    "WorkloadRef",
+    "SloRecord",
+    "SearchReport",
+    "AnyPlan",
+    "plan_json_schema",
+    "parse_plan_json",
 ]
 
 SCHEMA_VERSION = "1.0"
@@ -187,3 +202,128 @@ class Plan(_Frozen):
         from planner.plans.summary import replica_table
 
         return replica_table(self)
+
+
+# -- deployment plans ---------------------------------------------------------------------------------
+
+
+class WorkloadRef(_Frozen):
+    """The requests a deployment was simulated on: enough to rebuild them and to check they are the same."""
+
+    sha256: str = Field(description="hash of arrival times and token counts of the simulated requests (Workload.sha256)")
+    source: str = Field(description="trace file, builtin:NAME or 'isl/osl' for fixed lengths")
+    spec: dict[str, str | int | float | None] = Field(
+        description="how to rebuild the requests: kind 'fixed' (isl_tokens, osl_tokens, seed) or 'trace' (path)"
+    )
+    num_requests: int = Field(ge=1, description="requests of the workload before the search took its first ones")
+    input_tokens_mean: float
+    output_tokens_mean: float
+    input_tokens_p90: float
+    output_tokens_p90: float
+
+
+class SloRecord(_Frozen):
+    ttft_ms: float
+    tpot_ms: float
+    percentile: float = Field(description="the percentile the limits apply to, 100 x attainment_target")
+    attainment_target: float
+    rule: Literal["per_request", "percentile"]
+
+
+class PoolRecord(_Frozen):
+    """One pool of identical instances and everything needed to rebuild its cost model."""
+
+    role: Literal["prefill", "decode", "both"]
+    layout: str = Field(description="layout string of one instance, e.g. tp1pp1dp8ep8")
+    gpus_per_instance: int = Field(ge=1)
+    instances: int = Field(ge=1)
+    token_budget: int | None = Field(description="tokens per engine step; null: unbounded")
+    max_batch_size: int | None = Field(description="sequences per engine step; null: the cost model's")
+    kv_capacity_tokens: int = Field(description="KV-cache tokens of one instance")
+    balancedness: float = Field(description="MoE balancedness (mean / max GPU load) the MoE time uses")
+    expert_slots_per_gpu: int | None
+    cost: dict[str, str | int | float | dict[str, str] | None] = Field(
+        description="cost-model kind and its parameters (``precision``: number format per model component)")
+    alone_goodput_req_per_s: float = Field(description="goodput of one instance in its role alone (the search's score)")
+
+
+class DeploymentRecord(_Frozen):
+    """A deployment simulated end to end: its pools, GPUs and the simulation at its rate."""
+
+    mode: Literal["disaggregated", "aggregated"]
+    xpyd: str = Field(description="e.g. 1P2D or 4xAGG")
+    pools: list[PoolRecord]
+    num_gpus: int
+    nodes: list[list[int]] = Field(description="[pool][node] instances on each node, from the integer program")
+    rate_req_per_s: float = Field(description="simulated rate: the joint goodput (GPU budget) or the target rate")
+    num_requests: int = Field(description="requests simulated (the workload's first ones)")
+    arrivals: Literal["trace", "poisson"]
+    seed: int
+    attainment: float = Field(description="share of requests meeting both limits at rate_req_per_s")
+    ttft_ms: float = Field(description="TTFT at the SLO's percentile")
+    tpot_ms: float = Field(description="TPOT at the SLO's percentile")
+    meets_slo: bool
+    tokens_per_s_per_gpu: float
+    tokens_per_s_per_user: float | None
+
+
+class DeploymentInputs(_Frozen):
+    model: str
+    gpu: str
+    gpus_per_node: int
+    slo: SloRecord
+    workload: WorkloadRef
+    parameters: dict[str, str | int | float | bool | None] = Field(
+        description="every parameter that shaped the search (GPU budget or rate, objective, grids, cost model)"
+    )
+    precision: dict[str, str] | None = Field(
+        default=None, description="number format per model component the latency model priced (null: DistServe's costs)")
+    imbalance_source: list[str] = Field(description="where each EP size's balancedness came from")
+
+
+class SearchReport(_Frozen):
+    """The integer program's outcome for the chosen deployment (wall times go to stdout)."""
+
+    status: Literal["optimal", "feasible", "infeasible", "error"]
+    stop_reason: str
+    figure_of_merit: Literal["rate_req_per_s", "rate_req_per_s_per_gpu", "num_gpus"]
+    objective: float | None = Field(description="the integer program's value of the chosen layouts")
+    solver: str
+    solver_version: str = ""
+
+
+class DeploymentPlan(_Frozen):
+    """A serving deployment: layouts and counts per pool, simulated attainment, alternatives considered."""
+
+    schema_version: Literal["1.0"] = SCHEMA_VERSION
+    kind: Literal["deployment"] = "deployment"
+    tool: ToolInfo
+    inputs: DeploymentInputs
+    chosen: DeploymentRecord
+    alternatives: list[DeploymentRecord] = Field(description="the other deployments simulated, ranked")
+    comparison: str = Field(description="aggregated against disaggregated: which wins and by how much")
+    report: SearchReport
+    replica_plan: Plan | None = Field(default=None, description="the replica plan the MoE pools used, if any")
+
+    def to_json(self) -> str:
+        """Canonical JSON text (deterministic: fixed field order, two-space indent, final newline)."""
+        return self.model_dump_json(indent=2) + "\n"
+
+    @classmethod
+    def from_json(cls, text: str) -> "DeploymentPlan":
+        return cls.model_validate_json(text)
+
+
+#: a plan file of either kind, told apart by ``kind``
+AnyPlan = Annotated[Union[Plan, DeploymentPlan], Field(discriminator="kind")]
+_ANY = TypeAdapter(AnyPlan)
+
+
+def parse_plan_json(text: str) -> Plan | DeploymentPlan:
+    """Validate a plan document of either kind."""
+    return _ANY.validate_json(text)
+
+
+def plan_json_schema() -> dict:
+    """The published JSON Schema of plan files (``planner/plans/plan.schema.json``): either kind."""
+    return _ANY.json_schema()

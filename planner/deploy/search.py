@@ -1,0 +1,504 @@
+"""The deployment search: candidates per role -> per-instance goodput -> integer program -> end-to-end check.
+
+1. **Candidates** (:mod:`planner.deploy.instances`): instance layouts that fit in memory, each with a
+   small grid of budgets: prefill token budget ``8192 x dp`` (whole prompts batched, at most 64 per
+   step), decode batch caps ``16 x dp`` and ``128 x dp`` sequences, aggregated token budget
+   ``2048 x dp`` with ``128 x dp`` sequences (Sarathi-Serve's chunk sizes are 512-2048).
+2. **Screening and pruning** (:mod:`planner.deploy.scoring`): a throughput bound from a few latency-model
+   calls; candidates that miss their limit unloaded or are dominated go, the best bounds per GPU stay.
+3. **Scores**: per-instance goodput of each kept candidate in its role alone, simulated.
+4. **Integer program** (:mod:`solvers.xpyd`): one layout per role and instance counts for the GPU
+   budget (most rate, or most rate per GPU) or the target rate (fewest GPUs), nodes packed; the next
+   best layout combinations by no-good cuts. Disaggregated (prefill + decode) and aggregated
+   (one role) programs are solved separately.
+5. **End-to-end check**: every deployment from step 4 is simulated with all its pools together:
+   its goodput (budget) or its attainment at the target rate (a deployment that misses gets one
+   more instance of the role that missed, up to three times). Deployments are ranked by that.
+
+``docs/deploy.md`` states the rules, the program and the DistServe reproduction.
+"""
+
+from __future__ import annotations
+
+import math
+import time
+from dataclasses import dataclass, replace
+from typing import Callable
+
+from planner.deploy.instances import (
+    COST_MODELS,
+    Instance,
+    cost_from_record,
+    cost_record,
+    distserve_layouts,
+    latency_model_layouts,
+    quick_times,
+)
+from planner.deploy.result import Deployment, DeploymentResult, pareto_front
+from planner.deploy.scoring import Candidate, PhaseScore, bound_candidate, probe_at, prune, score
+from planner.errors import Infeasible, InputError
+from planner.inputs import SLO, ExpertLoads, Workload, poisson_workload
+from planner.perf import goodput, simulate
+from planner.plans import Plan
+from planner.profiles import get_gpu, get_model, resolve_precision
+from solvers.xpyd import choose_instance_counts
+
+__all__ = ["plan_deployment", "cost_args", "OBJECTIVES", "DEFAULT_BALANCEDNESS_SOURCE"]
+
+#: what a GPU budget maximises: the served rate, or the rate per GPU used (DistServe's objective)
+OBJECTIVES = ("max_rate", "max_rate_per_gpu")
+DEFAULT_BALANCEDNESS_SOURCE = "planner/inputs/synthetic.py (TensorRT-LLM DeepSeek-R1 EP32 imbalance 1.56)"
+_PREFILL_TOKENS_PER_RANK = 8192
+_DECODE_CAPS_PER_RANK = (16, 128)
+_AGG_TOKENS_PER_RANK = 2048
+_AGG_BATCH_PER_RANK = 128
+_MAX_PREFILL_BATCH = 64
+_MAX_NODES = 64
+_REL_TOL = 0.04
+
+
+@dataclass(frozen=True)
+class _Setup:
+    model: object
+    arch: object
+    spec: object
+    cost_kind: str
+    gpus_per_node: int
+    slo: SLO
+    workload: Workload
+    workload_spec: dict
+    arrivals: str
+    seed: int
+    precision: dict | None  # {component: format name} of the latency model (None: DistServe's costs)
+    num_requests: int | None
+    num_gpus: int | None
+    rate: float | None
+    objective: str
+    node_local: bool
+    max_context: int
+    per_node_cap: int | None
+
+
+def plan_deployment(
+    model,
+    gpu,
+    slo: SLO,
+    workload: Workload | None = None,
+    *,
+    num_gpus: int | None = None,
+    rate_req_per_s: float | None = None,
+    isl: int | None = None,
+    osl: int | None = None,
+    loads: ExpertLoads | None = None,
+    replica_plan: Plan | None = None,
+    objective: str = "max_rate",
+    gpus_per_node: int | None = None,
+    node_local: bool = False,
+    max_instances_per_node: int | None = None,
+    cost_model: str = "latency_model",
+    num_requests: int | None = None,
+    precision=None,
+    max_candidates_per_role: int = 4,
+    alternatives: int = 4,
+    time_limit_s: float = 30.0,
+    seed: int = 0,
+    progress: Callable[[str], None] | None = None,
+) -> DeploymentResult:
+    """Search parallel layouts and prefill/decode splits for a GPU budget or a target rate under an SLO.
+
+    Parameters
+    ----------
+    model, gpu : profiles or names (``cost_model="distserve"``: ``"opt-13b"`` / ``"opt-66b"``; the GPU then
+        only gives the node size).
+    slo : TTFT / TPOT limits, the attainment target (its percentile) and the rule.
+    workload : the requests (a trace); or give ``isl`` and ``osl`` for fixed lengths and Poisson arrivals.
+    num_gpus : the GPU budget; or ``rate_req_per_s``: the rate to serve with the fewest GPUs.
+    loads : measured expert loads: a replica plan per EP size sets each MoE layout's balancedness.
+    replica_plan : a replica plan: MoE layouts must have its EP size and take its slots and balancedness.
+    objective : with ``num_gpus``: ``"max_rate"`` (serve the most) or ``"max_rate_per_gpu"`` (DistServe's).
+    gpus_per_node : node size; default the GPU profile's.
+    node_local : prefill and decode that exchange KV share a node (DistServe's low node-affinity).
+    max_instances_per_node : at most this many instances of a role per node (1 with ``node_local``:
+        DistServe's algorithm 2, one prefill and one decode segment per node).
+    cost_model : ``"latency_model"`` (moeplan's) or ``"distserve"`` (DistServe's fitted OPT coefficients).
+    num_requests : requests per simulation; default three times the largest decode batch, 300 to 3000.
+    precision : number formats per component (:class:`planner.profiles.Precision`, a mapping of overrides
+        such as ``{"kv_cache": "fp8"}``, or None for the model's native precision).
+    max_candidates_per_role : candidates simulated per role after screening.
+    alternatives : layout combinations per kind (disaggregated, aggregated) simulated end to end.
+    time_limit_s : budget of each integer program.
+    seed : seed of the synthetic requests.
+    progress : called with one line per stage.
+
+    Returns
+    -------
+    DeploymentResult
+        Ranked deployments, the Pareto front, the chosen deployment's verified plan.
+
+    Raises
+    ------
+    InputError
+        Conflicting or missing arguments, unknown names (``param`` names the argument).
+    Infeasible
+        No deployment meets the SLO on the budget, or the rate is out of reach; the message gives
+        the closest miss in numbers.
+    """
+    start = time.perf_counter()
+    say = progress or (lambda msg: None)
+    timings: dict[str, float] = {}
+    setup = _resolve(model, gpu, slo, workload, num_gpus, rate_req_per_s, isl, osl, loads, replica_plan, objective,
+                     gpus_per_node, node_local, cost_model, num_requests, precision, seed)
+    if max_instances_per_node is not None:
+        setup = replace(setup, per_node_cap=_check_int("max_instances_per_node", max_instances_per_node))
+    t = time.perf_counter()
+    roles = _candidates(setup, loads, replica_plan, max_candidates_per_role, say)
+    timings["candidates_s"] = time.perf_counter() - t
+    t = time.perf_counter()
+    scores = {role: [_score(setup, c) for c in cands] for role, cands in roles.items()}
+    say(f"scored {sum(len(v) for v in scores.values())} candidates alone in {time.perf_counter() - t:.1f} s")
+    timings["scores_s"] = time.perf_counter() - t
+    t = time.perf_counter()
+    found, reports = [], []
+    for kind, role_names in (("disaggregated", ("prefill", "decode")), ("aggregated", ("both",))):
+        role_scores = [[s for s in scores[r] if s.goodput_req_per_s > 0] for r in role_names]
+        if all(role_scores):
+            sols, rep = _counts(setup, role_scores, alternatives, time_limit_s)
+            reports.append(rep)
+            found += [(kind, [role_scores[p][c] for p, c in enumerate(sol.choice)], sol) for sol in sols]
+    timings["integer_program_s"] = time.perf_counter() - t
+    if not found:
+        raise _nothing_fits(setup, scores)
+    t = time.perf_counter()
+    deployments = [_end_to_end(setup, kind, chosen, sol) for kind, chosen, sol in found]
+    say(f"simulated {len(deployments)} deployments end to end in {time.perf_counter() - t:.1f} s")
+    timings["end_to_end_s"] = time.perf_counter() - t
+    merit = _merit(setup)
+    # ties (a rate bound by one role is the same whatever the other role's layout): fewer GPUs, then the
+    # lower TTFT and TPOT at the percentile
+    deployments.sort(key=lambda d: (not d.meets_slo, -merit(d), d.num_gpus, d.ttft_ms, d.tpot_ms, d.label))
+    if not deployments[0].meets_slo or deployments[0].rate_req_per_s <= 0:
+        raise _closest_miss(setup, deployments)
+    front = pareto_front([(d.tokens_per_s_per_user, d.tokens_per_s_per_gpu) if d.meets_slo else (math.nan, math.nan)
+                          for d in deployments])
+    request = _request_record(setup)
+    notes = _notes(setup, [s for v in scores.values() for s in v])
+    from planner.deploy.build import build_deployment_plan
+    from planner.deploy.verify import verify_deployment
+
+    plan = build_deployment_plan(setup, request, deployments, notes, reports[0] if reports else None, replica_plan)
+    result = DeploymentResult(request, tuple(deployments), tuple(s for v in scores.values() for s in v), tuple(front),
+                              plan, tuple(notes), tuple(reports), time.perf_counter() - start, timings)
+    report = verify_deployment(plan, setup.workload if setup.workload_spec["kind"] == "trace" else None)
+    if not report.ok:
+        c = report.failures[0]
+        raise AssertionError(f"the deployment plan fails its own verification: {c.name}: {c.detail}")
+    return replace(result, plan=plan, wall_s=time.perf_counter() - start)
+
+
+# -- 0. arguments -----------------------------------------------------------------------------------------
+def _check_int(name, value, low=1):
+    if isinstance(value, bool) or not isinstance(value, int) or value < low:
+        raise InputError(f"must be an integer >= {low}, got {value!r}", param=name)
+    return value
+
+
+def _resolve(model, gpu, slo, workload, num_gpus, rate, isl, osl, loads, replica_plan, objective, gpus_per_node,
+             node_local, cost_model, num_requests, precision, seed) -> _Setup:
+    if cost_model not in COST_MODELS:
+        raise InputError(f"unknown cost model {cost_model!r}; known: {', '.join(COST_MODELS)}", param="cost_model")
+    if not isinstance(slo, SLO):
+        raise InputError(f"expected an SLO, got {type(slo).__name__}", param="slo")
+    if (num_gpus is None) == (rate is None):
+        raise InputError("give either a GPU budget (num_gpus) or a target rate (rate_req_per_s)", param="num_gpus")
+    if num_gpus is not None:
+        _check_int("num_gpus", num_gpus)
+    if rate is not None and not (isinstance(rate, (int, float)) and not isinstance(rate, bool)
+                                 and math.isfinite(rate) and rate > 0):
+        raise InputError(f"must be a positive number, got {rate!r}", param="rate_req_per_s")
+    if objective not in OBJECTIVES:
+        raise InputError(f"unknown objective {objective!r}; known: {', '.join(OBJECTIVES)}", param="objective")
+    if loads is not None and replica_plan is not None:
+        raise InputError("give measured loads or a replica plan, not both", param="loads")
+    _check_int("seed", seed, 0)
+    spec = get_gpu(gpu) if isinstance(gpu, str) else gpu
+    arch = None if cost_model == "distserve" else (get_model(model) if isinstance(model, str) else model)
+    if cost_model == "distserve" and (loads is not None or replica_plan is not None):
+        raise InputError("DistServe's OPT models are dense: no loads or replica plan", param="cost_model")
+    node = spec.gpus_per_node if gpus_per_node is None else _check_int("gpus_per_node", gpus_per_node)
+    if workload is None:
+        if isl is None or osl is None:
+            raise InputError("give a workload (a trace) or both isl and osl", param="isl")
+        _check_int("isl", isl)
+        _check_int("osl", osl)
+        n = 3000 if num_requests is None else _check_int("num_requests", num_requests, 2)
+        base = poisson_workload(1.0, n, input_tokens=isl, output_tokens=osl, seed=seed)
+        wl = Workload(base.arrival_s, base.input_tokens, base.output_tokens, f"isl {isl} / osl {osl}", base.provenance)
+        spec_w = {"kind": "fixed", "isl_tokens": isl, "osl_tokens": osl, "seed": seed}
+    else:
+        if not isinstance(workload, Workload):
+            raise InputError(f"expected a Workload, got {type(workload).__name__}", param="workload")
+        if isl is not None or osl is not None:
+            raise InputError("give a workload or isl/osl, not both", param="isl")
+        wl = workload
+        spec_w = {"kind": "trace", "path": workload.source}
+    if num_requests is not None:
+        _check_int("num_requests", num_requests, 2)
+    max_context = int((wl.input_tokens + wl.output_tokens).max())
+    if cost_model == "distserve":
+        if precision is not None:
+            raise InputError("DistServe's fitted costs have one precision (FP16)", param="precision")
+        formats = None
+    else:
+        formats = resolve_precision(arch.precision, precision).to_dict()
+    return _Setup(model if cost_model == "distserve" else arch.id, arch, spec, cost_model, node, slo, wl, spec_w,
+                  "trace", seed, formats, num_requests, num_gpus,
+                  None if rate is None else float(rate), objective, bool(node_local), max_context, None)
+
+
+# -- 1-2. candidates, screened ---------------------------------------------------------------------------
+def _budget_limit(setup: _Setup) -> int:
+    if setup.num_gpus is not None:
+        return setup.num_gpus
+    return setup.gpus_per_node * _MAX_NODES
+
+
+def _candidates(setup: _Setup, loads, replica_plan, keep: int, say) -> dict[str, list[Candidate]]:
+    limit = _budget_limit(setup)
+    if setup.node_local:
+        limit = min(limit, setup.gpus_per_node)
+    if setup.cost_kind == "distserve":
+        insts = distserve_layouts(setup.model, max_gpus=limit)
+    else:
+        insts = latency_model_layouts(setup.arch, setup.spec, max_gpus=limit, gpus_per_node=setup.gpus_per_node,
+                                      longest_context_tokens=setup.max_context,
+                                      batch_tokens_per_rank=_PREFILL_TOKENS_PER_RANK, precision=setup.precision,
+                                      replica_plan=replica_plan, loads=loads)
+    if not insts:
+        raise _no_layout(setup, limit)
+    say(f"{len(insts)} layouts fit in memory: {', '.join(i.label for i in insts[:8])}{' ...' if len(insts) > 8 else ''}")
+    w = setup.workload
+    mean_in, mean_out = float(w.input_tokens.mean()), float(w.output_tokens.mean())
+    out: dict[str, list[Candidate]] = {}
+    for role in ("prefill", "decode", "both"):
+        cands = []
+        for inst in insts:
+            for c in _grid(setup, role, inst):
+                b = bound_candidate(c, _times_for(setup, inst, mean_in, mean_out), setup.slo, mean_in, mean_out)
+                if b is not None:
+                    cands.append(b)
+        out[role] = prune(cands, keep) if setup.cost_kind != "distserve" else cands
+    say("candidates per role after screening: " + ", ".join(f"{r} {len(v)}" for r, v in out.items()))
+    return out
+
+
+def _grid(setup: _Setup, role: str, inst: Instance) -> list[Candidate]:
+    dp = inst.layout.dp
+    if setup.cost_kind == "distserve":  # DistServe's own settings: unbounded batches, the KV cache binds
+        return [Candidate(role, inst, None, None)]
+    if role == "prefill":
+        return [Candidate(role, inst, _PREFILL_TOKENS_PER_RANK * dp, min(_MAX_PREFILL_BATCH, 8 * dp))]
+    if role == "decode":
+        return [Candidate(role, inst, None, cap * dp) for cap in _DECODE_CAPS_PER_RANK]
+    return [Candidate(role, inst, _AGG_TOKENS_PER_RANK * dp, _AGG_BATCH_PER_RANK * dp)]
+
+
+def cost_args(setup: _Setup, cand: Candidate) -> dict:
+    """The recorded arguments of ``cand``'s cost model (one table serves every budget of a layout)."""
+    dp = cand.instance.layout.dp
+    return cost_record(setup.cost_kind, setup.model, setup.spec, cand.instance,
+                       max_batch_size=max(_AGG_BATCH_PER_RANK, max(_DECODE_CAPS_PER_RANK)) * dp,
+                       max_prefill_batch=_MAX_PREFILL_BATCH, max_context_tokens=setup.max_context,
+                       batch_tokens=_PREFILL_TOKENS_PER_RANK * dp, precision=setup.precision)
+
+
+def _cost(setup: _Setup, cand: Candidate):
+    return cost_from_record(cost_args(setup, cand))
+
+
+def _times_for(setup: _Setup, inst: Instance, mean_in: float, mean_out: float):
+    context = int(mean_in + mean_out / 2)
+    if setup.cost_kind == "distserve":
+        cost = cost_from_record(cost_record("distserve", setup.model, None, inst, max_batch_size=1, max_prefill_batch=1,
+                                            max_context_tokens=1, batch_tokens=1, precision=None))
+        return lambda prompts, batch: (cost.prefill_time_s([int(mean_in)] * prompts),
+                                       cost.decode_time_s([context] * min(batch, 4096)))
+    return lambda prompts, batch: quick_times(setup.arch, setup.spec, inst, prompts=prompts,
+                                              prompt_tokens=max(1, int(mean_in)), decode_batch=batch,
+                                              context_tokens=context, precision=setup.precision)
+
+
+# -- 3. scores -----------------------------------------------------------------------------------------------
+def _requests_for(setup: _Setup, concurrency: float) -> int:
+    """Requests per simulation: the caller's, or three times the deployment's largest batch (300 to 3000),
+    so that a probe fills the instances before it drains."""
+    if setup.num_requests is not None:
+        return min(setup.num_requests, len(setup.workload))
+    return int(min(len(setup.workload), 3000, max(300, 3 * concurrency)))
+
+
+def _concurrency(cand: Candidate, setup: _Setup) -> float:
+    mean_ctx = float((setup.workload.input_tokens + setup.workload.output_tokens).mean())
+    kv = cand.instance.kv_tokens / max(mean_ctx, 1)
+    return min(kv, cand.max_batch_size or kv)
+
+
+def _score(setup: _Setup, cand: Candidate) -> PhaseScore:
+    n = _requests_for(setup, _concurrency(cand, setup))
+    return score(cand, _cost(setup, cand), setup.workload.head(n), setup.slo, arrivals=setup.arrivals,
+                 seed=setup.seed, rel_tol=_REL_TOL)
+
+
+# -- 4. integer program ------------------------------------------------------------------------------------
+def _nodes(setup: _Setup, role_scores) -> list[int]:
+    G = setup.gpus_per_node
+    if setup.num_gpus is not None:
+        return [G] * (setup.num_gpus // G) + ([setup.num_gpus % G] if setup.num_gpus % G else [])
+    # rate mode: enough nodes for the best per-GPU candidate of every role, plus one
+    need = 0
+    for scores in role_scores:
+        best = max(scores, key=lambda s: s.per_gpu)
+        need += math.ceil(setup.rate / best.goodput_req_per_s) * best.candidate.num_gpus
+    k = math.ceil(need / G) + 1
+    if k > _MAX_NODES:
+        raise Infeasible(f"serving {setup.rate:g} req/s needs about {need} GPUs, more than {_MAX_NODES} nodes of {G}",
+                         remedy={"rate_req_per_s": round(setup.rate * _MAX_NODES * G / need / 2, 3)})
+    return [G] * k
+
+
+def _counts(setup: _Setup, role_scores, alternatives: int, time_limit_s: float):
+    gpus = [[s.candidate.num_gpus for s in scores] for scores in role_scores]
+    caps = [[s.goodput_req_per_s for s in scores] for scores in role_scores]
+    nodes = _nodes(setup, role_scores)
+    if setup.rate is not None:
+        kw = dict(objective="min_gpus", target_req_per_s=setup.rate)
+    else:
+        kw = dict(objective=setup.objective)
+    node_local = setup.node_local and len(role_scores) == 2
+    sols, first, seen = [], None, []
+    for _ in range(alternatives):
+        sol, rep = choose_instance_counts(gpus, caps, nodes, node_local=node_local, exclude=seen,
+                                          per_node_cap=setup.per_node_cap if len(role_scores) == 2 else None,
+                                          time_limit_s=time_limit_s, **kw)
+        first = first or rep
+        if sol is None:
+            break
+        sols.append(sol)
+        seen.append(sol.choice)
+    return sols, first
+
+
+# -- 5. end to end ---------------------------------------------------------------------------------------
+def _pools(setup: _Setup, chosen: list[PhaseScore], counts) -> list:
+    return [s.candidate.pool(_cost(setup, s.candidate), int(n)) for s, n in zip(chosen, counts)]
+
+
+def _end_to_end(setup: _Setup, kind: str, chosen: list[PhaseScore], sol) -> Deployment:
+    counts = list(sol.counts)
+    decode = chosen[-1].candidate
+    n = _requests_for(setup, _concurrency(decode, setup) * counts[-1])
+    w = setup.workload.head(n)
+    mean_out = float(w.output_tokens.mean())
+    if setup.rate is None:
+        g = goodput(w, _pools(setup, chosen, counts), setup.slo, arrivals=setup.arrivals, seed=setup.seed,
+                    rate_req_per_s=max(sol.rate * 0.8, 1e-3), rel_tol=_REL_TOL, max_probes=14)
+        rate = g.rate_req_per_s
+        if rate > 0:
+            p = probe_at(g, rate)
+            return Deployment(kind, tuple(chosen), tuple(counts), sol.rate, rate, p.attainment, p.ttft_ms_percentile,
+                              p.tpot_ms_percentile, p.met, n, mean_out, sol.nodes)
+        p = g.probes[-1]
+        return Deployment(kind, tuple(chosen), tuple(counts), sol.rate, 0.0, p.attainment, p.ttft_ms_percentile,
+                          p.tpot_ms_percentile, False, n, mean_out, sol.nodes)
+    for _ in range(4):
+        res = simulate(w.with_rate(setup.rate), _pools(setup, chosen, counts))
+        q = setup.slo.percentile
+        ttft, tpot = res.percentile("ttft_ms", q), res.percentile("tpot_ms", q)
+        met = res.meets(setup.slo)
+        if met:
+            break
+        if kind == "aggregated":
+            counts[0] += 1
+        else:
+            counts[0] += int(not ttft <= setup.slo.ttft_ms)
+            counts[1] += int(not tpot <= setup.slo.tpot_ms) or int(ttft <= setup.slo.ttft_ms)
+    return Deployment(kind, tuple(chosen), tuple(counts), sol.rate, setup.rate, res.attainment(setup.slo), ttft, tpot,
+                      met, n, mean_out, sol.nodes if tuple(counts) == sol.counts else ())
+
+
+def _merit(setup: _Setup):
+    if setup.rate is not None:
+        return lambda d: -float(d.num_gpus)
+    if setup.objective == "max_rate_per_gpu":
+        return lambda d: d.per_gpu
+    return lambda d: d.rate_req_per_s
+
+
+def _figure_of_merit(setup: _Setup) -> str:
+    if setup.rate is not None:
+        return "num_gpus"
+    return "rate_req_per_s_per_gpu" if setup.objective == "max_rate_per_gpu" else "rate_req_per_s"
+
+
+# -- errors ---------------------------------------------------------------------------------------------
+def _no_layout(setup: _Setup, limit: int) -> Infeasible:
+    return Infeasible(f"no layout of {setup.model} fits on up to {limit} x {setup.spec.id} with KV room for the "
+                      f"longest request ({setup.max_context:,} tokens)",
+                      remedy={"num_gpus": max(2 * limit, setup.gpus_per_node)} if setup.num_gpus else {})
+
+
+def _nothing_fits(setup: _Setup, scores) -> Infeasible:
+    every = [s for v in scores.values() for s in v]
+    where = f"{setup.num_gpus} x {setup.spec.id}" if setup.num_gpus else f"up to {_budget_limit(setup)} x {setup.spec.id}"
+    if not every:
+        return Infeasible(f"no layout meets TTFT {setup.slo.ttft_ms:g} ms / TPOT {setup.slo.tpot_ms:g} ms even "
+                          f"unloaded on {where} (one request per DP group already misses a limit)")
+    best = {r: max(v, key=lambda s: s.goodput_req_per_s, default=None) for r, v in scores.items()}
+    parts = [f"{r}: best {s.candidate.label} {s.goodput_req_per_s:.3g} req/s" for r, s in best.items() if s is not None]
+    return Infeasible(f"no pair of roles meets TTFT {setup.slo.ttft_ms:g} ms / TPOT {setup.slo.tpot_ms:g} ms at "
+                      f"p{setup.slo.percentile:g} on {where} ({'; '.join(parts)})")
+
+
+def _closest_miss(setup: _Setup, deployments) -> Infeasible:
+    q = setup.slo.percentile
+    d = min(deployments, key=lambda d: max(d.ttft_ms / setup.slo.ttft_ms, d.tpot_ms / setup.slo.tpot_ms))
+    where = f"{setup.num_gpus} x {setup.spec.id}" if setup.num_gpus else f"{setup.rate:g} req/s on {setup.spec.id}"
+    msg = (f"nothing meets TTFT {setup.slo.ttft_ms:g} ms / TPOT {setup.slo.tpot_ms:g} ms at p{q:g} on {where}: the "
+           f"closest, {d.label} on {d.num_gpus} GPUs, reaches p{q:g} TTFT {d.ttft_ms:.0f} ms, TPOT {d.tpot_ms:.1f} ms, "
+           f"attainment {d.attainment:.3f}")
+    remedy = {"num_gpus": 2 * setup.num_gpus} if setup.num_gpus else {}
+    return Infeasible(msg, remedy=remedy)
+
+
+# -- records -------------------------------------------------------------------------------------------
+def _request_record(setup: _Setup) -> dict:
+    st = setup.workload.stats()
+    target = (f"{setup.num_gpus} GPUs ({setup.objective})" if setup.num_gpus is not None
+              else f"{setup.rate:g} req/s with the fewest GPUs")
+    return {
+        "model": str(setup.model), "gpu": setup.spec.id, "gpus_per_node": setup.gpus_per_node, "target": target,
+        "num_gpus": setup.num_gpus, "rate_req_per_s": setup.rate, "objective": setup.objective,
+        "figure_of_merit": _figure_of_merit(setup), "ttft_ms": setup.slo.ttft_ms, "tpot_ms": setup.slo.tpot_ms,
+        "percentile": setup.slo.percentile, "rule": setup.slo.rule, "node_local": setup.node_local,
+        "max_instances_per_node": setup.per_node_cap,
+        "cost_model": setup.cost_kind,
+        "workload": {"source": setup.workload.source, "num_requests": len(setup.workload),
+                     "input_tokens_mean": st.input_tokens_mean, "output_tokens_mean": st.output_tokens_mean},
+    }
+
+
+def _notes(setup: _Setup, scores: list[PhaseScore]) -> list[str]:
+    notes = [f"goodput = highest rate whose p{setup.slo.percentile:g} TTFT and TPOT meet the limits "
+             f"({setup.slo.rule} rule), simulated on the workload's first requests with "
+             f"{'its own' if setup.workload_spec['kind'] == 'trace' else 'Poisson'} arrivals time-compressed"]
+    if setup.cost_kind == "distserve":
+        notes.append("cost model: DistServe's fitted A100-80GB coefficients (planner/data/distserve)")
+    else:
+        notes.append("cost model: moeplan's latency model (docs/performance.md), tabulated per layout; weights at "
+                     "the model profile's release dtype")
+        sources = sorted({s.candidate.instance.imbalance.source for s in scores})
+        notes += [f"MoE imbalance: {s}" for s in sources]
+    notes.append("KV moves between prefill and decode nodes at the GPU's inter-node bandwidth" if not setup.node_local
+                 else "prefill and decode of one request share a node (KV over NVLink, free)")
+    if any(s.capped for s in scores):
+        notes.append("some candidates never missed within their probes; their throughput bound was used")
+    return notes

@@ -1,0 +1,128 @@
+"""The deployment search: invariants of its result, its plan's verification (and tampering), rate mode,
+infeasibility in numbers, the CLI, and replica plans' bytes unchanged by the new plan kind."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+
+import pytest
+from typer.testing import CliRunner
+
+from planner.cli import app
+from planner.deploy import plan_deployment, verify_deployment
+from planner.deploy.result import pareto_front
+from planner.errors import Infeasible
+from planner.inputs import SLO
+from planner.plans.io import read_plan, write_plan
+from planner.plans.schema import DeploymentPlan, parse_plan_json
+
+SMALL = dict(isl=1024, osl=128, num_requests=300, max_candidates_per_role=2, alternatives=2)
+
+
+@pytest.fixture(scope="module")
+def result():
+    return plan_deployment("qwen3-30b-a3b", "h100", SLO(1000, 50, rule="percentile"), num_gpus=4, **SMALL)
+
+
+def test_result_invariants(result):
+    assert all(d.num_gpus <= 4 for d in result.deployments)
+    assert {d.mode for d in result.deployments} == {"disaggregated", "aggregated"}
+    chosen = result.chosen
+    assert chosen.meets_slo and chosen.rate_req_per_s > 0
+    assert chosen.ttft_ms <= 1000 and chosen.tpot_ms <= 50
+    served = [d for d in result.deployments if d.meets_slo]
+    assert chosen.rate_req_per_s == max(d.rate_req_per_s for d in served)
+    assert chosen.tokens_per_s_per_user == pytest.approx(1000 / chosen.tpot_ms)
+    # the front is exactly the non-dominated simulated deployments
+    pts = [(d.tokens_per_s_per_user, d.tokens_per_s_per_gpu) for d in served]
+    for i, (x, y) in enumerate(pts):
+        dominated = any(a >= x and b >= y and (a, b) != (x, y) for a, b in pts)
+        on_front = served[i] in [result.deployments[j] for j in result.pareto]
+        assert on_front != dominated or (x, y) in [pts[j] for j in range(i)]
+    assert "wins" in result.comparison
+
+
+def test_plan_verifies_round_trips_and_tampering_fails(result, tmp_path):
+    plan = result.plan
+    assert isinstance(plan, DeploymentPlan) and plan.kind == "deployment"
+    assert verify_deployment(plan).ok
+    path = write_plan(plan, tmp_path / "dep.json")
+    again = read_plan(path)
+    assert again.to_json() == plan.to_json()
+    doc = json.loads(plan.to_json())
+    doc["chosen"]["attainment"] = doc["chosen"]["attainment"] * 0.9
+    bad = verify_deployment(parse_plan_json(json.dumps(doc)))
+    assert not bad.ok and bad.failures[0].name == "simulation"
+    doc = json.loads(plan.to_json())
+    doc["chosen"]["pools"][0]["instances"] += 1
+    assert not verify_deployment(parse_plan_json(json.dumps(doc))).ok
+
+
+def test_rate_mode_serves_the_target_with_fewest_gpus():
+    r = plan_deployment("qwen3-30b-a3b", "h100", SLO(1000, 50, rule="percentile"), rate_req_per_s=4.0, **SMALL)
+    assert r.chosen.meets_slo and r.chosen.rate_req_per_s == 4.0
+    met = [d for d in r.deployments if d.meets_slo]
+    assert r.chosen.num_gpus == min(d.num_gpus for d in met)
+    assert verify_deployment(r.plan).ok
+
+
+def test_infeasible_gives_the_closest_miss_in_numbers():
+    with pytest.raises(Infeasible, match=r"TTFT 1 ms .* ms"):
+        plan_deployment("qwen3-30b-a3b", "h100", SLO(1, 50, rule="percentile"), num_gpus=2, **SMALL)
+
+
+def test_pareto_front_brute_force():
+    pts = [(1.0, 5.0), (2.0, 4.0), (2.0, 3.0), (3.0, 1.0), (0.5, 5.0), (3.0, 1.0)]
+    front = pareto_front(pts)
+    for i, p in enumerate(pts):
+        dominated = any(q[0] >= p[0] and q[1] >= p[1] and q != p for q in pts)
+        assert (i in front) or dominated or p in [pts[j] for j in front]
+
+
+def test_cli_deploy_json_and_exit_3(tmp_path):
+    runner = CliRunner()
+    out = tmp_path / "dep.json"
+    res = runner.invoke(app, ["deploy", "-m", "qwen3-30b-a3b", "-g", "h100", "--gpus", "2", "--ttft-ms", "1000",
+                              "--tpot-ms", "50", "--isl", "1024", "--osl", "128", "--requests", "300", "-o", str(out),
+                              "--json"])
+    assert res.exit_code == 0, res.output
+    doc = json.loads(res.stdout)
+    assert doc["chosen"]["num_gpus"] <= 2 and doc["plan"]["kind"] == "deployment"
+    res = runner.invoke(app, ["verify", str(out)])
+    assert res.exit_code == 0, res.output
+    res = runner.invoke(app, ["export", str(out), "--target", "sglang", "-o", str(tmp_path / "x.json")])
+    assert res.exit_code == 2 and "not implemented yet" in res.output
+    res = runner.invoke(app, ["deploy", "-m", "qwen3-30b-a3b", "-g", "h100", "--gpus", "2", "--ttft-ms", "1",
+                              "--tpot-ms", "50", "--isl", "1024", "--osl", "128", "--requests", "300"])
+    assert res.exit_code == 3 and "TTFT 1 ms" in res.output
+
+
+def test_default_scenario_plan_bytes_unchanged(tmp_path):
+    """Replica plans keep their schema and bytes now that deployment plans exist."""
+    from planner.scenario.run import load_scenario, run_scenario
+
+    r = run_scenario(load_scenario(None), tmp_path)
+    digest = hashlib.sha256(open(r.files["plan"], "rb").read()).hexdigest()
+    assert digest == "13774625a4f968f1167c2f116d6eed2f573ff5d112a7d59fb35a65ce3473513e"
+
+
+def test_precision_is_recorded_and_an_fp8_kv_cache_holds_more_requests(result):
+    """The latency model prices the formats asked for; the plan records them and re-simulates with them."""
+    native = result.plan.inputs.precision
+    assert native == {"attention": "bf16", "experts": "bf16", "kv_cache": "bf16", "activations": "bf16",
+                      "base": "bf16"}
+    fp8 = plan_deployment("qwen3-30b-a3b", "h100", SLO(1000, 50, rule="percentile"), num_gpus=4,
+                          precision={"kv_cache": "fp8"}, **SMALL)
+    assert fp8.plan.inputs.precision["kv_cache"] == "fp8"
+    assert verify_deployment(fp8.plan).ok
+    pools = lambda r: {p.cost["layout"]: p for d in [r.plan.chosen] for p in d.pools}  # noqa: E731
+    for layout, pool in pools(fp8).items():
+        assert pool.cost["precision"]["kv_cache"] == "fp8"
+    from planner.perf import latency_model_cost
+
+    grid = dict(max_context_tokens=2048, max_batch_size=32, max_prefill_batch=4)
+    bf16 = latency_model_cost("qwen3-30b-a3b", "h100", "tp1pp1dp1ep1", **grid).kv_capacity_tokens
+    one_byte = latency_model_cost("qwen3-30b-a3b", "h100", "tp1pp1dp1ep1", precision={"kv_cache": "fp8"},
+                                  **grid).kv_capacity_tokens
+    assert 1.95 * bf16 <= one_byte <= 2.0 * bf16 + 1
