@@ -22,7 +22,7 @@ from planner.perf.factors import (
     MemoryOpFactors,
 )
 from planner.perf.latency import StepTime, decode_step_time_s, prefill_time_s
-from planner.perf.op_times import attention_time_s, collective_time_s, gemm_time_s, memory_op_time_s
+from planner.perf.op_times import FP8_DISPATCH_BYTES, attention_time_s, collective_time_s, gemm_time_s, memory_op_time_s
 from planner.profiles import get_gpu, get_model, list_models
 
 H100 = get_gpu("h100")
@@ -191,7 +191,8 @@ def test_moe_busiest_gpu_scales_as_one_over_balancedness():
     # compute-bound experts and bandwidth-bound dispatch without fixed costs: exactly 1 / b
     assert half.moe_expert_s == pytest.approx(2 * full.moe_expert_s, rel=1e-9)
     assert half.moe_dispatch_s == pytest.approx(2 * full.moe_dispatch_s, rel=1e-9)
-    assert half.moe_combine_s == half.moe_dispatch_s
+    # FP8 experts: DeepEP dispatches FP8 (1 + 4/128 bytes per element) and combines BF16 (2 bytes)
+    assert half.moe_combine_s == pytest.approx(half.moe_dispatch_s * 2 / FP8_DISPATCH_BYTES, rel=1e-9)
     assert half.attention_core_s == full.attention_core_s  # attention does not see the imbalance
 
 
