@@ -31,7 +31,8 @@ from pathlib import Path
 import numpy as np
 
 from planner.common.fileio import atomic_write_text
-from planner.perf.kernel_tables import FAMILIES, KernelTable, read_installed
+from planner.perf.aic_database import read_installed
+from planner.perf.kernel_tables import FAMILIES, KernelTable
 
 ROOT = Path(__file__).resolve().parents[1]
 OUT = ROOT / "profiles" / "measured" / "aic"
