@@ -26,6 +26,7 @@ __all__ = [
     "EfficiencyFactors",
     "DEFAULT_FACTORS",
     "FACTOR_GROUPS",
+    "MODE_KEYS",
     "mode_key",
     "resolve_factors",
 ]
@@ -68,7 +69,7 @@ class GemmModeFactors:
     quant_hbm_fraction: float | None = None
 
     def __post_init__(self) -> None:
-        keys = set(_MODE_KEYS)
+        keys = set(MODE_KEYS)
         for key, seconds in self.extra_overhead_s:
             ok = isinstance(seconds, numbers.Real) and math.isfinite(seconds) and seconds >= 0
             if key not in keys or not ok:
@@ -90,13 +91,13 @@ class GemmModeFactors:
             return 1.0
         if key == "w8a8_block" and self.w8a8_block is None:
             key = "w8a8"
-        if key not in _MODE_KEYS:
-            raise InputError(f"unknown GEMM mode {key!r}; known: w16a16, {', '.join(_MODE_KEYS)}")
+        if key not in MODE_KEYS:
+            raise InputError(f"unknown GEMM mode {key!r}; known: w16a16, {', '.join(MODE_KEYS)}")
         return getattr(self, key)
 
 
 #: the mode keys of :class:`GemmModeFactors` (its per-mode scales)
-_MODE_KEYS = ("w8a16", "w8a8", "w4a16", "w4a8", "w4a4", "w8a8_block")
+MODE_KEYS = ("w8a16", "w8a8", "w4a16", "w4a8", "w4a4", "w8a8_block")
 
 
 def mode_key(mode: GemmMode) -> str:
@@ -152,10 +153,13 @@ class AttentionFactors:
 
 @dataclass(frozen=True)
 class LinkFactors:
-    """Collectives, eqs. (4)-(6): share of the link bandwidth reached (lambda) and the fixed latency (alpha)."""
+    """Collectives, eqs. (4)-(6): share of the link bandwidth reached (lambda), the fixed latency
+    (alpha) and the latency of each ring step (``hop_latency_s``: 2 (n - 1) steps in an all-reduce,
+    n - 1 in an all-gather, reduce-scatter or all-to-all; 0 = none)."""
 
     bandwidth_fraction: float
     latency_s: float
+    hop_latency_s: float = 0.0
 
 
 #: the groups of :class:`EfficiencyFactors` and the group an unset (None) one falls back to

@@ -1,5 +1,7 @@
 r"""Latency of one prefill batch or one decode step: a roofline with named efficiency factors.
 
+(Just past ~450 lines: the step's op list per layer kind and the formulas it prices are one job.)
+
 A step is a sum of op times -- GEMM (1), memory-bound op (2), attention core (3), all-reduce (4),
 all-to-all (5), send/recv (6) of :mod:`planner.perf.op_times` -- each with the efficiency factors
 of :mod:`planner.perf.factors`. Each GEMM runs in the mode of its weights' format and the activation

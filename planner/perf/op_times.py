@@ -33,13 +33,14 @@ per weight element of the mode's weight format, scales included; every Greek let
             e_attn(L) = e_attn L / (L + L_half)
         and, where the group has a bulk mode (decode kernels splitting the cache over more blocks),
         the smaller of that and max(F_a / (P_bf16 e_attn(L)), B_a / (W eta_bulk)) + tau_bulk
-    (4) ring all-reduce of S bytes over n GPUs:   t = alpha + 2 (n - 1) / n * S / (beta lambda)
-    (5) all-to-all, S bytes into the busiest GPU:  t = alpha + (n - 1) / n * S / (beta lambda)
+    (4) ring all-reduce of S bytes over n GPUs:   t = alpha + 2 (n - 1) (h + S / (n beta lambda))
+    (5) all-to-all, S bytes into the busiest GPU:  t = alpha + (n - 1) (h + S / (n beta lambda))
         (spanning nodes: the larger of the NVLink share and the NIC share); all-gather (S the
         gathered output) and reduce-scatter (S the input) move the same (n - 1) / n * S
     (6) send/recv of S bytes:                      t = alpha + S / (beta lambda)
         beta = intra_node_bytes_per_s / 2 inside a node (the profile holds both directions),
-               inter_node_bytes_per_s across nodes (one direction per GPU)
+               inter_node_bytes_per_s across nodes (one direction per GPU); h the latency of one
+               ring step (0 unless fitted)
     (9) expert-parallel dispatch / combine (DeepEP), t tokens on each of ep ranks, g ranks per node,
         nodes = ep / g, each token routed to k of E experts (E / ep per rank), b_e bytes per element:
             p_gpu  = 1 - C(E - E/ep, k) / C(E, k)     a token reaches a given rank (uniform routing)
@@ -208,14 +209,16 @@ def collective_time_s(op: str, size_bytes, num_workers, gpu: GpuSpec | str, *, f
     near_bps = gpu.intra_node_bytes_per_s / 2 * near.bandwidth_fraction
     far_bps = gpu.inter_node_bytes_per_s * far.bandwidth_fraction
     with np.errstate(divide="ignore", invalid="ignore"):
-        if op == "all_reduce":  # ring: the slowest link carries 2 (n - 1) / n of the buffer
-            volume = 2.0 * (n - 1) / n * size
-            t = np.where(g < n, far.latency_s + volume / far_bps, near.latency_s + volume / near_bps)
+        if op == "all_reduce":  # ring: the slowest link carries 2 (n - 1) / n of the buffer in 2 (n - 1) steps
+            volume, steps = 2.0 * (n - 1) / n * size, 2.0 * (n - 1)
+            t = np.where(g < n, far.latency_s + steps * far.hop_latency_s + volume / far_bps,
+                         near.latency_s + steps * near.hop_latency_s + volume / near_bps)  # fmt: skip
         elif op == "send_recv":
             t = np.where(g < n, far.latency_s + size / far_bps, near.latency_s + size / near_bps)
-        else:  # all-to-all: (g - 1) / n of the bytes come over NVLink, (n - g) / n over the NIC
+        else:  # all-to-all, all-gather, reduce-scatter: (g - 1) / n of the bytes over NVLink, (n - g) / n over the NIC
             t_near, t_far = (g - 1) / n * size / near_bps, (n - g) / n * size / far_bps
-            t = np.where(g < n, far.latency_s + np.maximum(t_near, t_far), near.latency_s + t_near)
+            t = np.where(g < n, far.latency_s + (n - 1) * far.hop_latency_s + np.maximum(t_near, t_far),
+                         near.latency_s + (n - 1) * near.hop_latency_s + t_near)  # fmt: skip
     return np.where((n > 1) & (size > 0), t, 0.0)[()]
 
 
