@@ -201,12 +201,14 @@ PARAM_FLAGS: dict[str, str] = {
     "memory_utilization": "--memory-utilization",
     "max_batch_tokens": "--max-batch-tokens",
     "replica_plan": "--replicas",
+    "balancedness": "--balancedness",
 }
 
 #: Where one library parameter is filled by different flags in different commands.
 COMMAND_PARAM_FLAGS: dict[tuple[str, str], str] = {
     ("collect", "num_tokens"): "--tokens",  # hf.token_stream: tokens in total
     ("apply", "num_tokens"): "--batch-tokens",  # runtime.sources.load_source: tokens in one forward pass
+    ("estimate", "path"): "--profile",  # perf.calibration.profile_factors: your op-timing CSV
 }
 
 
