@@ -15,7 +15,8 @@ shipped models (the selection rules below, one function per family). Values are 
 times are AIConfigurator's latencies in ms, only renamed columns, format names and the derived
 ``size_bytes`` (2-byte elements x count), ``context_tokens`` (isl + step) and ``ep`` (8 x nodes).
 The manifest ``manifest.json`` records, per file, the source parquet, its SHA-256, the framework
-and version, the rows read and kept, and the selection rule.
+and version, the rows read and kept, and the selection rule; ``LICENSE`` is the package's
+Apache-2.0 text. ``PROVENANCE.md`` (why this framework, what was changed) is maintained by hand.
 """
 
 from __future__ import annotations
@@ -234,6 +235,10 @@ def main(argv=None) -> int:
     print(f"{len(manifest['files'])} tables, {total_rows:,} rows, {total_bytes:,} B")
     if out is not None:
         atomic_write_text(out / "manifest.json", json.dumps(manifest, indent=1) + "\n")
+        # the licence travels with the data (Apache-2.0 s4a); PROVENANCE.md next to it is written by hand
+        licence = importlib.metadata.distribution("aiconfigurator").read_text("licenses/LICENSE")
+        if licence:
+            atomic_write_text(out / "LICENSE", licence)
     return 0
 
 
