@@ -102,12 +102,14 @@ def _heads_mask(t: KernelTable):
 def _formats(t: KernelTable, prefill: bool):
     same = (t["kv_cache"] == "bf16") | (t["kv_cache"] == "fp8")
     if prefill:  # BF16 attention on a BF16 cache, FP8 attention on an FP8 cache
-        same = ((t["compute"] == "bf16") & (t["kv_cache"] == "bf16")) | ((t["compute"] == "fp8") & (t["kv_cache"] == "fp8"))
+        bf16 = (t["compute"] == "bf16") & (t["kv_cache"] == "bf16")
+        same = bf16 | ((t["compute"] == "fp8") & (t["kv_cache"] == "fp8"))
     return same
 
 
 def _attention_prefill(t: KernelTable):
-    mask = _heads_mask(t) & np.isin(t["batch"], PREFILL_BATCH) & np.isin(t["isl_tokens"], PREFILL_ISL) & _formats(t, True)
+    mask = _heads_mask(t) & np.isin(t["batch"], PREFILL_BATCH) & np.isin(t["isl_tokens"], PREFILL_ISL)
+    mask &= _formats(t, True)
     rule = (f"(heads, kv heads, head dim) in {GQA_HEADS}; window 0 (128 for head dim 64); batch in {PREFILL_BATCH}; "
             f"isl in {PREFILL_ISL}; (compute, kv cache) bf16/bf16 or fp8/fp8")  # fmt: skip
     return _keep(t, mask), rule

@@ -421,7 +421,9 @@ def _calibrated(gpu_id: str) -> EfficiencyFactors:
         factors = fit.factors
         sources.update(fit.sources)
         parts.append("AIConfigurator kernel tables (" + ", ".join(fit.fitted) + ")")
-    kept = [g for g in FACTOR_GROUPS if g not in sources and (getattr(factors, g) is not None or FACTOR_GROUPS[g] is None)]
+    # groups with values of their own that no table fitted keep the defaults
+    kept = [g for g in FACTOR_GROUPS
+            if g not in sources and (getattr(factors, g) is not None or FACTOR_GROUPS[g] is None)]  # fmt: skip
     for group in kept:
         sources[group] = f"uncalibrated default ({DEFAULT_FACTORS.source})"
     skipped = KERNEL_GROUPS_NOT_FITTED.get(spec.id, {})

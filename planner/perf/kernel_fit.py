@@ -55,7 +55,13 @@ from planner.perf.factors import (
     mode_key,
 )
 from planner.perf.fit_report import FitReport, family_errors, fit_log_time, fit_parameters
-from planner.perf.kernel_tables import FAMILIES, KernelTable, kernel_table_provenance, list_kernel_tables, load_kernel_table
+from planner.perf.kernel_tables import (
+    FAMILIES,
+    KernelTable,
+    kernel_table_provenance,
+    list_kernel_tables,
+    load_kernel_table,
+)
 from planner.perf.latency import attention_core_time_s
 from planner.perf.op_times import (
     FP8_DISPATCH_BYTES,
@@ -242,7 +248,8 @@ def _fit_attention(t: KernelTable, spec, base, field: str) -> EfficiencyFactors:
     if prefill:
         decode = base.group("attention_decode" if field == "attention" else "mla_decode")
         eta = decode.bulk_hbm_fraction if decode.bulk_hbm_fraction is not None else decode.hbm_fraction
-        x0, low, high = [0.6, math.log(500.0), math.log(1e-5)], [0.02, math.log(1.0), _LOG_TAU[0]], [1.0, math.log(1e5), _LOG_TAU[1]]
+        x0 = [0.6, math.log(500.0), math.log(1e-5)]
+        low, high = [0.02, math.log(1.0), _LOG_TAU[0]], [1.0, math.log(1e5), _LOG_TAU[1]]
     else:
         eta = 0.0  # e_attn, eta and tau of the one-block way, eta and tau of the bulk way
         x0 = [0.5, 0.5, math.log(1e-5), 0.9, math.log(3e-5)]
@@ -316,6 +323,16 @@ _PLAN = (
 _MIN_ROWS = 8
 
 
+def _refit(table: KernelTable, spec, base: EfficiencyFactors, groups) -> EfficiencyFactors:
+    """``base`` with every ``(group, fit)`` of ``groups`` fitted in turn on ``table``'s rows."""
+    factors = base
+    for group, fit in groups:
+        rows = _rows(table, spec, group)
+        if len(rows) >= _MIN_ROWS:
+            factors = fit(rows, spec, factors, group)[0] if fit is _fit_modes else fit(rows, spec, factors, group)
+    return factors
+
+
 def _tables(gpu_id: str, tables) -> dict:
     if tables is not None:
         return dict(tables)
@@ -333,7 +350,8 @@ def _describe(gpu_id: str, group: str, family: str, table: KernelTable, rows: in
             "ep_dispatch_low_latency": ("sglang", "DeepEP low-latency mode, one node")}.get(group)  # fmt: skip
     if what is None:
         versions = ", ".join(p["version"])
-        return f"AIConfigurator {p['framework']} {versions} {family} table ({rows} rows, profiles/measured/aic/{gpu_id})"
+        where = f"profiles/measured/aic/{gpu_id}"
+        return f"AIConfigurator {p['framework']} {versions} {family} table ({rows} rows, {where})"
     framework, kind = what
     versions = sorted({s.split("/")[-2] for s in p["source"] if f"/{framework}/" in s})
     return (f"AIConfigurator {framework} {', '.join(versions)} {kind} ({rows} rows of the {family} table, "
@@ -461,23 +479,14 @@ def held_out_kernels(gpu, *, base: EfficiencyFactors, tables=None, keep=()) -> t
         predicted = np.full(len(table), np.nan)
         names = list(dict.fromkeys(folds.tolist()))
         for name in names if len(names) > 1 else []:
-            train, test = table.select(folds != name), folds == name
-            factors = base
-            for group, fit in groups:
-                rows = _rows(train, spec, group)
-                if len(rows) < _MIN_ROWS:
-                    continue
-                factors = fit(rows, spec, factors, group)[0] if fit is _fit_modes else fit(rows, spec, factors, group)
+            test = folds == name
+            factors = _refit(table.select(~test), spec, base, groups)
             predicted[test] = predict_kernel_ms(table.select(test), spec, factors)
         labels = family_labels(table, spec)
         # a label whose rows all lie in one fold (one shape measured) cannot be held out: report it in sample
         single = [name for name in dict.fromkeys(labels.tolist()) if len(set(folds[labels == name].tolist())) < 2]
         if single:
-            factors = base
-            for group, fit in groups:
-                rows = _rows(table, spec, group)
-                if len(rows) >= _MIN_ROWS:
-                    factors = fit(rows, spec, factors, group)[0] if fit is _fit_modes else fit(rows, spec, factors, group)
+            factors = _refit(table, spec, base, groups)
             inside = np.isin(labels, single)
             predicted[inside] = predict_kernel_ms(table.select(inside), spec, factors)
             labels = np.where(inside, np.char.add(labels.astype(str), " (in sample: one shape)"), labels)

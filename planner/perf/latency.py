@@ -18,9 +18,9 @@ What one GPU runs (``b_a = 2`` activation bytes, ``b_kv`` bytes per KV element):
             R = T k / (ep b) rows on the busiest GPU,  A = s (1 - exp(-R / s)) slots it activates
             t = dispatch + GEMM(R, 2I/moe_tp, H; g=A) + act + GEMM(R, H, I/moe_tp; g=A) + combine
             grouped GEMMs (factors ``moe``); dispatch and combine are eq. (9) of op_times with
-            T / ep tokens per rank (DeepEP's low-latency mode in decode steps): dispatch in FP8 (1 + 4/128 bytes per element, DeepEP's FP8
-            dispatch) when the expert GEMMs take 8-bit or narrower activations, else BF16;
-            combine in BF16
+            T / ep tokens per rank (DeepEP's low-latency mode in decode steps): dispatch in FP8
+            (1 + 4/128 bytes per element, DeepEP's FP8 dispatch) when the expert GEMMs take 8-bit
+            or narrower activations, else BF16; combine in BF16
     (8) step = sum over stages and their layers (attention block + dense FFN or MoE block)
                + embedding (first stage) + final norm and lm_head (last stage)
                + (pp - 1) hand-offs of hidden state and residual (send/recv)
