@@ -84,3 +84,23 @@ def test_simulator_benchmark_smoke(tmp_path):
     passed = {t["target"]: t["pass"] for t in data["targets"]}
     assert all(v for k, v in passed.items() if k.startswith(("M/D/1", "same times"))), passed
     assert len(_markdown_tables(res.stdout)) == 3
+
+
+def test_aic_compare_runs_on_its_cache(tmp_path):
+    """benchmarks/aic_compare.py compares moeplan with the cached AIConfigurator estimates (no
+    aiconfigurator needed) and reports every point and the medians of both variants."""
+    script = SCRIPT.parent / "aic_compare.py"
+    out = tmp_path / "aic.json"
+    res = subprocess.run([sys.executable, str(script), "--out", str(out)], capture_output=True, text=True,
+                         timeout=600, cwd=tmp_path)  # fmt: skip
+    assert res.returncode == 0, res.stderr[-2000:]
+    data = json.loads(out.read_text(encoding="utf-8"))
+    assert {"before", "after"} <= set(data["medians"]) and len(data["rows"]) >= 30
+    for row in data["rows"]:
+        for metric in ("ttft", "tpot", "tokens_per_s_per_gpu", "memory"):
+            assert row["aic"][metric] > 0 and row["moeplan"]["after"][metric] > 0
+    assert data["meta"]["reference"]["versions"]["aiconfigurator"] == "0.12.0"
+    assert "## Median relative error" in res.stdout and "Targets (after)" in res.stdout
+    missing = subprocess.run([sys.executable, str(script), "--cache", str(tmp_path / "none.json")],
+                             capture_output=True, text=True, timeout=120, cwd=tmp_path)  # fmt: skip
+    assert missing.returncode == 0 and "skipped: no cache" in missing.stderr

@@ -4,6 +4,7 @@ and what does not fit is refused in one line with exit code 3."""
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import math
 
@@ -13,6 +14,7 @@ from typer.testing import CliRunner
 from planner import builtin_loads, plan_replicas
 from planner.cli import app
 from planner.errors import Infeasible, InputError
+from planner.perf.calibration import calibrated_factors
 from planner.perf.estimate import Estimate, estimate
 from planner.perf.factors import DEFAULT_FACTORS
 from planner.perf.latency import decode_step_time_s
@@ -57,7 +59,8 @@ def test_deepseek_h200_numbers_are_finite_positive_and_follow_their_definitions(
     assert e.tokens_per_s_per_user == pytest.approx(1000 / e.tpot_ms, rel=1e-12)
     assert e.expert_slots_per_gpu == 32 and e.balancedness == 1.0
     assert e.total_params > e.active_params > 0
-    assert e.factors_source == DEFAULT_FACTORS.source  # no measured tables for the H200
+    assert e.factors_source == calibrated_factors("h200").source  # AIConfigurator's H200 kernel tables
+    assert e.factor_sources["moe"].startswith("AIConfigurator trtllm")
 
 
 def test_breakdowns_sum_to_their_totals(dsv3):
@@ -203,8 +206,8 @@ def test_to_dict_is_json_with_units_in_names(dsv3):
     data = json.loads(json.dumps(dsv3.to_dict()))
     units = ("_ms", "_bytes", "_tokens", "_s", "_per_s_per_gpu", "_per_s_per_user", "_params", "_per_gpu",
              "_per_dp_rank", "_per_instance", "_gpus")  # fmt: skip
-    unitless = {"model", "gpu", "layout", "balancedness", "assumptions", "factors_source", "memory_breakdown",
-                "prefill_step", "decode_step", "precision", "gemm_modes"}  # fmt: skip
+    unitless = {"model", "gpu", "layout", "balancedness", "assumptions", "factors_source", "factor_sources",
+                "memory_breakdown", "prefill_step", "decode_step", "precision", "gemm_modes"}  # fmt: skip
     for key in data:
         assert key in unitless or key.endswith(units), key
     assert data["ttft_ms"] == pytest.approx(dsv3.ttft_ms)
@@ -271,3 +274,50 @@ def test_cli_bad_input_exit_2(args):
     res = run(*args)
     assert res.exit_code == 2, res.output
     assert res.stderr.startswith("moeplan: error:") and len(res.stderr.strip().splitlines()) == 1
+
+
+# ---- balancedness, your own factors, where factors come from ------------------------------------
+
+
+def test_balancedness_loads_the_busiest_gpu():
+    args = dict(dp=8, ep=8, batch=4, isl=2048, osl=64)
+    even = estimate("deepseek-v3", "h200", **args)
+    skewed = estimate("deepseek-v3", "h200", balancedness=0.5, **args)
+    assert skewed.balancedness == 0.5 and skewed.prefill.moe_rows_busiest_gpu == 2 * even.prefill.moe_rows_busiest_gpu
+    assert skewed.prefill.moe_expert_s > even.prefill.moe_expert_s
+    assert skewed.prefill.attention_core_s == even.prefill.attention_core_s
+    assert any("0.5000 as given" in a for a in skewed.assumptions)
+    with pytest.raises(InputError, match="balancedness must be a number > 0 and <= 1.0"):
+        estimate("deepseek-v3", "h200", balancedness=1.5, **args)
+
+
+def test_given_factors_win_and_every_group_names_its_source():
+    args = dict(tp=2, batch=4, isl=512, osl=32)
+    mine = dataclasses.replace(DEFAULT_FACTORS, source="mine", sources=(("gemm", "my own GEMM table"),))
+    e = estimate("mixtral-8x7b", "h100", factors=mine, **args)
+    assert e.factors_source == "mine" and e.factor_sources["gemm"] == "my own GEMM table"
+    assert e.factor_sources["moe"] == "my own GEMM table"  # the grouped GEMMs fall back to the dense ones
+    assert e.factor_sources["attention"] == "mine"
+    cal = estimate("mixtral-8x7b", "h100", **args)
+    assert cal.factor_sources["moe"].startswith("AIConfigurator trtllm 1.3.0rc20 moe table")
+    assert "where each efficiency factor comes from" in cal.table()
+    assert json.loads(json.dumps(cal.to_dict()))["factor_sources"]["gemm"].startswith("Vidur h100")
+    with pytest.raises(InputError, match="factors must be EfficiencyFactors"):
+        estimate("mixtral-8x7b", "h100", factors="h100", **args)
+
+
+def test_cli_profile_and_balancedness(tmp_path):
+    """--profile fits your op timings on top of the shipped calibration; --balancedness skews the routing."""
+    rows = ["device,model,op,num_tokens,tp,m,n,k,size_bytes,num_workers,devices_per_node,time_ms"]
+    for m in (16, 64, 256, 1024, 4096):  # GEMMs at 40 % of peak: slower than the shipped fit
+        rows.append(f"h100,mine,gemm,{m},1,{m},4096,4096,,,,{2 * m * 4096 * 4096 / (0.4 * 989.4e12) * 1e3 + 0.01}")
+    (tmp_path / "p.csv").write_text("\n".join(rows) + "\n", encoding="utf-8")
+    base = ("-m", "mixtral-8x7b", "-g", "h100", "--tp", 2, "--batch", 4, "--isl", 512, "--osl", 32, "--json")
+    plain = run(*base)
+    mine = run(*base, "--profile", tmp_path / "p.csv", "--balancedness", 0.8)
+    assert plain.exit_code == 0 and mine.exit_code == 0, mine.output
+    a, b = json.loads(plain.stdout), json.loads(mine.stdout)
+    assert b["ttft_ms"] > a["ttft_ms"] and b["balancedness"] == 0.8
+    assert "your profile" in b["factor_sources"]["gemm"] and b["factor_sources"]["moe"] == a["factor_sources"]["moe"]
+    bad = run(*base, "--profile", tmp_path / "nope.csv")
+    assert bad.exit_code == 2 and bad.stderr.startswith("moeplan: error: --profile:")

@@ -22,7 +22,7 @@ from planner.perf.factors import (
     MemoryOpFactors,
 )
 from planner.perf.latency import StepTime, decode_step_time_s, prefill_time_s
-from planner.perf.op_times import attention_time_s, collective_time_s, gemm_time_s, memory_op_time_s
+from planner.perf.op_times import FP8_DISPATCH_BYTES, attention_time_s, collective_time_s, gemm_time_s, memory_op_time_s
 from planner.profiles import get_gpu, get_model, list_models
 
 H100 = get_gpu("h100")
@@ -191,7 +191,8 @@ def test_moe_busiest_gpu_scales_as_one_over_balancedness():
     # compute-bound experts and bandwidth-bound dispatch without fixed costs: exactly 1 / b
     assert half.moe_expert_s == pytest.approx(2 * full.moe_expert_s, rel=1e-9)
     assert half.moe_dispatch_s == pytest.approx(2 * full.moe_dispatch_s, rel=1e-9)
-    assert half.moe_combine_s == half.moe_dispatch_s
+    # FP8 experts: DeepEP dispatches FP8 (1 + 4/128 bytes per element) and combines BF16 (2 bytes)
+    assert half.moe_combine_s == pytest.approx(half.moe_dispatch_s * 2 / FP8_DISPATCH_BYTES, rel=1e-9)
     assert half.attention_core_s == full.attention_core_s  # attention does not see the imbalance
 
 
@@ -302,3 +303,55 @@ def test_efficiency_factors_are_checked():
         dataclasses.replace(DEFAULT_FACTORS, source=" ")
     assert isinstance(DEFAULT_FACTORS, EfficiencyFactors) and DEFAULT_FACTORS.source
     assert DEFAULT_FACTORS.to_dict()["gemm"]["peak_fraction"] == DEFAULT_FACTORS.gemm.peak_fraction
+
+
+# ---- expert-parallel dispatch, eq. (9) ----------------------------------------------------------------
+
+
+def test_token_reach_is_the_hypergeometric_probability():
+    """1 - C(E - s, k) / C(E, k) for integer shares, and a brute-force count on a small case."""
+    from itertools import combinations
+
+    from planner.perf.op_times import token_reach
+
+    assert float(token_reach(256, 8, 32 / 256)) == pytest.approx(1 - math.comb(224, 8) / math.comb(256, 8), rel=1e-12)
+    hits = sum(1 for c in combinations(range(12), 3) if any(e < 4 for e in c))
+    assert float(token_reach(12, 3, 4 / 12)) == pytest.approx(hits / math.comb(12, 3), rel=1e-12)
+    assert float(token_reach(64, 8, 1.0)) == 1.0 and float(token_reach(64, 8, 0.0)) == 0.0
+
+
+def test_dispatch_sends_each_token_once_per_rank_and_node():
+    from planner.perf.op_times import ep_dispatch_time_s
+
+    f = NO_OVERHEAD
+    spec = get_gpu("h200")
+    one_node = float(ep_dispatch_time_s(4096, 7168, 8, 256, 8, spec, element_bytes=2.0, factors=f))
+    # de-duplicated: a token reaching a rank through several of its experts travels once -> fewer bytes
+    # than the old count of every routed row (T k / ep rows into the busiest rank, (n - 1) / n over NVLink)
+    rows = float(collective_time_s("all_to_all", 4096 * 8 * 7168 * 2, 8, spec, factors=f))
+    assert 0.5 * rows < one_node < rows
+    fp8 = float(ep_dispatch_time_s(4096, 7168, 8, 256, 8, spec, element_bytes=FP8_DISPATCH_BYTES, factors=f))
+    assert fp8 == pytest.approx(one_node * FP8_DISPATCH_BYTES / 2, rel=1e-12)
+    half = float(ep_dispatch_time_s(4096, 7168, 8, 256, 8, spec, element_bytes=2.0, factors=f, balancedness=0.5))
+    assert half == pytest.approx(2 * one_node, rel=1e-12)
+    # across two nodes a token crosses the network once per remote node it reaches, then NVLink forwards it
+    from planner.perf.op_times import token_reach
+
+    two = float(ep_dispatch_time_s(4096, 7168, 8, 256, 16, spec, element_bytes=2.0, factors=f))
+    far, near = f.group("ep_dispatch_inter"), f.group("ep_dispatch_intra")
+    nic = 4096 * 1 * float(token_reach(256, 8, 0.5)) * 7168 * 2 / (spec.inter_node_bytes_per_s * far.bandwidth_fraction)
+    nvl = (4096 * float(token_reach(256, 8, 1 / 16)) * 7 * (1 + 8 / 8) * 7168 * 2
+           / (spec.intra_node_bytes_per_s / 2 * near.bandwidth_fraction))  # fmt: skip
+    assert two == pytest.approx(far.latency_s + max(nic, nvl), rel=1e-12) and nic > nvl  # the NIC binds
+    assert float(ep_dispatch_time_s(4096, 7168, 8, 256, 1, spec, element_bytes=2.0, factors=f)) == 0.0
+
+
+def test_decode_dispatch_takes_the_low_latency_factors():
+    from planner.perf.factors import LinkFactors
+
+    fast = dataclasses.replace(NO_OVERHEAD, ep_dispatch_low_latency=LinkFactors(bandwidth_fraction=1.0,
+                                                                                 latency_s=0.0))  # fmt: skip
+    slow = dataclasses.replace(fast, ep_dispatch_intra=LinkFactors(bandwidth_fraction=0.01, latency_s=1e-3))
+    args = ("deepseek-v3", "h200", "tp1pp1dp8ep8", 8, 2048)
+    assert decode_step_time_s(*args, factors=slow).moe_dispatch_s == decode_step_time_s(*args, factors=fast).moe_dispatch_s
+    assert prefill_time_s(*args, factors=slow).moe_dispatch_s > prefill_time_s(*args, factors=fast).moe_dispatch_s

@@ -34,6 +34,8 @@ def estimate(
     moe_tp: Annotated[int, typer.Option("--moe-tp", help="Tensor-parallel ranks inside each expert; ep x moe-tp must equal tp x dp.")] = 1,
     replicas: Annotated[Optional[Path], typer.Option("--replicas", help="Replica plan (from `moeplan replicas -o`): its slots per GPU and replayed balancedness.")] = None,
     uncalibrated: Annotated[bool, typer.Option("--uncalibrated", help="Use the default efficiency factors even where measured tables exist.")] = False,
+    profile: Annotated[Optional[Path], typer.Option("--profile", help="Your own op-timing CSV (from `moeplan profile`): fit the GEMM, memory-op and link factors to it, on top of the shipped calibration (or the defaults with --uncalibrated).")] = None,
+    balancedness: Annotated[Optional[float], typer.Option("--balancedness", help="Mean over max GPU load of the routed experts when no --replicas plan gives it; default 1 (even routing).")] = None,
     weights: WeightsOpt = None,
     experts: ExpertsOpt = None,
     kv: KvOpt = None,
@@ -43,14 +45,20 @@ def estimate(
     json_out: JsonOpt = False,
 ) -> None:
     """Estimate TTFT, TPOT, tokens/s per GPU and per user, and memory per GPU of one static batch."""
+    from planner.perf.calibration import profile_factors
     from planner.perf.estimate import estimate as run_estimate
+    from planner.perf.factors import DEFAULT_FACTORS
     from planner.plans.io import read_plan
 
     plan = read_plan(replicas) if replicas is not None else None
+    factors = None
+    if profile is not None:
+        factors = profile_factors(profile, gpu, base=DEFAULT_FACTORS if uncalibrated else None)
     result = run_estimate(
         model, gpu, tp=tp, pp=pp, dp=dp, ep=ep, moe_tp=moe_tp, batch=batch, isl=isl, osl=osl, replica_plan=plan,
-        calibrated=not uncalibrated, precision=precision_overrides(weights, experts, kv, activations), memory_utilization=memory_utilization,
-        max_batch_tokens=max_batch_tokens,
+        balancedness=balancedness, calibrated=not uncalibrated, factors=factors,
+        precision=precision_overrides(weights, experts, kv, activations),
+        memory_utilization=memory_utilization, max_batch_tokens=max_batch_tokens,
     )  # fmt: skip
     emit(result.to_dict(), result.table(), json_out)
 

@@ -231,12 +231,14 @@ PARAM_FLAGS: dict[str, str] = {
     "loads": "--loads",
     "objective": "--objective",
     "num_requests": "--requests",
+    "balancedness": "--balancedness",
 }
 
 #: Where one library parameter is filled by different flags in different commands.
 COMMAND_PARAM_FLAGS: dict[tuple[str, str], str] = {
     ("collect", "num_tokens"): "--tokens",  # hf.token_stream: tokens in total
     ("apply", "num_tokens"): "--batch-tokens",  # runtime.sources.load_source: tokens in one forward pass
+    ("estimate", "path"): "--profile",  # perf.calibration.profile_factors: your op-timing CSV
 }
 
 

@@ -8,7 +8,11 @@ Modules
     op_times          time of one GEMM, memory-bound op, attention core or collective on one GPU
     latency           time of one prefill batch or decode step, by component (:class:`StepTime`)
     measured          shipped Vidur op tables and moeplan's op-timing CSV (import from the module)
-    calibration       fits the factors to measured op times (scipy; import from the module)
+    kernel_tables     measured kernel tables per GPU and family (AIConfigurator's, shipped; import from the module)
+    aic_database      reads an installed aiconfigurator's silicon database as kernel tables (optional)
+    fit_report        the least-squares fit and the error report every calibration shares
+    kernel_fit        fits the factors per GPU to the kernel tables, held out by shape (scipy)
+    calibration       fits the factors to measured op times; calibrated_factors(gpu) (scipy; import from the module)
     replica_effect    slots per GPU and balancedness a replica plan gives an instance
     estimate          TTFT, TPOT, throughput and memory of one static batch (``planner.estimate``)
     cost              what the serving simulator asks of an instance (:class:`CostModel`); DistServe's fitted model

@@ -1,6 +1,7 @@
 r"""Fit the efficiency factors of :mod:`planner.perf.latency` to measured op timings.
 
-(Past ~450 lines: the fit, its error report and the held-out protocols built on them are one job.)
+(Past ~450 lines: the fit, its error report, the held-out protocols built on them and the per-GPU
+assembly of the calibrated factors from the Vidur and kernel-table fits are one job.)
 
 Method. Each op family has its own parameters (the fields of one group of
 :class:`~planner.perf.factors.EfficiencyFactors`), fitted by ``scipy.optimize.least_squares``
@@ -37,13 +38,22 @@ from __future__ import annotations
 
 import functools
 import math
-from dataclasses import asdict, dataclass, replace
+from dataclasses import replace
 
 import numpy as np
-from scipy.optimize import least_squares
 
 from planner.errors import InputError
-from planner.perf.factors import DEFAULT_FACTORS, EfficiencyFactors, GemmFactors, LinkFactors, MemoryOpFactors
+from planner.perf.fit_report import FamilyError, FitReport, fit_log_time
+from planner.perf.factors import (
+    DEFAULT_FACTORS,
+    FACTOR_GROUPS,
+    EfficiencyFactors,
+    GemmFactors,
+    LinkFactors,
+    MemoryOpFactors,
+)
+from planner.perf.kernel_fit import fit_kernel_tables, held_out_kernels
+from planner.perf.kernel_tables import list_kernel_tables
 from planner.perf.op_times import collective_time_s, gemm_time_s, memory_op_time_s
 from planner.perf.measured import (
     COLLECTIVE_OPS,
@@ -69,9 +79,15 @@ __all__ = [
     "held_out_compute",
     "held_out_collectives",
     "calibrated_factors",
+    "calibrated_gpus",
+    "vidur_factors",
+    "held_out_kernel_tables",
+    "KERNEL_GROUPS_NOT_FITTED",
+    "MEMORY_OPS_FROM",
     "TARGET_MEDIAN_REL_ERROR",
     "alternate_split",
     "held_out_alternate",
+    "profile_factors",
 ]
 
 #: the target for the held-out compute errors (median, every op family, tokens >= 64; docs/performance.md)
@@ -84,51 +100,6 @@ _LINK_FIELD = {  # (collective class, spans nodes) -> EfficiencyFactors field
     ("p2p", False): "p2p_intra",
     ("p2p", True): "p2p_inter",
 }
-
-
-@dataclass(frozen=True)
-class FamilyError:
-    """Relative error of the model on one op family: ``|t_model / t_measured - 1|``."""
-
-    family: str
-    n_points: int
-    median_rel_error: float
-    p90_rel_error: float
-
-
-@dataclass(frozen=True)
-class FitReport:
-    """Errors per op family of one set of factors on one set of measurements."""
-
-    gpu: str
-    fitted_on: str
-    evaluated_on: str
-    min_tokens: int
-    errors: tuple[FamilyError, ...]
-
-    def error(self, family: str) -> FamilyError:
-        """The row of ``family``; InputError if it was not evaluated."""
-        for row in self.errors:
-            if row.family == family:
-                return row
-        raise InputError(f"no error row for {family!r}; have {', '.join(r.family for r in self.errors)}")
-
-    def worst(self) -> FamilyError:
-        """The family with the largest median error."""
-        return max(self.errors, key=lambda r: r.median_rel_error)
-
-    def table(self) -> str:
-        """Markdown table: family, points, median and p90 relative error in %."""
-        lines = ["| op family | points | median error | p90 error |", "|---|---:|---:|---:|"]
-        for r in self.errors:
-            lines.append(
-                f"| {r.family} | {r.n_points} | {100 * r.median_rel_error:.1f} % | {100 * r.p90_rel_error:.1f} % |"
-            )
-        return "\n".join(lines)
-
-    def to_dict(self) -> dict:
-        """Plain dict (JSON-ready)."""
-        return asdict(self)
 
 
 def _as_op_table(tables) -> OpTable:
@@ -221,14 +192,7 @@ def evaluate(tables, factors: EfficiencyFactors, *, gpu=None, min_tokens: int = 
 
 def _fit_group(table: OpTable, spec: GpuSpec, base: EfficiencyFactors, field: str, build, x0, low, high):
     """Least squares on log-time residuals over the parameters of one factor group."""
-    measured = np.log(table.time_ms)
-
-    def residuals(x):
-        trial = replace(base, **{field: build(x)})
-        return np.log(predict_time_ms(table, spec, trial)) - measured
-
-    result = least_squares(residuals, x0, bounds=(low, high), method="trf")
-    return build(result.x)
+    return fit_log_time(lambda f: predict_time_ms(table, spec, f), table.time_ms, base, field, build, x0, low, high)
 
 
 def _gemm_group(x) -> GemmFactors:
@@ -388,30 +352,134 @@ def held_out_collectives(gpu: str) -> tuple[FitReport, ...]:
 
 
 @functools.cache
-def _calibrated(gpu_id: str) -> EfficiencyFactors:
+def _vidur(gpu_id: str) -> tuple[EfficiencyFactors, dict]:
+    """Factors fitted to the Vidur tables of one GPU (DEFAULT_FACTORS elsewhere) and each fitted group's source."""
     spec = get_gpu(gpu_id)
     models = [m for g, m in list_compute_tables() if g == spec.id]
-    factors, parts = DEFAULT_FACTORS, []
+    factors, sources = DEFAULT_FACTORS, {}
     if models:
         factors, _ = fit_compute([load_compute_table(spec.id, m) for m in models], gpu=spec)
-        parts.append(f"compute ({', '.join(models)})")
+        text = f"Vidur {spec.id} compute tables ({', '.join(models)}; MIT), moeplan fit"
+        sources.update(dict.fromkeys(("gemm", "norm", "add", "act", "rope", "embedding"), text))
     if any(g == spec.id for g, _ in list_network_tables()):
         table = _network_table(spec)
         factors, _ = fit_collectives(table, gpu=spec, base=factors)
         spans = table.devices_per_node < table.num_workers
         have = {_LINK_FIELD[c, bool(s)] for c, s in zip(_link_class(table), spans)}
-        parts.append(f"links ({', '.join(f for f in _LINK_FIELD.values() if f in have)})")
-        missing = [f for f in _LINK_FIELD.values() if f not in have]
-    else:
-        missing = list(_LINK_FIELD.values())
-    kept = ", ".join(["attention"] + missing)
-    source = f"moeplan fit to Vidur {spec.id} tables: {'; '.join(parts)}; defaults kept: {kept}"
-    return replace(factors, source=source)
+        for field in have:
+            sources[field] = f"Vidur {spec.id} DGX collective tables (NCCL; MIT), moeplan fit"
+    return factors, sources
+
+
+#: groups not fitted to a GPU's kernel tables, and why (docs/performance.md, "Calibration per GPU")
+KERNEL_GROUPS_NOT_FITTED = {
+    "a100-80g": {"mla_decode": "TensorRT-LLM 1.0's MLA decode on A100 reads the latent cache serially "
+                               "(3.9 ms at batch 1 and 32k tokens, 25x H100): not the kernel of an MLA deployment"},
+}
+#: GPUs without Vidur compute tables take the memory-bound ops (norm, add, act, rope, embedding) of this fit
+MEMORY_OPS_FROM = "h100"
+
+
+def _kernel_keep(gpu_id: str, vidur_sources: dict) -> tuple[str, ...]:
+    """Groups the kernel tables do not fit on ``gpu_id``: Vidur's dense GEMMs and send/recv where it
+    has them (so the Vidur protocol's numbers stay the calibration's), and :data:`KERNEL_GROUPS_NOT_FITTED`."""
+    kept = [g for g in ("gemm", "p2p_intra") if g in vidur_sources]
+    return tuple(kept + list(KERNEL_GROUPS_NOT_FITTED.get(gpu_id, {})))
+
+
+def held_out_kernel_tables(gpu: GpuSpec | str) -> tuple[FitReport, ...]:
+    """The kernel tables' held-out protocol (:func:`~planner.perf.kernel_fit.held_out_kernels`) on the
+    base and with the kept groups :func:`calibrated_factors` uses for ``gpu``.
+
+    Raises
+    ------
+    InputError
+        No kernel tables ship for ``gpu``.
+    """
+    spec = gpu if isinstance(gpu, GpuSpec) else get_gpu(gpu)
+    if not any(g == spec.id for g, _ in list_kernel_tables()):
+        raise InputError(f"no kernel tables for GPU {spec.id!r}", param="gpu")
+    factors, sources = _vidur(spec.id)
+    return held_out_kernels(spec, base=factors, keep=_kernel_keep(spec.id, sources))
+
+
+@functools.cache
+def _calibrated(gpu_id: str) -> EfficiencyFactors:
+    spec = get_gpu(gpu_id)
+    factors, sources = _vidur(spec.id)
+    sources = dict(sources)
+    parts = []
+    if sources:
+        parts.append("Vidur tables (" + ", ".join(sorted(set(sources))) + ")")
+    if "gemm" not in sources and spec.id != MEMORY_OPS_FROM:  # memory-bound ops fitted on another GPU
+        donor, donor_sources = _vidur(MEMORY_OPS_FROM)
+        for op in ("norm", "add", "act", "rope", "embedding"):
+            factors = replace(factors, **{op: getattr(donor, op)})
+            sources[op] = f"{donor_sources[op]}, transferred to {spec.id} (HBM shares of the same kernels)"
+    if any(g == spec.id for g, _ in list_kernel_tables()):
+        fit = fit_kernel_tables(spec, base=replace(factors, sources=()), keep=_kernel_keep(spec.id, sources))
+        factors = fit.factors
+        sources.update(fit.sources)
+        parts.append("AIConfigurator kernel tables (" + ", ".join(fit.fitted) + ")")
+    # groups with values of their own that no table fitted keep the defaults
+    kept = [g for g in FACTOR_GROUPS
+            if g not in sources and (getattr(factors, g) is not None or FACTOR_GROUPS[g] is None)]  # fmt: skip
+    for group in kept:
+        sources[group] = f"uncalibrated default ({DEFAULT_FACTORS.source})"
+    skipped = KERNEL_GROUPS_NOT_FITTED.get(spec.id, {})
+    for group in FACTOR_GROUPS:  # a group without data of its own takes the group it falls back to
+        if group not in sources:
+            back = FACTOR_GROUPS[group]
+            while back not in sources:
+                back = FACTOR_GROUPS[back]
+            why = f"not fitted ({skipped[group]})" if group in skipped else "no table of its own"
+            sources[group] = f"as {back}, {why}: {sources[back]}"
+    summary = f"moeplan fit for {spec.id}: {'; '.join(parts)}"
+    if skipped:
+        summary += "; not fitted: " + ", ".join(f"{g} ({why.split(':')[0]})" for g, why in skipped.items())
+    if kept:
+        summary += f"; defaults kept: {', '.join(kept)}"
+    return replace(factors, source=summary, sources=tuple(sources.items()))
+
+
+def vidur_factors(gpu: GpuSpec | str) -> EfficiencyFactors:
+    """The factors fitted to ``gpu``'s Vidur tables alone (compute and collectives; H100 and A100),
+    every other group at :data:`DEFAULT_FACTORS`: the fit ``DEFAULT_FACTORS`` averages, and the one
+    ``benchmarks/calibration.py`` reports for the Vidur held-out protocol.
+
+    >>> vidur_factors("h100").source_of("gemm").split(" (")[0]
+    'Vidur h100 compute tables'
+    """
+    spec = gpu if isinstance(gpu, GpuSpec) else get_gpu(gpu)
+    factors, sources = _vidur(spec.id)
+    if not sources:
+        raise InputError(f"no Vidur tables for GPU {spec.id!r}; shipped for: "
+                         f"{', '.join(sorted({g for g, _ in list_compute_tables()}))}", param="gpu")  # fmt: skip
+    return replace(factors, source=f"moeplan fit to Vidur {spec.id} tables", sources=tuple(sources.items()))
+
+
+def calibrated_gpus() -> list[str]:
+    """GPU ids with shipped measured tables (Vidur compute or network tables, or kernel tables).
+
+    >>> calibrated_gpus()
+    ['a100-80g', 'b200', 'h100', 'h200']
+    """
+    have = {g for g, _ in list_compute_tables()} | {g for g, _ in list_network_tables()}
+    return sorted(have | {g for g, _ in list_kernel_tables()})
 
 
 def calibrated_factors(gpu: GpuSpec | str) -> EfficiencyFactors:
-    """Factors fitted to every shipped table of ``gpu`` (cached): compute tables of all models and
-    its collective tables; link classes without data and attention keep the defaults.
+    """Factors fitted to every shipped table of ``gpu`` (cached), with the source of every group.
+
+    - Vidur's tables (H100, A100): dense GEMMs, memory-bound ops and their NCCL collectives;
+    - AIConfigurator's kernel tables (H100, H200, B200, A100; :mod:`planner.perf.kernel_fit`): the
+      GEMM modes, the grouped MoE GEMMs, attention and MLA kernels, the engine's all-reduce, the
+      expert-parallel dispatch, and the dense GEMMs and NCCL collectives where Vidur has none;
+    - GPUs without Vidur compute tables take the memory-bound ops fitted on H100
+      (:data:`MEMORY_OPS_FROM`); groups without any data keep :data:`DEFAULT_FACTORS`.
+
+    ``sources`` names the table, framework and version of every fitted group
+    (:meth:`~planner.perf.factors.EfficiencyFactors.source_of`).
 
     Raises
     ------
@@ -421,14 +489,56 @@ def calibrated_factors(gpu: GpuSpec | str) -> EfficiencyFactors:
     Examples
     --------
     >>> f = calibrated_factors("h100")
-    >>> f.source.split("; ")[-1]
-    'defaults kept: attention, all_reduce_inter'
+    >>> f.source_of("gemm").split(" (")[0], f.source_of("moe").split(" (")[0]
+    ('Vidur h100 compute tables', 'AIConfigurator trtllm 1.3.0rc20 moe table')
     """
     spec = gpu if isinstance(gpu, GpuSpec) else get_gpu(gpu)
-    have = sorted({g for g, _ in list_compute_tables()} | {g for g, _ in list_network_tables()})
+    have = calibrated_gpus()
     if spec.id not in have:
-        raise InputError(f"no measured tables for GPU {spec.id!r}; shipped for: {', '.join(have)}")
+        raise InputError(f"no measured tables for GPU {spec.id!r}; shipped for: {', '.join(have)}", param="gpu")
     return _calibrated(spec.id)
+
+
+def profile_factors(path, gpu: GpuSpec | str, *, base: EfficiencyFactors | None = None) -> EfficiencyFactors:
+    """Factors fitted to your own op-timing CSV (``moeplan profile``'s output) on top of ``base``.
+
+    The compute rows fit the dense GEMM and memory-op groups, the collective rows the link groups
+    (:func:`fit_compute`, :func:`fit_collectives`); every other group keeps ``base`` (default
+    :func:`calibrated_factors` of ``gpu`` where tables ship, else ``DEFAULT_FACTORS``). ``sources``
+    name the file for the groups it fitted.
+
+    Raises
+    ------
+    InputError
+        An unreadable or malformed CSV (:func:`~planner.perf.measured.load_op_table`), or one
+        without compute or collective rows.
+    """
+    from planner.perf.measured import load_op_table
+
+    spec = gpu if isinstance(gpu, GpuSpec) else get_gpu(gpu)
+    if base is None:
+        base = calibrated_factors(spec) if spec.id in calibrated_gpus() else DEFAULT_FACTORS
+    try:
+        table = load_op_table(path)
+    except InputError as exc:  # name the parameter, so the CLI shows it under --profile
+        raise InputError(str(exc), param="path") from None
+    factors, named = base, dict(base.sources)
+    compute = table.select(~np.isin(table.op, COLLECTIVE_OPS))
+    if len(compute):
+        factors, _ = fit_compute(compute, gpu=spec, base=factors, min_tokens=1)
+        fitted = {op for op in compute.op.tolist()}
+        groups = (["gemm"] if fitted & set(GEMM_OPS) else []) + [op for op in MEMORY_OPS if op in fitted]
+        named.update(dict.fromkeys(groups, f"your profile {path} ({len(compute)} compute rows), moeplan fit"))
+    collectives = table.select(np.isin(table.op, COLLECTIVE_OPS))
+    if len(collectives):
+        factors, _ = fit_collectives(collectives, gpu=spec, base=factors)
+        spans = collectives.devices_per_node < collectives.num_workers
+        for field in {_LINK_FIELD[c, bool(s)] for c, s in zip(_link_class(collectives), spans)}:
+            named[field] = f"your profile {path} ({len(collectives)} collective rows), moeplan fit"
+    if not (len(compute) or len(collectives)):
+        raise InputError(f"{path}: no compute or collective rows to fit", param="path")
+    return replace(factors, source=f"moeplan fit to your profile {path}; others: {base.source}",
+                   sources=tuple(named.items()))  # fmt: skip
 
 
 def alternate_split(values) -> np.ndarray:

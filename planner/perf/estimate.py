@@ -1,5 +1,7 @@
 r"""One serving configuration -> TTFT, TPOT, throughput and memory per GPU, with the breakdown.
 
+(Just past ~450 lines: the estimate, its report and the assumptions it states are one job.)
+
 Static batching, on which every number depends. One instance runs on ``tp x dp x pp`` GPUs; each
 of its ``dp`` DP-attention ranks holds ``batch`` requests, so the instance serves
 ``B = batch x dp`` requests. They arrive together, are prefilled in one forward step, then decode
@@ -38,15 +40,14 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
-from planner.common.checks import check_number
+from planner.common.checks import POSITIVE, check_number
 from planner.common.numerics import round_float
 from planner.common.tables import format_table
 from planner.errors import Infeasible, InputError
-from planner.perf.calibration import calibrated_factors
-from planner.perf.factors import DEFAULT_FACTORS
+from planner.perf.calibration import calibrated_factors, calibrated_gpus
+from planner.perf.factors import DEFAULT_FACTORS, FACTOR_GROUPS, EfficiencyFactors
 from planner.perf.latency import StepTime, decode_step_time_s, prefill_time_s
 from planner.perf.layout import ParallelLayout
-from planner.perf.measured import list_compute_tables, list_network_tables
 from planner.perf.memory import memory_per_gpu
 from planner.perf.memory_breakdown import MemoryBreakdown
 from planner.perf.replica_effect import replica_plan_effect
@@ -96,6 +97,14 @@ class Estimate:
     factors_source: str
     precision: Precision
     gemm_modes: dict
+    factor_sources: dict = None  # group -> where its factors come from
+
+    def sources_by_origin(self) -> list[tuple[str, str]]:
+        """``(groups, source)`` pairs: the factor groups that share a source, joined by ``, ``."""
+        merged: dict[str, list[str]] = {}
+        for group, source in (self.factor_sources or {}).items():
+            merged.setdefault(source, []).append(group)
+        return [(", ".join(groups), source) for source, groups in merged.items()]
 
     def to_dict(self) -> dict:
         """JSON-ready dict; every number's name carries its unit."""
@@ -136,6 +145,7 @@ class Estimate:
             "decode_step": self.decode.to_dict(),
             "assumptions": list(self.assumptions),
             "factors_source": self.factors_source,
+            "factor_sources": dict(self.factor_sources or {}),
         }
         return {k: round_float(v) if isinstance(v, float) else v for k, v in out.items()}
 
@@ -195,7 +205,9 @@ class Estimate:
             title=f"memory per GPU (pipeline stage {m.pp_stage}, {m.stage_layers} layers)",
         )
         notes = ["assumptions:", *(f"  - {a}" for a in self.assumptions), f"factors: {self.factors_source}"]
-        return "\n\n".join([head + "\n" + metrics, times, memory, "\n".join(notes)])
+        origin = ["where each efficiency factor comes from:"]
+        origin += [f"  - {groups}: {source}" for groups, source in self.sources_by_origin()]
+        return "\n\n".join([head + "\n" + metrics, times, memory, "\n".join(notes), "\n".join(origin)])
 
 
 def estimate(
@@ -211,7 +223,9 @@ def estimate(
     isl: int,
     osl: int,
     replica_plan: Plan | None = None,
+    balancedness: float | None = None,
     calibrated: bool = True,
+    factors: EfficiencyFactors | None = None,
     precision: Precision | Mapping[str, Any] | None = None,
     memory_utilization: float = 0.9,
     max_batch_tokens: int = 8192,
@@ -228,8 +242,12 @@ def estimate(
     replica_plan : a replica plan for this model with ``num_gpus == ep``: its largest slot count
         per GPU over the planned layers sizes the routed experts, and its replayed balancedness
         (held-out when the plan has it) loads the busiest GPU's experts.
+    balancedness : mean over max GPU load of the routed experts, when no replica plan gives it
+        (e.g. the routing skew a benchmark assumed); default 1 (perfectly even routing).
     calibrated : use :func:`~planner.perf.calibration.calibrated_factors` when measured tables
         exist for ``gpu``; otherwise, or when False, ``DEFAULT_FACTORS``.
+    factors : efficiency factors to use instead (e.g. fitted to your own ``moeplan profile``,
+        :func:`~planner.perf.calibration.profile_factors`); ``calibrated`` is then ignored.
     precision : number formats of the weights, KV cache and activations: a
         :class:`~planner.profiles.precision.Precision`, or a mapping of overrides of the model's
         native precision (keys ``weights``, ``attention``, ``experts``, ``kv_cache``,
@@ -271,11 +289,22 @@ def estimate(
     check_number("isl", isl, low=1, integer=True)
     check_number("osl", osl, low=2, integer=True)
     if not isinstance(calibrated, bool):
-        raise InputError(f"calibrated must be True or False, got {calibrated!r}")
+        raise InputError(f"calibrated must be True or False, got {calibrated!r}", param="calibrated")
+    if balancedness is not None:
+        if replica_plan is not None:
+            raise InputError("give balancedness or a replica plan, not both", param="balancedness")
+        check_number("balancedness", balancedness, low=POSITIVE, high=1.0)
+    if factors is not None and not isinstance(factors, EfficiencyFactors):
+        raise InputError(f"factors must be EfficiencyFactors, got {type(factors).__name__}", param="factors")
     batch, isl, osl = int(batch), int(isl), int(osl)
     prec = resolve_precision(arch.precision, precision)
     modes = prec.gemm_modes(spec)
-    slots, balancedness, plan_note = _from_plan(replica_plan, arch, lay)
+    slots, plan_balancedness, plan_note = _from_plan(replica_plan, arch, lay)
+    if balancedness is None:
+        balancedness = plan_balancedness
+    else:
+        balancedness = float(balancedness)
+        plan_note = f"expert balancedness {balancedness:.4f} as given (mean / max GPU load of the routed experts)"
     lay.validate(arch, expert_slots_per_gpu=slots)
     slots = lay.expert_slots_per_gpu(arch, slots)
 
@@ -286,7 +315,7 @@ def estimate(
     if batch > mem.sequences_that_fit(context):
         _raise_kv(mem, batch, isl, osl, kv_needed_bytes)
 
-    factors, factors_note = _factors_for(spec, calibrated)
+    factors, factors_note = _factors_for(spec, calibrated, factors)
     requests = batch * lay.dp
     decode_context = isl + osl // 2
     common = dict(balancedness=balancedness, expert_slots_per_gpu=slots, factors=factors, precision=prec)
@@ -326,6 +355,7 @@ def estimate(
         factors_source=factors.source,
         precision=prec,
         gemm_modes=modes,
+        factor_sources={group: factors.source_of(group) for group in FACTOR_GROUPS},
     )
 
 
@@ -336,9 +366,11 @@ def _from_plan(plan: Plan | None, arch: ModelArch, lay: ParallelLayout) -> tuple
     return replica_plan_effect(plan, arch, lay)
 
 
-def _factors_for(spec: GpuSpec, calibrated: bool):
-    """(factors, note): fitted to the shipped tables of ``spec`` when asked and available."""
-    have = sorted({g for g, _ in list_compute_tables()} | {g for g, _ in list_network_tables()})
+def _factors_for(spec: GpuSpec, calibrated: bool, given: EfficiencyFactors | None):
+    """(factors, note): the given ones, else fitted to the shipped tables of ``spec`` when asked and available."""
+    if given is not None:
+        return given, "efficiency factors given by the caller"
+    have = calibrated_gpus()
     if not calibrated:
         return DEFAULT_FACTORS, "uncalibrated efficiency factors by request (DEFAULT_FACTORS)"
     if spec.id not in have:
@@ -396,7 +428,7 @@ def _assumptions(arch, spec, lay, batch, isl, osl, decode_context, mem, plan_not
             f"KV cache in {prec.kv_cache} ({prec.kv_cache.bytes_per_element:g} B/element); activations reserved for "
             f"{mem.max_batch_tokens:,} tokens per forward step; {mem.memory_utilization:.2f} of GPU memory usable"
         ),
-        factors_note + "; attention factors are assumptions (no measured attention kernel)",
+        factors_note + "; where each factor group comes from is listed with the factors",
         "nothing overlaps (no two-batch overlap of communication and compute); CPU launch and scheduling not counted",
     ]
     if lay.pp > 1:

@@ -1,5 +1,7 @@
 r"""Latency of one prefill batch or one decode step: a roofline with named efficiency factors.
 
+(Just past ~450 lines: the step's op list per layer kind and the formulas it prices are one job.)
+
 A step is a sum of op times -- GEMM (1), memory-bound op (2), attention core (3), all-reduce (4),
 all-to-all (5), send/recv (6) of :mod:`planner.perf.op_times` -- each with the efficiency factors
 of :mod:`planner.perf.factors`. Each GEMM runs in the mode of its weights' format and the activation
@@ -14,7 +16,11 @@ What one GPU runs (``b_a = 2`` activation bytes, ``b_kv`` bytes per KV element):
             (B_a also counts q and o, the new tokens' KV written and, in prefill, the fresh k and v)
     (7) MoE layer; T tokens in the tp x dp MoE group, top-k, balancedness b, s slots per GPU:
             R = T k / (ep b) rows on the busiest GPU,  A = s (1 - exp(-R / s)) slots it activates
-            t = a2a(R H b_a) + GEMM(R, 2I/moe_tp, H; g=A) + act + GEMM(R, H, I/moe_tp; g=A) + a2a(R H b_a)
+            t = dispatch + GEMM(R, 2I/moe_tp, H; g=A) + act + GEMM(R, H, I/moe_tp; g=A) + combine
+            grouped GEMMs (factors ``moe``); dispatch and combine are eq. (9) of op_times with
+            T / ep tokens per rank (DeepEP's low-latency mode in decode steps): dispatch in FP8
+            (1 + 4/128 bytes per element, DeepEP's FP8 dispatch) when the expert GEMMs take 8-bit
+            or narrower activations, else BF16; combine in BF16
     (8) step = sum over stages and their layers (attention block + dense FFN or MoE block)
                + embedding (first stage) + final norm and lm_head (last stage)
                + (pp - 1) hand-offs of hidden state and residual (send/recv)
@@ -34,20 +40,30 @@ sources and the measured errors are in ``docs/performance.md``.
 
 from __future__ import annotations
 
-import math
 from collections.abc import Mapping
 from dataclasses import asdict, dataclass, field
 from typing import Any
+
+import numpy as np
 
 from planner.common.checks import POSITIVE, check_number
 from planner.common.numerics import round_float
 from planner.perf.factors import EfficiencyFactors, resolve_factors
 from planner.perf.layout import ParallelLayout, resolve_instance
-from planner.perf.op_times import ACTIVATION_BYTES, attention_time_s, collective_time_s, gemm_time_s, memory_op_time_s
+from planner.perf.op_times import (
+    ACTIVATION_BYTES,
+    FP8_DISPATCH_BYTES,
+    attention_time_s,
+    collective_time_s,
+    ep_dispatch_time_s,
+    gemm_time_s,
+    memory_op_time_s,
+    moe_experts_time_s,
+)
 from planner.profiles import GemmMode, GpuSpec, ModelArch, Precision, resolve_precision
 from planner.profiles.params import kv_elements_per_token_per_layer, kv_heads_per_rank
 
-__all__ = ["StepTime", "prefill_time_s", "decode_step_time_s"]
+__all__ = ["StepTime", "prefill_time_s", "decode_step_time_s", "attention_core_time_s"]
 
 
 _COMPONENTS = (
@@ -143,9 +159,10 @@ class _Step:
 
 
 def _gemm(s: _Step, m, n, k, *, groups=1, weights: str = "attention") -> float:
-    """GEMM time in the mode of the ``weights`` component (``attention``, ``experts`` or ``base``)."""
+    """GEMM time in the mode of the ``weights`` component (``attention``, ``experts`` or ``base``);
+    the routed experts' GEMMs are grouped GEMMs."""
     mode: GemmMode = s.modes[weights]
-    return float(gemm_time_s(m, n, k, s.spec, factors=s.f, groups=groups, mode=mode))
+    return float(gemm_time_s(m, n, k, s.spec, factors=s.f, groups=groups, mode=mode, grouped=weights == "experts"))
 
 
 def _mem(s: _Step, op: str, m, k, n=None) -> float:
@@ -156,14 +173,40 @@ def _coll(s: _Step, op: str, size_bytes, n) -> float:
     return float(collective_time_s(op, size_bytes, n, s.spec, factors=s.f))
 
 
-def _attention_pairs(s: _Step, window: int | None) -> float:
-    """Sum over the busiest group's requests of the (query, key) pairs attention computes."""
-    L = s.new_tokens if s.prefill else s.context
-    w = L if window is None else min(window, L)
-    if not s.prefill:
-        return float(s.requests_rank * w)
-    # positions 1..w attend to every earlier token, the later ones to the last w
-    return s.requests_rank * (w * (w + 1) / 2 + (L - w) * w)
+def attention_core_time_s(kind: str, phase: str, heads, kv_heads, d_qk, d_v, requests, tokens, kv_bytes_per_token,
+                          gpu: GpuSpec | str, *, window=None, factors=None):  # fmt: skip
+    """Eq. (3) on one rank (vectorised): the FLOPs and HBM bytes of one attention kernel, priced by
+    :func:`~planner.perf.op_times.attention_time_s` with the ``kind``/``phase`` factor group.
+
+    ``requests`` sequences of ``heads`` query heads (``kv_heads`` key/value heads, or the heads MLA
+    decompresses k/v for in prefill), head dims ``d_qk`` and ``d_v``; in prefill each brings
+    ``tokens`` new tokens (causal), in decode one new token attending to ``tokens`` cached ones;
+    ``kv_bytes_per_token`` is one token's KV on this rank in the cache format; ``window`` the
+    sliding window (None or 0: full attention)::
+
+        w = min(window, L),   pairs = sum_req sum_{i=1..L} min(i, w)   (prefill; decode: w per request)
+        F = 2 heads (d_qk + d_v) pairs
+        B = T heads (d_qk + d_v) b_a + T kv_bytes          q in, o out, the new tokens' KV written
+            + prefill: T kv_heads (d_qk + d_v) b_a           the fresh k and v, read once per query
+            + decode:  pairs kv_bytes                        the cache
+    """
+    L = np.asarray(tokens, dtype=np.float64)
+    req = np.asarray(requests, dtype=np.float64)
+    win = np.zeros_like(L) if window is None else np.asarray(window, dtype=np.float64)
+    w = np.where(win > 0, np.minimum(win, L), L)
+    width = np.asarray(d_qk, dtype=np.float64) + np.asarray(d_v, dtype=np.float64)
+    heads, kv_heads = np.asarray(heads, dtype=np.float64), np.asarray(kv_heads, dtype=np.float64)
+    kvb = np.asarray(kv_bytes_per_token, dtype=np.float64)
+    if phase == "prefill":
+        pairs = req * (w * (w + 1) / 2 + (L - w) * w)  # positions 1..w see every earlier token, later ones w
+        new = req * L
+        hbm = new * heads * width * ACTIVATION_BYTES + new * kvb + new * kv_heads * width * ACTIVATION_BYTES
+    else:
+        pairs = req * w
+        new = req
+        hbm = new * heads * width * ACTIVATION_BYTES + new * kvb + pairs * kvb
+    flops = 2.0 * heads * width * pairs
+    return attention_time_s(flops, hbm, gpu, factors=factors, kind=kind, phase=phase, tokens=w)
 
 
 def _attention_block(s: _Step, window: int | None) -> dict[str, float]:
@@ -194,14 +237,11 @@ def _attention_block(s: _Step, window: int | None) -> dict[str, float]:
         elif att.qk_norm == "full":
             norm += _mem(s, "norm", T, rotated)
         d_qk = d_v = d
-    pairs = _attention_pairs(s, window)
-    flops = 2.0 * heads * (d_qk + d_v) * pairs
     kv_bytes = kv_elements_per_token_per_layer(att, tp) * s.kv_bytes_per_element  # per cached token on this rank
-    hbm = T * heads * (d_qk + d_v) * ACTIVATION_BYTES + T * kv_bytes  # q in, o out; new tokens' KV written
-    # prefill reads the fresh k and v once per query (flash tiles stay on chip), decode the cache
-    hbm += T * kv_heads * (d_qk + d_v) * ACTIVATION_BYTES if s.prefill else pairs * kv_bytes
     out["attention_proj_s"] = proj
-    out["attention_core_s"] = float(attention_time_s(flops, hbm, s.spec, factors=s.f))
+    out["attention_core_s"] = float(attention_core_time_s(
+        att.kind, "prefill" if s.prefill else "decode", heads, kv_heads, d_qk, d_v, s.requests_rank,
+        s.new_tokens if s.prefill else s.context, kv_bytes, s.spec, window=window, factors=s.f))
     out["norm_s"] = norm
     out["elementwise_s"] = _mem(s, "rope", T, rotated) + 2 * _mem(s, "add", T, H)  # two residual adds
     out["tp_all_reduce_s"] = _coll(s, "all_reduce", T * H * ACTIVATION_BYTES, tp)
@@ -227,16 +267,12 @@ def _ffn_block(s: _Step, moe: bool) -> dict[str, float]:
         out["dense_ffn_s"], out["elementwise_s"] = _dense_ffn(s, shared)
     # (7): rows on the busiest GPU and the slots they touch (uniform routing within the GPU)
     rows = _moe_rows_busiest_gpu(s)
-    active = s.slots * -math.expm1(-rows / s.slots)
     inner = arch.moe_intermediate_size // lay.moe_tp
-    out["moe_expert_s"] = (
-        _gemm(s, rows, 2 * inner, H, groups=active, weights="experts")
-        + _mem(s, "act", rows, inner)
-        + _gemm(s, rows, H, inner, groups=active, weights="experts")
-    )
+    out["moe_expert_s"] = float(moe_experts_time_s(rows, H, inner, s.slots, s.spec, factors=s.f,
+                                                   mode=s.modes["experts"]))  # fmt: skip
     if lay.ep > 1:
-        a2a = _coll(s, "all_to_all", rows * H * ACTIVATION_BYTES, lay.tp * lay.dp)
-        out["moe_dispatch_s"] = out["moe_combine_s"] = a2a
+        out["moe_dispatch_s"] = _ep_a2a(s, _dispatch_element_bytes(s))
+        out["moe_combine_s"] = _ep_a2a(s, ACTIVATION_BYTES)
         if shared:  # the shared expert's row-parallel output
             out["tp_all_reduce_s"] += _coll(s, "all_reduce", T * H * ACTIVATION_BYTES, lay.tp)
         # experts split over moe_tp ranks: sum the partial outputs (top-k summed locally first)
@@ -244,6 +280,22 @@ def _ffn_block(s: _Step, moe: bool) -> dict[str, float]:
     else:  # every rank holds a 1/moe_tp slice of every expert: one reduction of routed + shared output
         out["tp_all_reduce_s"] += _coll(s, "all_reduce", s.tokens_total * H * ACTIVATION_BYTES, lay.moe_tp)
     return out
+
+
+def _dispatch_element_bytes(s: _Step) -> float:
+    """FP8 dispatch when the expert GEMMs read 8-bit or narrower activations, else BF16."""
+    mode = s.modes["experts"].name
+    return FP8_DISPATCH_BYTES if not mode.endswith("a16") else float(ACTIVATION_BYTES)
+
+
+def _ep_a2a(s: _Step, element_bytes: float) -> float:
+    """One dispatch or combine, eq. (9): T / ep tokens per EP group, ``ep`` groups of ``moe_tp`` ranks."""
+    lay, arch = s.lay, s.arch
+    b = s.balancedness
+    per_node = max(1, min(lay.ep, s.spec.gpus_per_node // lay.moe_tp))
+    return float(ep_dispatch_time_s(s.tokens_total / lay.ep, arch.hidden_size, arch.top_k, arch.num_routed_experts,
+                                    lay.ep, s.spec, element_bytes=element_bytes, factors=s.f, balancedness=b,
+                                    devices_per_node=per_node, low_latency=not s.prefill))  # fmt: skip
 
 
 def _moe_rows_busiest_gpu(s: _Step) -> float:
