@@ -125,6 +125,11 @@ class Engine:
                 self._wake(self.stage_free[0])
             return
         pp = self.pp
+        if pp == 1:  # the loop below with one lane
+            lane = self.lanes[0]
+            if not lane.busy:
+                self._dispatch(lane, t, 0)
+            return
         for j in range(pp):
             i = (self.rr + j) % pp
             lane = self.lanes[i]

@@ -165,6 +165,11 @@ def check_pools(pools) -> tuple[Pool, ...]:
     return tuple(pools)
 
 
+def _engine_order(engine: Engine) -> tuple[int, int]:
+    """Order in which dirty engines form their steps at one instant: pool, then instance."""
+    return engine.pool_index, engine.index
+
+
 class _Sim:
     """Event loop and request bookkeeping (module docstring); engines call back into it."""
 
@@ -274,7 +279,11 @@ class _Sim:
             te = heap[0][0] if heap else inf
             t = ta if ta <= te else te
             if dirty and t > now:
-                for engine in sorted(dirty, key=lambda e: (e.pool_index, e.index)):
+                # pokes never mark an engine dirty (only events do), so one dirty engine needs no sorting
+                if len(dirty) == 1:
+                    dirty.pop().poke(now)
+                    continue
+                for engine in sorted(dirty, key=_engine_order):
                     engine.poke(now)
                 dirty.clear()
                 continue
