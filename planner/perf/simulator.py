@@ -63,8 +63,9 @@ from typing import Callable, Sequence
 import numpy as np
 
 from planner.errors import InputError
-from planner.inputs import Workload
+from planner.inputs import SLO, Workload
 from planner.perf._engine import DONE, TRANSFER, WAKE, Engine
+from planner.perf._miss_watch import MissWatch
 from planner.perf.cost import CostModel
 from planner.perf.sim_results import SimResult, StepLog
 
@@ -173,7 +174,8 @@ def _engine_order(engine: Engine) -> tuple[int, int]:
 class _Sim:
     """Event loop and request bookkeeping (module docstring); engines call back into it."""
 
-    def __init__(self, workload: Workload, pools: tuple[Pool, ...], record_steps: bool, progress, progress_every):
+    def __init__(self, workload: Workload, pools: tuple[Pool, ...], record_steps: bool, progress, progress_every,
+                 stop_on_miss=None):
         self.inp = workload.input_tokens.tolist()
         self.out = workload.output_tokens.tolist()
         self.arrival = workload.arrival_s.tolist()
@@ -198,6 +200,9 @@ class _Sim:
         self.rr = [0] * len(pools)
         self.decode_pool = 1 if len(pools) == 2 else None
         self.prefill_engine_of: dict[int, Engine] = {}
+        self.watch = None if stop_on_miss is None else MissWatch(stop_on_miss, self.arrival, self.out,
+                                                                  pools[-1].phase != "prefill")
+        self.stopped = False
 
     # -- called by engines -----------------------------------------------------------------------
     def push(self, t, kind, engine, lane, chunks, bs) -> None:
@@ -207,10 +212,14 @@ class _Sim:
     def first_token(self, rid: int, t: float) -> None:
         self.first[rid] = t
         self.tokens += 1
+        if self.watch is not None:
+            self.watch.first_token(rid, t)
 
     def finished(self, rid: int, t: float) -> None:
         self.finish[rid] = t
         self.done += 1
+        if self.watch is not None:
+            self.watch.finished(rid, self.first[rid], t)
         if self.progress is not None and self.done % self.progress_every == 0:
             self.progress(self.done, len(self.inp))
 
@@ -228,6 +237,8 @@ class _Sim:
             self.first[rid] = math.nan
             self.tokens -= 1
             self.done += 1
+            if self.watch is not None:
+                self.watch.rejected(rid)
             return
         self.prefill_engine_of[rid] = engine
         self.decode_inst[rid] = target.index
@@ -255,6 +266,8 @@ class _Sim:
         if engine.need(rid) > engine.kv_cap:
             self.rejected[rid] = True
             self.done += 1
+            if self.watch is not None:
+                self.watch.rejected(rid)
             return
         if engine.phase == "decode":
             self.first_token(rid, t)  # decode-only run: the prompt counts as prefilled on arrival
@@ -271,6 +284,7 @@ class _Sim:
         n = len(arrival)
         heap = self.heap
         dirty = self.dirty
+        watch = self.watch
         i = 0
         now = 0.0
         inf = math.inf
@@ -289,6 +303,12 @@ class _Sim:
                 continue
             if t == inf:
                 return now
+            if watch is not None:  # stop_on_miss: deadlines passed before t, then stop if the SLO is missed
+                if t > watch.next_check:
+                    watch.advance(t, i, self.first, self.finish)
+                if watch.missed:
+                    self.stopped = True
+                    return now
             now = t
             if ta <= te:
                 self._arrive(i, t)
@@ -309,7 +329,8 @@ class _Sim:
 
 
 def simulate(workload: Workload, pools: Pool | Sequence[Pool], *, record_steps: bool = False,
-             progress: Callable[[int, int], None] | None = None, progress_every: int = 1000) -> SimResult:
+             progress: Callable[[int, int], None] | None = None, progress_every: int = 1000,
+             stop_on_miss: SLO | None = None) -> SimResult:
     """Serve ``workload`` on the deployment ``pools`` (module docstring for the rules).
 
     Parameters
@@ -319,6 +340,11 @@ def simulate(workload: Workload, pools: Pool | Sequence[Pool], *, record_steps: 
     record_steps : keep a :class:`~planner.perf.sim_results.StepLog` of every step (memory grows with the steps).
     progress : called as ``progress(finished_requests, total_requests)`` every ``progress_every``
         finished requests.
+    stop_on_miss : an SLO: stop as soon as the run certainly misses it (:mod:`planner.perf._miss_watch`:
+        enough requests already past a limit, whatever happens next). A run that meets it is simulated
+        to the end and is the same as without; a stopped run has ``complete`` False, its unfinished
+        requests have no times, and its statistics describe the part simulated only. What a goodput
+        search uses to skip the rest of an overloaded probe.
 
     Returns
     -------
@@ -348,8 +374,10 @@ def simulate(workload: Workload, pools: Pool | Sequence[Pool], *, record_steps: 
     pools = check_pools(pools)
     if isinstance(progress_every, bool) or not isinstance(progress_every, int) or progress_every < 1:
         raise InputError(f"must be an integer >= 1, got {progress_every!r}", param="progress_every")
+    if stop_on_miss is not None and not isinstance(stop_on_miss, SLO):
+        raise InputError(f"expected an SLO or None, got {type(stop_on_miss).__name__}", param="stop_on_miss")
     start = time.perf_counter()
-    sim = _Sim(workload, pools, record_steps, progress, progress_every)
+    sim = _Sim(workload, pools, record_steps, progress, progress_every, stop_on_miss)
     end = sim.run()
     if progress is not None and sim.done % progress_every:
         progress(sim.done, len(workload))
@@ -370,5 +398,6 @@ def simulate(workload: Workload, pools: Pool | Sequence[Pool], *, record_steps: 
         sim_end_s=end,
         decodes=pools[-1].phase != "prefill",
         steps_log=StepLog.from_rows(sim.step_log) if record_steps else None,
+        complete=not sim.stopped,
         wall_s=time.perf_counter() - start,
     )
