@@ -44,7 +44,7 @@ class Scenario:
 def scenarios(quick: bool = False) -> list[Scenario]:
     """The issue's scenarios, both lengths each (``quick``: the two smallest)."""
     base = [("qwen3-30b-a3b", "h100", 8), ("qwen3-30b-a3b", "h200", 8), ("gpt-oss-120b", "h100", 8),
-            ("qwen3-235b-a22b", "h200", 16), ("qwen3-235b-a22b", "b200", 32), ("deepseek-v3", "h200", 32),
+            ("qwen3-235b-a22b-fp8", "h200", 16), ("qwen3-235b-a22b-fp8", "b200", 32), ("deepseek-v3", "h200", 32),
             ("deepseek-v3", "h200", 64)]
     if quick:
         return [Scenario("qwen3-30b-a3b", "h100", 8, 2000, 500)]

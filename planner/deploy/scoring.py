@@ -141,7 +141,7 @@ def score(cand: Candidate, cost: CostModel, workload: Workload, slo: SLO, *, arr
                 "both": slo}[cand.role]
     start = cand.bound_req_per_s * 0.7 if math.isfinite(cand.bound_req_per_s) else None
     g = goodput(workload, cand.pool(cost), role_slo, arrivals=arrivals, rate_req_per_s=start, rel_tol=rel_tol,
-                seed=seed, max_probes=14)
+                seed=seed, max_probes=14, stop_early=True)
     rate, capped = g.rate_req_per_s, False
     if not math.isfinite(g.upper_req_per_s) or rate > cand.bound_req_per_s:
         rate, capped = min(rate, cand.bound_req_per_s), True

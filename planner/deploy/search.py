@@ -399,14 +399,20 @@ def _end_to_end(setup: _Setup, kind: str, chosen: list[PhaseScore], sol) -> Depl
     w = setup.workload.head(n)
     mean_out = float(w.output_tokens.mean())
     if setup.rate is None:
-        g = goodput(w, _pools(setup, chosen, counts), setup.slo, arrivals=setup.arrivals, seed=setup.seed,
-                    rate_req_per_s=max(sol.rate * 0.8, 1e-3), rel_tol=_REL_TOL, max_probes=14)
+        pools = _pools(setup, chosen, counts)
+        g = goodput(w, pools, setup.slo, arrivals=setup.arrivals, seed=setup.seed,
+                    rate_req_per_s=max(sol.rate * 0.8, 1e-3), rel_tol=_REL_TOL, max_probes=14, stop_early=True)
         rate = g.rate_req_per_s
         if rate > 0:
             p = probe_at(g, rate)
             return Deployment(kind, tuple(chosen), tuple(counts), sol.rate, rate, p.attainment, p.ttft_ms_percentile,
                               p.tpot_ms_percentile, p.met, n, mean_out, sol.nodes)
         p = g.probes[-1]
+        if not p.complete:  # stopped at a certain miss: simulate it to the end for the closest-miss numbers
+            res = simulate(w.with_rate(p.rate_req_per_s), pools)
+            q = setup.slo.percentile
+            p = replace(p, attainment=res.attainment(setup.slo), ttft_ms_percentile=res.percentile("ttft_ms", q),
+                        tpot_ms_percentile=res.percentile("tpot_ms", q), complete=True)
         return Deployment(kind, tuple(chosen), tuple(counts), sol.rate, 0.0, p.attainment, p.ttft_ms_percentile,
                           p.tpot_ms_percentile, False, n, mean_out, sol.nodes)
     for _ in range(4):
