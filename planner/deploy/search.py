@@ -188,7 +188,8 @@ def plan_deployment(
     plan = build_deployment_plan(setup, request, deployments, notes, reports[0] if reports else None, replica_plan)
     result = DeploymentResult(request, tuple(deployments), tuple(s for v in scores.values() for s in v), tuple(front),
                               plan, tuple(notes), tuple(reports), time.perf_counter() - start, timings)
-    report = verify_deployment(plan, setup.workload if setup.workload_spec["kind"] == "trace" else None)
+    report = verify_deployment(plan, setup.workload if setup.workload_spec["kind"] == "trace" else None,
+                               alternatives=False)
     if not report.ok:
         c = report.failures[0]
         raise AssertionError(f"the deployment plan fails its own verification: {c.name}: {c.detail}")
