@@ -154,8 +154,9 @@ def plan_deployment(
     roles = _candidates(setup, loads, replica_plan, max_candidates_per_role, say)
     timings["candidates_s"] = time.perf_counter() - t
     t = time.perf_counter()
-    scores = {role: [_score(setup, c) for c in cands] for role, cands in roles.items()}
-    say(f"scored {sum(len(v) for v in scores.values())} candidates alone in {time.perf_counter() - t:.1f} s")
+    scores, skipped = _scores(setup, roles, time_limit_s)
+    say(f"scored {sum(len(v) for v in scores.values())} candidates alone in {time.perf_counter() - t:.1f} s"
+        + (f" ({skipped} could not reach the best predicted rate: not simulated)" if skipped else ""))
     timings["scores_s"] = time.perf_counter() - t
     t = time.perf_counter()
     found, reports = [], []
@@ -181,7 +182,7 @@ def plan_deployment(
     front = pareto_front([(d.tokens_per_s_per_user, d.tokens_per_s_per_gpu) if d.meets_slo else (math.nan, math.nan)
                           for d in deployments])
     request = _request_record(setup)
-    notes = _notes(setup, [s for v in scores.values() for s in v])
+    notes = _notes(setup, [s for v in scores.values() for s in v], skipped)
     from planner.deploy.build import build_deployment_plan
     from planner.deploy.verify import verify_deployment
 
@@ -349,6 +350,56 @@ def _score(setup: _Setup, cand: Candidate) -> PhaseScore:
                  seed=setup.seed, rel_tol=_REL_TOL)
 
 
+_KIND_ROLES = {"disaggregated": ("prefill", "decode"), "aggregated": ("both",)}
+
+
+def _scores(setup: _Setup, roles: dict[str, list[Candidate]], time_limit_s: float):
+    """Per-phase scores, best bound per GPU first; a candidate that cannot reach the best rate already
+    predicted for its kind is not simulated (returns the scores and how many were skipped).
+
+    A candidate's score is capped by its bound, so with a GPU budget ``B`` no deployment using it serves
+    more than ``floor(B / s) x bound`` (``max_rate``) or more than ``bound / s`` per GPU
+    (``max_rate_per_gpu``): when that is no more than what the integer program already achieves with
+    the scored candidates of its kind, the candidate cannot be the program's choice. Rate mode and
+    DistServe's costs (its algorithm scores every candidate) score all.
+    """
+    if setup.rate is not None or setup.cost_kind == "distserve":
+        return {role: [_score(setup, c) for c in cands] for role, cands in roles.items()}, 0
+    out: dict[str, list[PhaseScore]] = {role: [] for role in roles}
+    for role, cands in roles.items():  # the best bound per GPU of every role first: a rate to beat
+        if cands:
+            out[role].append(_score(setup, cands[0]))
+    best = {kind: _predicted_best(setup, [out[r] for r in rs], time_limit_s) for kind, rs in _KIND_ROLES.items()}
+    skipped = 0
+    for kind, role_names in _KIND_ROLES.items():
+        for role in role_names:
+            for cand in roles[role][1:]:
+                if _reach(setup, cand) <= best[kind]:
+                    skipped += 1
+                    continue
+                out[role].append(_score(setup, cand))
+                best[kind] = _predicted_best(setup, [out[r] for r in role_names], time_limit_s)
+    return out, skipped
+
+
+def _reach(setup: _Setup, cand: Candidate) -> float:
+    """The most a deployment using ``cand`` can be predicted to serve (``_scores``), in the merit's unit."""
+    if setup.objective == "max_rate_per_gpu":
+        return cand.bound_req_per_s / cand.num_gpus
+    return (setup.num_gpus // cand.num_gpus) * cand.bound_req_per_s
+
+
+def _predicted_best(setup: _Setup, role_scores, time_limit_s: float) -> float:
+    """The integer program's best predicted rate (or rate per GPU) with these scores; 0 if none."""
+    role_scores = [[s for s in scores if s.goodput_req_per_s > 0] for scores in role_scores]
+    if not all(role_scores):
+        return 0.0
+    sols, _ = _counts(setup, role_scores, 1, time_limit_s)
+    if not sols:
+        return 0.0
+    return sols[0].rate / sols[0].gpus if setup.objective == "max_rate_per_gpu" else sols[0].rate
+
+
 # -- 4. integer program ------------------------------------------------------------------------------------
 def _nodes(setup: _Setup, role_scores) -> list[int]:
     G = setup.gpus_per_node
@@ -493,7 +544,7 @@ def _request_record(setup: _Setup) -> dict:
     }
 
 
-def _notes(setup: _Setup, scores: list[PhaseScore]) -> list[str]:
+def _notes(setup: _Setup, scores: list[PhaseScore], skipped: int = 0) -> list[str]:
     notes = [f"goodput = highest rate whose p{setup.slo.percentile:g} TTFT and TPOT meet the limits "
              f"({setup.slo.rule} rule), simulated on the workload's first requests with "
              f"{'its own' if setup.workload_spec['kind'] == 'trace' else 'Poisson'} arrivals time-compressed"]
@@ -508,4 +559,7 @@ def _notes(setup: _Setup, scores: list[PhaseScore]) -> list[str]:
                  else "prefill and decode of one request share a node (KV over NVLink, free)")
     if any(s.capped for s in scores):
         notes.append("some candidates never missed within their probes; their throughput bound was used")
+    if skipped:
+        notes.append(f"{skipped} candidates were not simulated: their throughput bound could not reach the best "
+                     "rate the integer program already predicted for their kind")
     return notes
