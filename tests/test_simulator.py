@@ -338,3 +338,17 @@ def test_goodput_growth_cap_and_bracket():
         with pytest.raises(InputError) as err:
             goodput(w, pools, slo, **kwargs)
         assert err.value.param == param
+
+
+@pytest.mark.parametrize("name", list(_deployments()))
+def test_coasting_decode_steps_changes_nothing(name):
+    """Pure decode steps that end before the next event run outside the event queue (Engine.coast); a run
+    that records its steps goes through the queue for every step: both give the same times, bit for bit."""
+    pools = _deployments()[name]
+    for rate in (0.3, 3.0):
+        w = CONV.head(300).with_rate(rate)
+        fast, slow = simulate(w, pools), simulate(w, pools, record_steps=True)
+        assert np.array_equal(fast.first_token_s, slow.first_token_s, equal_nan=True)
+        assert np.array_equal(fast.finish_s, slow.finish_s, equal_nan=True)
+        assert (fast.steps, fast.busy_s, fast.kv_peak_tokens, fast.tokens_generated, fast.sim_end_s) == \
+            (slow.steps, slow.busy_s, slow.kv_peak_tokens, slow.tokens_generated, slow.sim_end_s)

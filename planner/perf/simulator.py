@@ -317,6 +317,14 @@ class _Sim:
             _, _, kind, engine, lane, chunks, bs = heapq.heappop(heap)
             if kind == DONE:
                 engine.step_done(t, lane, chunks, bs)
+                # pure decode steps that end before anything else happens need no trip through the heap
+                if len(dirty) == 1 and engine.can_coast():
+                    until = arrival[i] if i < n else inf
+                    if heap and heap[0][0] < until:
+                        until = heap[0][0]
+                    if watch is not None and watch.next_check < until:
+                        until = watch.next_check
+                    now = engine.coast(t, until)
             elif kind == TRANSFER:
                 rid = chunks
                 src = self.prefill_engine_of.pop(rid, None)
