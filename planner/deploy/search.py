@@ -360,11 +360,13 @@ def _scores(setup: _Setup, roles: dict[str, list[Candidate]], time_limit_s: floa
     """Per-phase scores, best bound per GPU first; a candidate that cannot reach the best rate already
     predicted for its kind is not simulated (returns the scores and how many were skipped).
 
-    A candidate's score is capped by its bound, so with a GPU budget ``B`` no deployment using it serves
-    more than ``floor(B / s) x bound`` (``max_rate``) or more than ``bound / s`` per GPU
-    (``max_rate_per_gpu``): when that is no more than what the integer program already achieves with
-    the scored candidates of its kind, the candidate cannot be the program's choice. Rate mode and
-    DistServe's costs (its algorithm scores every candidate) score all.
+    A candidate's score is capped by its bound, so with a GPU budget ``B`` no deployment using it is
+    predicted to serve more than ``floor(B / s) x bound`` (``max_rate``) or more than ``bound / s`` per
+    GPU (``max_rate_per_gpu``): when that is below what the integer program already achieves with the
+    scored candidates of its kind, the candidate cannot be in the program's best solution, which is
+    therefore the same as with every candidate scored. The next-best solutions (the alternatives
+    simulated end to end) are drawn from the candidates scored. Rate mode and DistServe's costs (its
+    algorithm scores every candidate) score all.
     """
     if setup.rate is not None or setup.cost_kind == "distserve":
         return {role: [_score(setup, c) for c in cands] for role, cands in roles.items()}, 0
@@ -377,7 +379,7 @@ def _scores(setup: _Setup, roles: dict[str, list[Candidate]], time_limit_s: floa
     for kind, role_names in _KIND_ROLES.items():
         for role in role_names:
             for cand in roles[role][1:]:
-                if _reach(setup, cand) <= best[kind]:
+                if _reach(setup, cand) < best[kind]:
                     skipped += 1
                     continue
                 out[role].append(_score(setup, cand))
@@ -596,8 +598,8 @@ def _notes(setup: _Setup, scores: list[PhaseScore], skipped: int = 0) -> list[st
     if any(s.capped for s in scores):
         notes.append("some candidates never missed within their probes; their throughput bound was used")
     if skipped:
-        notes.append(f"{skipped} candidates were not simulated: their throughput bound could not reach the best "
-                     "rate the integer program already predicted for their kind")
+        notes.append(f"candidates not simulated: {skipped} (their throughput bound could not reach the best rate the "
+                     "integer program already predicted for their kind)")
     if setup.rate is None:
         notes.append(f"end-to-end goodput to {_REL_TOL:.0%} for deployments that could still win, to "
                      f"{_COARSE_TOL:.0%} for the others")
