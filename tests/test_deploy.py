@@ -135,6 +135,7 @@ def test_skipped_candidates_leave_the_best_solution_and_refining_follows_the_fin
     kind is the same, every skipped candidate's bound is below it, and a deployment simulated by both gets the
     same goodput when the fast search refined it (a coarse search continued from its bracket takes the fine
     search's path), at most 10 % less (its coarse bracket) when it did not."""
+    import planner.deploy.end_to_end as end_to_end
     import planner.deploy.search as search
 
     args = ("qwen3-30b-a3b", "h100", SLO(1000, 50, rule="percentile"))
@@ -142,7 +143,7 @@ def test_skipped_candidates_leave_the_best_solution_and_refining_follows_the_fin
     fast = plan_deployment(*args, **kw)
     assert any(n.startswith("candidates not simulated") for n in fast.notes)
     monkeypatch.setattr(search, "_reach", lambda setup, cand: float("inf"))
-    monkeypatch.setattr(search, "_COARSE_TOL", search._REL_TOL)
+    monkeypatch.setattr(end_to_end, "COARSE_TOL", end_to_end.REL_TOL)
     full = plan_deployment(*args, **kw)
     assert [r.objective for r in fast.solve_reports] == [r.objective for r in full.solve_reports]
     scored = {(s.candidate.role, s.candidate.label) for s in fast.scores}

@@ -6,16 +6,20 @@
    ``2048 x dp`` with ``128 x dp`` sequences (Sarathi-Serve's chunk sizes are 512-2048).
 2. **Screening and pruning** (:mod:`planner.deploy.scoring`): a throughput bound from a few latency-model
    calls; candidates that miss their limit unloaded or are dominated go, the best bounds per GPU stay.
-3. **Scores**: per-instance goodput of each kept candidate in its role alone, simulated.
+3. **Scores**: per-instance goodput of each kept candidate in its role alone, simulated (best bound per
+   GPU first; one whose bound cannot reach the rate already predicted for its kind is skipped).
 4. **Integer program** (:mod:`solvers.xpyd`): one layout per role and instance counts for the GPU
    budget (most rate, or most rate per GPU) or the target rate (fewest GPUs), nodes packed; the next
    best layout combinations by no-good cuts. Disaggregated (prefill + decode) and aggregated
    (one role) programs are solved separately.
-5. **End-to-end check**: every deployment from step 4 is simulated with all its pools together:
-   its goodput (budget) or its attainment at the target rate (a deployment that misses gets one
-   more instance of the role that missed, up to three times). Deployments are ranked by that.
+5. **End-to-end check** (:mod:`planner.deploy.end_to_end`): every deployment from step 4 is simulated
+   with all its pools together: its goodput (budget) or its attainment at the target rate (a deployment
+   that misses gets one more instance of the role that missed, up to three times). Deployments are
+   ranked by that.
 
-``docs/deploy.md`` states the rules, the program and the DistServe reproduction.
+``docs/deploy.md`` states the rules, the program and the DistServe reproduction. One module past 450
+lines because every stage reads the resolved request (``_Setup``) and its few helpers (probe lengths,
+cost models, pools); the rules of scoring and of step 5 live in their own modules.
 """
 
 from __future__ import annotations
@@ -34,11 +38,11 @@ from planner.deploy.instances import (
     latency_model_layouts,
     quick_times,
 )
+from planner.deploy.end_to_end import COARSE_TOL, REL_TOL, deployments_at_rate, goodput_deployments
 from planner.deploy.result import Deployment, DeploymentResult, pareto_front
 from planner.deploy.scoring import Candidate, PhaseScore, bound_candidate, prune, score
 from planner.errors import Infeasible, InputError
 from planner.inputs import SLO, ExpertLoads, Workload, poisson_workload
-from planner.perf import goodput, simulate
 from planner.plans import Plan
 from planner.profiles import get_gpu, get_model, resolve_precision
 from solvers.xpyd import choose_instance_counts
@@ -54,10 +58,6 @@ _AGG_TOKENS_PER_RANK = 2048
 _AGG_BATCH_PER_RANK = 128
 _MAX_PREFILL_BATCH = 64
 _MAX_NODES = 64
-_REL_TOL = 0.04  # goodput searches stop when the bracket is this narrow (relative)
-_COARSE_TOL = 0.10  # ... for an end-to-end deployment that cannot reach the best one found
-_E2E_GROWTH = 1.25  # end-to-end searches start at the predicted rate and bracket in steps of 25 %, 56 %, 2x
-_MAX_PROBES = 14
 
 
 @dataclass(frozen=True)
@@ -173,7 +173,7 @@ def plan_deployment(
     if not found:
         raise _nothing_fits(setup, scores)
     t = time.perf_counter()
-    deployments = _end_to_end_all(setup, found)
+    deployments = _end_to_end(setup, found)
     say(f"simulated {len(deployments)} deployments end to end in {time.perf_counter() - t:.1f} s")
     timings["end_to_end_s"] = time.perf_counter() - t
     merit = _merit(setup)
@@ -350,7 +350,7 @@ def _concurrency(cand: Candidate, setup: _Setup) -> float:
 def _score(setup: _Setup, cand: Candidate) -> PhaseScore:
     n = _requests_for(setup, _concurrency(cand, setup))
     return score(cand, _cost(setup, cand), setup.workload.head(n), setup.slo, arrivals=setup.arrivals,
-                 seed=setup.seed, rel_tol=_REL_TOL)
+                 seed=setup.seed, rel_tol=REL_TOL)
 
 
 _KIND_ROLES = {"disaggregated": ("prefill", "decode"), "aggregated": ("both",)}
@@ -449,76 +449,20 @@ def _pools(setup: _Setup, chosen: list[PhaseScore], counts) -> list:
     return [s.candidate.pool(_cost(setup, s.candidate), int(n)) for s, n in zip(chosen, counts)]
 
 
-def _end_to_end_all(setup: _Setup, found) -> list[Deployment]:
-    """Every deployment of the integer programs simulated end to end (module docstring, step 5).
+def _end_to_end(setup: _Setup, found) -> list[Deployment]:
+    """Step 5 (:mod:`planner.deploy.end_to_end`) on this search's workload and pools."""
+    def workload_for(chosen, counts):  # the decode side's concurrency sets the probe's length
+        return setup.workload.head(_requests_for(setup, _concurrency(chosen[-1].candidate, setup) * counts[-1]))
 
-    GPU budget: each deployment's goodput is first bracketed to ``_COARSE_TOL``, starting at its predicted
-    rate in steps of 25 %; only the deployments whose bracket still reaches the best rate found (in the
-    figure of merit) are bisected on to ``_REL_TOL``, the others keep their coarse goodput (a rate that
-    met the SLO within ``_COARSE_TOL`` of one that did not). Rate mode: each deployment at the target rate.
-    """
+    def pools_for(chosen, counts):
+        return _pools(setup, chosen, counts)
+
     if setup.rate is not None:
-        return [_at_target_rate(setup, kind, chosen, sol) for kind, chosen, sol in found]
-    runs = []
-    for kind, chosen, sol in found:
-        counts = list(sol.counts)
-        n = _requests_for(setup, _concurrency(chosen[-1].candidate, setup) * counts[-1])
-        w, pools = setup.workload.head(n), _pools(setup, chosen, counts)
-        g = goodput(w, pools, setup.slo, arrivals=setup.arrivals, seed=setup.seed, rel_tol=_COARSE_TOL,
-                    rate_req_per_s=max(sol.rate, 1e-3), growth=_E2E_GROWTH, max_probes=_MAX_PROBES, stop_early=True)
-        runs.append((kind, chosen, sol, w, pools, g))
-    gpus = [sum(n * s.candidate.num_gpus for n, s in zip(sol.counts, chosen)) for _, chosen, sol, *_ in runs]
-    merit = (lambda rate, i: rate / gpus[i]) if setup.objective == "max_rate_per_gpu" else (lambda rate, i: rate)
-    best = max(merit(r[-1].rate_req_per_s, i) for i, r in enumerate(runs))
-    out = []
-    for i, (kind, chosen, sol, w, pools, g) in enumerate(runs):
-        probes = g.probes
-        lo, hi = g.rate_req_per_s, g.upper_req_per_s
-        if lo > 0 and math.isfinite(hi) and merit(hi, i) > best and len(probes) < _MAX_PROBES:
-            more = goodput(w, pools, setup.slo, arrivals=setup.arrivals, seed=setup.seed, rel_tol=_REL_TOL,
-                           bracket_req_per_s=(lo, hi), max_probes=max(2, _MAX_PROBES - len(probes)), stop_early=True)
-            probes, lo = probes + more.probes, more.rate_req_per_s
-        out.append(_deployment(setup, kind, chosen, sol, w, pools, probes, lo))
-    return out
-
-
-def _deployment(setup: _Setup, kind: str, chosen, sol, w, pools, probes, rate: float) -> Deployment:
-    """The deployment at its goodput ``rate`` (0: the last, lowest probe's numbers, for the closest miss)."""
-    counts, n, mean_out = tuple(sol.counts), len(w), float(w.output_tokens.mean())
-    if rate > 0:
-        p = [p for p in probes if p.rate_req_per_s == rate][-1]
-        return Deployment(kind, tuple(chosen), counts, sol.rate, rate, p.attainment, p.ttft_ms_percentile,
-                          p.tpot_ms_percentile, p.met, n, mean_out, sol.nodes)
-    p = probes[-1]
-    if not p.complete:  # stopped at a certain miss: simulate it to the end for the closest-miss numbers
-        res = simulate(w.with_rate(p.rate_req_per_s), pools)
-        q = setup.slo.percentile
-        p = replace(p, attainment=res.attainment(setup.slo), ttft_ms_percentile=res.percentile("ttft_ms", q),
-                    tpot_ms_percentile=res.percentile("tpot_ms", q), complete=True)
-    return Deployment(kind, tuple(chosen), counts, sol.rate, 0.0, p.attainment, p.ttft_ms_percentile,
-                      p.tpot_ms_percentile, False, n, mean_out, sol.nodes)
-
-
-def _at_target_rate(setup: _Setup, kind: str, chosen: list[PhaseScore], sol) -> Deployment:
-    counts = list(sol.counts)
-    decode = chosen[-1].candidate
-    n = _requests_for(setup, _concurrency(decode, setup) * counts[-1])
-    w = setup.workload.head(n)
-    mean_out = float(w.output_tokens.mean())
-    for _ in range(4):
-        res = simulate(w.with_rate(setup.rate), _pools(setup, chosen, counts))
-        q = setup.slo.percentile
-        ttft, tpot = res.percentile("ttft_ms", q), res.percentile("tpot_ms", q)
-        met = res.meets(setup.slo)
-        if met:
-            break
-        if kind == "aggregated":
-            counts[0] += 1
-        else:
-            counts[0] += int(not ttft <= setup.slo.ttft_ms)
-            counts[1] += int(not tpot <= setup.slo.tpot_ms) or int(ttft <= setup.slo.ttft_ms)
-    return Deployment(kind, tuple(chosen), tuple(counts), sol.rate, setup.rate, res.attainment(setup.slo), ttft, tpot,
-                      met, n, mean_out, sol.nodes if tuple(counts) == sol.counts else ())
+        return deployments_at_rate(found, workload_for=workload_for, pools_for=pools_for, slo=setup.slo,
+                                   rate=setup.rate)
+    return goodput_deployments(found, workload_for=workload_for, pools_for=pools_for, slo=setup.slo,
+                               arrivals=setup.arrivals, seed=setup.seed,
+                               per_gpu=setup.objective == "max_rate_per_gpu")
 
 
 def _merit(setup: _Setup):
@@ -601,6 +545,6 @@ def _notes(setup: _Setup, scores: list[PhaseScore], skipped: int = 0) -> list[st
         notes.append(f"candidates not simulated: {skipped} (their throughput bound could not reach the best rate the "
                      "integer program already predicted for their kind)")
     if setup.rate is None:
-        notes.append(f"end-to-end goodput to {_REL_TOL:.0%} for deployments that could still win, to "
-                     f"{_COARSE_TOL:.0%} for the others")
+        notes.append(f"end-to-end goodput to {REL_TOL:.0%} for deployments that could still win, to "
+                     f"{COARSE_TOL:.0%} for the others")
     return notes
