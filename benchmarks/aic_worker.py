@@ -174,6 +174,13 @@ def _meets_knob(req: dict, knob: str, e: dict) -> bool:
     return e["ttft"] <= req["ttft"] and e["tpot"] <= req["tpot"] and not e.get("kv_cache_warning")
 
 
+def _brief(e: dict) -> dict:
+    out = {k: v for k, v in e["kwargs"].items() if k.endswith("batch_size")}
+    out.update({k: e[k] for k in ("ttft", "tpot", "tokens/s/gpu", "(p)seq/s/worker", "(d)seq/s/worker", "meets", "error")
+                if e.get(k) is not None})
+    return out
+
+
 def main() -> int:
     req = json.load(sys.stdin)
     import aiconfigurator
@@ -190,7 +197,10 @@ def main() -> int:
         answer["error"] = f"{type(exc).__name__}: {exc}"[:2000]
         answer["traceback"] = traceback.format_exc()[-3000:]
     answer["wall_s"] = time.perf_counter() - t
-    answer["log_tail"] = log.getvalue()[-4000:]
+    answer["log_tail"] = log.getvalue()[-1500:]
+    res = answer.get("result") or {}
+    if "estimates" in res:  # the points tried: their batch sizes and figures, not every column
+        res["estimates"] = [_brief(e) for e in res["estimates"]]
     json.dump(answer, sys.stdout)
     return 0
 
