@@ -104,3 +104,31 @@ def test_aic_compare_runs_on_its_cache(tmp_path):
     missing = subprocess.run([sys.executable, str(script), "--cache", str(tmp_path / "none.json")],
                              capture_output=True, text=True, timeout=120, cwd=tmp_path)  # fmt: skip
     assert missing.returncode == 0 and "skipped: no cache" in missing.stderr
+
+
+def test_deploy_benchmark_smoke_and_aic_cache(tmp_path):
+    """benchmarks/deploy.py --quick --no-aic runs (speed is reported, never asserted); every cached
+    AIConfigurator answer reads into the side-by-side table's cells without AIConfigurator installed."""
+    out = tmp_path / "dep.json"
+    res = subprocess.run([sys.executable, str(SCRIPT.parent / "deploy.py"), "--quick", "--no-aic", "--out", str(out)],
+                         capture_output=True, text=True, timeout=300, cwd=tmp_path)
+    assert res.returncode == 0, res.stderr[-2000:]
+    data = json.loads(out.read_text(encoding="utf-8"))
+    assert len(data) == 1 and data[0]["chosen"]["meets_slo"]
+    assert len(_markdown_tables(res.stdout)) == 1
+    sys.path.insert(0, str(SCRIPT.parent))
+    try:
+        import deploy as bench
+    finally:
+        sys.path.pop(0)
+    cache = bench.AicCache(bench.AIC_CACHE)
+    entries = list(cache.doc["runs"].values())
+    assert entries and {e["aic_version"] for e in entries} == {"0.12.0"}
+    for s in bench.scenarios():  # every scenario's sweep is cached and reads as a best deployment
+        best = bench.aic_best(cache.get(bench.aic_default_request(s)))
+        assert best["status"] == "ok" and best["tokens_per_s_per_gpu"] > 0 and best["wall_s"] > 0
+    for e in entries:
+        if e["request"]["mode"] == "price":
+            priced = bench.aic_priced(e)
+            assert priced["status"] == "ok" or priced["status"].startswith("refused"), priced
+            assert e["command"].startswith("aiconfigurator cli estimate")

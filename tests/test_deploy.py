@@ -126,3 +126,46 @@ def test_precision_is_recorded_and_an_fp8_kv_cache_holds_more_requests(result):
     one_byte = latency_model_cost("qwen3-30b-a3b", "h100", "tp1pp1dp1ep1", precision={"kv_cache": "fp8"},
                                   **grid).kv_capacity_tokens
     assert 1.95 * bf16 <= one_byte <= 2.0 * bf16 + 1
+
+
+def test_skipped_candidates_leave_the_best_solution_and_refining_follows_the_fine_path(monkeypatch):
+    """The search does not simulate a candidate whose bound cannot reach the rate the integer program already
+    predicts for its kind, and bisects to 4 % only the deployments that can still win. Against the exhaustive
+    path (every candidate scored, every deployment bisected to 4 %): the program's best predicted rate of each
+    kind is the same, every skipped candidate's bound is below it, and a deployment simulated by both gets the
+    same goodput when the fast search refined it (a coarse search continued from its bracket takes the fine
+    search's path), at most 10 % less (its coarse bracket) when it did not."""
+    import planner.deploy.end_to_end as end_to_end
+    import planner.deploy.search as search
+
+    args = ("qwen3-30b-a3b", "h100", SLO(1000, 50, rule="percentile"))
+    kw = dict(num_gpus=8, isl=2048, osl=256, num_requests=300)
+    fast = plan_deployment(*args, **kw)
+    assert any(n.startswith("candidates not simulated") for n in fast.notes)
+    monkeypatch.setattr(search, "_reach", lambda setup, cand: float("inf"))
+    monkeypatch.setattr(end_to_end, "COARSE_TOL", end_to_end.REL_TOL)
+    full = plan_deployment(*args, **kw)
+    assert [r.objective for r in fast.solve_reports] == [r.objective for r in full.solve_reports]
+    scored = {(s.candidate.role, s.candidate.label) for s in fast.scores}
+    skipped = [s for s in full.scores if (s.candidate.role, s.candidate.label) not in scored]
+    best = {"prefill": fast.solve_reports[0].objective, "decode": fast.solve_reports[0].objective,
+            "both": fast.solve_reports[1].objective}  # max_rate: the programs' best predicted rates
+    assert skipped and all((8 // s.candidate.num_gpus) * s.candidate.bound_req_per_s < best[s.candidate.role]
+                           for s in skipped)
+    full_rate = {d.label: d.rate_req_per_s for d in full.deployments}
+    both = [d for d in fast.deployments if d.label in full_rate]
+    assert fast.chosen in both
+    for d in both:  # the same search path: the coarse bracket's met rate, or the fine search's
+        assert 0.9 * full_rate[d.label] <= d.rate_req_per_s <= full_rate[d.label]
+    assert fast.chosen.rate_req_per_s == full_rate[fast.chosen.label]
+
+
+def test_search_checks_its_chosen_deployment_and_verify_every_alternative(result):
+    plan = result.plan
+    quick = verify_deployment(plan, alternatives=False)
+    assert quick.ok and "not re-simulated" in [c for c in quick.checks if c.name == "alternatives"][0].detail
+    doc = json.loads(plan.to_json())
+    doc["alternatives"][0]["attainment"] = doc["alternatives"][0]["attainment"] * 0.9
+    tampered = parse_plan_json(json.dumps(doc))
+    assert verify_deployment(tampered, alternatives=False).ok
+    assert not verify_deployment(tampered).ok

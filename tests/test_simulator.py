@@ -1,6 +1,7 @@
 """The serving simulator against closed forms (M/D/1 queueing, DistServe's fitted forms) and invariants
 that hold for any run: every request finishes once, tokens are conserved, times are ordered, TPOT
-is never below one step, the KV cache never exceeds its capacity, goodput is monotone in the SLO."""
+is never below one step, the KV cache never exceeds its capacity, goodput is monotone in the SLO; a run
+stopped at a certain miss misses, and a goodput search that stops probes early takes the same path."""
 
 import math
 
@@ -271,3 +272,83 @@ def test_one_token_outputs_have_no_tpot():
     res = simulate(w, Pool(distserve_cost("opt-13b", tp=1)))
     assert np.isnan(res.tpot_ms[[0, 2]]).all() and res.tpot_ms[1] > 0
     assert res.tokens_generated == 7
+
+
+# stop_on_miss: a run stops only when it certainly misses the SLO; a run that meets it is the same as without
+WATCHED_SLOS = [SLO(400, 100, rule="percentile"), SLO(800, 60, rule="per_request"), SLO(300, math.inf, rule="percentile"),
+                SLO(math.inf, 80, rule="percentile"), SLO(250, 150, 0.5, rule="per_request")]
+
+
+@pytest.mark.parametrize("name", list(_deployments()))
+def test_stop_on_miss_stops_only_runs_that_miss(name):
+    pools = _deployments()[name]
+    w = CONV.head(400)
+    stopped = 0
+    for slo in WATCHED_SLOS:
+        for rate in (1.0, 3.0, 6.0, 12.0):
+            full = simulate(w.with_rate(rate), pools)
+            part = simulate(w.with_rate(rate), pools, stop_on_miss=slo)
+            if part.complete:
+                assert np.array_equal(part.first_token_s, full.first_token_s, equal_nan=True)
+                assert np.array_equal(part.finish_s, full.finish_s, equal_nan=True)
+                assert part.meets(slo) == full.meets(slo)
+            else:
+                stopped += 1
+                assert not full.meets(slo) and not part.meets(slo)
+                assert part.sim_end_s <= full.sim_end_s
+    assert stopped > 0
+
+
+@pytest.mark.parametrize("slo", WATCHED_SLOS[:2], ids=["percentile", "per_request"])
+def test_goodput_stopping_early_takes_the_same_path(slo):
+    w = CONV.head(400)
+    for pools in (_deployments()["disaggregated"], _deployments()["aggregated-pp2"]):
+        full = goodput(w, pools, slo, rel_tol=0.03)
+        fast = goodput(w, pools, slo, rel_tol=0.03, stop_early=True)
+        assert [(p.rate_req_per_s, p.met) for p in fast.probes] == [(p.rate_req_per_s, p.met) for p in full.probes]
+        assert (fast.rate_req_per_s, fast.upper_req_per_s) == (full.rate_req_per_s, full.upper_req_per_s)
+        for a, b in zip(fast.probes, full.probes):
+            assert a == b or (not a.complete and not b.met)
+        assert any(not p.complete for p in fast.probes)
+
+
+def test_goodput_growth_cap_and_bracket():
+    w = CONV.head(400)
+    pools = _deployments()["disaggregated"]
+    slo = SLO(400, 100)
+    full = goodput(w, pools, slo, rel_tol=0.02)
+    # a coarse search continued from its bracket takes the same path as the fine search
+    coarse = goodput(w, pools, slo, rel_tol=0.2)
+    rest = goodput(w, pools, slo, rel_tol=0.02, bracket_req_per_s=(coarse.rate_req_per_s, coarse.upper_req_per_s))
+    assert [p.rate_req_per_s for p in coarse.probes + rest.probes] == [p.rate_req_per_s for p in full.probes]
+    assert rest.rate_req_per_s == full.rate_req_per_s
+    # a small first step from a good guess: a tight bracket, fewer probes, an answer within the tolerance
+    near = goodput(w, pools, slo, rel_tol=0.02, rate_req_per_s=full.rate_req_per_s * 0.9, growth=1.15)
+    assert near.upper_req_per_s - near.rate_req_per_s <= 0.02 * near.upper_req_per_s
+    assert [p.met for p in near.probes if p.rate_req_per_s == near.rate_req_per_s] == [True]
+    assert len(near.probes) < len(full.probes)
+    # the cap: a met probe at the cap ends the search there
+    cap = full.rate_req_per_s / 2
+    capped = goodput(w, pools, slo, rate_req_per_s=cap / 3, max_rate_req_per_s=cap)
+    assert capped.rate_req_per_s == cap and math.isinf(capped.upper_req_per_s)
+    assert max(p.rate_req_per_s for p in capped.probes) == cap
+    for kwargs, param in [({"growth": 1.0}, "growth"), ({"growth": 3}, "growth"),
+                          ({"bracket_req_per_s": (2.0, 1.0)}, "bracket_req_per_s"),
+                          ({"max_rate_req_per_s": 0}, "max_rate_req_per_s")]:
+        with pytest.raises(InputError) as err:
+            goodput(w, pools, slo, **kwargs)
+        assert err.value.param == param
+
+
+@pytest.mark.parametrize("name", list(_deployments()))
+def test_coasting_decode_steps_changes_nothing(name):
+    """Pure decode steps that end before the next event run outside the event queue (Engine.coast); a run
+    that records its steps goes through the queue for every step: both give the same times, bit for bit."""
+    pools = _deployments()[name]
+    for rate in (0.3, 3.0):
+        w = CONV.head(300).with_rate(rate)
+        fast, slow = simulate(w, pools), simulate(w, pools, record_steps=True)
+        assert np.array_equal(fast.first_token_s, slow.first_token_s, equal_nan=True)
+        assert np.array_equal(fast.finish_s, slow.finish_s, equal_nan=True)
+        assert (fast.steps, fast.busy_s, fast.kv_peak_tokens, fast.tokens_generated, fast.sim_end_s) == \
+            (slow.steps, slow.busy_s, slow.kv_peak_tokens, slow.tokens_generated, slow.sim_end_s)

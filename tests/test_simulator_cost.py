@@ -64,3 +64,23 @@ def test_simulates_with_the_adapter(case):
     res = simulate(w, Pool(cost, token_budget=2048))
     assert res.served_requests == 300 and res.tokens_generated == w.total_output_tokens
     assert res.percentile("tpot_ms", 50) >= cost.decode_time_s([1025]) * 1e3 * (1 - 1e-9)
+
+
+def test_fast_step_time_equals_the_plain_table_reads_bit_for_bit(case):
+    """step_time_s inlines the tables' bilinear reads (looked-up segments for integer batch sizes); it must
+    return exactly the floats of the plain composition, on and off the grid and beyond its last points."""
+    import random
+
+    *_, cost = case
+    rng = random.Random(0)
+    steps = [(0, 0, 0.0, 0, 0), (1, 16, 256.0, 0, 0), (0, 0, 0.0, 1, 17), (2, 1024, 2 * 512.0 ** 2, 32, 32 * 2000)]
+    for _ in range(3000):
+        n = rng.choice([0, 0, 1, 2, 3, 5, 8, 13, 64, 65, 100])
+        b = rng.choice([0, 0, 1, 2, 7, 64, 255, 256, 257, 600])
+        chunks = [rng.randint(1, 20000) for _ in range(n)]
+        done = [rng.choice([0, rng.randint(0, 8000)]) for _ in range(n)]
+        squares = float(sum((p + c) ** 2 - p * p for p, c in zip(done, chunks)))
+        ctx = sum(rng.randint(1, 40000) for _ in range(b))
+        steps.append((n, sum(chunks), squares, b, ctx))
+    for step in steps:
+        assert cost.step_time_s(*step) == cost.step_time_reference_s(*step), step

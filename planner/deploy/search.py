@@ -6,16 +6,20 @@
    ``2048 x dp`` with ``128 x dp`` sequences (Sarathi-Serve's chunk sizes are 512-2048).
 2. **Screening and pruning** (:mod:`planner.deploy.scoring`): a throughput bound from a few latency-model
    calls; candidates that miss their limit unloaded or are dominated go, the best bounds per GPU stay.
-3. **Scores**: per-instance goodput of each kept candidate in its role alone, simulated.
+3. **Scores**: per-instance goodput of each kept candidate in its role alone, simulated (best bound per
+   GPU first; one whose bound cannot reach the rate already predicted for its kind is skipped).
 4. **Integer program** (:mod:`solvers.xpyd`): one layout per role and instance counts for the GPU
    budget (most rate, or most rate per GPU) or the target rate (fewest GPUs), nodes packed; the next
    best layout combinations by no-good cuts. Disaggregated (prefill + decode) and aggregated
    (one role) programs are solved separately.
-5. **End-to-end check**: every deployment from step 4 is simulated with all its pools together:
-   its goodput (budget) or its attainment at the target rate (a deployment that misses gets one
-   more instance of the role that missed, up to three times). Deployments are ranked by that.
+5. **End-to-end check** (:mod:`planner.deploy.end_to_end`): every deployment from step 4 is simulated
+   with all its pools together: its goodput (budget) or its attainment at the target rate (a deployment
+   that misses gets one more instance of the role that missed, up to three times). Deployments are
+   ranked by that.
 
-``docs/deploy.md`` states the rules, the program and the DistServe reproduction.
+``docs/deploy.md`` states the rules, the program and the DistServe reproduction. One module past 450
+lines because every stage reads the resolved request (``_Setup``) and its few helpers (probe lengths,
+cost models, pools); the rules of scoring and of step 5 live in their own modules.
 """
 
 from __future__ import annotations
@@ -34,11 +38,11 @@ from planner.deploy.instances import (
     latency_model_layouts,
     quick_times,
 )
+from planner.deploy.end_to_end import COARSE_TOL, REL_TOL, deployments_at_rate, goodput_deployments
 from planner.deploy.result import Deployment, DeploymentResult, pareto_front
-from planner.deploy.scoring import Candidate, PhaseScore, bound_candidate, probe_at, prune, score
+from planner.deploy.scoring import Candidate, PhaseScore, bound_candidate, prune, score
 from planner.errors import Infeasible, InputError
 from planner.inputs import SLO, ExpertLoads, Workload, poisson_workload
-from planner.perf import goodput, simulate
 from planner.plans import Plan
 from planner.profiles import get_gpu, get_model, resolve_precision
 from solvers.xpyd import choose_instance_counts
@@ -54,7 +58,6 @@ _AGG_TOKENS_PER_RANK = 2048
 _AGG_BATCH_PER_RANK = 128
 _MAX_PREFILL_BATCH = 64
 _MAX_NODES = 64
-_REL_TOL = 0.04
 
 
 @dataclass(frozen=True)
@@ -154,8 +157,9 @@ def plan_deployment(
     roles = _candidates(setup, loads, replica_plan, max_candidates_per_role, say)
     timings["candidates_s"] = time.perf_counter() - t
     t = time.perf_counter()
-    scores = {role: [_score(setup, c) for c in cands] for role, cands in roles.items()}
-    say(f"scored {sum(len(v) for v in scores.values())} candidates alone in {time.perf_counter() - t:.1f} s")
+    scores, skipped = _scores(setup, roles, time_limit_s)
+    say(f"scored {sum(len(v) for v in scores.values())} candidates alone in {time.perf_counter() - t:.1f} s"
+        + (f" ({skipped} could not reach the best predicted rate: not simulated)" if skipped else ""))
     timings["scores_s"] = time.perf_counter() - t
     t = time.perf_counter()
     found, reports = [], []
@@ -169,7 +173,7 @@ def plan_deployment(
     if not found:
         raise _nothing_fits(setup, scores)
     t = time.perf_counter()
-    deployments = [_end_to_end(setup, kind, chosen, sol) for kind, chosen, sol in found]
+    deployments = _end_to_end(setup, found)
     say(f"simulated {len(deployments)} deployments end to end in {time.perf_counter() - t:.1f} s")
     timings["end_to_end_s"] = time.perf_counter() - t
     merit = _merit(setup)
@@ -181,14 +185,15 @@ def plan_deployment(
     front = pareto_front([(d.tokens_per_s_per_user, d.tokens_per_s_per_gpu) if d.meets_slo else (math.nan, math.nan)
                           for d in deployments])
     request = _request_record(setup)
-    notes = _notes(setup, [s for v in scores.values() for s in v])
+    notes = _notes(setup, [s for v in scores.values() for s in v], skipped)
     from planner.deploy.build import build_deployment_plan
     from planner.deploy.verify import verify_deployment
 
     plan = build_deployment_plan(setup, request, deployments, notes, reports[0] if reports else None, replica_plan)
     result = DeploymentResult(request, tuple(deployments), tuple(s for v in scores.values() for s in v), tuple(front),
                               plan, tuple(notes), tuple(reports), time.perf_counter() - start, timings)
-    report = verify_deployment(plan, setup.workload if setup.workload_spec["kind"] == "trace" else None)
+    report = verify_deployment(plan, setup.workload if setup.workload_spec["kind"] == "trace" else None,
+                               alternatives=False)
     if not report.ok:
         c = report.failures[0]
         raise AssertionError(f"the deployment plan fails its own verification: {c.name}: {c.detail}")
@@ -345,7 +350,59 @@ def _concurrency(cand: Candidate, setup: _Setup) -> float:
 def _score(setup: _Setup, cand: Candidate) -> PhaseScore:
     n = _requests_for(setup, _concurrency(cand, setup))
     return score(cand, _cost(setup, cand), setup.workload.head(n), setup.slo, arrivals=setup.arrivals,
-                 seed=setup.seed, rel_tol=_REL_TOL)
+                 seed=setup.seed, rel_tol=REL_TOL)
+
+
+_KIND_ROLES = {"disaggregated": ("prefill", "decode"), "aggregated": ("both",)}
+
+
+def _scores(setup: _Setup, roles: dict[str, list[Candidate]], time_limit_s: float):
+    """Per-phase scores, best bound per GPU first; a candidate that cannot reach the best rate already
+    predicted for its kind is not simulated (returns the scores and how many were skipped).
+
+    A candidate's score is capped by its bound, so with a GPU budget ``B`` no deployment using it is
+    predicted to serve more than ``floor(B / s) x bound`` (``max_rate``) or more than ``bound / s`` per
+    GPU (``max_rate_per_gpu``): when that is below what the integer program already achieves with the
+    scored candidates of its kind, the candidate cannot be in the program's best solution, which is
+    therefore the same as with every candidate scored. The next-best solutions (the alternatives
+    simulated end to end) are drawn from the candidates scored. Rate mode and DistServe's costs (its
+    algorithm scores every candidate) score all.
+    """
+    if setup.rate is not None or setup.cost_kind == "distserve":
+        return {role: [_score(setup, c) for c in cands] for role, cands in roles.items()}, 0
+    out: dict[str, list[PhaseScore]] = {role: [] for role in roles}
+    for role, cands in roles.items():  # the best bound per GPU of every role first: a rate to beat
+        if cands:
+            out[role].append(_score(setup, cands[0]))
+    best = {kind: _predicted_best(setup, [out[r] for r in rs], time_limit_s) for kind, rs in _KIND_ROLES.items()}
+    skipped = 0
+    for kind, role_names in _KIND_ROLES.items():
+        for role in role_names:
+            for cand in roles[role][1:]:
+                if _reach(setup, cand) < best[kind]:
+                    skipped += 1
+                    continue
+                out[role].append(_score(setup, cand))
+                best[kind] = _predicted_best(setup, [out[r] for r in role_names], time_limit_s)
+    return out, skipped
+
+
+def _reach(setup: _Setup, cand: Candidate) -> float:
+    """The most a deployment using ``cand`` can be predicted to serve (``_scores``), in the merit's unit."""
+    if setup.objective == "max_rate_per_gpu":
+        return cand.bound_req_per_s / cand.num_gpus
+    return (setup.num_gpus // cand.num_gpus) * cand.bound_req_per_s
+
+
+def _predicted_best(setup: _Setup, role_scores, time_limit_s: float) -> float:
+    """The integer program's best predicted rate (or rate per GPU) with these scores; 0 if none."""
+    role_scores = [[s for s in scores if s.goodput_req_per_s > 0] for scores in role_scores]
+    if not all(role_scores):
+        return 0.0
+    sols, _ = _counts(setup, role_scores, 1, time_limit_s)
+    if not sols:
+        return 0.0
+    return sols[0].rate / sols[0].gpus if setup.objective == "max_rate_per_gpu" else sols[0].rate
 
 
 # -- 4. integer program ------------------------------------------------------------------------------------
@@ -392,37 +449,20 @@ def _pools(setup: _Setup, chosen: list[PhaseScore], counts) -> list:
     return [s.candidate.pool(_cost(setup, s.candidate), int(n)) for s, n in zip(chosen, counts)]
 
 
-def _end_to_end(setup: _Setup, kind: str, chosen: list[PhaseScore], sol) -> Deployment:
-    counts = list(sol.counts)
-    decode = chosen[-1].candidate
-    n = _requests_for(setup, _concurrency(decode, setup) * counts[-1])
-    w = setup.workload.head(n)
-    mean_out = float(w.output_tokens.mean())
-    if setup.rate is None:
-        g = goodput(w, _pools(setup, chosen, counts), setup.slo, arrivals=setup.arrivals, seed=setup.seed,
-                    rate_req_per_s=max(sol.rate * 0.8, 1e-3), rel_tol=_REL_TOL, max_probes=14)
-        rate = g.rate_req_per_s
-        if rate > 0:
-            p = probe_at(g, rate)
-            return Deployment(kind, tuple(chosen), tuple(counts), sol.rate, rate, p.attainment, p.ttft_ms_percentile,
-                              p.tpot_ms_percentile, p.met, n, mean_out, sol.nodes)
-        p = g.probes[-1]
-        return Deployment(kind, tuple(chosen), tuple(counts), sol.rate, 0.0, p.attainment, p.ttft_ms_percentile,
-                          p.tpot_ms_percentile, False, n, mean_out, sol.nodes)
-    for _ in range(4):
-        res = simulate(w.with_rate(setup.rate), _pools(setup, chosen, counts))
-        q = setup.slo.percentile
-        ttft, tpot = res.percentile("ttft_ms", q), res.percentile("tpot_ms", q)
-        met = res.meets(setup.slo)
-        if met:
-            break
-        if kind == "aggregated":
-            counts[0] += 1
-        else:
-            counts[0] += int(not ttft <= setup.slo.ttft_ms)
-            counts[1] += int(not tpot <= setup.slo.tpot_ms) or int(ttft <= setup.slo.ttft_ms)
-    return Deployment(kind, tuple(chosen), tuple(counts), sol.rate, setup.rate, res.attainment(setup.slo), ttft, tpot,
-                      met, n, mean_out, sol.nodes if tuple(counts) == sol.counts else ())
+def _end_to_end(setup: _Setup, found) -> list[Deployment]:
+    """Step 5 (:mod:`planner.deploy.end_to_end`) on this search's workload and pools."""
+    def workload_for(chosen, counts):  # the decode side's concurrency sets the probe's length
+        return setup.workload.head(_requests_for(setup, _concurrency(chosen[-1].candidate, setup) * counts[-1]))
+
+    def pools_for(chosen, counts):
+        return _pools(setup, chosen, counts)
+
+    if setup.rate is not None:
+        return deployments_at_rate(found, workload_for=workload_for, pools_for=pools_for, slo=setup.slo,
+                                   rate=setup.rate)
+    return goodput_deployments(found, workload_for=workload_for, pools_for=pools_for, slo=setup.slo,
+                               arrivals=setup.arrivals, seed=setup.seed,
+                               per_gpu=setup.objective == "max_rate_per_gpu")
 
 
 def _merit(setup: _Setup):
@@ -486,7 +526,7 @@ def _request_record(setup: _Setup) -> dict:
     }
 
 
-def _notes(setup: _Setup, scores: list[PhaseScore]) -> list[str]:
+def _notes(setup: _Setup, scores: list[PhaseScore], skipped: int = 0) -> list[str]:
     notes = [f"goodput = highest rate whose p{setup.slo.percentile:g} TTFT and TPOT meet the limits "
              f"({setup.slo.rule} rule), simulated on the workload's first requests with "
              f"{'its own' if setup.workload_spec['kind'] == 'trace' else 'Poisson'} arrivals time-compressed"]
@@ -501,4 +541,10 @@ def _notes(setup: _Setup, scores: list[PhaseScore]) -> list[str]:
                  else "prefill and decode of one request share a node (KV over NVLink, free)")
     if any(s.capped for s in scores):
         notes.append("some candidates never missed within their probes; their throughput bound was used")
+    if skipped:
+        notes.append(f"candidates not simulated: {skipped} (their throughput bound could not reach the best rate the "
+                     "integer program already predicted for their kind)")
+    if setup.rate is None:
+        notes.append(f"end-to-end goodput to {REL_TOL:.0%} for deployments that could still win, to "
+                     f"{COARSE_TOL:.0%} for the others")
     return notes

@@ -125,6 +125,11 @@ class Engine:
                 self._wake(self.stage_free[0])
             return
         pp = self.pp
+        if pp == 1:  # the loop below with one lane
+            lane = self.lanes[0]
+            if not lane.busy:
+                self._dispatch(lane, t, 0)
+            return
         for j in range(pp):
             i = (self.rr + j) % pp
             lane = self.lanes[i]
@@ -228,6 +233,60 @@ class Engine:
             sim.step_log.append((self.pool_index, self.index, t, end, n, tokens, bs, lane.ctx, self.kv_used))
         sim.push(end, DONE, self, lane, chunks, bs)
         return True
+
+    def can_coast(self) -> bool:
+        """Whether the next steps are pure decode steps that need nothing from outside (:meth:`coast`): one
+        stage, sequences decoding, no prompt waiting or being prefilled, no request waiting to transfer."""
+        if self.pp != 1 or self.phase == "prefill" or self.waiting or self.pending or self.sim.step_log is not None:
+            return False
+        lane = self.lanes[0]
+        return lane.bs > 0 and not lane.busy and not lane.prefilling
+
+    def coast(self, t: float, until: float) -> float:
+        """From ``t``, when the lane's last step ended, run its pure decode steps that end before ``until``
+        (the simulation's next event) without the event queue, schedule the first one that does not, and
+        return the time the last step run here ended (``t`` if none).
+
+        Each step is exactly what :meth:`poke`, :meth:`_dispatch` and :meth:`step_done` do for a lane of
+        decoding sequences and nothing else (same step time, same sums in the same order), so the result
+        is the same as going through the simulator's loop; it only skips the heap and the loop for steps
+        no other event can interleave with. Stops early when the simulation's miss watch has decided.
+        """
+        sim = self.sim
+        lane = self.lanes[0]
+        step_time = self.step_time
+        heap = lane.heap
+        inp, out = sim.inp, sim.out
+        watch = sim.watch
+        bs, ctx, k = lane.bs, lane.ctx, lane.k
+        while bs:
+            tau = step_time(0, 0, 0, bs, ctx)
+            end = t + tau
+            self.stage_free[0] = end
+            self.busy_s += tau
+            self.steps += 1
+            if not end < until:  # another event comes first: schedule this step as _dispatch does
+                lane.bs, lane.ctx, lane.k = bs, ctx, k
+                lane.busy = True
+                sim.push(end, DONE, self, lane, None if self.phase == "decode" else [], bs)
+                sim.dirty.discard(self)
+                return t
+            sim.tokens += bs
+            ctx += bs
+            k_done = k
+            k += 1
+            while heap and heap[0][0] <= k_done:
+                rid = heapq.heappop(heap)[1]
+                total = inp[rid] + out[rid]
+                bs -= 1
+                ctx -= total
+                self.kv_used -= total
+                sim.finished(rid, end)
+            t = end
+            if watch is not None and watch.missed:
+                break
+        lane.bs, lane.ctx, lane.k = bs, ctx, k
+        return t
 
     def step_done(self, t: float, lane: Lane, chunks, bs: int) -> None:
         """A step left the last stage at ``t``: emit tokens, finish sequences, move prefilled prompts on."""

@@ -84,6 +84,12 @@ class _Table:
         return a + (b - a) * wx
 
 
+def _integer_segments(grid: tuple[int, ...]) -> tuple[tuple[int, float], ...]:
+    """``_segment(grid, k)`` for every integer ``k`` from 0 to the grid's last point, looked up by index in a
+    step instead of bisected (batch sizes and prompt counts are integers)."""
+    return tuple(_segment(grid, k) for k in range(grid[-1] + 1)) if len(grid) > 1 else ()
+
+
 @dataclass(frozen=True, eq=False)
 class LatencyModelCost(CostModel):
     """moeplan's latency model of one instance, tabulated (module docstring). Build with :func:`latency_model_cost`."""
@@ -113,21 +119,90 @@ class LatencyModelCost(CostModel):
         """Pipeline stages (``pp``)."""
         return self.layout.pp
 
-    def _prefill_s(self, n: int, tokens: int, squares: float) -> float:
-        length = tokens / n
-        return self.prefill_other(n, length) + self.prefill_attention_per_pair(n, length) * (squares + tokens) / 2
+    def __post_init__(self) -> None:
+        # the fast path of step_time_s (below): segments of integer batch sizes looked up, the rows of the
+        # tables that share a grid read together
+        assert self.decode_other.xs == self.decode_attention_per_token.xs
+        assert self.decode_other.ys == self.decode_attention_per_token.ys == self.prefill_other.ys
+        assert self.prefill_other.xs == self.prefill_attention_per_pair.xs
+        object.__setattr__(self, "_fast", (
+            _integer_segments(self.prefill_other.xs), _integer_segments(self.decode_other.xs), self.decode_other.ys,
+            self.prefill_other.v, self.prefill_attention_per_pair.v, self.decode_other.v,
+            self.decode_attention_per_token.v))
 
-    def step_time_s(self, num_prefills, prefill_tokens, prefill_token_squares, decode_batch, decode_context_tokens):
-        """Latency of one step (module docstring), in seconds."""
+    def step_time_reference_s(self, num_prefills, prefill_tokens, prefill_token_squares, decode_batch,
+                              decode_context_tokens):
+        """The step time composed from the tables' plain bilinear reads (module docstring): the definition
+        :meth:`step_time_s` computes faster and must equal bit for bit (``tests/test_simulator_cost.py``)."""
         if not decode_batch:
-            return self._prefill_s(num_prefills, prefill_tokens, prefill_token_squares) if num_prefills else 0.0
+            if not num_prefills:
+                return 0.0
+            length = prefill_tokens / num_prefills
+            return (self.prefill_other(num_prefills, length) + self.prefill_attention_per_pair(num_prefills, length)
+                    * (prefill_token_squares + prefill_tokens) / 2)
         ctx = decode_context_tokens / decode_batch
         attention = self.decode_attention_per_token(decode_batch, ctx) * decode_context_tokens
         other = self.decode_other(decode_batch, ctx)
         if not num_prefills:
             return other + attention
         extra = other - self.decode_other(1, ctx)
-        return self._prefill_s(num_prefills, prefill_tokens, prefill_token_squares) + attention + (extra if extra > 0 else 0.0)
+        length = prefill_tokens / num_prefills
+        prefill = (self.prefill_other(num_prefills, length) + self.prefill_attention_per_pair(num_prefills, length)
+                   * (prefill_token_squares + prefill_tokens) / 2)
+        return prefill + attention + (extra if extra > 0 else 0.0)
+
+    def step_time_s(self, num_prefills, prefill_tokens, prefill_token_squares, decode_batch, decode_context_tokens):
+        """Latency of one step (module docstring), in seconds.
+
+        The same floating-point operations in the same order as :meth:`step_time_reference_s`, inlined
+        (the simulator calls this once per engine step): an integer batch size's grid segment is looked up
+        instead of bisected, and the two decode tables, which share their grid, share one bisection.
+        """
+        n_segments, b_segments, lengths, p_other, p_rate, d_other, d_rate = self._fast
+        last = len(lengths) - 2
+        attention = other = 0.0
+        if decode_batch:
+            ctx = decode_context_tokens / decode_batch
+            i, wx = (b_segments[decode_batch] if decode_batch < len(b_segments)
+                     else _segment(self.decode_other.xs, decode_batch))
+            j = bisect_right(lengths, ctx) - 1
+            j = 0 if j < 0 else (last if j > last else j)
+            lo = lengths[j]
+            wy = (ctx - lo) / (lengths[j + 1] - lo)
+            r0, r1 = d_rate[i], d_rate[i + 1]
+            a = r0[j] + (r0[j + 1] - r0[j]) * wy
+            b = r1[j] + (r1[j + 1] - r1[j]) * wy
+            attention = (a + (b - a) * wx) * decode_context_tokens
+            r0, r1 = d_other[i], d_other[i + 1]
+            a = r0[j] + (r0[j + 1] - r0[j]) * wy
+            b = r1[j] + (r1[j + 1] - r1[j]) * wy
+            other = a + (b - a) * wx
+            if not num_prefills:
+                return other + attention
+            r0, r1 = d_other[0], d_other[1]  # decode_other(1, ctx): segment 0, weight (1 - 1) / (x1 - 1)
+            a = r0[j] + (r0[j + 1] - r0[j]) * wy
+            b = r1[j] + (r1[j + 1] - r1[j]) * wy
+            other = other - (a + (b - a) * b_segments[1][1])
+        elif not num_prefills:
+            return 0.0
+        length = prefill_tokens / num_prefills
+        i, wx = (n_segments[num_prefills] if num_prefills < len(n_segments)
+                 else _segment(self.prefill_other.xs, num_prefills))
+        j = bisect_right(lengths, length) - 1
+        j = 0 if j < 0 else (last if j > last else j)
+        lo = lengths[j]
+        wy = (length - lo) / (lengths[j + 1] - lo)
+        r0, r1 = p_other[i], p_other[i + 1]
+        a = r0[j] + (r0[j + 1] - r0[j]) * wy
+        b = r1[j] + (r1[j + 1] - r1[j]) * wy
+        prefill = a + (b - a) * wx
+        r0, r1 = p_rate[i], p_rate[i + 1]
+        a = r0[j] + (r0[j + 1] - r0[j]) * wy
+        b = r1[j] + (r1[j + 1] - r1[j]) * wy
+        prefill = prefill + (a + (b - a) * wx) * (prefill_token_squares + prefill_tokens) / 2
+        if not decode_batch:
+            return prefill
+        return prefill + attention + (other if other > 0 else 0.0)
 
     def kv_transfer_time_s(self, prompt_tokens: int) -> float:
         """``latency + prompt_tokens x kv_bytes_per_token / kv_link_bytes_per_s`` (per GPU, in parallel)."""

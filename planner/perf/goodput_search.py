@@ -10,11 +10,21 @@ by sampling noise between probes.
 Search (deterministic):
 
 1. start at ``rate_req_per_s`` (default: the workload's own rate); while the probe meets the SLO
-   (:meth:`~planner.perf.sim_results.SimResult.meets`) double the rate, otherwise halve it, until
-   one probe meets it and the next one up does not (``lo`` meets, ``hi = 2 lo`` fails); give up at
-   ``2^-20`` of the start (goodput 0: the SLO is not met even nearly unloaded);
+   (:meth:`~planner.perf.sim_results.SimResult.meets`) multiply the rate by the step factor, otherwise
+   divide it, until one probe meets it and the next one up does not (``lo`` meets, ``hi`` fails); give
+   up at ``2^-20`` of the start (goodput 0: the SLO is not met even nearly unloaded). The step factor
+   is ``growth`` (default 2: doubling and halving), squared after every step up to 2, so a caller with
+   a good first guess brackets it tightly (``growth=1.2``: steps of 1.2, 1.44, 2, 2, ...);
+   ``max_rate_req_per_s`` ends the search at a rate that meets the SLO at or above it (the caller
+   needs to know no more: it caps the answer there), the step up stopping at it;
+   ``bracket_req_per_s=(lo, hi)`` skips this stage: the caller knows ``lo`` meets and ``hi`` misses
+   (an earlier, coarser search of the same pools);
 2. bisect ``[lo, hi]`` until ``hi - lo <= rel_tol x hi``; the goodput is the last rate that met the
    SLO (``lo``).
+
+With ``stop_early`` each probe stops as soon as it certainly misses the SLO
+(``simulate(..., stop_on_miss=slo)``): the path and the answer are the same, the probes that missed
+carry no statistics (``complete`` False, their attainment and percentiles ``nan``).
 
 Because the probes follow one deterministic path and a request that meets a tighter SLO meets a
 looser one, the goodput never decreases when an SLO limit is loosened (tested). The answer is a
@@ -41,13 +51,15 @@ _MAX_HALVINGS = 20
 
 @dataclass(frozen=True)
 class GoodputProbe:
-    """One simulated rate: its attainment (per-request), its p-th percentiles and whether it met the SLO."""
+    """One simulated rate: its attainment (per-request), its p-th percentiles and whether it met the SLO;
+    ``complete`` False for a probe stopped at a certain miss (its statistics are then ``nan``)."""
 
     rate_req_per_s: float
     attainment: float
     ttft_ms_percentile: float
     tpot_ms_percentile: float
     met: bool
+    complete: bool = True
 
 
 @dataclass(frozen=True)
@@ -81,6 +93,7 @@ class GoodputResult:
         q = self.slo.percentile
         lines += [f"  {p.rate_req_per_s:10.4g} req/s  attainment {p.attainment:.3f}  p{q:g} TTFT "
                   f"{p.ttft_ms_percentile:9.1f} ms  TPOT {p.tpot_ms_percentile:7.1f} ms  {'met' if p.met else 'missed'}"
+                  if p.complete else f"  {p.rate_req_per_s:10.4g} req/s  missed (stopped at a certain miss)"
                   for p in self.probes]
         return "\n".join(lines)
 
@@ -93,6 +106,8 @@ def _positive(name: str, value) -> float:
 
 def goodput(workload: Workload, pools: Pool | Sequence[Pool], slo: SLO, *, arrivals: str = "trace",
             rate_req_per_s: float | None = None, rel_tol: float = 0.02, max_probes: int = 40, seed: int = 0,
+            growth: float = 2.0, max_rate_req_per_s: float | None = None,
+            bracket_req_per_s: tuple[float, float] | None = None, stop_early: bool = False,
             progress: Callable[[GoodputProbe], None] | None = None) -> GoodputResult:
     """Highest rate at which ``pools`` serve ``workload`` within ``slo`` (module docstring).
 
@@ -106,6 +121,10 @@ def goodput(workload: Workload, pools: Pool | Sequence[Pool], slo: SLO, *, arriv
     rel_tol : stop when the bracket is narrower than ``rel_tol`` times its upper end.
     max_probes : cap on simulations (the search stops with the bracket it has).
     seed : seed of the Poisson draw (``arrivals="poisson"``).
+    growth : first step factor of the bracketing stage (> 1; squared after each step, at most 2).
+    max_rate_req_per_s : a rate at which a met probe ends the search (None: no cap).
+    bracket_req_per_s : ``(lo, hi)``, rates known to meet and to miss the SLO: bisect between them.
+    stop_early : stop each probe at a certain miss (same answer, fewer simulated steps).
     progress : called with each :class:`GoodputProbe`.
 
     Returns
@@ -137,35 +156,52 @@ def goodput(workload: Workload, pools: Pool | Sequence[Pool], slo: SLO, *, arriv
     start = base.rate_req_per_s if rate_req_per_s is None else _positive("rate_req_per_s", rate_req_per_s)
     if not (math.isfinite(start) and start > 0):
         raise InputError("the workload's requests arrive at one instant; give rate_req_per_s", param="rate_req_per_s")
+    if isinstance(growth, bool) or not isinstance(growth, (int, float)) or not (1 < growth <= 2):
+        raise InputError(f"must be a number in (1, 2], got {growth!r}", param="growth")
+    cap = math.inf if max_rate_req_per_s is None else _positive("max_rate_req_per_s", max_rate_req_per_s)
+    if bracket_req_per_s is not None:
+        try:
+            b_lo, b_hi = (_positive("bracket_req_per_s", float(x)) for x in bracket_req_per_s)
+        except (TypeError, ValueError):
+            raise InputError(f"expected (lo, hi), got {bracket_req_per_s!r}", param="bracket_req_per_s") from None
+        if not b_lo < b_hi:
+            raise InputError(f"expected lo < hi, got {bracket_req_per_s!r}", param="bracket_req_per_s")
 
     probes: list[GoodputProbe] = []
     q = slo.percentile
+    watch = slo if stop_early else None
 
     def probe(rate: float) -> bool:
-        res = simulate(base.with_rate(rate), pools)
-        p = GoodputProbe(rate, res.attainment(slo), res.percentile("ttft_ms", q), res.percentile("tpot_ms", q),
-                         res.meets(slo))
+        res = simulate(base.with_rate(rate), pools, stop_on_miss=watch)
+        if res.complete:
+            p = GoodputProbe(rate, res.attainment(slo), res.percentile("ttft_ms", q), res.percentile("tpot_ms", q),
+                             res.meets(slo))
+        else:
+            p = GoodputProbe(rate, math.nan, math.nan, math.nan, False, complete=False)
         probes.append(p)
         if progress is not None:
             progress(p)
         return p.met
 
     lo, hi = 0.0, math.inf
-    rate = start
-    if probe(rate):
+    rate, factor = start, float(growth)
+    if bracket_req_per_s is not None:
+        lo, hi = b_lo, b_hi
+    elif probe(rate):
         lo = rate
-        while len(probes) < max_probes:
-            rate *= 2
+        while len(probes) < max_probes and rate < cap:
+            rate = min(rate * factor, cap)
+            factor = min(factor * factor, 2.0)
             if not probe(rate):
                 hi = rate
                 break
             lo = rate
     else:
         hi = rate
-        for _ in range(_MAX_HALVINGS):
-            if len(probes) >= max_probes:
-                break
-            rate /= 2
+        floor = start / 2 ** _MAX_HALVINGS
+        while len(probes) < max_probes and rate > floor:
+            rate = max(rate / factor, floor)
+            factor = min(factor * factor, 2.0)
             if probe(rate):
                 lo = rate
                 break

@@ -65,7 +65,9 @@ class SimResult:
     in its pool, -1 where none), ``tokens_generated`` (tokens emitted by every step: first tokens
     plus decode tokens), ``decodes`` (False for a prefill-only run), per pool and instance ``kv_capacity_tokens``, ``kv_peak_tokens``,
     ``busy_s`` and ``steps``, ``num_gpus``, ``sim_end_s`` (last event) and ``steps_log`` (a
-    :class:`StepLog` when asked for).
+    :class:`StepLog` when asked for). ``complete`` is False for a run stopped as soon as it certainly
+    missed an SLO (``simulate(..., stop_on_miss=slo)``): its unfinished requests have no times and it
+    meets no SLO.
     """
 
     workload: Workload
@@ -84,6 +86,7 @@ class SimResult:
     sim_end_s: float
     decodes: bool = True
     steps_log: StepLog | None = None
+    complete: bool = True
     wall_s: float = field(default=0.0, compare=False)
 
     # -- per-request metrics -------------------------------------------------------------------------
@@ -150,7 +153,10 @@ class SimResult:
 
     def meets(self, slo: SLO) -> bool:
         """Whether the run meets ``slo`` under its rule (``planner.inputs.slo``): attainment >= target
-        (``per_request``) or both percentiles within their limits (``percentile``)."""
+        (``per_request``) or both percentiles within their limits (``percentile``); a run stopped on a
+        certain miss (``complete`` False) meets none."""
+        if not self.complete:
+            return False
         if slo.rule == "per_request":
             return self.attainment(slo) >= slo.attainment_target
         q = slo.percentile

@@ -63,8 +63,9 @@ from typing import Callable, Sequence
 import numpy as np
 
 from planner.errors import InputError
-from planner.inputs import Workload
+from planner.inputs import SLO, Workload
 from planner.perf._engine import DONE, TRANSFER, WAKE, Engine
+from planner.perf._miss_watch import MissWatch
 from planner.perf.cost import CostModel
 from planner.perf.sim_results import SimResult, StepLog
 
@@ -165,10 +166,16 @@ def check_pools(pools) -> tuple[Pool, ...]:
     return tuple(pools)
 
 
+def _engine_order(engine: Engine) -> tuple[int, int]:
+    """Order in which dirty engines form their steps at one instant: pool, then instance."""
+    return engine.pool_index, engine.index
+
+
 class _Sim:
     """Event loop and request bookkeeping (module docstring); engines call back into it."""
 
-    def __init__(self, workload: Workload, pools: tuple[Pool, ...], record_steps: bool, progress, progress_every):
+    def __init__(self, workload: Workload, pools: tuple[Pool, ...], record_steps: bool, progress, progress_every,
+                 stop_on_miss=None):
         self.inp = workload.input_tokens.tolist()
         self.out = workload.output_tokens.tolist()
         self.arrival = workload.arrival_s.tolist()
@@ -193,6 +200,9 @@ class _Sim:
         self.rr = [0] * len(pools)
         self.decode_pool = 1 if len(pools) == 2 else None
         self.prefill_engine_of: dict[int, Engine] = {}
+        self.watch = None if stop_on_miss is None else MissWatch(stop_on_miss, self.arrival, self.out,
+                                                                  pools[-1].phase != "prefill")
+        self.stopped = False
 
     # -- called by engines -----------------------------------------------------------------------
     def push(self, t, kind, engine, lane, chunks, bs) -> None:
@@ -202,10 +212,14 @@ class _Sim:
     def first_token(self, rid: int, t: float) -> None:
         self.first[rid] = t
         self.tokens += 1
+        if self.watch is not None:
+            self.watch.first_token(rid, t)
 
     def finished(self, rid: int, t: float) -> None:
         self.finish[rid] = t
         self.done += 1
+        if self.watch is not None:
+            self.watch.finished(rid, self.first[rid], t)
         if self.progress is not None and self.done % self.progress_every == 0:
             self.progress(self.done, len(self.inp))
 
@@ -223,6 +237,8 @@ class _Sim:
             self.first[rid] = math.nan
             self.tokens -= 1
             self.done += 1
+            if self.watch is not None:
+                self.watch.rejected(rid)
             return
         self.prefill_engine_of[rid] = engine
         self.decode_inst[rid] = target.index
@@ -250,6 +266,8 @@ class _Sim:
         if engine.need(rid) > engine.kv_cap:
             self.rejected[rid] = True
             self.done += 1
+            if self.watch is not None:
+                self.watch.rejected(rid)
             return
         if engine.phase == "decode":
             self.first_token(rid, t)  # decode-only run: the prompt counts as prefilled on arrival
@@ -266,6 +284,7 @@ class _Sim:
         n = len(arrival)
         heap = self.heap
         dirty = self.dirty
+        watch = self.watch
         i = 0
         now = 0.0
         inf = math.inf
@@ -274,12 +293,22 @@ class _Sim:
             te = heap[0][0] if heap else inf
             t = ta if ta <= te else te
             if dirty and t > now:
-                for engine in sorted(dirty, key=lambda e: (e.pool_index, e.index)):
+                # pokes never mark an engine dirty (only events do), so one dirty engine needs no sorting
+                if len(dirty) == 1:
+                    dirty.pop().poke(now)
+                    continue
+                for engine in sorted(dirty, key=_engine_order):
                     engine.poke(now)
                 dirty.clear()
                 continue
             if t == inf:
                 return now
+            if watch is not None:  # stop_on_miss: deadlines passed before t, then stop if the SLO is missed
+                if t > watch.next_check:
+                    watch.advance(t, i, self.first, self.finish)
+                if watch.missed:
+                    self.stopped = True
+                    return now
             now = t
             if ta <= te:
                 self._arrive(i, t)
@@ -288,6 +317,14 @@ class _Sim:
             _, _, kind, engine, lane, chunks, bs = heapq.heappop(heap)
             if kind == DONE:
                 engine.step_done(t, lane, chunks, bs)
+                # pure decode steps that end before anything else happens need no trip through the heap
+                if len(dirty) == 1 and engine.can_coast():
+                    until = arrival[i] if i < n else inf
+                    if heap and heap[0][0] < until:
+                        until = heap[0][0]
+                    if watch is not None and watch.next_check < until:
+                        until = watch.next_check
+                    now = engine.coast(t, until)
             elif kind == TRANSFER:
                 rid = chunks
                 src = self.prefill_engine_of.pop(rid, None)
@@ -300,7 +337,8 @@ class _Sim:
 
 
 def simulate(workload: Workload, pools: Pool | Sequence[Pool], *, record_steps: bool = False,
-             progress: Callable[[int, int], None] | None = None, progress_every: int = 1000) -> SimResult:
+             progress: Callable[[int, int], None] | None = None, progress_every: int = 1000,
+             stop_on_miss: SLO | None = None) -> SimResult:
     """Serve ``workload`` on the deployment ``pools`` (module docstring for the rules).
 
     Parameters
@@ -310,6 +348,11 @@ def simulate(workload: Workload, pools: Pool | Sequence[Pool], *, record_steps: 
     record_steps : keep a :class:`~planner.perf.sim_results.StepLog` of every step (memory grows with the steps).
     progress : called as ``progress(finished_requests, total_requests)`` every ``progress_every``
         finished requests.
+    stop_on_miss : an SLO: stop as soon as the run certainly misses it (:mod:`planner.perf._miss_watch`:
+        enough requests already past a limit, whatever happens next). A run that meets it is simulated
+        to the end and is the same as without; a stopped run has ``complete`` False, its unfinished
+        requests have no times, and its statistics describe the part simulated only. What a goodput
+        search uses to skip the rest of an overloaded probe.
 
     Returns
     -------
@@ -339,8 +382,10 @@ def simulate(workload: Workload, pools: Pool | Sequence[Pool], *, record_steps: 
     pools = check_pools(pools)
     if isinstance(progress_every, bool) or not isinstance(progress_every, int) or progress_every < 1:
         raise InputError(f"must be an integer >= 1, got {progress_every!r}", param="progress_every")
+    if stop_on_miss is not None and not isinstance(stop_on_miss, SLO):
+        raise InputError(f"expected an SLO or None, got {type(stop_on_miss).__name__}", param="stop_on_miss")
     start = time.perf_counter()
-    sim = _Sim(workload, pools, record_steps, progress, progress_every)
+    sim = _Sim(workload, pools, record_steps, progress, progress_every, stop_on_miss)
     end = sim.run()
     if progress is not None and sim.done % progress_every:
         progress(sim.done, len(workload))
@@ -361,5 +406,6 @@ def simulate(workload: Workload, pools: Pool | Sequence[Pool], *, record_steps: 
         sim_end_s=end,
         decodes=pools[-1].phase != "prefill",
         steps_log=StepLog.from_rows(sim.step_log) if record_steps else None,
+        complete=not sim.stopped,
         wall_s=time.perf_counter() - start,
     )

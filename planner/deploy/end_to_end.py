@@ -1,0 +1,105 @@
+"""Step 5 of the deployment search: every deployment the integer programs chose, simulated with all its pools
+together (prefill pool -> KV transfer -> decode pool, or the aggregated pool).
+
+- GPU budget (:func:`goodput_deployments`): each deployment's goodput (:func:`planner.perf.goodput`), first
+  bracketed to ``COARSE_TOL`` from the program's predicted rate in steps of 25 %, 56 %, 2x
+  (``E2E_GROWTH``); then only the deployments whose bracket still reaches the best rate found (in the
+  figure of merit: rate, or rate per GPU) are bisected on to ``REL_TOL``, continuing from their bracket
+  (the fine search's own path). The others keep their coarse answer: a rate that met the SLO within
+  ``COARSE_TOL`` of one that did not, below the best. Every probe stops at a certain miss.
+- Target rate (:func:`deployments_at_rate`): each deployment simulated at the rate; one that misses gets
+  one more instance of the role that missed, up to three times.
+
+``docs/deploy.md`` ("Method", step 5) states the rules.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import replace
+from typing import Callable
+
+from planner.deploy.result import Deployment
+from planner.inputs import SLO
+from planner.perf import goodput, simulate
+
+__all__ = ["goodput_deployments", "deployments_at_rate", "REL_TOL", "COARSE_TOL", "E2E_GROWTH", "MAX_PROBES"]
+
+REL_TOL = 0.04  # goodput searches stop when the bracket is this narrow (relative)
+COARSE_TOL = 0.10  # ... for a deployment whose bracket cannot reach the best one found
+E2E_GROWTH = 1.25  # first bracketing step from the predicted rate
+MAX_PROBES = 14  # simulations per deployment at most
+
+
+def goodput_deployments(found, *, workload_for: Callable, pools_for: Callable, slo: SLO, arrivals: str, seed: int,
+                        per_gpu: bool) -> list[Deployment]:
+    """The goodput of each ``(kind, chosen scores, solution)`` of ``found`` (module docstring).
+
+    ``workload_for(chosen, counts)`` gives the requests of its simulations, ``pools_for(chosen, counts)``
+    its pools; ``per_gpu``: the figure of merit is the rate per GPU.
+    """
+    runs = []
+    for kind, chosen, sol in found:
+        counts = list(sol.counts)
+        w, pools = workload_for(chosen, counts), pools_for(chosen, counts)
+        g = goodput(w, pools, slo, arrivals=arrivals, seed=seed, rel_tol=COARSE_TOL, rate_req_per_s=max(sol.rate, 1e-3),
+                    growth=E2E_GROWTH, max_probes=MAX_PROBES, stop_early=True)
+        runs.append((kind, chosen, sol, w, pools, g))
+    gpus = [sum(n * s.candidate.num_gpus for n, s in zip(sol.counts, chosen)) for _, chosen, sol, *_ in runs]
+
+    def merit(rate: float, i: int) -> float:
+        return rate / gpus[i] if per_gpu else rate
+
+    best = max(merit(r[-1].rate_req_per_s, i) for i, r in enumerate(runs))
+    out = []
+    for i, (kind, chosen, sol, w, pools, g) in enumerate(runs):
+        probes = g.probes
+        lo, hi = g.rate_req_per_s, g.upper_req_per_s
+        if lo > 0 and math.isfinite(hi) and merit(hi, i) > best and len(probes) < MAX_PROBES:
+            more = goodput(w, pools, slo, arrivals=arrivals, seed=seed, rel_tol=REL_TOL, bracket_req_per_s=(lo, hi),
+                           max_probes=max(2, MAX_PROBES - len(probes)), stop_early=True)
+            probes, lo = probes + more.probes, more.rate_req_per_s
+        out.append(_at_goodput(slo, kind, chosen, sol, w, pools, probes, lo))
+    return out
+
+
+def _at_goodput(slo: SLO, kind: str, chosen, sol, w, pools, probes, rate: float) -> Deployment:
+    """The deployment at its goodput ``rate`` (0: the last, lowest probe's numbers, for the closest miss)."""
+    counts, n, mean_out = tuple(sol.counts), len(w), float(w.output_tokens.mean())
+    if rate > 0:
+        p = [p for p in probes if p.rate_req_per_s == rate][-1]
+        return Deployment(kind, tuple(chosen), counts, sol.rate, rate, p.attainment, p.ttft_ms_percentile,
+                          p.tpot_ms_percentile, p.met, n, mean_out, sol.nodes)
+    p = probes[-1]
+    if not p.complete:  # stopped at a certain miss: simulate it to the end for the closest-miss numbers
+        res = simulate(w.with_rate(p.rate_req_per_s), pools)
+        p = replace(p, attainment=res.attainment(slo), ttft_ms_percentile=res.percentile("ttft_ms", slo.percentile),
+                    tpot_ms_percentile=res.percentile("tpot_ms", slo.percentile), complete=True)
+    return Deployment(kind, tuple(chosen), counts, sol.rate, 0.0, p.attainment, p.ttft_ms_percentile,
+                      p.tpot_ms_percentile, False, n, mean_out, sol.nodes)
+
+
+def deployments_at_rate(found, *, workload_for: Callable, pools_for: Callable, slo: SLO,
+                        rate: float) -> list[Deployment]:
+    """Each ``(kind, chosen scores, solution)`` of ``found`` simulated at ``rate`` (module docstring)."""
+    return [_at_rate(kind, chosen, sol, workload_for, pools_for, slo, rate) for kind, chosen, sol in found]
+
+
+def _at_rate(kind, chosen, sol, workload_for, pools_for, slo: SLO, rate: float) -> Deployment:
+    counts = list(sol.counts)
+    w = workload_for(chosen, counts)
+    mean_out = float(w.output_tokens.mean())
+    q = slo.percentile
+    for _ in range(4):
+        res = simulate(w.with_rate(rate), pools_for(chosen, counts))
+        ttft, tpot = res.percentile("ttft_ms", q), res.percentile("tpot_ms", q)
+        met = res.meets(slo)
+        if met:
+            break
+        if kind == "aggregated":
+            counts[0] += 1
+        else:
+            counts[0] += int(not ttft <= slo.ttft_ms)
+            counts[1] += int(not tpot <= slo.tpot_ms) or int(ttft <= slo.ttft_ms)
+    return Deployment(kind, tuple(chosen), tuple(counts), sol.rate, rate, res.attainment(slo), ttft, tpot,
+                      met, len(w), mean_out, sol.nodes if tuple(counts) == sol.counts else ())
