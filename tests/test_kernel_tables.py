@@ -219,6 +219,7 @@ def held_out():
     return {gpu: {e.family: e for r in held_out_kernel_tables(gpu) for e in r.errors} for gpu in GPUS}
 
 
+@pytest.mark.slow  # fits every kernel family of four GPUs, held out by shape (~10 s): benchmark scale
 @pytest.mark.parametrize("gpu", GPUS)
 def test_held_out_errors_meet_the_target_where_claimed(gpu, held_out):
     errors = held_out[gpu]

@@ -141,7 +141,7 @@ def _step_lower_bound_s(cost, max_batch):
 @pytest.mark.parametrize("name", list(_deployments()))
 def test_invariants(name):
     pools = _deployments()[name]
-    w = CONV.with_rate(3.0)
+    w = CONV.head(1500).with_rate(3.0)
     res = simulate(w, pools, record_steps=True)
     out = w.output_tokens
     assert res.num_rejected == 0
@@ -282,11 +282,11 @@ WATCHED_SLOS = [SLO(400, 100, rule="percentile"), SLO(800, 60, rule="per_request
 @pytest.mark.parametrize("name", list(_deployments()))
 def test_stop_on_miss_stops_only_runs_that_miss(name):
     pools = _deployments()[name]
-    w = CONV.head(400)
+    w = CONV.head(250)
     stopped = 0
+    full_runs = {rate: simulate(w.with_rate(rate), pools) for rate in (1.0, 4.0, 12.0)}
     for slo in WATCHED_SLOS:
-        for rate in (1.0, 3.0, 6.0, 12.0):
-            full = simulate(w.with_rate(rate), pools)
+        for rate, full in full_runs.items():
             part = simulate(w.with_rate(rate), pools, stop_on_miss=slo)
             if part.complete:
                 assert np.array_equal(part.first_token_s, full.first_token_s, equal_nan=True)
@@ -346,7 +346,7 @@ def test_coasting_decode_steps_changes_nothing(name):
     that records its steps goes through the queue for every step: both give the same times, bit for bit."""
     pools = _deployments()[name]
     for rate in (0.3, 3.0):
-        w = CONV.head(300).with_rate(rate)
+        w = CONV.head(200).with_rate(rate)
         fast, slow = simulate(w, pools), simulate(w, pools, record_steps=True)
         assert np.array_equal(fast.first_token_s, slow.first_token_s, equal_nan=True)
         assert np.array_equal(fast.finish_s, slow.finish_s, equal_nan=True)
