@@ -6,13 +6,15 @@ Run from the repository root (moeplan installed)::
     python benchmarks/aic_compare.py --out r.json    # also every number as JSON
     python benchmarks/aic_compare.py --refresh       # re-run AIConfigurator (pip install aiconfigurator;
                                                      # ~5 min on 2 cores) and rewrite the cache
+    python benchmarks/aic_compare.py --refresh-memory  # re-run only its engine memory of the cached points
 
 The cache ``benchmarks/aic_reference.json`` holds AIConfigurator's side with its provenance
 (versions, date, the calls made): issue 11's four scenarios (Qwen3-30B-A3B on 8 x H200,
 gpt-oss-120b on 8 x H100, DeepSeek-V3 FP8 on 64 x H200, Qwen3-235B-A22B-FP8 on 32 x B200; ISL
 4000, OSL 500), the top-5 aggregated and disaggregated configurations of AIConfigurator's sweep,
 and for every distinct worker of them (layout, batch per DP rank) AIConfigurator's static
-estimate: TTFT, TPOT, tokens/s/GPU and memory per GPU (``benchmarks/aic_reference.py``).
+estimate: TTFT, TPOT, tokens/s/GPU and memory per GPU, and the worker's memory as an engine with
+``max_num_tokens`` 8,192 holds it (``benchmarks/aic_reference.py``).
 
 moeplan prices the same points with :func:`planner.perf.estimate.estimate`:
 
@@ -23,9 +25,13 @@ moeplan prices the same points with :func:`planner.perf.estimate.estimate`:
   at the prefill and at the decode step's tokens, capped at the tables' 16,384; moeplan's own default
   without a replica plan is 1), and a second line with balancedness 1;
 - ``memory_utilization`` 1 (the comparison is of memory used, not of what fits) and moeplan's
-  default activation workspace (8,192 tokens per forward step); memory is also compared without
-  the activations, which the two tools size differently (AIConfigurator for the whole static
-  batch, moeplan for the engine's token limit per step);
+  default activation workspace (8,192 tokens per forward step). **memory** is compared with
+  AIConfigurator's memory of the same worker in an engine with ``max_num_tokens`` 8,192 (its
+  KV-capacity path: weights, overhead, activations of one 8,192-token step, plus the batch's KV
+  cache): the same workspace on both sides. Reported beside it, not a target: **static memory**,
+  AIConfigurator's static estimate, whose activation workspace is a per-family coefficient times
+  the whole static batch (batch x ISL tokens in one forward, 14-120 GiB per GPU here; no engine
+  runs a prefill that size with chunking on), and memory **without activations** on both sides;
 - tokens/s/GPU in AIConfigurator's definition: ``requests x osl / (TTFT + (osl - 1) TPOT) / GPUs``
   (prefill included; moeplan's ``tokens_per_s_per_gpu`` counts decode only).
 
@@ -53,8 +59,9 @@ from planner.profiles import get_model
 
 CACHE = Path(__file__).resolve().parent / "aic_reference.json"
 TARGETS = {"ttft": 0.15, "tpot": 0.15, "tokens_per_s_per_gpu": 0.15, "memory": 0.05}
-#: reported next to the targets: memory without the activation workspace, which the two tools size differently
-EXTRA = ("memory_without_activations",)
+#: reported next to the targets: AIConfigurator's static-batch memory (activations for batch x ISL tokens in one
+#: forward) and memory without the activation workspace on both sides
+EXTRA = ("memory_static", "memory_without_activations")
 METRICS = (*TARGETS, *EXTRA)
 GIB = 2.0**30
 
@@ -136,6 +143,7 @@ def _moeplan(scenario: dict, point: dict, *, calibrated: bool, balancedness: flo
         "tpot": d.tpot_ms,
         "tokens_per_s_per_gpu": requests * osl / (e.ttft_ms + (osl - 1) * d.tpot_ms) * 1e3 / e.num_gpus,
         "memory": e.memory_per_gpu_bytes,
+        "memory_static": e.memory_per_gpu_bytes,
         "memory_without_activations": e.memory_per_gpu_bytes - m.activation_bytes,
         "balancedness": b_prefill,
         "balancedness_decode": b_decode,
@@ -148,8 +156,12 @@ def _moeplan(scenario: dict, point: dict, *, calibrated: bool, balancedness: flo
 def _aic_metrics(point: dict) -> dict:
     a = point["aic"]
     activations = a["memory_breakdown_gib"].get("activations", 0.0)
+    engine = a.get("engine_memory_gib")
+    if engine is None:
+        raise KeyError("the cache has no engine_memory_gib; run python benchmarks/aic_compare.py --refresh-memory")
     return {"ttft": a["ttft_ms"], "tpot": a["tpot_ms"], "tokens_per_s_per_gpu": a["tokens_per_s_per_gpu"],
-            "memory": a["memory_per_gpu_gib"] * GIB,
+            "memory": engine["total"] * GIB,
+            "memory_static": a["memory_per_gpu_gib"] * GIB,
             "memory_without_activations": (a["memory_per_gpu_gib"] - activations) * GIB}  # fmt: skip
 
 
@@ -193,37 +205,39 @@ def _pct(x: float) -> str:
 
 def _points_table(result: dict, variant: str) -> str:
     head = ("| scenario | role | layout | bs | TTFT ms AIC / ours | TPOT ms AIC / ours | tok/s/GPU AIC / ours | "
-            "mem GiB AIC / ours | b prefill / decode |")  # fmt: skip
+            "mem GiB AIC engine / static / ours | b prefill / decode |")  # fmt: skip
     lines = [head, "|---|---|---|---:|---:|---:|---:|---:|---:|"]
     for r in result["rows"]:
         a, o = r["aic"], r["moeplan"][variant]
         cells = [f"{a['ttft']:,.0f} / {o['ttft']:,.0f}", f"{a['tpot']:.1f} / {o['tpot']:.1f}",
                  f"{a['tokens_per_s_per_gpu']:,.0f} / {o['tokens_per_s_per_gpu']:,.0f}",
-                 f"{a['memory'] / GIB:.1f} / {o['memory'] / GIB:.1f}",
+                 f"{a['memory'] / GIB:.1f} / {a['memory_static'] / GIB:.1f} / {o['memory'] / GIB:.1f}",
                  f"{o['balancedness']:.2f} / {o['balancedness_decode']:.2f}"]  # fmt: skip
         lines.append(f"| {r['scenario']} | {r['role']} | {r['layout']} | {r['batch']} | " + " | ".join(cells) + " |")
     return "\n".join(lines)
 
 
 def _median_table(result: dict) -> str:
-    lines = ["| moeplan | TTFT | TPOT | tokens/s/GPU | memory | memory without activations |",
-             "|---|---:|---:|---:|---:|---:|"]  # fmt: skip
+    lines = ["| moeplan | TTFT | TPOT | tokens/s/GPU | memory (engine, 8,192-token step) | static memory | "
+             "memory without activations |", "|---|---:|---:|---:|---:|---:|---:|"]  # fmt: skip
     for name in result["variants"]:
         med, sgn = result["medians"][name], result["median_signed"][name]
         lines.append(f"| {name} | " + " | ".join(f"{_pct(med[m])} ({100 * sgn[m]:+.0f} %)" for m in METRICS) + " |")
-    lines.append("| target | " + " | ".join(f"<= {_pct(t)}" for t in TARGETS.values()) + " | - |")
+    lines.append("| target | " + " | ".join(f"<= {_pct(t)}" for t in TARGETS.values()) + " | - | - |")
     return "\n".join(lines)
 
 
 def main(argv=None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--refresh", action="store_true", help="Re-run AIConfigurator and rewrite the cache.")
+    parser.add_argument("--refresh-memory", action="store_true",
+                        help="Re-run only AIConfigurator's engine memory of the cached points (seconds).")
     parser.add_argument("--cache", default=str(CACHE), help="The AIConfigurator cache (JSON).")
     parser.add_argument("--out", help="Write every number to this JSON file.")
     args = parser.parse_args(argv)
     start = time.perf_counter()
     cache = Path(args.cache)
-    if args.refresh:
+    if args.refresh or args.refresh_memory:
         sys.path.insert(0, str(Path(__file__).resolve().parent))
         import aic_reference
 
@@ -231,7 +245,11 @@ def main(argv=None) -> int:
         if why is not None:
             print(f"skipped: {why}", file=sys.stderr)
             return 0
-        data = aic_reference.refresh(progress=lambda s: print(s, file=sys.stderr, flush=True))
+        progress = lambda s: print(s, file=sys.stderr, flush=True)  # noqa: E731
+        if args.refresh:
+            data = aic_reference.refresh(progress=progress)
+        else:
+            data = aic_reference.refresh_engine_memory(json.loads(cache.read_text(encoding="utf-8")), progress)
         atomic_write_text(cache, json.dumps(data, indent=1) + "\n")
         print(f"wrote {cache}", file=sys.stderr)
     if not cache.exists():

@@ -13,7 +13,14 @@ TPOT 30 ms, backend ``trtllm``, database mode ``SILICON``):
    workers and decode workers -- is one **point**;
 3. ``aiconfigurator.cli.api.cli_estimate(mode="static")`` prices each point as one static batch
    with the number formats the sweep resolved (GEMM, MoE, KV cache, FMHA, communication), and
-   the cache keeps its TTFT, TPOT, tokens/s/GPU, memory per GPU and the per-op breakdown.
+   the cache keeps its TTFT, TPOT, tokens/s/GPU, memory per GPU and the per-op breakdown;
+4. ``aiconfigurator.sdk.memory.estimate_kv_cache`` gives the same worker's memory as an engine
+   holds it (AIConfigurator's KV-capacity path): weights, runtime and communication overhead, and
+   the activation workspace of one forward step of ``max_num_tokens`` = 8,192 tokens (TensorRT-LLM's
+   default) -- where the static estimate of step 3 sizes activations for the whole static batch
+   (batch x ISL tokens in one forward). The cache keeps it as ``engine_memory_gib``: that breakdown
+   plus step 3's KV cache of the batch. ``python benchmarks/aic_compare.py --refresh-memory`` re-runs
+   only this step on the cached points (seconds).
 
 Only AIConfigurator's public Python API is called; nothing of its code is copied.
 """
@@ -26,7 +33,7 @@ import math
 import platform
 import time
 
-__all__ = ["SCENARIOS", "available", "refresh"]
+__all__ = ["SCENARIOS", "available", "refresh", "refresh_engine_memory"]
 
 #: issue 11's scenarios: (name, Hugging Face id, AIConfigurator system, GPUs of the sweep)
 SCENARIOS = (
@@ -36,6 +43,9 @@ SCENARIOS = (
     ("qwen3-235b-a22b-fp8/32xb200", "Qwen/Qwen3-235B-A22B-FP8", "b200_sxm", 32),
 )
 ISL, OSL, TTFT_MS, TPOT_MS, BACKEND, TOP_N = 4000, 500, 2000.0, 30.0, "trtllm", 5
+#: tokens of one forward step the engine reserves activations for: TensorRT-LLM's default ``max_num_tokens``
+#: (and moeplan's default ``max_batch_tokens``)
+ENGINE_MAX_NUM_TOKENS = 8192
 _QUANT = ("gemm", "moe", "kvcache", "fmha", "comm")
 
 
@@ -116,6 +126,46 @@ def _static(model: str, system: str, point: dict, deg: dict) -> dict:
     }
 
 
+def _engine_memory(model: str, system: str, point: dict, deg: dict, backend_version: str) -> dict:
+    """The worker's memory as an engine with ``max_num_tokens`` = 8,192 holds it (GiB): AIConfigurator's
+    non-KV breakdown of its KV-capacity path plus the static estimate's KV cache of the batch."""
+    from aiconfigurator.sdk.memory import estimate_kv_cache
+
+    q = point["quant"]
+    r = estimate_kv_cache(model, system, BACKEND, backend_version, max_num_tokens=ENGINE_MAX_NUM_TOKENS,
+                          max_batch_size=point["batch"], memory_fraction_kind="of_free", memory_fraction_value=1.0,
+                          tp_size=deg["tp"], pp_size=deg["pp"], attention_dp_size=deg["dp"], moe_tp_size=deg["moe_tp"],
+                          moe_ep_size=deg["moe_ep"], gemm_quant_mode=q["gemm"], moe_quant_mode=q["moe"],
+                          kvcache_quant_mode=q["kvcache"], fmha_quant_mode=q["fmha"], comm_quant_mode=q["comm"])  # fmt: skip
+    gib = 2.0**30
+    b = {k.removesuffix("_bytes"): v / gib for k, v in r["memory_breakdown"].items()}
+    b["kvcache"] = point["aic"]["memory_breakdown_gib"].get("kvcache", 0.0)
+    return {"max_num_tokens": ENGINE_MAX_NUM_TOKENS, "total": sum(b.values()), "breakdown": b}
+
+
+def refresh_engine_memory(data: dict, progress=print) -> dict:
+    """Add (or replace) ``engine_memory_gib`` on every cached point that has a static estimate."""
+    from planner.perf.layout import ParallelLayout
+
+    models = {name: model for name, model, _system, _gpus in SCENARIOS}
+    for sc in data["scenarios"]:
+        for point in sc["points"]:
+            if "aic" not in point:
+                continue
+            lay = ParallelLayout.parse(point["layout"])
+            deg = {"tp": lay.tp, "pp": lay.pp, "dp": lay.dp, "moe_tp": lay.moe_tp, "moe_ep": lay.ep}
+            point["aic"]["engine_memory_gib"] = _engine_memory(models[sc["name"]], sc["system"], point, deg,
+                                                               point["aic"]["backend_version"])  # fmt: skip
+        progress(f"{sc['name']}: engine memory of {len(sc['points'])} points")
+    data["provenance"]["engine_memory"] = (
+        f"aiconfigurator.sdk.memory.estimate_kv_cache(max_num_tokens={ENGINE_MAX_NUM_TOKENS}, max_batch_size=bs, "
+        "memory_fraction_kind='of_free', memory_fraction_value=1.0, same degrees and quant modes): its "
+        "memory_breakdown, plus the static estimate's kvcache; GiB"
+    )
+    data["provenance"]["engine_memory_date"] = datetime.date.today().isoformat()
+    return data
+
+
 def refresh(progress=print) -> dict:
     """Run AIConfigurator for every scenario; the cache's content (a JSON-ready dict)."""
     import json
@@ -161,7 +211,7 @@ def refresh(progress=print) -> dict:
                           "chosen_mode": str(result.chosen_exp), "sweep_wall_s": sweep_s, "top": top,
                           "points": points})  # fmt: skip
     versions = {d: importlib.metadata.version(d) for d in ("aiconfigurator", "aiconfigurator-core")}
-    return {
+    data = {
         "format": "moeplan-aic-reference/1",
         "provenance": {
             "tool": "NVIDIA AIConfigurator (PyPI aiconfigurator, github.com/ai-dynamo/aiconfigurator), Apache-2.0",
@@ -182,3 +232,4 @@ def refresh(progress=print) -> dict:
         "osl_tokens": OSL,
         "scenarios": scenarios,
     }
+    return refresh_engine_memory(data, progress)
