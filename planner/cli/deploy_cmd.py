@@ -39,6 +39,7 @@ def deploy(
     replicas: Annotated[Optional[Path], typer.Option("--replicas", help="Replica plan (from `moeplan replicas -o`): MoE layouts take its EP size, slots and balancedness.")] = None,
     objective: Annotated[Objective, typer.Option("--objective", help="With --gpus: max_rate (serve the most) or max_rate_per_gpu (DistServe's objective).")] = Objective.max_rate,
     node_local: Annotated[bool, typer.Option("--node-local", help="Prefill and decode of a request share a node (DistServe's low node-affinity).")] = False,
+    steady_cap: Annotated[bool, typer.Option("--steady-cap/--no-steady-cap", help="Cap each deployment's goodput at the rate its pools sustain (default); --no-steady-cap: the finite probes' answer alone (DistServe's protocol).")] = True,
     num_requests: Annotated[Optional[int], typer.Option("--requests", help="Requests per simulation (default: three times the largest decode batch, 300-3000).")] = None,
     weights: WeightsOpt = None,
     experts: ExpertsOpt = None,
@@ -61,7 +62,7 @@ def deploy(
     result = plan_deployment(
         model, gpu, slo, workload, num_gpus=gpus, rate_req_per_s=rate, isl=isl, osl=osl,
         loads=read_loads_arg(loads) if loads else None, replica_plan=read_plan(replicas) if replicas else None,
-        objective=objective.value, node_local=node_local, num_requests=num_requests, time_limit_s=time_limit_s,
+        objective=objective.value, node_local=node_local, steady_state_cap=steady_cap, num_requests=num_requests, time_limit_s=time_limit_s,
         precision=precision_overrides(weights, experts, kv, activations),
         progress=lambda line: typer.echo(f"moeplan deploy: {line}", err=True),
     )

@@ -80,6 +80,7 @@ class _Setup:
     node_local: bool
     max_context: int
     per_node_cap: int | None
+    steady_state_cap: bool = True
 
 
 def plan_deployment(
@@ -98,6 +99,7 @@ def plan_deployment(
     gpus_per_node: int | None = None,
     node_local: bool = False,
     max_instances_per_node: int | None = None,
+    steady_state_cap: bool = True,
     cost_model: str = "latency_model",
     num_requests: int | None = None,
     precision=None,
@@ -123,6 +125,9 @@ def plan_deployment(
     node_local : prefill and decode that exchange KV share a node (DistServe's low node-affinity).
     max_instances_per_node : at most this many instances of a role per node (1 with ``node_local``:
         DistServe's algorithm 2, one prefill and one decode segment per node).
+    steady_state_cap : cap each deployment's goodput at the rate its pools sustain (instances x one
+        instance's full-batch throughput, the least role): a finite probe lets a pool absorb a burst it
+        could not sustain. False: the probes' answer alone (DistServe's protocol).
     cost_model : ``"latency_model"`` (moeplan's) or ``"distserve"`` (DistServe's fitted OPT coefficients).
     num_requests : requests per simulation; default three times the largest decode batch, 300 to 3000.
     precision : number formats per component (:class:`planner.profiles.Precision`, a mapping of overrides
@@ -153,6 +158,9 @@ def plan_deployment(
                      gpus_per_node, node_local, cost_model, num_requests, precision, seed)
     if max_instances_per_node is not None:
         setup = replace(setup, per_node_cap=_check_int("max_instances_per_node", max_instances_per_node))
+    if not isinstance(steady_state_cap, bool):
+        raise InputError(f"must be True or False, got {steady_state_cap!r}", param="steady_state_cap")
+    setup = replace(setup, steady_state_cap=steady_state_cap)
     t = time.perf_counter()
     roles = _candidates(setup, loads, replica_plan, max_candidates_per_role, say)
     timings["candidates_s"] = time.perf_counter() - t
@@ -462,7 +470,7 @@ def _end_to_end(setup: _Setup, found) -> list[Deployment]:
                                    rate=setup.rate)
     return goodput_deployments(found, workload_for=workload_for, pools_for=pools_for, slo=setup.slo,
                                arrivals=setup.arrivals, seed=setup.seed,
-                               per_gpu=setup.objective == "max_rate_per_gpu")
+                               per_gpu=setup.objective == "max_rate_per_gpu", steady_cap=setup.steady_state_cap)
 
 
 def _merit(setup: _Setup):
@@ -519,7 +527,7 @@ def _request_record(setup: _Setup) -> dict:
         "num_gpus": setup.num_gpus, "rate_req_per_s": setup.rate, "objective": setup.objective,
         "figure_of_merit": _figure_of_merit(setup), "ttft_ms": setup.slo.ttft_ms, "tpot_ms": setup.slo.tpot_ms,
         "percentile": setup.slo.percentile, "rule": setup.slo.rule, "node_local": setup.node_local,
-        "max_instances_per_node": setup.per_node_cap,
+        "max_instances_per_node": setup.per_node_cap, "steady_state_cap": setup.steady_state_cap,
         "cost_model": setup.cost_kind,
         "workload": {"source": setup.workload.source, "num_requests": len(setup.workload),
                      "input_tokens_mean": st.input_tokens_mean, "output_tokens_mean": st.output_tokens_mean},
@@ -533,8 +541,9 @@ def _notes(setup: _Setup, scores: list[PhaseScore], skipped: int = 0) -> list[st
     if setup.cost_kind == "distserve":
         notes.append("cost model: DistServe's fitted A100-80GB coefficients (planner/data/distserve)")
     else:
-        notes.append("cost model: moeplan's latency model (docs/performance.md), tabulated per layout; weights at "
-                     "the model profile's release dtype")
+        formats = ", ".join(f"{k} {v}" for k, v in (setup.precision or {}).items())
+        notes.append("cost model: moeplan's latency model (docs/performance.md), tabulated per layout; number "
+                     f"formats: {formats or 'the model profile native precision'}")
         sources = sorted({s.candidate.instance.imbalance.source for s in scores})
         notes += [f"MoE imbalance: {s}" for s in sources]
     notes.append("KV moves between prefill and decode nodes at the GPU's inter-node bandwidth" if not setup.node_local
@@ -544,6 +553,9 @@ def _notes(setup: _Setup, scores: list[PhaseScore], skipped: int = 0) -> list[st
     if skipped:
         notes.append(f"candidates not simulated: {skipped} (their throughput bound could not reach the best rate the "
                      "integer program already predicted for their kind)")
+    if setup.rate is None and setup.steady_state_cap:
+        notes.append("end-to-end goodput capped at the rate the pools sustain (instances x full-batch throughput, "
+                     "least role); a finite probe can absorb a burst above it")
     if setup.rate is None:
         notes.append(f"end-to-end goodput to {REL_TOL:.0%} for deployments that could still win, to "
                      f"{COARSE_TOL:.0%} for the others")
