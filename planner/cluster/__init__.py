@@ -1,7 +1,17 @@
-"""Heterogeneous clusters (DESIGN §5.3-5.4): layer placement by max-flow + MILP, and the cheapest GPU mix.
+"""Heterogeneous clusters (DESIGN §5.3): contiguous layer ranges per node by max-flow + MILP (Helix-class).
 
-Room for the cluster planner; it builds on :mod:`planner.perf` for per-GPU capacities and on
-``solvers/`` for max-flow, MILP and covering programs. Nothing is exported yet.
+Modules
+    capacity   capacity tables T_i(k) of a node from the performance model (or the given ones)
+    graph      Helix's throughput graph in networkx: independent max-flow, routing weights, pipelines
+    place      ``plan_cluster``: cluster -> arrays -> ``solvers.layer_placement`` -> a verified plan
+    verify     the solver-free verifier of cluster plans (``moeplan verify``)
+    plots      layer ranges and flows as a PNG
+
+The GPU-mix planner of §5.4 (Mélange) lives beside it (another module).
 """
 
-__all__: list[str] = []
+from planner.cluster.capacity import NodeTables, node_tables
+from planner.cluster.place import ClusterResult, plan_cluster
+from planner.cluster.verify import verify_cluster
+
+__all__ = ["plan_cluster", "ClusterResult", "verify_cluster", "node_tables", "NodeTables"]

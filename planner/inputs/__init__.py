@@ -26,3 +26,16 @@ from planner.inputs.workload_gen import (  # noqa: E402
 
 __all__ += ["Workload", "WorkloadStats", "read_trace", "builtin_trace", "list_builtin_traces", "LengthDist",
             "synthetic_workload", "poisson_workload", "gamma_workload", "with_synthetic_arrivals", "SLO"]
+
+from planner.inputs.cluster import (  # noqa: E402
+    Cluster,
+    ClusterLink,
+    ClusterNode,
+    list_helix_instances,
+    read_cluster,
+    read_helix_instance,
+    read_helix_layouts,
+)
+
+__all__ += ["Cluster", "ClusterNode", "ClusterLink", "read_cluster", "read_helix_instance", "read_helix_layouts",
+            "list_helix_instances"]

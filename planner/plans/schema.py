@@ -15,8 +15,10 @@ number of slots), the convention of SGLang, vLLM and TensorRT-LLM.
 
 A deployment plan (``kind: "deployment"``, :class:`DeploymentPlan`) records a serving deployment chosen
 by ``planner.deploy``: the layouts and instance counts per pool, the simulated SLO attainment and the
-alternatives considered. Replica plans keep their fields and bytes; :data:`AnyPlan` reads either kind and
-:func:`plan_json_schema` is the published schema of both.
+alternatives considered. A cluster plan (``kind: "cluster"``, :class:`ClusterPlan`) records the layer range
+of every node of a heterogeneous cluster chosen by ``planner.cluster``, its max-flow, routing weights and
+pipelines. Replica plans keep their fields and bytes; :data:`AnyPlan` reads any kind and
+:func:`plan_json_schema` is the published schema of all.
 """
 
 from __future__ import annotations
@@ -41,6 +43,12 @@ __all__ = [
     "WorkloadRef",
     "SloRecord",
     "SearchReport",
+    "ClusterPlan",
+    "ClusterInputs",
+    "ClusterNodeRecord",
+    "ClusterEdgeRecord",
+    "PipelineRecord",
+    "ClusterReport",
     "AnyPlan",
     "plan_json_schema",
     "parse_plan_json",
@@ -314,16 +322,102 @@ class DeploymentPlan(_Frozen):
         return cls.model_validate_json(text)
 
 
-#: a plan file of either kind, told apart by ``kind``
-AnyPlan = Annotated[Union[Plan, DeploymentPlan], Field(discriminator="kind")]
+# -- cluster plans (heterogeneous layer placement) ------------------------------------------------------
+
+
+class ClusterNodeRecord(_Frozen):
+    """One node of a cluster plan: the contiguous layers it holds and what flows through it."""
+
+    name: str
+    gpu: str
+    gpus: int = Field(ge=1)
+    region: str
+    first_layer: int = Field(ge=0)
+    last_layer: int = Field(description="exclusive: the node holds layers first_layer .. last_layer - 1")
+    capacity_table_tokens_per_s: list[float] = Field(description="T(k) for k = 1..K: tokens/s through k layers")
+    capacity_tokens_per_s: float = Field(description="T(last_layer - first_layer)")
+    nic_in_tokens_per_s: float
+    nic_out_tokens_per_s: float
+    flow_tokens_per_s: float = Field(description="tokens/s the max-flow sends through the node")
+
+
+class ClusterEdgeRecord(_Frozen):
+    """A link of the layout's flow graph (it abuts: the sender's last layer + 1 is the receiver's first)."""
+
+    src: str = Field(description="node name or 'source' (the coordinator)")
+    dst: str = Field(description="node name or 'sink' (the coordinator)")
+    capacity_tokens_per_s: float
+    flow_tokens_per_s: float
+    routing_weight: float = Field(description="share of the sender's output sent here (weighted round robin)")
+
+
+class PipelineRecord(_Frozen):
+    """A source-sink path of the flow: one pipeline-parallel engine over these nodes."""
+
+    nodes: list[str]
+    layer_partition: str = Field(description="layers per stage, VLLM_PP_LAYER_PARTITION style ('20,20,40')")
+    rate_tokens_per_s: float
+
+
+class ClusterInputs(_Frozen):
+    cluster: str = Field(description="cluster file or helix:NAME")
+    cluster_sha256: str
+    model: str
+    num_layers: int = Field(ge=1)
+    capacity_source: str = Field(description="given tables or the performance model (model, isl, osl)")
+    parameters: dict[str, str | int | float | bool | None] = Field(
+        description="every parameter that shaped the plan (precision, work budget, seed, pruning)")
+
+
+class ClusterReport(_Frozen):
+    """The placement search's outcome (maximisation: ``bound`` is an upper bound; wall times go to stdout)."""
+
+    status: Literal["optimal", "feasible", "infeasible", "error"]
+    stop_reason: str
+    objective: float | None = Field(description="max-flow of the layout, tokens/s")
+    bound: float | None = Field(description="valid upper bound on the max-flow of any layout, tokens/s")
+    gap: float | None = Field(description="(bound - objective) / objective")
+    solver: str
+    solver_version: str = ""
+    message: str = ""
+
+
+class ClusterPlan(_Frozen):
+    """Layer ranges per node of a heterogeneous cluster, the max-flow, routing weights and pipelines."""
+
+    schema_version: Literal["1.0"] = SCHEMA_VERSION
+    kind: Literal["cluster"] = "cluster"
+    tool: ToolInfo
+    inputs: ClusterInputs
+    nodes: list[ClusterNodeRecord]
+    edges: list[ClusterEdgeRecord]
+    pipelines: list[PipelineRecord]
+    throughput_tokens_per_s: float = Field(description="max-flow of the layout: tokens/s through all layers")
+    helix_upper_bound_tokens_per_s: float = Field(description="sum_i max_k k T_i(k) / L")
+    crossing_bound_tokens_per_s: float = Field(description="largest F with L F <= sum_i max_k k min(T_i(k), F)")
+    method: str = Field(description="the heuristic or search step that found the layout")
+    report: ClusterReport
+    notes: list[str] = Field(default_factory=list)
+
+    def to_json(self) -> str:
+        """Canonical JSON text (deterministic: fixed field order, two-space indent, final newline)."""
+        return self.model_dump_json(indent=2) + "\n"
+
+    @classmethod
+    def from_json(cls, text: str) -> "ClusterPlan":
+        return cls.model_validate_json(text)
+
+
+#: a plan file of any kind, told apart by ``kind``
+AnyPlan = Annotated[Union[Plan, DeploymentPlan, ClusterPlan], Field(discriminator="kind")]
 _ANY = TypeAdapter(AnyPlan)
 
 
-def parse_plan_json(text: str) -> Plan | DeploymentPlan:
-    """Validate a plan document of either kind."""
+def parse_plan_json(text: str) -> Plan | DeploymentPlan | ClusterPlan:
+    """Validate a plan document of any kind."""
     return _ANY.validate_json(text)
 
 
 def plan_json_schema() -> dict:
-    """The published JSON Schema of plan files (``planner/plans/plan.schema.json``): either kind."""
+    """The published JSON Schema of plan files (``planner/plans/plan.schema.json``): every kind."""
     return _ANY.json_schema()
