@@ -11,6 +11,7 @@ import typer
 
 from planner.cli import (
     apply_cmd,
+    cluster_cmd,
     collect_cmd,
     deploy_cmd,
     estimate_cmd,
@@ -66,6 +67,7 @@ _COMMANDS = (
     ("apply", apply_cmd.apply),
     ("collect", collect_cmd.collect),
     ("deploy", deploy_cmd.deploy),
+    ("cluster", cluster_cmd.cluster),
     ("estimate", estimate_cmd.estimate),
     ("profile", profile_cmd.profile),
     ("loads", loads_cmd.loads),

@@ -232,6 +232,13 @@ PARAM_FLAGS: dict[str, str] = {
     "objective": "--objective",
     "num_requests": "--requests",
     "balancedness": "--balancedness",
+    # cluster
+    "iterations": "--iterations",
+    "chains": "--chains",
+    "workers": "--workers",
+    "prune_keep": "--prune",
+    "max_batch": "--max-batch",
+    "chain_milp": "--chain-milp",
 }
 
 #: Where one library parameter is filled by different flags in different commands.

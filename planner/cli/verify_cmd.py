@@ -19,16 +19,23 @@ def verify(
     plan_path: Annotated[Path, typer.Argument(metavar="PLAN", help="Plan JSON file.")],
     loads: Annotated[Optional[list[str]], typer.Option("--loads", "-l", help="Replica plans: the load file(s) the plan was made from.")] = None,
     trace: Annotated[Optional[str], typer.Option("--trace", help="Deployment plans simulated on a trace: that trace.")] = None,
+    cluster: Annotated[Optional[str], typer.Option("--cluster", help="Cluster plans: the cluster file (or helix:NAME) the plan was made for; checks its hash, nodes and links too.")] = None,
     num_experts: NumExpertsOpt = None,
     json_out: JsonOpt = False,
 ) -> None:
-    """Recompute every invariant and metric of a plan without a solver (a deployment plan is re-simulated);
+    """Recompute every invariant and metric of a plan without a solver (a deployment plan is re-simulated,
+    a cluster plan's max-flow recomputed);
     exit 2 if any check fails."""
     from planner.plans.io import read_plan
     from planner.plans.verify import verify_plan
 
     plan = read_plan(plan_path)
-    if plan.kind == "deployment":
+    if plan.kind == "cluster":
+        from planner.cluster import verify_cluster
+        from planner.inputs import read_cluster
+
+        report = verify_cluster(plan, read_cluster(cluster) if cluster else None)
+    elif plan.kind == "deployment":
         from planner.deploy import verify_deployment
         from planner.inputs import read_trace
 
