@@ -52,8 +52,12 @@ def build_flow_graph(num_layers: int, ranges: Sequence[tuple[int, int] | None], 
 
 
 def layout_max_flow(G: nx.DiGraph) -> tuple[float, dict]:
-    """``(value, flow)`` of :func:`networkx.maximum_flow` (preflow-push) from source to sink."""
-    return nx.maximum_flow(G, SOURCE, SINK)
+    """``(value, flow)`` of :func:`networkx.maximum_flow` from source to sink, by Edmonds-Karp: networkx's
+    default preflow-push can fail on float capacities (an ``IndexError`` in its height levels when
+    rounding leaves an excess), augmenting paths cannot."""
+    from networkx.algorithms.flow import edmonds_karp
+
+    return nx.maximum_flow(G, SOURCE, SINK, flow_func=edmonds_karp)
 
 
 def decompose_pipelines(flow: dict, tol: float = 1e-9) -> list[tuple[list[str], float]]:
