@@ -132,3 +132,16 @@ def test_deploy_benchmark_smoke_and_aic_cache(tmp_path):
             priced = bench.aic_priced(e)
             assert priced["status"] == "ok" or priced["status"].startswith("refused"), priced
             assert e["command"].startswith("aiconfigurator cli estimate")
+
+
+def test_quick_cluster_benchmark(tmp_path):
+    """benchmarks/cluster.py --quick: every instance's table and targets, plans verified."""
+    script = Path(__file__).resolve().parents[1] / "benchmarks" / "cluster.py"
+    out = tmp_path / "cluster.json"
+    res = subprocess.run([sys.executable, str(script), "--quick", "--out", str(out)], capture_output=True, text=True,
+                         timeout=300, cwd=tmp_path)
+    assert res.returncode == 0, res.stderr[-2000:]
+    data = json.loads(out.read_text(encoding="utf-8"))
+    assert {r["instance"] for r in data["results"]} == {"single24-llama2-70b", "geo24-llama2-70b", "hetero42-llama2-70b"}
+    assert all(t["pass"] for t in data["targets"] if "verify" in t["name"] or "never below" in t["name"])
+    assert "| target | measured | result |" in res.stdout

@@ -190,13 +190,13 @@ def test_single24_reaches_the_layer_crossing_bound():
 
 
 def test_user_fleet_plans_and_verifies(tmp_path):
-    r = plan_cluster(EXAMPLE, "mixtral-8x7b", iterations=500, chains=1, time_limit_s=30)
+    r = plan_cluster(EXAMPLE, "mixtral-8x7b", iterations=500, chains=1, chain_milp=False, time_limit_s=30)
     assert verify_cluster(r.plan, read_cluster(EXAMPLE)).ok
     plan = r.plan
     assert plan.throughput_tokens_per_s > 0 and plan.pipelines
     assert all(p.layer_partition.count(",") == len(p.nodes) - 1 for p in plan.pipelines)
     assert ClusterPlan.from_json(plan.to_json()) == plan
-    again = plan_cluster(EXAMPLE, "mixtral-8x7b", iterations=500, chains=1, time_limit_s=30)
+    again = plan_cluster(EXAMPLE, "mixtral-8x7b", iterations=500, chains=1, chain_milp=False, time_limit_s=30)
     assert again.plan.to_json() == plan.to_json()  # deterministic: same inputs, same bytes
     fp8 = plan_cluster(EXAMPLE, "mixtral-8x7b", precision={"weights": "fp8"}, iterations=0, chain_milp=False)
     assert max(len(n.capacity_table_tokens_per_s) for n in fp8.plan.nodes) >= max(len(n.capacity_table_tokens_per_s) for n in plan.nodes)
@@ -210,6 +210,22 @@ def test_verifier_catches_tampering():
     data = json.loads(r.plan.to_json())
     data["nodes"][0]["last_layer"] += 1
     assert not verify_cluster(ClusterPlan.model_validate(data)).ok
+
+
+@pytest.mark.slow
+def test_cli_end_to_end_subprocess(tmp_path):
+    """The default command on the example fleet, the plan written, then `moeplan verify --cluster`."""
+    import subprocess
+    import sys
+
+    plan = tmp_path / "plan.json"
+    run = [sys.executable, "-m", "planner.cli", "cluster", EXAMPLE, "--model", "mixtral-8x7b", "-o", str(plan), "--json"]
+    out = subprocess.run(run, capture_output=True, text=True, timeout=300)
+    assert out.returncode == 0, out.stderr
+    assert json.loads(out.stdout)["plan"]["kind"] == "cluster"
+    ver = subprocess.run([sys.executable, "-m", "planner.cli", "verify", str(plan), "--cluster", EXAMPLE],
+                         capture_output=True, text=True, timeout=300)
+    assert ver.returncode == 0, ver.stderr
 
 
 def _write(tmp_path, text):
