@@ -11,6 +11,9 @@ The notebook API is the same the CLI calls::
     result = plan_deployment("qwen3-30b-a3b", "h100", SLO(2000, 50, rule="percentile"),
                              isl=4000, osl=1000, num_gpus=8)
     print(result.table())
+
+    from planner import plan_cluster
+    print(plan_cluster("helix:single24-llama2-70b").table())   # layer ranges on a mixed cluster
 """
 
 __version__ = "0.1.0"
@@ -31,6 +34,8 @@ __all__ = [
     "estimate",
     "plan_deployment",
     "verify_deployment",
+    "plan_cluster",
+    "verify_cluster",
 ]
 
 
@@ -67,6 +72,10 @@ def __getattr__(name):  # lazy: `import planner` stays cheap and free of import 
         from planner import deploy
 
         return getattr(deploy, name)
+    if name in ("plan_cluster", "verify_cluster"):
+        from planner import cluster
+
+        return getattr(cluster, name)
     if name == "Plan":
         from planner.plans.schema import Plan
 
