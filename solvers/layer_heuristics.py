@@ -61,8 +61,8 @@ def crossing_upper_bound(capacity, num_layers: int) -> float:
     relative tolerance of 1e-12; without it rounding stops the bisection inside that interval (on
     single24 at 2,028.5 instead of 2,045.6, a value a layout reaches).
 
-    >>> crossing_upper_bound([[10.0, 6.0], [4.0]], 2)  # Helix's bound is 8
-    7.0
+    >>> round(crossing_upper_bound([[10.0, 6.0], [4.0]], 3), 9)  # Helix's bound is 16 / 3
+    4.0
     """
     L = int(num_layers)
     tables = [np.asarray(c[:L], dtype=np.float64) for c in _caps(capacity)]

@@ -9,20 +9,26 @@ by bisection on the flow ``F``, one feasibility program per step.
 Data: node classes ``c`` (nodes with identical capacity tables) with ``n_c`` nodes, ``K_c`` layers at
 most and ``T_c(l)``, ``l = 1..K_c``; ``L`` layers; a target ``F``.
 
-Variables:
+Variables (a chain is a multiset of stages: on a network that never binds their order does not matter,
+so stages are *slots* ``(l, j)``, the ``j``-th stage of length ``l``, ``j < min(L / l, nodes that hold l)``):
 
-- ``u[s, l] in {0, 1}``: the chain has the stage ``[s, s + l)`` (``1 <= l <= max_c K_c``, ``s + l <= L``);
-- ``y[c, s, l] in Z+``: nodes of class ``c`` holding ``[s, s + l)`` (``l <= K_c``).
+- ``w[l, j] in {0, 1}``: slot ``(l, j)`` is a stage of the chain;
+- ``y[c, l, j] in Z+``: nodes of class ``c`` on it, at most ``m[c, l] = min(n_c, ceil(F / T_c(l)))``
+  (more than that many of one class are never needed).
 
 Constraints:
 
-1. the stages form one path from 0 to ``L``: ``sum_l u[0, l] = 1`` and, for ``b = 1..L-1``,
-   ``sum_l u[b - l, l] = sum_l u[b, l]``;
-2. every stage carries ``F``: ``sum_c T_c(l) y[c, s, l] >= F u[s, l]``;
-3. node counts: ``sum_{s, l} y[c, s, l] <= n_c``.
+1. the stages tile the model: ``sum_{l, j} l w[l, j] = L``;
+2. every stage carries ``F``: ``sum_c T_c(l) y[c, l, j] >= F w[l, j]``;
+3. node counts: ``sum_{l, j} y[c, l, j] <= n_c``;
+4. symmetry: ``w[l, j] >= w[l, j + 1]`` (slots of one length are used in order);
+5. nodes only on used slots: ``y[c, l, j] <= m[c, l] w[l, j]``.
 
-Objective: minimise the nodes used, ``sum y`` (any feasible point answers the question; fewer nodes
-leave more spares, which :func:`chain_layout` adds to the weakest stages they can hold).
+Objective: none (zero): any feasible point answers the question, and HiGHS stops at the first one
+(minimising the nodes used took 3-10x longer per program on hetero42). Nodes left over are spares,
+which :func:`chain_layout` adds to the weakest stages they can hold. The stages are laid out from
+layer 0, longest first. (A first version indexed stages by their first layer,
+``u[s, l]`` with path constraints: 5x the variables, 27-48 s per program on hetero42.)
 
 Bisection keeps ``lo`` (a chain with min stage capacity ``>= lo`` exists; after a feasible solve
 ``lo`` becomes that chain's actual minimum) and ``hi`` (no chain reaches it: proven only when the solver
@@ -71,66 +77,63 @@ def _classes(capacity, L):
 
 def chain_feasible(tables, counts, L: int, F: float, time_limit_s: float, node_limit: int | None = None):
     """One feasibility program (module docstring): ``(status, stages)`` with ``status`` one of
-    ``"feasible"``, ``"infeasible"``, ``"unknown"`` and ``stages`` a list of ``(s, l, {class: nodes})``."""
+    ``"feasible"``, ``"infeasible"``, ``"unknown"`` and ``stages`` a list of ``(s, l, {class: nodes})``,
+    the stages laid out from layer 0 in slot order."""
     from scipy.optimize import Bounds, LinearConstraint, milp
     from scipy.sparse import coo_matrix
 
     kmax = max(t.size for t in tables)
-    u_idx = {}
-    for s in range(L):
-        for l in range(1, min(kmax, L - s) + 1):
-            u_idx[(s, l)] = len(u_idx)
-    y_idx = {}
+    w_idx: dict = {}
+    for l in range(1, min(kmax, L) + 1):
+        holders = sum(n for t, n in zip(tables, counts) if t.size >= l and t[l - 1] > 0)
+        for j in range(min(L // l, holders)):
+            w_idx[(l, j)] = len(w_idx)
+    y_idx: dict = {}
+    cap: dict = {}
     for c, t in enumerate(tables):
-        for (s, l) in u_idx:
+        for (l, j) in w_idx:
             if l <= t.size and t[l - 1] > 0:
-                y_idx[(c, s, l)] = len(u_idx) + len(y_idx)
-    nvar = len(u_idx) + len(y_idx)
+                y_idx[(c, l, j)] = len(w_idx) + len(y_idx)
+                cap[(c, l, j)] = float(min(counts[c], np.ceil(F / t[l - 1] - 1e-12)))
+    nvar = len(w_idx) + len(y_idx)
     rows, cols, vals, lo, hi = [], [], [], [], []
-    r = 0
-    for b in range(L):  # (1)
-        for (s, l), j in u_idx.items():
-            if s == b:
-                rows.append(r), cols.append(j), vals.append(-1.0 if b > 0 else 1.0)
-            elif b > 0 and s + l == b:
-                rows.append(r), cols.append(j), vals.append(1.0)
-        lo.append(1.0 if b == 0 else 0.0)
-        hi.append(1.0 if b == 0 else 0.0)
-        r += 1
-    stage_row = {}
-    for (s, l), j in u_idx.items():  # (2)
-        stage_row[(s, l)] = r
-        rows.append(r), cols.append(j), vals.append(-F)
-        lo.append(0.0)
-        hi.append(np.inf)
-        r += 1
-    for (c, s, l), j in y_idx.items():
-        rows.append(stage_row[(s, l)]), cols.append(j), vals.append(float(tables[c][l - 1]))
+
+    def row(entries, low, high):
+        r = len(lo)
+        for j, v in entries:
+            rows.append(r), cols.append(j), vals.append(v)
+        lo.append(low)
+        hi.append(high)
+
+    row([(j, float(l)) for (l, _), j in w_idx.items()], float(L), float(L))  # (1)
+    by_slot: dict = {}
+    for (c, l, j), v in y_idx.items():
+        by_slot.setdefault((l, j), []).append((c, v))
+    for (l, j), wj in w_idx.items():  # (2), (4)
+        row([(wj, -F)] + [(v, float(tables[c][l - 1])) for c, v in by_slot.get((l, j), [])], 0.0, np.inf)
+        if (l, j + 1) in w_idx:
+            row([(wj, 1.0), (w_idx[(l, j + 1)], -1.0)], 0.0, np.inf)
     for c in range(len(tables)):  # (3)
-        for (cc, s, l), j in y_idx.items():
-            if cc == c:
-                rows.append(r), cols.append(j), vals.append(1.0)
-        lo.append(0.0)
-        hi.append(float(counts[c]))
-        r += 1
-    A = coo_matrix((vals, (rows, cols)), shape=(r, nvar)).tocsr()
-    cost = np.zeros(nvar)
-    cost[len(u_idx):] = 1.0
+        row([(v, 1.0) for (cc, _, _), v in y_idx.items() if cc == c], 0.0, float(counts[c]))
+    for key, v in y_idx.items():  # (5)
+        row([(v, 1.0), (w_idx[key[1:]], -cap[key])], -np.inf, 0.0)
+    A = coo_matrix((vals, (rows, cols)), shape=(len(lo), nvar)).tocsr()
+    cost = np.zeros(nvar)  # pure feasibility: HiGHS stops at the first integer point
     ub = np.ones(nvar)
-    for (c, s, l), j in y_idx.items():
-        ub[j] = counts[c]
+    for key, v in y_idx.items():
+        ub[v] = cap[key]
     res = milp(cost, constraints=LinearConstraint(A, lo, hi), integrality=np.ones(nvar),
                bounds=Bounds(np.zeros(nvar), ub), options={"time_limit": max(0.01, time_limit_s), "presolve": True,
-                        **({"node_limit": int(node_limit)} if node_limit else {})})
+                                                           **({"node_limit": int(node_limit)} if node_limit else {})})
     if res.x is None:
         return ("infeasible" if res.status == 2 else "unknown"), None
     x = np.rint(res.x)
-    stages = []
-    for (s, l), j in u_idx.items():
-        if x[j] > 0.5:
-            nodes = {c: int(x[y_idx[(c, ss, ll)]]) for (c, ss, ll) in y_idx if ss == s and ll == l and x[y_idx[(c, ss, ll)]] > 0.5}
-            stages.append((s, l, nodes))
-    stages.sort()
+    stages, at = [], 0
+    for (l, j), wj in sorted(w_idx.items(), key=lambda kv: (-kv[0][0], kv[0][1])):
+        if x[wj] > 0.5:
+            nodes = {c: int(x[v]) for c, v in by_slot.get((l, j), []) if x[v] > 0.5}
+            stages.append((at, l, nodes))
+            at += l
     return "feasible", stages
 
 
