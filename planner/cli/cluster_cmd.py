@@ -26,6 +26,7 @@ def cluster(
     isl: Annotated[int, typer.Option("--isl", help="Prompt tokens per request (capacity model: KV per request).")] = 1024,
     osl: Annotated[int, typer.Option("--osl", help="Output tokens per request (capacity model).")] = 256,
     max_batch: Annotated[int, typer.Option("--max-batch", help="Largest decode batch a node runs (capacity model).")] = 256,
+    max_weight_share: Annotated[float, typer.Option("--max-weight-share", help="Share of a GPU's usable memory weights may take; the rest is KV cache (Helix: 0.5).")] = 0.5,
     weights: WeightsOpt = None,
     experts: ExpertsOpt = None,
     kv: KvOpt = None,
@@ -41,7 +42,7 @@ def cluster(
 
     result = plan_cluster(
         cluster_file, model, precision=precision_overrides(weights, experts, kv, activations), isl=isl, osl=osl,
-        max_batch=max_batch, prune_keep=prune, iterations=iterations, chains=chains, seed=seed, workers=workers,
+        max_batch=max_batch, max_weight_share=max_weight_share, prune_keep=prune, iterations=iterations, chains=chains, seed=seed, workers=workers,
         chain_milp=chain_milp, time_limit_s=time_limit_s,
     )
     report = verify_cluster(result.plan)

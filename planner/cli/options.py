@@ -238,6 +238,7 @@ PARAM_FLAGS: dict[str, str] = {
     "workers": "--workers",
     "prune_keep": "--prune",
     "max_batch": "--max-batch",
+    "max_weight_share": "--max-weight-share",
     "chain_milp": "--chain-milp",
 }
 

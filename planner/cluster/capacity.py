@@ -98,7 +98,7 @@ def node_tables(cluster: Cluster, model: str | None = None, *, precision: Mappin
     held = sum(len(t) for t in tables)
     if held < L:
         raise Infeasible(f"{arch.id}: the cluster holds at most {held} of its {L} layers "
-                         f"(weights within {max_weight_share:.0%} of each GPU's memory)")
+                         f"(weights within {max_weight_share:.0%} of each GPU's usable memory)")
     notes = tuple(f"node {n} cannot hold one layer of {arch.id}: left out" for n in empty)
     return NodeTables(tuple(tables), L, float(arch.hidden_size * ACTIVATION_BYTES), 4.0,
                       f"performance model ({arch.id}, isl {isl}, osl {osl})", notes)
