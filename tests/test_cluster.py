@@ -247,6 +247,8 @@ BAD = [
                              "links: [{between: [x, coordinator], bytes_per_s: 1.0e9}]"), 2, "node 'y' has no link"),
     ("negative-bandwidth", GOOD + "links: [{between: [x, y], bytes_per_s: -5}]", 2, "bytes_per_s: must be > 0"),
     ("negative-network", GOOD.replace("inter_region_bytes_per_s: 1.0e9", "inter_region_bytes_per_s: -1.0e9"), 2, "inter_region_bytes_per_s"),
+    ("bad-name", GOOD.replace("name: y", "name: y/1"), 2, "has no '/'"),
+    ("unknown-field", GOOD.replace("region: b}", "region: b, colour: red}"), 2, "unknown field 'colour'"),
     ("fits-nowhere", GOOD.replace("gpu: h100, gpus: 2", "gpu: t4, gpus: 1").replace("gpu: l4", "gpu: t4"), 3, "no node can hold"),
 ]
 
@@ -267,6 +269,6 @@ def test_library_errors_name_the_item(tmp_path):
     with pytest.raises(InputError, match="node 'y' has no link"):
         read_cluster(_write(tmp_path, BAD[1][1]))
     with pytest.raises(Infeasible):
-        plan_cluster(_write(tmp_path, BAD[4][1]), "deepseek-v3")
+        plan_cluster(_write(tmp_path, BAD[-1][1]), "deepseek-v3")
     with pytest.raises(InputError, match="model"):
         plan_cluster(_write(tmp_path, GOOD))

@@ -173,6 +173,9 @@ def parse_cluster(doc: Any, where: str = "cluster") -> Cluster:
         r = _fields(at, raw, _NODE_FIELDS, {"name", "gpu", "region"})
         name = str(r["name"])
         at = f"{where}: node {name!r}"
+        if not name or "/" in name or name in ("source", "sink", COORDINATOR):
+            raise InputError(f"{at}: a node name is not empty, has no '/' and is not source, sink or coordinator",
+                             param="cluster")
         gpus = r.get("gpus", 1)
         if isinstance(gpus, bool) or not isinstance(gpus, int) or gpus < 1:
             raise InputError(f"{at}: gpus must be an integer >= 1, got {gpus!r}", param="cluster")
@@ -192,8 +195,6 @@ def parse_cluster(doc: Any, where: str = "cluster") -> Cluster:
     dup = sorted({x for x in names if names.count(x) > 1})
     if dup:
         raise InputError(f"{where}: node name {dup[0]!r} is used twice", param="cluster")
-    if COORDINATOR in names:
-        raise InputError(f"{where}: {COORDINATOR!r} names the coordinator, not a node", param="cluster")
     coord = _fields(f"{where}: coordinator", d.get("coordinator", {}), {"region", "nic_bytes_per_s"}, set())
     coord_region = str(coord["region"]) if "region" in coord else nodes[0].region
     coord_nic = _num(f"{where}: coordinator.nic_bytes_per_s", coord.get("nic_bytes_per_s", 1e11))
