@@ -21,6 +21,7 @@ __all__ = [
     "InputError",
     "ProfileNotFound",
     "Infeasible",
+    "SolverLimit",
     "RuntimeAdapterError",
     "exit_code_for",
     "one_line",
@@ -89,6 +90,12 @@ class Infeasible(PlannerError):
     """No plan satisfies the constraints; the message says which one and by how much."""
 
     exit_code = 3
+
+
+class SolverLimit(PlannerError):
+    """A solver stopped at its limit without any solution (DESIGN §8: exit code 4)."""
+
+    exit_code = 4
 
 
 class RuntimeAdapterError(PlannerError):

@@ -15,7 +15,7 @@ __all__ = ["write_plan", "read_plan"]
 
 
 def write_plan(plan: Plan | DeploymentPlan, path: str | os.PathLike) -> Path:
-    """Write a plan (either kind) as canonical JSON, atomically."""
+    """Write a plan (any kind) as canonical JSON, atomically."""
     return atomic_write_text(path, plan.to_json())
 
 
