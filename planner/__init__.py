@@ -31,6 +31,8 @@ __all__ = [
     "estimate",
     "plan_deployment",
     "verify_deployment",
+    "plan_fleet",
+    "verify_fleet",
 ]
 
 
@@ -67,6 +69,10 @@ def __getattr__(name):  # lazy: `import planner` stays cheap and free of import 
         from planner import deploy
 
         return getattr(deploy, name)
+    if name in ("plan_fleet", "verify_fleet"):
+        from planner import cluster
+
+        return getattr(cluster, name)
     if name == "Plan":
         from planner.plans.schema import Plan
 

@@ -232,6 +232,15 @@ PARAM_FLAGS: dict[str, str] = {
     "objective": "--objective",
     "num_requests": "--requests",
     "balancedness": "--balancedness",
+    # fleet (GPU mix)
+    "gpus": "--gpu",
+    "prices": "--price",
+    "available_gpus": "--available",
+    "profile_table": "--profile-table",
+    "input_edges": "--input-edges",
+    "output_edges": "--output-edges",
+    "slices": "--slices",
+    "max_instance_gpus": "--max-instance-gpus",
 }
 
 #: Where one library parameter is filled by different flags in different commands.

@@ -22,13 +22,17 @@ def verify(
     num_experts: NumExpertsOpt = None,
     json_out: JsonOpt = False,
 ) -> None:
-    """Recompute every invariant and metric of a plan without a solver (a deployment plan is re-simulated);
-    exit 2 if any check fails."""
+    """Recompute every invariant and metric of a plan without a solver (a deployment plan is re-simulated,
+    a fleet plan re-derived from its capacities); exit 2 if any check fails."""
     from planner.plans.io import read_plan
     from planner.plans.verify import verify_plan
 
     plan = read_plan(plan_path)
-    if plan.kind == "deployment":
+    if plan.kind == "fleet":
+        from planner.cluster import verify_fleet
+
+        report = verify_fleet(plan)
+    elif plan.kind == "deployment":
         from planner.deploy import verify_deployment
         from planner.inputs import read_trace
 

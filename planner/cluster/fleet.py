@@ -165,6 +165,8 @@ def plan_fleet(
                          ("seed", seed, 0)):
         if isinstance(v, bool) or not isinstance(v, int) or v < low:
             raise InputError(f"must be an integer >= {low}, got {v!r}", param=name)
+    if isinstance(balancedness, bool) or not isinstance(balancedness, (int, float)) or not 0 < balancedness <= 1:
+        raise InputError(f"must be a share in (0, 1], got {balancedness!r}", param="balancedness")
     if isinstance(time_limit_s, bool) or not isinstance(time_limit_s, (int, float)) or not time_limit_s > 0:
         raise InputError(f"must be a positive number of seconds, got {time_limit_s!r}", param="time_limit_s")
     table = read_profile_table(profile_table) if isinstance(profile_table, (str, Path)) else profile_table

@@ -9,17 +9,17 @@ from pydantic import ValidationError
 
 from planner.errors import InputError
 from planner.common.fileio import atomic_write_text
-from planner.plans.schema import DeploymentPlan, Plan, parse_plan_json
+from planner.plans.schema import DeploymentPlan, FleetPlan, Plan, parse_plan_json
 
 __all__ = ["write_plan", "read_plan"]
 
 
-def write_plan(plan: Plan | DeploymentPlan, path: str | os.PathLike) -> Path:
+def write_plan(plan: Plan | DeploymentPlan | FleetPlan, path: str | os.PathLike) -> Path:
     """Write a plan (any kind) as canonical JSON, atomically."""
     return atomic_write_text(path, plan.to_json())
 
 
-def read_plan(path: str | os.PathLike) -> Plan | DeploymentPlan:
+def read_plan(path: str | os.PathLike) -> Plan | DeploymentPlan | FleetPlan:
     """Read and validate a plan file of either kind (``kind``: ``replicas`` or ``deployment``); errors name
     the file and the first offending field."""
     p = Path(path)
