@@ -256,8 +256,8 @@ def _check_coverage(buckets, offers, units) -> None:
     for j, b in enumerate(buckets):
         if not any(u.capacity_req_per_s[j] > 0 for u in units):
             raise Infeasible(f"bucket {b.label} ({b.num_requests} requests, {b.rate_req_per_s:.3g} req/s): no GPU type "
-                             f"({', '.join(o.spec.id for o in offers)}) serves it within the SLO, even unloaded or "
-                             "with its longest request in the KV cache")
+                             f"({', '.join(o.spec.id for o in offers)}) serves it within the SLO (its requests miss a limit "
+                             "even unloaded, or its longest request does not fit the KV cache)")
 
 
 def _no_fleet(rep, lam, R, offers, s, avail, rate, time_limit_s):
