@@ -6,8 +6,10 @@ Run from the repository root (moeplan installed)::
     python benchmarks/fleet.py --quick       # one trace, three GPU types, two rates (smoke test)
     python benchmarks/fleet.py --out r.json  # also every number as JSON
 
-For each trace and SLO (TTFT 2 s / TPOT 50 ms at p90; Mooncake, whose prompts reach 126k tokens,
-30 s / 100 ms; Azure conversation also at 1 s / 25 ms), ``planner.plan_fleet`` buckets the requests and rates every GPU type on every
+Scenarios: Qwen3-30B-A3B on the Azure 2023 conversation and code traces and on Mooncake (TTFT 2 s / TPOT
+50 ms at p90; Mooncake, whose prompts reach 126k tokens, 30 s / 100 ms), Azure conversation also at 1 s /
+25 ms and with at most 8 H100; OLMoE-1B-7B on Azure conversation at the profiles' prices and at Mélange's
+example prices. For each scenario, ``planner.plan_fleet`` buckets the requests and rates every GPU type on every
 bucket with moeplan's latency model and simulator (the capacity stage, timed); then for each rate the
 covering program (``solvers.fleet.cheapest_fleet``) is solved on those capacities, with the baselines
 measured in the same run: the cheapest fleet of each single GPU type (the same program restricted to
@@ -26,6 +28,7 @@ import argparse
 import json
 import sys
 import time
+from dataclasses import dataclass
 
 import numpy as np
 
@@ -44,19 +47,49 @@ TIME_LIMIT_S = 10.0
 TARGET_SOLVE_S = 1.0
 
 
-def scenarios(quick: bool):
+@dataclass(frozen=True)
+class Scenario:
+    trace: str
+    slo: str
+    gpus: tuple = GPUS
+    rates: tuple = RATES
+    num_requests: int = 300
+    model: str = MODEL
+    available: dict | None = None
+    prices: dict | None = None
+
+    @property
+    def label(self) -> str:
+        extra = []
+        if self.available:
+            extra.append("avail " + ", ".join(f"{k}<={v}" for k, v in self.available.items()))
+        if self.prices:
+            extra.append("prices " + ", ".join(f"{k} ${v:g}" for k, v in self.prices.items()))
+        return f"{self.model}, {self.trace}, {self.slo}" + (f" ({'; '.join(extra)})" if extra else "")
+
+
+def scenarios(quick: bool) -> list[Scenario]:
     if quick:
-        return [("azure-2023-conv", "ttft2000/tpot50", ("l40s", "a100-80g", "h100"), (5.0, 40.0), 100)]
-    out = [(t, "ttft30000/tpot100" if t.startswith("mooncake") else "ttft2000/tpot50", GPUS, RATES, 300)
-           for t in TRACES]
-    out.append(("azure-2023-conv", "ttft1000/tpot25", GPUS, RATES, 300))
-    return out
+        return [Scenario("azure-2023-conv", "ttft2000/tpot50", ("l40s", "a100-80g", "h100"), (5.0, 40.0), 100)]
+    return [
+        Scenario("azure-2023-conv", "ttft2000/tpot50"),
+        Scenario("azure-2023-code", "ttft2000/tpot50"),
+        # Mooncake's prompts reach 126k tokens: no GPU prefills those within 2 s; fewer requests per probe
+        # because each simulated request is long
+        Scenario("mooncake-conversation", "ttft30000/tpot100", num_requests=150),
+        Scenario("azure-2023-conv", "ttft1000/tpot25"),
+        Scenario("azure-2023-conv", "ttft2000/tpot50", available={"h100": 8}),
+        Scenario("azure-2023-conv", "ttft2000/tpot50", model="olmoe-1b-7b"),
+        # Mélange's example prices (melange/config/example.json: A10G $1.01, A100-80GB $3.67)
+        Scenario("azure-2023-conv", "ttft2000/tpot50", model="olmoe-1b-7b", prices={"a10g": 1.01, "a100-80g": 3.67}),
+    ]
 
 
-def run_scenario(trace: str, slo_name: str, gpus, rates, num_requests: int) -> dict:
-    w = builtin_trace(trace)
+def run_scenario(sc: Scenario) -> dict:
+    w = builtin_trace(sc.trace)
     t = time.perf_counter()
-    base = plan_fleet(MODEL, list(gpus), SLOS[slo_name], w, num_requests=num_requests, time_limit_s=TIME_LIMIT_S)
+    base = plan_fleet(sc.model, list(sc.gpus), SLOS[sc.slo], w, prices=sc.prices, num_requests=sc.num_requests,
+                      time_limit_s=TIME_LIMIT_S)
     capacity_s = time.perf_counter() - t
     p = base.plan
     R = np.array([g.capacity_req_per_s for g in p.gpu_types])
@@ -64,18 +97,27 @@ def run_scenario(trace: str, slo_name: str, gpus, rates, num_requests: int) -> d
     s = np.array([g.gpus_per_instance for g in p.gpu_types])
     shares = np.array([b.share for b in p.buckets])
     names = [g.gpu for g in p.gpu_types]
+    avail = np.array([float((sc.available or {}).get(n, np.inf)) for n in names])
+    kw = dict(gpus_per_instance=s, available_gpus=avail, time_limit_s=TIME_LIMIT_S)
     rows = []
-    for rate in rates:
+    for rate in sc.rates:
         lam = shares * rate
         t = time.perf_counter()
-        sol, rep = cheapest_fleet(lam, R, price, gpus_per_instance=s, time_limit_s=TIME_LIMIT_S)
+        sol, rep = cheapest_fleet(lam, R, price, **kw)
         solve_s = time.perf_counter() - t
+        if sol is None:
+            rows.append({"rate_req_per_s": rate, "mix": {}, "cost_per_hour_usd": None, "status": rep.status,
+                         "solve_s": solve_s, "single_type_cost_per_hour_usd": {}, "best_single_type": None,
+                         "best_single_cost_per_hour_usd": None, "saving_vs_best_single": None,
+                         "greedy_cost_per_hour_usd": None, "slices4_cost_per_hour_usd": None})
+            continue
         singles = {}
         for k, name in enumerate(names):
-            one, _ = cheapest_fleet(lam, R[[k]], price[[k]], gpus_per_instance=s[[k]], time_limit_s=TIME_LIMIT_S)
+            one, _ = cheapest_fleet(lam, R[[k]], price[[k]], gpus_per_instance=s[[k]], available_gpus=avail[[k]],
+                                    time_limit_s=TIME_LIMIT_S)
             singles[name] = None if one is None else one.cost_per_hour
-        g = greedy_fleet(lam, R, price, gpus_per_instance=s)
-        s4, _ = cheapest_fleet(lam, R, price, gpus_per_instance=s, slices=4, time_limit_s=TIME_LIMIT_S)
+        g = greedy_fleet(lam, R, price, gpus_per_instance=s, available_gpus=avail)
+        s4, _ = cheapest_fleet(lam, R, price, slices=4, **kw)
         feasible = {k: v for k, v in singles.items() if v is not None}
         best_name = min(feasible, key=feasible.get) if feasible else None
         rows.append({
@@ -87,7 +129,7 @@ def run_scenario(trace: str, slo_name: str, gpus, rates, num_requests: int) -> d
             "greedy_cost_per_hour_usd": None if g is None else g.cost_per_hour,
             "slices4_cost_per_hour_usd": None if s4 is None else s4.cost_per_hour,
         })
-    return {"trace": trace, "slo": slo_name, "model": MODEL, "gpus": names,
+    return {"scenario": sc.label, "trace": sc.trace, "slo": sc.slo, "model": sc.model, "gpus": names,
             "layouts": {g.gpu: f"{g.layout} ({g.gpus_per_instance} GPU)" for g in p.gpu_types},
             "buckets": len(p.buckets), "capacity_s": capacity_s, "rows": rows}
 
@@ -97,22 +139,22 @@ def _money(x):
 
 
 def tables(results: list[dict]) -> tuple[str, list[dict]]:
-    lines = ["| trace | SLO | rate req/s | mix | $/h mix | best single type | $/h | saving | $/h greedy | "
-             "$/h slices=4 | ILP s | status |", "|---|---|---:|---|---:|---|---:|---:|---:|---:|---:|---|"]
+    lines = ["| scenario | rate req/s | mix | $/h mix | best single type | $/h | saving | $/h greedy | "
+             "$/h slices=4 | ILP s | status |", "|---|---:|---|---:|---|---:|---:|---:|---:|---:|---|"]
     for r in results:
         for row in r["rows"]:
             mix = " + ".join(f"{c} {n}" for n, c in row["mix"].items())
             sav = "-" if row["saving_vs_best_single"] is None else f"{row['saving_vs_best_single']:.1%}"
-            lines.append(f"| {r['trace']} | {r['slo']} | {row['rate_req_per_s']:g} | {mix} | "
-                         f"{row['cost_per_hour_usd']:.2f} | {row['best_single_type'] or 'none'} | "
+            lines.append(f"| {r['scenario']} | {row['rate_req_per_s']:g} | {mix or 'infeasible'} | "
+                         f"{_money(row['cost_per_hour_usd'])} | {row['best_single_type'] or 'none'} | "
                          f"{_money(row['best_single_cost_per_hour_usd'])} | {sav} | "
                          f"{_money(row['greedy_cost_per_hour_usd'])} | {_money(row['slices4_cost_per_hour_usd'])} | "
                          f"{row['solve_s']:.3f} | {row['status']} |")
-    cap = ["| trace | SLO | buckets | capacity stage s | units |", "|---|---|---:|---:|---|"]
+    cap = ["| scenario | buckets | capacity stage s | units |", "|---|---:|---:|---|"]
     for r in results:
-        cap.append(f"| {r['trace']} | {r['slo']} | {r['buckets']} | {r['capacity_s']:.1f} | "
+        cap.append(f"| {r['scenario']} | {r['buckets']} | {r['capacity_s']:.1f} | "
                    + ", ".join(f"{k} {v}" for k, v in r["layouts"].items()) + " |")
-    rows = [row for r in results for row in r["rows"]]
+    rows = [row for r in results for row in r["rows"] if row["cost_per_hour_usd"] is not None]
     eps = 1e-9
     never_worse = all((row["best_single_cost_per_hour_usd"] is None
                        or row["cost_per_hour_usd"] <= row["best_single_cost_per_hour_usd"] + eps)
@@ -146,8 +188,8 @@ def main() -> int:
     results = []
     for sc in scenarios(args.quick):
         t = time.perf_counter()
-        results.append(run_scenario(*sc))
-        print(f"fleet benchmark: {sc[0]} {sc[1]} in {time.perf_counter() - t:.1f} s", file=sys.stderr)
+        results.append(run_scenario(sc))
+        print(f"fleet benchmark: {sc.label} in {time.perf_counter() - t:.1f} s", file=sys.stderr)
     text, targets = tables(results)
     print(text)
     if args.out:
