@@ -132,3 +132,16 @@ def test_deploy_benchmark_smoke_and_aic_cache(tmp_path):
             priced = bench.aic_priced(e)
             assert priced["status"] == "ok" or priced["status"].startswith("refused"), priced
             assert e["command"].startswith("aiconfigurator cli estimate")
+
+
+def test_fleet_benchmark_smoke(tmp_path):
+    """benchmarks/fleet.py --quick runs and its wall-clock-free targets hold (the mix is never dearer than a
+    single type or the greedy rule; every covering program proven optimal)."""
+    out = tmp_path / "fleet.json"
+    res = subprocess.run([sys.executable, str(SCRIPT.parent / "fleet.py"), "--quick", "--out", str(out)],
+                         capture_output=True, text=True, timeout=300, cwd=tmp_path)
+    assert res.returncode == 0, res.stderr[-2000:]
+    data = json.loads(out.read_text(encoding="utf-8"))
+    assert data["results"] and all(r["rows"] for r in data["results"])
+    assert all(t["pass"] for t in data["targets"] if not t["target"].startswith("solve time"))
+    assert len(_markdown_tables(res.stdout)) == 3
