@@ -1,6 +1,7 @@
 """planner.cluster.fleet (GPU mix): buckets, prices and profile tables, the plan and its verifier, the CLI."""
 
 import json
+import re
 
 import numpy as np
 import pytest
@@ -217,3 +218,12 @@ def test_cli_bad_inputs_are_one_line(tmp_path, table, extra, code, text):
     res = run("fleet", "--profile-table", table, "--trace", _trace(tmp_path), "--rate", 10, *extra)
     assert res.exit_code == code, res.output
     assert len(res.stderr.strip().splitlines()) == 1 and text in res.stderr
+
+
+def test_cli_model_that_fits_nowhere_is_exit_3(tmp_path):
+    res = run("fleet", "-m", "deepseek-v3", "--gpu", "l4", "--max-instance-gpus", 2, "--ttft-ms", 1000,
+              "--tpot-ms", 50, "--trace", _trace(tmp_path))
+    assert res.exit_code == 3, res.output
+    last = res.stderr.strip().splitlines()[-1]  # progress lines come first; the error is one line, the last
+    assert last.startswith("moeplan: error: ") and "fits none of the GPU types" in last
+    assert re.search(r"need [0-9.]+ GB", last)  # the memory it needs

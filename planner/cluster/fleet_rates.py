@@ -110,13 +110,14 @@ def unit_rates(arch: ModelArch, spec: GpuSpec, buckets: Sequence[Bucket], slo: S
     """
     longest = max(b.max_context_tokens for b in buckets)
     limit = min(max_instance_gpus, spec.gpus_per_node)
-    fallback = None
+    fallback, why = None, ""
     for n in (s for s in _SIZES if s <= limit):
         costs = []
         for lay in _layouts(arch, n):
             try:
                 costs.append((lay, _cost(arch, spec, lay, precision, balancedness, longest)))
-            except (Infeasible, InputError):
+            except (Infeasible, InputError) as exc:
+                why = str(exc)
                 continue
         if not costs:
             continue
@@ -130,7 +131,8 @@ def unit_rates(arch: ModelArch, spec: GpuSpec, buckets: Sequence[Bucket], slo: S
         return _best(spec, costs, buckets, slo, num_requests, seed,
                      f"no instance of <= {limit} GPUs holds the longest request ({longest:,} tokens); {n}-GPU "
                      "instances serve the buckets that fit their KV cache", progress)
-    raise Infeasible(f"{arch.id} does not fit on up to {limit} x {spec.id} (one node, pp = 1)")
+    raise Infeasible(f"{arch.id} does not fit on up to {limit} x {spec.id} (one node, pp = 1)"
+                     + (f": at {limit} GPUs {why}" if why else ""))
 
 
 def _best(spec, costs, buckets, slo, num_requests, seed, note, progress) -> UnitRates:
