@@ -29,7 +29,7 @@ def fleet(
     input_edges: Annotated[Optional[str], typer.Option("--input-edges", help="Comma-separated upper edges of the prompt-length buckets in tokens (default 256,1024,4096,16384,65536).")] = None,
     output_edges: Annotated[Optional[str], typer.Option("--output-edges", help="Comma-separated upper edges of the output-length buckets in tokens (default 64,256,1024).")] = None,
     slices: Annotated[Optional[int], typer.Option("--slices", help="Mélange's slice factor: each bucket served in this many equal slices (default: any split).")] = None,
-    max_instance_gpus: Annotated[int, typer.Option("--max-instance-gpus", help="Largest serving instance tried per GPU type, in GPUs (within one node).")] = 8,
+    max_instance_gpus: Annotated[int, typer.Option("--max-instance-gpus", help="Largest serving instance tried per GPU type, in GPUs (beyond a node: one pipeline stage per node).")] = 16,
     balancedness: Annotated[float, typer.Option("--balancedness", help="MoE balancedness (mean over max GPU load) of the latency model (default 1: even routing).")] = 1.0,
     num_requests: Annotated[int, typer.Option("--requests", help="Requests per simulated rate probe.")] = 300,
     weights: WeightsOpt = None,

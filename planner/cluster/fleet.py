@@ -96,7 +96,7 @@ def plan_fleet(
     slices: int | None = None,
     precision=None,
     balancedness: float = 1.0,
-    max_instance_gpus: int = 8,
+    max_instance_gpus: int = 16,
     num_requests: int = 300,
     time_limit_s: float = 10.0,
     seed: int = 0,
@@ -120,7 +120,7 @@ def plan_fleet(
     slices : Mélange's slice factor (None: any split of a bucket over types).
     precision : number formats per model component (as in ``plan_deployment``).
     balancedness : MoE balancedness of the latency model (1: even routing).
-    max_instance_gpus : largest serving unit tried per GPU type (within one node).
+    max_instance_gpus : largest serving unit tried per GPU type (beyond a node: one pipeline stage per node).
     num_requests : requests per simulated rate probe.
     time_limit_s : HiGHS' time limit for the covering program (each baseline gets the same).
     seed : seed of the synthetic arrivals of the rate probes.
@@ -248,7 +248,7 @@ def _model_units(arch, offers, buckets, slo, formats, balancedness, max_gpus, nu
     notes += [f"not mixed: {d}" for d in dropped]
     if not units:
         raise Infeasible(f"{arch.id} fits none of the GPU types ({'; '.join(dropped)})",
-                         remedy={"max_instance_gpus": 2 * max_gpus} if max_gpus < 8 else {})
+                         remedy={"max_instance_gpus": 2 * max_gpus} if max_gpus < 64 else {})
     return kept, units
 
 

@@ -4,12 +4,13 @@ Mélange measures, per GPU type and bucket, the highest request rate one GPU ser
 (Poisson arrivals, fixed request sizes; ``docs/fleet.md``). moeplan computes the same figure with its
 latency model and serving simulator instead of a GPU:
 
-1. **the serving unit** of a GPU type is the smallest instance (1, 2, 4, ... GPUs within one node,
-   ``pp = 1``) on which the model's weights fit with KV room for the workload's longest request
+1. **the serving unit** of a GPU type is the smallest instance (1, 2, 4, ... GPUs: within one node
+   ``pp = 1``; beyond, one pipeline stage per node, ``pp = n / node size``, as ``planner.deploy`` spans
+   nodes) on which the model's weights fit with KV room for the workload's longest request
    (:func:`planner.perf.latency_model_cost` applies the memory model); when no instance up to
    ``max_instance_gpus`` holds the longest request, the smallest one that holds the weights serves the
-   buckets whose requests fit its KV cache. Candidate layouts at that size: attention TP over all its
-   GPUs (``tp n, ep n``) and, for MoE models, DP attention (``tp 1, dp n, ep n``); the one with the
+   buckets whose requests fit its KV cache. Candidate layouts at that size: attention TP over a stage's
+   GPUs (``tp s, ep s``) and, for MoE models, DP attention (``tp 1, dp s, ep s``); the one with the
    smaller load for the whole workload (``sum_b rate_b / capacity_b``) is the unit. Its price is
    ``gpus x`` the GPU's price;
 2. **the capacity** of the unit on a bucket is the goodput (:func:`planner.perf.goodput`) of one
@@ -40,7 +41,7 @@ __all__ = ["UnitRates", "unit_rates", "TOKENS_PER_RANK", "BATCH_PER_RANK"]
 #: token budget per step and sequences per step of one aggregated DP rank (planner.deploy's aggregated grid)
 TOKENS_PER_RANK = 2048
 BATCH_PER_RANK = 128
-_SIZES = (1, 2, 4, 8, 16)
+_SIZES = (1, 2, 4, 8, 16, 32, 64)
 
 
 @dataclass(frozen=True)
@@ -55,10 +56,14 @@ class UnitRates:
     note: str = ""
 
 
-def _layouts(arch: ModelArch, n: int) -> list[ParallelLayout]:
-    out = [ParallelLayout(tp=n, ep=n)]
-    if arch.num_routed_experts > 1 and n > 1:
-        out.append(ParallelLayout(tp=1, dp=n, ep=n))
+def _layouts(arch: ModelArch, n: int, node: int) -> list[ParallelLayout]:
+    if n > node and n % node:
+        return []
+    pp = max(1, n // node)
+    stage = n // pp
+    out = [ParallelLayout(tp=stage, pp=pp, ep=stage)]
+    if arch.num_routed_experts > 1 and stage > 1:
+        out.append(ParallelLayout(tp=1, dp=stage, pp=pp, ep=stage))
     good = []
     for lay in out:
         try:
@@ -106,14 +111,14 @@ def unit_rates(arch: ModelArch, spec: GpuSpec, buckets: Sequence[Bucket], slo: S
     Raises
     ------
     Infeasible
-        The weights fit no instance of up to ``max_instance_gpus`` GPUs (within one node).
+        The weights fit no instance of up to ``max_instance_gpus`` GPUs.
     """
     longest = max(b.max_context_tokens for b in buckets)
-    limit = min(max_instance_gpus, spec.gpus_per_node)
+    limit = max_instance_gpus
     fallback, why = None, ""
     for n in (s for s in _SIZES if s <= limit):
         costs = []
-        for lay in _layouts(arch, n):
+        for lay in _layouts(arch, n, spec.gpus_per_node):
             try:
                 costs.append((lay, _cost(arch, spec, lay, precision, balancedness, longest)))
             except (Infeasible, InputError) as exc:
@@ -131,7 +136,7 @@ def unit_rates(arch: ModelArch, spec: GpuSpec, buckets: Sequence[Bucket], slo: S
         return _best(spec, costs, buckets, slo, num_requests, seed,
                      f"no instance of <= {limit} GPUs holds the longest request ({longest:,} tokens); {n}-GPU "
                      "instances serve the buckets that fit their KV cache", progress)
-    raise Infeasible(f"{arch.id} does not fit on up to {limit} x {spec.id} (one node, pp = 1)"
+    raise Infeasible(f"{arch.id} does not fit on up to {limit} x {spec.id}"
                      + (f": at {limit} GPUs {why}" if why else ""))
 
 
