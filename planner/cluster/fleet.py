@@ -154,6 +154,54 @@ def plan_fleet(
     """
     start = time.perf_counter()
     say = progress or (lambda line: None)
+    rate = _check_args(workload, rate_req_per_s, slices, num_requests, max_instance_gpus, seed, balancedness,
+                       time_limit_s)
+    table = read_profile_table(profile_table) if isinstance(profile_table, (str, Path)) else profile_table
+    if table is not None and gpus is None:
+        gpus = table.gpus
+    offers = resolve_offers(gpus, prices, available_gpus)
+    arch = None if model is None else (get_model(model) if isinstance(model, str) else model)
+    formats = None
+    notes: list[str] = []
+    if table is not None:
+        buckets = bucket_workload(workload, rate, input_edges=table.input_edges, output_edges=table.output_edges,
+                                  open_ended=False)
+        units = _table_units(table, offers, buckets)
+        notes.append(f"capacities from the profile table {table.source}")
+    else:
+        if arch is None or not isinstance(slo, SLO):
+            raise InputError("without a profile table give a model and an SLO (capacities come from the "
+                             "performance model)", param="model" if arch is None else "slo")
+        formats = resolve_precision(arch.precision, precision)
+        buckets = bucket_workload(workload, rate, input_edges=input_edges, output_edges=output_edges)
+        say(f"{len(buckets)} request-size buckets; rating {len(offers)} GPU types by simulation")
+        offers, units = _model_units(arch, offers, buckets, slo, formats, balancedness, max_instance_gpus,
+                                     num_requests, seed, notes, say)
+        notes.append(f"capacities: moeplan's latency model and simulator, one aggregated instance per type "
+                     f"(token budget {TOKENS_PER_RANK} and {BATCH_PER_RANK} sequences per DP rank), Poisson "
+                     f"arrivals of each bucket's mean sizes, {num_requests} requests per probe; MoE "
+                     f"balancedness {balancedness:g}")
+    _check_coverage(buckets, offers, units)
+    sol, rep, baselines = _solve(buckets, offers, units, rate, slices, time_limit_s)
+    say(f"covering program: ${sol.cost_per_hour:.2f}/h, {rep.status} in {rep.wall_time_s:.2f} s")
+    params = dict(input_edges=",".join(map(str, table.input_edges if table else input_edges)),
+                  output_edges=",".join(map(str, table.output_edges if table else output_edges)),
+                  balancedness=balancedness, max_instance_gpus=max_instance_gpus, num_requests=num_requests,
+                  seed=seed, time_limit_s=time_limit_s)
+    plan = _build(arch, slo, workload, rate, table, formats, offers, units, buckets, sol, rep, baselines, slices,
+                  params)
+    from planner.cluster.fleet_verify import verify_fleet
+
+    check = verify_fleet(plan)
+    if not check.ok:
+        c = check.failures[0]
+        raise AssertionError(f"the fleet plan fails its own verification: {c.name}: {c.detail}")
+    return FleetResult(plan, tuple(buckets), tuple(units), rep, tuple(notes), time.perf_counter() - start)
+
+
+def _check_args(workload, rate_req_per_s, slices, num_requests, max_instance_gpus, seed, balancedness,
+                time_limit_s) -> float:
+    """The fleet's rate (the workload's own when None); every number checked, the parameter named."""
     if not isinstance(workload, Workload):
         raise InputError(f"give the requests as a Workload (a trace), got {type(workload).__name__}", param="workload")
     rate = workload.rate_req_per_s if rate_req_per_s is None else rate_req_per_s
@@ -169,55 +217,21 @@ def plan_fleet(
         raise InputError(f"must be a share in (0, 1], got {balancedness!r}", param="balancedness")
     if isinstance(time_limit_s, bool) or not isinstance(time_limit_s, (int, float)) or not time_limit_s > 0:
         raise InputError(f"must be a positive number of seconds, got {time_limit_s!r}", param="time_limit_s")
-    table = read_profile_table(profile_table) if isinstance(profile_table, (str, Path)) else profile_table
-    if table is not None and gpus is None:
-        gpus = table.gpus
-    offers = resolve_offers(gpus, prices, available_gpus)
-    arch = None if model is None else (get_model(model) if isinstance(model, str) else model)
-    formats = None
-    notes: list[str] = []
-    if table is not None:
-        buckets = bucket_workload(workload, float(rate), input_edges=table.input_edges,
-                                  output_edges=table.output_edges, open_ended=False)
-        units = _table_units(table, offers, buckets)
-        notes.append(f"capacities from the profile table {table.source}")
-    else:
-        if arch is None or not isinstance(slo, SLO):
-            raise InputError("without a profile table give a model and an SLO (capacities come from the "
-                             "performance model)", param="model" if arch is None else "slo")
-        formats = resolve_precision(arch.precision, precision)
-        buckets = bucket_workload(workload, float(rate), input_edges=input_edges, output_edges=output_edges)
-        say(f"{len(buckets)} request-size buckets; rating {len(offers)} GPU types by simulation")
-        offers, units = _model_units(arch, offers, buckets, slo, formats, balancedness, max_instance_gpus,
-                                     num_requests, seed, notes, say)
-        notes.append(f"capacities: moeplan's latency model and simulator, one aggregated instance per type "
-                     f"(token budget {TOKENS_PER_RANK} and {BATCH_PER_RANK} sequences per DP rank), Poisson "
-                     f"arrivals of each bucket's mean sizes, {num_requests} requests per probe; MoE "
-                     f"balancedness {balancedness:g}")
-    _check_coverage(buckets, offers, units)
+    return float(rate)
+
+
+def _solve(buckets, offers, units, rate, slices, time_limit_s):
+    """The covering program on the capacities, then the baselines; an infeasible fleet explained in numbers."""
     R = np.array([u.capacity_req_per_s for u in units], dtype=np.float64)
     lam = np.array([b.rate_req_per_s for b in buckets])
     s = np.array([u.gpus_per_instance for u in units], dtype=np.int64)
     price = np.array([o.price_per_gpu_hour_usd for o in offers]) * s
     avail = np.array([math.inf if o.available_gpus is None else o.available_gpus for o in offers])
-    kw = dict(gpus_per_instance=s, group=np.arange(len(units)), available_gpus=avail)
-    sol, rep = cheapest_fleet(lam, R, price, slices=slices, time_limit_s=time_limit_s, **kw)
+    sol, rep = cheapest_fleet(lam, R, price, gpus_per_instance=s, group=np.arange(len(units)), available_gpus=avail,
+                              slices=slices, time_limit_s=time_limit_s)
     if sol is None:
-        raise _no_fleet(rep, lam, R, offers, s, avail, float(rate), time_limit_s)
-    say(f"covering program: ${sol.cost_per_hour:.2f}/h, {rep.status} in {rep.wall_time_s:.2f} s")
-    baselines = _baselines(lam, R, price, s, avail, offers, slices, time_limit_s)
-    plan = _build(arch, slo, workload, float(rate), table, formats, offers, units, buckets, sol, rep, baselines,
-                  slices, dict(input_edges=",".join(map(str, table.input_edges if table else input_edges)),
-                               output_edges=",".join(map(str, table.output_edges if table else output_edges)),
-                               balancedness=balancedness, max_instance_gpus=max_instance_gpus,
-                               num_requests=num_requests, seed=seed, time_limit_s=time_limit_s))
-    from planner.cluster.fleet_verify import verify_fleet
-
-    check = verify_fleet(plan)
-    if not check.ok:
-        c = check.failures[0]
-        raise AssertionError(f"the fleet plan fails its own verification: {c.name}: {c.detail}")
-    return FleetResult(plan, tuple(buckets), tuple(units), rep, tuple(notes), time.perf_counter() - start)
+        raise _no_fleet(rep, lam, R, offers, s, avail, rate, time_limit_s)
+    return sol, rep, _baselines(lam, R, price, s, avail, offers, slices, time_limit_s)
 
 
 # -- capacities ---------------------------------------------------------------------------------------------
