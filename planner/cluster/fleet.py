@@ -171,7 +171,7 @@ def plan_fleet(
     else:
         if arch is None or not isinstance(slo, SLO):
             raise InputError("without a profile table give a model and an SLO (capacities come from the "
-                             "performance model)", param="model" if arch is None else "slo")
+                             "performance model)", param="model" if arch is None else "ttft_ms")
         formats = resolve_precision(arch.precision, precision)
         buckets = bucket_workload(workload, rate, input_edges=input_edges, output_edges=output_edges)
         say(f"{len(buckets)} request-size buckets; rating {len(offers)} GPU types by simulation")
