@@ -11,7 +11,7 @@ import numpy as np
 
 from planner.errors import InputError
 
-__all__ = ["ExpertLoads", "LayerStats"]
+__all__ = ["ExpertLoads", "LayerStats", "rows_as_moe_layers"]
 
 
 @dataclass(frozen=True)
@@ -156,3 +156,28 @@ class ExpertLoads:
                 )
             )
         return out
+
+
+def rows_as_moe_layers(loads: ExpertLoads, moe_layers) -> ExpertLoads | None:
+    """``loads`` with its rows read as the model's MoE layers, when that is the only sensible reading.
+
+    An EPLB-style ``[moe_layers, experts]`` array (what DeepSeek's ``eplb.py`` takes, what vLLM records)
+    carries no hidden-layer ids: its rows are numbered ``0..L-1``. When ``L`` equals the model's number of
+    MoE layers and those are not ``0..L-1`` themselves (DeepSeek-V3: 58 rows, MoE layers 3..60), row ``i``
+    is MoE layer ``moe_layers[i]``. Returns None when the rule does not apply (the loads are kept as
+    they are). The provenance records the mapping under ``reader_notes``.
+
+    >>> rows_as_moe_layers(ExpertLoads([[1, 2], [3, 4]]), (1, 2)).layer_ids
+    (1, 2)
+    >>> rows_as_moe_layers(ExpertLoads([[1, 2], [3, 4]], layer_ids=[1, 2]), (1, 2)) is None
+    True
+    """
+    ids = tuple(int(i) for i in moe_layers)
+    L = loads.num_layers
+    if loads.layer_ids != tuple(range(L)) or len(ids) != L or ids == tuple(range(L)):
+        return None
+    provenance = dict(loads.provenance)
+    note = (f"the {L} rows carry no hidden-layer ids and match the model's {L} MoE layers: "
+            f"row i is read as MoE layer i (layers {ids[0]}..{ids[-1]})")
+    provenance["reader_notes"] = "; ".join(filter(None, (provenance.get("reader_notes", ""), note)))
+    return ExpertLoads(loads.counts, ids, loads.model, loads.source, provenance)
