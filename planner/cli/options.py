@@ -212,6 +212,8 @@ PARAM_FLAGS: dict[str, str] = {
     "token_seed": "--seed",
     # plans, migration and the runtime
     "target": "--target",
+    "output": "--output",
+    "allow_unsupported": "--allow-unsupported",
     "spare_slots_per_gpu": "--spare-slots",
     "dispatch": "--dispatch",
     "state_path": "--state",
