@@ -262,6 +262,8 @@ def _detect(path: Path, where: str) -> str:
 def _read_pt(path: Path, where: str) -> ExpertLoads:
     try:
         return read_sglang_pt(path, where)
+    except InputError:
+        raise
     except zipfile.BadZipFile:
         raise InputError(f"{where}: not a torch zip archive (torch before 1.6 wrote a legacy format, "
                          "not read: load and torch.save it again with a current torch)") from None
