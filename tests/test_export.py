@@ -46,6 +46,34 @@ class TrtLoadBalancerFile(pydantic.BaseModel):
     layer_updates_per_iter: int = 0
 
 
+def sglang_accepts(file_name: str, text: str, *, num_hidden_layers: int, num_experts: int, redundant: int, ep_size: int):
+    """SGLang's documented checks on ``--init-expert-location`` (srt/eplb/expert_location.py, as described in
+    docs/engines.md): a name ending in .json is read as a file, anything else as JSON text; the dict holds
+    ``physical_to_logical_map`` of shape [num_hidden_layers, E + ep_num_redundant_experts], slots divisible
+    by the EP size, every entry a logical expert id."""
+    if not file_name.endswith((".json", ".pt")):
+        json.loads(file_name)  # SGLang parses the value itself as JSON: raises for a file name
+    doc = json.loads(text)
+    m = np.asarray(doc["physical_to_logical_map"])
+    P = num_experts + redundant
+    assert m.shape == (num_hidden_layers, P) and P % ep_size == 0
+    assert m.min() >= 0 and m.max() < num_experts
+    return m
+
+
+def vllm_pr41141_accepts(text: str, *, num_moe_layers: int, num_experts: int):
+    """vLLM PR #41141's initial mapping, as documented: one ``eplb_initial_mapping`` record, version 1,
+    ``num_slots = E + num_redundant_experts``, one list of ``num_slots`` logical ids per MoE-layer index."""
+    (line,) = text.splitlines()
+    rec = json.loads(line)
+    assert rec["record_type"] == "eplb_initial_mapping" and rec["version"] == 1
+    assert rec["num_slots"] == num_experts + rec["num_redundant_experts"]
+    assigned = rec["initial_global_assignments"]
+    assert sorted(assigned, key=int) == [str(i) for i in range(num_moe_layers)]
+    assert all(len(v) == rec["num_slots"] and 0 <= min(v) and max(v) < num_experts for v in assigned.values())
+    return rec
+
+
 @pytest.fixture(scope="module")
 def plan():
     return plan_replicas(builtin_loads("olmoe-arxiv"), "olmoe-1b-7b", num_gpus=8, redundant_slots=8)
@@ -113,6 +141,9 @@ def test_sglang_map_for_deepseek_v3(ds_plan):
         assert m[layer] == rp.physical_to_logical[r]
         assert rp.slot_gpu[r] == [p // spr for p in range(288)]
     assert all(set(row) == set(range(256)) for row in m)  # dense rows too: a valid map
+    sglang_accepts("plan.json", exp.text, num_hidden_layers=61, num_experts=256, redundant=32, ep_size=32)
+    with pytest.raises(json.JSONDecodeError):  # the issue's `-o plan.out`: SGLang would parse the name
+        sglang_accepts("plan.out", exp.text, num_hidden_layers=61, num_experts=256, redundant=32, ep_size=32)
     hint = exp.launch("plan.json")
     assert "--init-expert-location plan.json" in hint and "--ep-num-redundant-experts 32" in hint
     assert "--ep-size 32" in hint
@@ -141,6 +172,7 @@ def test_cli_export_sglang_refuses_a_name_it_cannot_load(tmp_path, ds_plan):
 # -- vLLM ---------------------------------------------------------------------------------------
 def test_vllm_record_names_the_pr_and_initial_mapping_path(ds_plan):
     exp = export_plan(ds_plan, "vllm")
+    vllm_pr41141_accepts(exp.text, num_moe_layers=58, num_experts=256)
     lines = exp.text.splitlines()
     assert len(lines) == 1
     rec = json.loads(lines[0])
