@@ -202,6 +202,11 @@ def test_eplb_array_rows_are_read_as_moe_layers(truth):
     assert verify_plan(plan, loads).ok
     mapped = rows_as_moe_layers(loads, (1, 2, 3))
     assert "row i is read as MoE layer i" in mapped.provenance["reader_notes"]
+    # rows 0..L-1 whose dense rows are zero keep the hidden-layer reading (a partial SGLang-style file)
+    partial = truth.copy()
+    partial[:, 0] = 0
+    kept = plan_replicas(ExpertLoads(partial), "deepseek-v3-tiny", num_gpus=4, redundant_slots=4)
+    assert kept.replicas.layers == [1, 2] and "loads_rows_as_moe_layers" not in kept.inputs.parameters
     # ids other than 0..L-1 are read as they say: a dense row with counts is still an error
     with pytest.raises(InputError, match="dense layer"):
         plan_replicas(ExpertLoads(truth, layer_ids=(0, 2, 3)), "deepseek-v3-tiny", num_gpus=4, redundant_slots=4)
