@@ -59,7 +59,9 @@ def test_sglang_pt_wrapped_buffer_keeps_every_row(tmp_path, truth):
     pytest.importorskip("torch")
     loads = read_loads(w.write_sglang_pt(tmp_path / "d.pt", truth, LAYERS, 4, buffer_steps=4))
     assert loads.num_steps == 4 and loads.provenance["unfilled_steps_dropped"] == "0"
-    assert "reader_notes" not in loads.provenance
+    # steps 4 and 5 overwrote rows 0 and 1: the buffer holds the last 4 steps in circular order
+    assert np.array_equal(loads.select_layers(LAYERS).counts, truth[[4, 5, 2, 3]])
+    assert "circular order" in loads.provenance["reader_notes"]
 
 
 def test_sglang_pt_reader_matches_torch_load(tmp_path, truth):

@@ -102,6 +102,10 @@ def read_sglang_pt(path: Path, where: str) -> ExpertLoads:
         if dropped:
             provenance["reader_notes"] = (f"{dropped} of {counts.shape[0] + dropped} recorder buffer rows were "
                                           "empty (never written) and were dropped")
+        else:  # SGLang does not dump its write position: a wrapped buffer's oldest row is unknown
+            provenance["reader_notes"] = (f"all {counts.shape[0]} recorder buffer rows are filled: if the recorder "
+                                          "ran longer, they hold its last steps in circular order (SGLang does not "
+                                          "record where the oldest is), so a --window/--holdout split is arbitrary")
     rows = counts.sum(axis=0) if counts.ndim == 3 else counts
     provenance["all_zero_layers"] = ",".join(str(i) for i in range(rows.shape[0]) if not rows[i].any())
     return make_loads(where, counts, tuple(range(rows.shape[0])), None, path.name, provenance)
