@@ -142,14 +142,15 @@ def _trtllm(plan: Plan, model: ModelArch, P: int, rows: dict[int, list[int]]) ->
     return "\n".join(lines) + "\n"
 
 
-def _launch_hint(target: str, arch: ModelArch, R: int, D: int) -> str:
+def _launch_hint(target: str, arch: ModelArch, R: int, D: int, N: int) -> str:
     name = arch.names[0] if arch.names else arch.id
     if target == "sglang":
-        return (f"python -m sglang.launch_server --model-path {name} --tp {D} --ep-size {D} "
+        nodes = f" --nnodes {N} --node-rank RANK --dist-init-addr HOST:PORT" if N > 1 else ""
+        return (f"python -m sglang.launch_server --model-path {name} --tp {D} --ep-size {D}{nodes} "
                 f"--ep-num-redundant-experts {R} --init-expert-location FILE")
     if target == "vllm":
         return ("needs vLLM with PR #41141 (offline EPLB; not merged upstream): vllm serve "
-                f"{name} --enable-expert-parallel --enable-eplb --eplb-config "
+                f"{name} --data-parallel-size {D} --enable-expert-parallel --enable-eplb --eplb-config "
                 f"'{{\"num_redundant_experts\": {R}, \"initial_mapping_path\": \"FILE\"}}'. Released vLLM "
                 "cannot load this file: its EPLBConfig forbids unknown keys and its only start-up placement is "
                 "--expert-placement-strategy linear|round_robin (online EPLB then learns its own)")
@@ -222,4 +223,5 @@ def export_plan(plan: Plan, target: str, *, model: ModelArch | None = None,
         warnings.append("the vLLM mapping file needs vLLM PR #41141 (initial_mapping_path); released vLLM "
                         "cannot load it")
     text = {"sglang": _sglang, "vllm": _vllm, "trtllm": _trtllm}[target](plan, arch, P, rows)
-    return Export(target, text, P, R, D, filled, _launch_hint(target, arch, R, D), tuple(warnings))
+    hint = _launch_hint(target, arch, R, D, plan.replicas.num_nodes)
+    return Export(target, text, P, R, D, filled, hint, tuple(warnings))
