@@ -28,7 +28,6 @@ from __future__ import annotations
 
 import json
 from dataclasses import dataclass
-
 from pathlib import Path
 
 from planner.errors import InputError
@@ -36,15 +35,13 @@ from planner.plans.engines import UNSUPPORTED, UNVERIFIED, engine_support
 from planner.plans.schema import Plan
 from planner.profiles import ModelArch, get_model
 
-__all__ = ["TARGETS", "SUFFIXES", "Export", "ExportRefused", "export_plan", "check_output_name"]
+__all__ = ["TARGETS", "Export", "ExportRefused", "export_plan", "check_output_name"]
 
 TARGETS = ("sglang", "vllm", "trtllm")
-#: File-name ending each target's file should have (SGLang requires it; the others are conventions).
-SUFFIXES = {"sglang": ".json", "vllm": ".jsonl", "trtllm": ".yaml"}
 
 
 class ExportRefused(InputError):
-    """The target engine cannot express this plan."""
+    """The target engine cannot load this plan, or cannot balance its model (exit code 2, nothing written)."""
 
 
 @dataclass(frozen=True)
@@ -211,6 +208,14 @@ def export_plan(plan: Plan, target: str, *, model: ModelArch | None = None,
     D = plan.replicas.num_gpus
     if target == "trtllm" and D < 2:
         raise ExportRefused("TensorRT-LLM's load balancer needs EP > 1 (with attention DP); this plan has 1 GPU")
+    warnings = _engine_warnings(target, arch, allow_unsupported)
+    text = {"sglang": _sglang, "vllm": _vllm, "trtllm": _trtllm}[target](plan, arch, P, rows)
+    hint = _launch_hint(target, arch, R, D, plan.replicas.num_nodes)
+    return Export(target, text, P, R, D, filled, hint, warnings)
+
+
+def _engine_warnings(target: str, arch: ModelArch, allow_unsupported: bool) -> tuple[str, ...]:
+    """Refuse a model the engine cannot balance (unless allowed); the lines to warn with otherwise."""
     support = engine_support(target, arch.hf_model_type)
     warnings = []
     if support.status == UNSUPPORTED:
@@ -222,6 +227,4 @@ def export_plan(plan: Plan, target: str, *, model: ModelArch | None = None,
     if target == "vllm":
         warnings.append("the vLLM mapping file needs vLLM PR #41141 (initial_mapping_path); released vLLM "
                         "cannot load it")
-    text = {"sglang": _sglang, "vllm": _vllm, "trtllm": _trtllm}[target](plan, arch, P, rows)
-    hint = _launch_hint(target, arch, R, D, plan.replicas.num_nodes)
-    return Export(target, text, P, R, D, filled, hint, tuple(warnings))
+    return tuple(warnings)
