@@ -238,8 +238,9 @@ def read_trtllm_dir(path: Path, where: str, num_experts: int | None, rank_files:
             raise InputError(f"{at}: not every iteration has every layer ({len(keys)} keys for "
                              f"{len(iters)} iterations x {len(layers)} layers)")
         part = np.zeros((len(iters), len(layers), E))
+        row_of, col_of = {i: n for n, i in enumerate(iters)}, {l: n for n, l in enumerate(layers)}
         for (i, l), arr in table.items():
-            part[iters.index(i), layers.index(l)] = arr
+            part[row_of[i], col_of[l]] = arr
         if (part < 0).any():
             raise InputError(f"{at}: negative count")
         parts.append(part)
