@@ -52,7 +52,12 @@ class PlannerError(Exception):
         """``"; try a=1, b=2"`` with each parameter written as ``spell(name)`` (``""`` without a remedy)."""
         if not self.remedy:
             return ""
-        return "; try " + ", ".join(f"{spell(k)}{v}" for k, v in self.remedy.items())
+        return "; try " + ", ".join(self._remedy_item(spell(k), v) for k, v in self.remedy.items())
+
+    @staticmethod
+    def _remedy_item(spelled: str, value) -> str:
+        # a switch (value True) spelled as a flag ("--allow-unsupported ") is the bare flag
+        return spelled.rstrip() if value is True and spelled.endswith(" ") else f"{spelled}{value}"
 
     def __reduce__(self):  # keep the keyword fields when an error crosses a process boundary (runtime workers)
         return self.__class__, (self.message,), dict(self.__dict__)

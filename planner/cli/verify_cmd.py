@@ -8,7 +8,7 @@ from typing import Annotated, Optional
 import typer
 
 from planner.cli._output import emit
-from planner.cli.options import JsonOpt, NumExpertsOpt, read_loads_arg
+from planner.cli.options import JsonOpt, NumExpertsOpt, RankFiles, RankFilesOpt, read_loads_arg
 from planner.common.tables import format_table
 from planner.errors import InputError
 
@@ -20,6 +20,7 @@ def verify(
     loads: Annotated[Optional[list[str]], typer.Option("--loads", "-l", help="Replica plans: the load file(s) the plan was made from.")] = None,
     trace: Annotated[Optional[str], typer.Option("--trace", help="Deployment plans simulated on a trace: that trace.")] = None,
     num_experts: NumExpertsOpt = None,
+    rank_files: RankFilesOpt = RankFiles.auto,
     json_out: JsonOpt = False,
 ) -> None:
     """Recompute every invariant and metric of a plan without a solver (a deployment plan is re-simulated,
@@ -40,7 +41,7 @@ def verify(
     else:
         if not loads:
             raise InputError("a replica plan is verified on the loads it was made from: give --loads")
-        report = verify_plan(plan, read_loads_arg(loads, num_experts))
+        report = verify_plan(plan, read_loads_arg(loads, num_experts, rank_files))
     table = format_table(["check", "result", "detail"], [[c.name, "ok" if c.ok else "FAIL", c.detail] for c in report.checks])
     emit(report.to_dict(), table, json_out)
     if not report.ok:
