@@ -36,6 +36,8 @@ __all__ = [
     "verify_deployment",
     "plan_cluster",
     "verify_cluster",
+    "plan_fleet",
+    "verify_fleet",
 ]
 
 
@@ -72,7 +74,7 @@ def __getattr__(name):  # lazy: `import planner` stays cheap and free of import 
         from planner import deploy
 
         return getattr(deploy, name)
-    if name in ("plan_cluster", "verify_cluster"):
+    if name in ("plan_cluster", "verify_cluster", "plan_fleet", "verify_fleet"):
         from planner import cluster
 
         return getattr(cluster, name)

@@ -21,6 +21,7 @@ __all__ = [
     "InputError",
     "ProfileNotFound",
     "Infeasible",
+    "SolverLimit",
     "RuntimeAdapterError",
     "exit_code_for",
     "one_line",
@@ -51,7 +52,12 @@ class PlannerError(Exception):
         """``"; try a=1, b=2"`` with each parameter written as ``spell(name)`` (``""`` without a remedy)."""
         if not self.remedy:
             return ""
-        return "; try " + ", ".join(f"{spell(k)}{v}" for k, v in self.remedy.items())
+        return "; try " + ", ".join(self._remedy_item(spell(k), v) for k, v in self.remedy.items())
+
+    @staticmethod
+    def _remedy_item(spelled: str, value) -> str:
+        # a switch (value True) spelled as a flag ("--allow-unsupported ") is the bare flag
+        return spelled.rstrip() if value is True and spelled.endswith(" ") else f"{spelled}{value}"
 
     def __reduce__(self):  # keep the keyword fields when an error crosses a process boundary (runtime workers)
         return self.__class__, (self.message,), dict(self.__dict__)
@@ -89,6 +95,12 @@ class Infeasible(PlannerError):
     """No plan satisfies the constraints; the message says which one and by how much."""
 
     exit_code = 3
+
+
+class SolverLimit(PlannerError):
+    """A solver stopped at its limit without any solution (DESIGN §8: exit code 4)."""
+
+    exit_code = 4
 
 
 class RuntimeAdapterError(PlannerError):

@@ -134,6 +134,35 @@ def test_deploy_benchmark_smoke_and_aic_cache(tmp_path):
             assert e["command"].startswith("aiconfigurator cli estimate")
 
 
+def test_aic_serving_runs_on_its_cache(tmp_path):
+    """benchmarks/aic_serving.py --quick simulates AIConfigurator's top configurations from the cache (no
+    aiconfigurator needed): every configuration gets a positive goodput within its steady-state bound."""
+    out = tmp_path / "serving.json"
+    res = subprocess.run([sys.executable, str(SCRIPT.parent / "aic_serving.py"), "--quick", "--out", str(out)],
+                         capture_output=True, text=True, timeout=600, cwd=tmp_path)  # fmt: skip
+    assert res.returncode == 0, res.stderr[-2000:]
+    data = json.loads(out.read_text(encoding="utf-8"))
+    assert len(data["rows"]) == 8 and {r["mode"] for r in data["rows"]} == {"agg", "disagg"}
+    for row in data["rows"]:
+        ours = row["moeplan"]
+        assert ours["tokens_per_s_per_gpu"] > 0
+        assert ours["tokens_per_s_per_gpu"] <= ours["steady_bound_req_per_s"] * 500 / ours["gpus"] * (1 + 1e-9)
+    assert "Target: median |error|" in res.stdout and len(_markdown_tables(res.stdout)) == 2
+
+
+def test_fleet_benchmark_smoke(tmp_path):
+    """benchmarks/fleet.py --quick runs and its wall-clock-free targets hold (the mix is never dearer than a
+    single type or the greedy rule; every covering program proven optimal)."""
+    out = tmp_path / "fleet.json"
+    res = subprocess.run([sys.executable, str(SCRIPT.parent / "fleet.py"), "--quick", "--out", str(out)],
+                         capture_output=True, text=True, timeout=300, cwd=tmp_path)
+    assert res.returncode == 0, res.stderr[-2000:]
+    data = json.loads(out.read_text(encoding="utf-8"))
+    assert data["results"] and all(r["rows"] for r in data["results"])
+    assert all(t["pass"] for t in data["targets"] if not t["target"].startswith("solve time"))
+    assert len(_markdown_tables(res.stdout)) == 3
+
+
 def test_quick_cluster_benchmark(tmp_path):
     """benchmarks/cluster.py --quick: every instance's table and targets, plans verified."""
     script = Path(__file__).resolve().parents[1] / "benchmarks" / "cluster.py"

@@ -251,7 +251,7 @@ BAD_CASES = {
     "count_negative.csv": ("negative count", {}, None),
     "count_text.csv": ("not a number", {}, None),
     "csv_and_json": ("several files", {}, "counts.json"),
-    "dump.pt": ("unknown extension", {}, None),
+    "dump.pt": ("legacy format", {}, None),
     "duplicate_row.csv": ("line 4: duplicate", {}, None),
     "empty.json": ("empty file", {}, None),
     "empty.npz": ("empty file", {}, None),
@@ -325,7 +325,7 @@ def test_bad_input_is_one_line_naming_file_and_problem(name):
 def test_missing_file_directory_and_duplicates(tmp_path):
     with pytest.raises(InputError, match=r"nope\.json: file not found"):
         read_loads(tmp_path / "nope.json")
-    with pytest.raises(InputError, match="not a regular file"):
+    with pytest.raises(InputError, match="not a TensorRT-LLM ExpertStatistic folder"):
         read_loads(tmp_path)
     with pytest.raises(InputError, match="given twice"):
         read_loads([GOOD / "rank0.csv", GOOD / "rank0.csv"])

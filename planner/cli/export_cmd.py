@@ -16,17 +16,21 @@ __all__ = ["export"]
 def export(
     plan_path: Annotated[Path, typer.Argument(metavar="PLAN", help="Plan JSON file.")],
     target: Annotated[Target, typer.Option("--target", help="Engine whose expert-placement format to write.")],
-    output: Annotated[Path, typer.Option("--output", "-o", help="File to write (atomically).")],
+    output: Annotated[Path, typer.Option("--output", "-o", help="File to write (atomically); SGLang needs a name ending in .json.")],
+    allow_unsupported: Annotated[bool, typer.Option("--allow-unsupported", help="Write the file even when the engine cannot balance the model family (docs/engines.md); a warning says so.")] = False,
     json_out: JsonOpt = False,
 ) -> None:
-    """Write a replica plan in an engine's expert-placement format; refuse what the engine cannot express."""
-    from planner.plans.export import export_plan
+    """Write a replica plan in an engine's expert-placement format; refuse what the engine cannot load or balance."""
+    from planner.plans.export import check_output_name, export_plan
     from planner.common.fileio import atomic_write_text
     from planner.plans.io import read_plan
 
     plan = read_plan(plan_path)
-    exp = export_plan(plan, target.value)
+    check_output_name(target.value, output)
+    exp = export_plan(plan, target.value, allow_unsupported=allow_unsupported)
     atomic_write_text(output, exp.text)
+    for line in exp.warnings:
+        warn(line)
     if exp.filled_layers:
         warn(
             f"{len(exp.filled_layers)} MoE layer(s) not in the plan got the trivial placement: "
@@ -39,9 +43,10 @@ def export(
         "num_redundant_experts": exp.num_redundant_experts,
         "ep_size": exp.ep_size,
         "filled_layers": list(exp.filled_layers),
-        "launch_hint": exp.launch_hint,
+        "launch_hint": exp.launch(output),
+        "warnings": list(exp.warnings),
     }
-    emit(result, f"wrote {target.value} placement to {output}\nlaunch with: {exp.launch_hint}", json_out)
+    emit(result, f"wrote {target.value} placement to {output}\nlaunch with: {exp.launch(output)}", json_out)
 
 
 def _ranges(ids) -> str:

@@ -7,7 +7,7 @@ from typing import Annotated, Optional
 import typer
 
 from planner.cli._output import emit
-from planner.cli.options import JsonOpt, NumExpertsOpt, read_loads_arg
+from planner.cli.options import JsonOpt, NumExpertsOpt, RankFiles, RankFilesOpt, read_loads_arg
 from planner.common.tables import format_table
 
 __all__ = ["loads"]
@@ -16,6 +16,7 @@ __all__ = ["loads"]
 def loads(
     paths: Annotated[Optional[list[str]], typer.Argument(metavar="LOADS", help="Expert-load file(s), or builtin:NAME (see `moeplan loads --list`).")] = None,
     num_experts: NumExpertsOpt = None,
+    rank_files: RankFilesOpt = RankFiles.auto,
     list_builtin: Annotated[bool, typer.Option("--list", help="List the load files shipped with moeplan.")] = False,
     json_out: JsonOpt = False,
 ) -> None:
@@ -26,7 +27,7 @@ def loads(
         names = list_builtin_loads()
         emit({"builtin": names}, "\n".join(f"builtin:{n}" for n in names), json_out)
         return
-    data = read_loads_arg(paths, num_experts)
+    data = read_loads_arg(paths, num_experts, rank_files)
     stats = data.layer_stats()
     rows = [
         [s.layer, f"{s.total:.0f}", f"{s.max_over_mean:.2f}", f"{s.cv:.2f}", s.hottest_expert, f"{100 * s.hottest_share:.2f}"]

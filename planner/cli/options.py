@@ -39,6 +39,8 @@ __all__ = [
     "RedundantOpt",
     "LoadsArg",
     "NumExpertsOpt",
+    "RankFiles",
+    "RankFilesOpt",
     "SampleStepsOpt",
     "SpareSlotsOpt",
     "NoRelabelOpt",
@@ -139,6 +141,17 @@ NodesOpt = Annotated[int, typer.Option("--nodes", "-n", help="Number of nodes th
 RedundantOpt = Annotated[Optional[int], typer.Option("--redundant", "-r", help="Redundant slots per layer (copies beyond one per expert); default one per GPU, rounded up so that slots divide over the GPUs.")]
 LoadsArg = Annotated[list[str], typer.Argument(metavar="LOADS", help="Expert-load file(s): .npz, .json, per-rank .csv (summed), or builtin:NAME (see `moeplan loads --list`).")]
 NumExpertsOpt = Annotated[Optional[int], typer.Option("--num-experts", help="Experts per layer, for CSV dumps that miss some experts.")]
+
+
+class RankFiles(str, Enum):
+    """How per-rank load files combine (``planner.inputs.readers.RANK_FILES``)."""
+
+    auto = "auto"
+    sum = "sum"
+    copies = "copies"
+
+
+RankFilesOpt = Annotated[RankFiles, typer.Option("--rank-files", help="Per-rank dumps (several CSVs, TensorRT-LLM ranks): sum them (DP attention), take one of identical copies (TP attention), or auto: copies when all files are identical, else sum.")]
 SampleStepsOpt = Annotated[Optional[int], typer.Option("--sample-steps", help="The step-aware packer plans on at most this many steps of its window.")]
 SpareSlotsOpt = Annotated[int, typer.Option("--spare-slots", help="Staging slots a GPU may use per layer during the migration; 0 moves in place only.")]
 NoRelabelOpt = Annotated[bool, typer.Option("--no-relabel", help="Keep the new plan's GPU numbers instead of permuting them to keep more copies in place.")]
@@ -164,6 +177,7 @@ PARAM_FLAGS: dict[str, str] = {
     "model": "--model",
     "gpu": "--gpu",
     "num_experts": "--num-experts",
+    "rank_files": "--rank-files",
     # replica planning (plan_replicas, simulate_replanning, certify_plan)
     "num_gpus": "--gpus",
     "num_nodes": "--nodes",
@@ -198,6 +212,8 @@ PARAM_FLAGS: dict[str, str] = {
     "token_seed": "--seed",
     # plans, migration and the runtime
     "target": "--target",
+    "output": "--output",
+    "allow_unsupported": "--allow-unsupported",
     "spare_slots_per_gpu": "--spare-slots",
     "dispatch": "--dispatch",
     "state_path": "--state",
@@ -240,6 +256,15 @@ PARAM_FLAGS: dict[str, str] = {
     "max_batch": "--max-batch",
     "max_weight_share": "--max-weight-share",
     "chain_milp": "--chain-milp",
+    # fleet (GPU mix)
+    "gpus": "--gpu",
+    "prices": "--price",
+    "available_gpus": "--available",
+    "profile_table": "--profile-table",
+    "input_edges": "--input-edges",
+    "output_edges": "--output-edges",
+    "slices": "--slices",
+    "max_instance_gpus": "--max-instance-gpus",
 }
 
 #: Where one library parameter is filled by different flags in different commands.
@@ -291,8 +316,17 @@ RENAMED_FLAGS: dict[tuple[str, str], str] = {
 # ---- reading the LOADS argument -----------------------------------------------------------------
 
 
-def read_loads_arg(paths: list[str], num_experts: int | None = None):
-    """The loads named by a LOADS argument or ``--loads``: one file, or per-rank files summed."""
+def read_loads_arg(paths: list[str], num_experts: int | None = None, rank_files: "RankFiles | str" = "auto"):
+    """The loads named by a LOADS argument or ``--loads``: one file, an engine dump, or per-rank files.
+
+    What the reader noticed (empty recorder rows dropped, identical rank files read as copies) is
+    printed as a warning.
+    """
+    from planner.cli._output import warn
     from planner.inputs.readers import read_loads
 
-    return read_loads(paths if len(paths) > 1 else paths[0], num_experts=num_experts)
+    mode = rank_files.value if isinstance(rank_files, RankFiles) else rank_files
+    loads = read_loads(paths if len(paths) > 1 else paths[0], num_experts=num_experts, rank_files=mode)
+    if loads.provenance.get("reader_notes"):
+        warn(f"{loads.source}: {loads.provenance['reader_notes']}")
+    return loads

@@ -7,7 +7,7 @@ from typing import Annotated, Optional
 
 import typer
 
-from planner.cli._output import emit
+from planner.cli._output import emit, warn
 from planner.cli.options import JsonOpt
 
 __all__ = ["plan"]
@@ -23,8 +23,11 @@ def plan(
 
     sc = load_scenario(scenario)
     res = run_scenario(sc, out_dir)
+    for line in (*res.warnings, *(f"no {t} file: {why}" for t, why in res.refused.items())):
+        warn(line)
     rep = res.plan.solve_report
     files = "\n".join(f"  {k:8s} {v}" for k, v in res.files.items())
     human = f"{res.summary}\nsolved in {rep.wall_time_s:.3f} s; plan verified\nwrote:\n{files}"
-    emit({"scenario": sc.name, "files": res.files, "solve": rep.to_dict(),
+    emit({"scenario": sc.name, "files": res.files, "refused": res.refused, "warnings": list(res.warnings),
+          "solve": rep.to_dict(),
           "balancedness_mean": res.plan.replicas.predicted.balancedness_mean}, human, json_out)

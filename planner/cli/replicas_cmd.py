@@ -7,7 +7,7 @@ from typing import Annotated, Optional
 
 import typer
 
-from planner.cli._output import emit
+from planner.cli._output import emit, warn
 from planner.cli.options import (
     Algorithm,
     GpusOpt,
@@ -17,6 +17,8 @@ from planner.cli.options import (
     ModelOpt,
     NodesOpt,
     NumExpertsOpt,
+    RankFiles,
+    RankFilesOpt,
     Policy,
     RedundantOpt,
     SampleStepsOpt,
@@ -50,6 +52,7 @@ def replicas(
     swap_time_limit_s: Annotated[Optional[float], typer.Option("--swap-time-limit-s", help="Seconds of swap search after packing (0 = off; default 1 s for windows of <= 8 steps, else off).")] = None,
     time_limit_s: Annotated[float, typer.Option("--time-limit-s", help="Seconds each LP/MILP solve may take: the optimal-split LPs and, with --certify, each layer's certificate.")] = 60.0,
     num_experts: NumExpertsOpt = None,
+    rank_files: RankFilesOpt = RankFiles.auto,
     certify: Annotated[bool, typer.Option("--certify", help="Prove the gap of every layer of <= 32 experts with the exact MILP, each bounded by --time-limit-s.")] = False,
     plot: Annotated[Optional[Path], typer.Option("--plot", help="With --auto-budget: write the budget sweep as a PNG.")] = None,
     output: Annotated[Optional[Path], typer.Option("--output", "-o", help="Write the plan JSON here (atomically).")] = None,
@@ -58,7 +61,7 @@ def replicas(
     """Plan expert replicas and their GPUs per MoE layer from measured loads; print a per-layer table."""
     from planner.replicas import plan_replicas
 
-    data = read_loads_arg(loads, num_experts)
+    data = read_loads_arg(loads, num_experts, rank_files)
     if plot is not None and not auto_budget:
         raise InputError("only with --auto-budget", param="plot")
     plan = plan_replicas(
@@ -67,6 +70,9 @@ def replicas(
         policy=policy.value, num_groups=groups, window_steps=window, holdout_steps=holdout, split=split.value,
         sample_steps=sample_steps, swap_time_limit_s=swap_time_limit_s, time_limit_s=time_limit_s,
     )
+    if plan.inputs.parameters.get("loads_rows_as_moe_layers"):
+        warn(f"{data.source}: {data.num_layers} rows without hidden-layer ids read as {model}'s MoE layers "
+             f"{plan.replicas.layers[0]}..{plan.replicas.layers[-1]} (row i = MoE layer i)")
     sweep, sweep_text = plan.budget_sweep, ""
     if sweep is not None:
         from planner.replicas import plot_budget_sweep, sweep_table

@@ -8,7 +8,7 @@ from typing import Annotated, Optional
 import typer
 
 from planner.cli._output import emit
-from planner.cli.options import JsonOpt, NumExpertsOpt, read_loads_arg
+from planner.cli.options import JsonOpt, NumExpertsOpt, RankFiles, RankFilesOpt, read_loads_arg
 from planner.common.tables import format_table
 from planner.errors import InputError
 
@@ -21,11 +21,11 @@ def verify(
     trace: Annotated[Optional[str], typer.Option("--trace", help="Deployment plans simulated on a trace: that trace.")] = None,
     cluster: Annotated[Optional[str], typer.Option("--cluster", help="Cluster plans: the cluster file (or helix:NAME) the plan was made for; checks its hash, nodes and links too.")] = None,
     num_experts: NumExpertsOpt = None,
+    rank_files: RankFilesOpt = RankFiles.auto,
     json_out: JsonOpt = False,
 ) -> None:
     """Recompute every invariant and metric of a plan without a solver (a deployment plan is re-simulated,
-    a cluster plan's max-flow recomputed);
-    exit 2 if any check fails."""
+    a cluster plan's max-flow recomputed, a fleet plan re-derived from its capacities); exit 2 if any check fails."""
     from planner.plans.io import read_plan
     from planner.plans.verify import verify_plan
 
@@ -35,6 +35,10 @@ def verify(
         from planner.inputs import read_cluster
 
         report = verify_cluster(plan, read_cluster(cluster) if cluster else None)
+    elif plan.kind == "fleet":
+        from planner.cluster import verify_fleet
+
+        report = verify_fleet(plan)
     elif plan.kind == "deployment":
         from planner.deploy import verify_deployment
         from planner.inputs import read_trace
@@ -43,7 +47,7 @@ def verify(
     else:
         if not loads:
             raise InputError("a replica plan is verified on the loads it was made from: give --loads")
-        report = verify_plan(plan, read_loads_arg(loads, num_experts))
+        report = verify_plan(plan, read_loads_arg(loads, num_experts, rank_files))
     table = format_table(["check", "result", "detail"], [[c.name, "ok" if c.ok else "FAIL", c.detail] for c in report.checks])
     emit(report.to_dict(), table, json_out)
     if not report.ok:

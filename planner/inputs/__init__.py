@@ -1,8 +1,8 @@
 """Measured inputs: expert loads, serving workloads (request traces and synthetic arrivals) and SLOs."""
 
-from planner.inputs.loads import ExpertLoads, LayerStats
+from planner.inputs.loads import ExpertLoads, LayerStats, rows_as_moe_layers
 
-__all__ = ["ExpertLoads", "LayerStats"]
+__all__ = ["ExpertLoads", "LayerStats", "rows_as_moe_layers"]
 
 from planner.inputs.readers import (  # noqa: E402
     builtin_loads,

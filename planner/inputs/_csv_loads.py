@@ -10,7 +10,8 @@ from pathlib import Path
 import numpy as np
 
 from planner.errors import InputError
-from planner.inputs._common import make_loads
+from planner.inputs._common import BadContent, make_loads
+from planner.inputs._engine_dumps import combine_ranks
 from planner.inputs.loads import ExpertLoads
 
 __all__ = ["read_csvs"]
@@ -21,18 +22,34 @@ _MAX_INFERRED_EXPERTS = 65_536
 
 
 # -- per-rank CSV -----------------------------------------------------------------------------
-def read_csvs(files: list[tuple[Path, str]], num_experts: int | None) -> ExpertLoads:
+def read_csvs(files: list[tuple[Path, str]], num_experts: int | None, rank_files: str = "auto") -> ExpertLoads:
+    """One step of counts from per-rank files, summed (DP attention) or taken once (TP copies).
+
+    ``rank_files`` (see :func:`~planner.inputs._engine_dumps.combine_ranks`): ``auto`` takes one file
+    when all are identical (under tensor-parallel attention every rank's file holds every token),
+    else sums them; ``sum`` and ``copies`` force one reading.
+    """
     tables = [(where, _csv_table(path, where, num_experts)) for path, where in files]
     if num_experts is None:
         num_experts = _csv_num_experts(tables)
     layer_ids = sorted({layer for _, table in tables for layer, _ in table})
     row = {layer: i for i, layer in enumerate(layer_ids)}
-    counts = np.zeros((1, len(layer_ids), num_experts))
+    parts = []
     for _, table in tables:
+        part = np.zeros((1, len(layer_ids), num_experts))
         for (layer, expert), count in table.items():
-            counts[0, row[layer], expert] += count
+            part[0, row[layer], expert] = count
+        parts.append(part)
+    try:
+        counts, note = combine_ranks(parts, [where for _, where in files], rank_files)
+    except BadContent as exc:
+        raise InputError(str(exc), param="rank_files") from None
     names = ", ".join(path.name for path, _ in files)
     provenance = {"source": names, "file": names, "format": "sglang-rank-csv", "ranks": str(len(files))}
+    if len(files) > 1:
+        provenance["rank_files"] = "copies" if counts is parts[0] else "sum"
+    if note:
+        provenance["reader_notes"] = note
     return make_loads(files[0][1], counts, layer_ids, None, names, provenance)
 
 

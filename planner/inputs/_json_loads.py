@@ -10,6 +10,7 @@ import numpy as np
 from planner.common.jsontext import parse_json
 from planner.errors import InputError
 from planner.inputs._common import BadContent, make_loads
+from planner.inputs._engine_dumps import drop_unfilled_steps
 from planner.inputs.loads import ExpertLoads
 
 __all__ = ["read_json_bytes", "provenance_dict"]
@@ -71,10 +72,17 @@ def _json_layout(doc: Any) -> tuple[np.ndarray, tuple[int, ...], str | None, dic
 
 def _sglang_layout(doc: dict) -> tuple[np.ndarray, tuple[int, ...], str | None, dict[str, str]]:
     counts = _json_counts(doc["logical_count"], "logical_count")
+    provenance = {"format": "sglang-logical-count-json"}
+    if counts.ndim == 3:  # a recorder buffer: rows never written are zero
+        counts, dropped = drop_unfilled_steps(counts)
+        provenance["unfilled_steps_dropped"] = str(dropped)
+        if dropped:
+            provenance["reader_notes"] = (f"{dropped} of {counts.shape[0] + dropped} recorder buffer rows were "
+                                          "empty (never written) and were dropped")
     rows = counts if counts.ndim == 2 else counts.sum(axis=0)
     zero = [i for i in range(rows.shape[0]) if not rows[i].any()]
     # SGLang indexes every hidden layer; dense layers (e.g. DeepSeek-V3's first three) stay all-zero.
-    provenance = {"format": "sglang-logical-count-json", "all_zero_layers": ",".join(map(str, zero))}
+    provenance["all_zero_layers"] = ",".join(map(str, zero))
     for field in _JSON_META:
         if field in doc:
             provenance[field] = _as_text(doc[field])

@@ -11,7 +11,7 @@ import numpy as np
 
 from planner.errors import InputError
 
-__all__ = ["ExpertLoads", "LayerStats"]
+__all__ = ["ExpertLoads", "LayerStats", "rows_as_moe_layers"]
 
 
 @dataclass(frozen=True)
@@ -156,3 +156,35 @@ class ExpertLoads:
                 )
             )
         return out
+
+
+def rows_as_moe_layers(loads: ExpertLoads, moe_layers) -> ExpertLoads | None:
+    """``loads`` with its rows read as the model's MoE layers, when that is the only sensible reading.
+
+    An EPLB-style ``[moe_layers, experts]`` array (what DeepSeek's ``eplb.py`` takes, what vLLM records)
+    carries no hidden-layer ids: its rows are numbered ``0..L-1``. Row ``i`` is read as MoE layer
+    ``moe_layers[i]`` when ``L`` equals the model's number of MoE layers, those are not ``0..L-1``
+    themselves (DeepSeek-V3: 58 rows, MoE layers 3..60), and reading the rows as hidden layers is
+    impossible — a row numbered like a dense layer holds tokens — or the reader says the axis is the
+    MoE-layer index (``provenance["layer_axis"] == "moe-layer-index"``, vLLM). Otherwise returns None
+    and the loads are read as they are (a partial file whose dense rows are zero keeps its hidden-layer
+    reading). The provenance records the mapping under ``reader_notes``.
+
+    >>> rows_as_moe_layers(ExpertLoads([[1, 2], [3, 4]]), (1, 2)).layer_ids
+    (1, 2)
+    >>> rows_as_moe_layers(ExpertLoads([[0, 0], [3, 4]]), (1, 2)) is None
+    True
+    """
+    ids = tuple(int(i) for i in moe_layers)
+    L = loads.num_layers
+    if loads.layer_ids != tuple(range(L)) or len(ids) != L or ids == tuple(range(L)):
+        return None
+    dense_rows = [i for i in range(L) if i not in set(ids)]
+    moe_axis = loads.provenance.get("layer_axis") == "moe-layer-index"
+    if not moe_axis and not any(loads.counts[:, i].any() for i in dense_rows):
+        return None
+    provenance = dict(loads.provenance)
+    note = (f"the {L} rows carry no hidden-layer ids and match the model's {L} MoE layers: "
+            f"row i is read as MoE layer i (layers {ids[0]}..{ids[-1]})")
+    provenance["reader_notes"] = "; ".join(filter(None, (provenance.get("reader_notes", ""), note)))
+    return ExpertLoads(loads.counts, ids, loads.model, loads.source, provenance)

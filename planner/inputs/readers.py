@@ -1,4 +1,4 @@
-"""Readers for expert-load files: ``.npz``, four JSON layouts and SGLang's per-rank CSV dumps.
+"""Readers for expert-load files: ``.npz``, four JSON layouts, and the serving engines' own dumps.
 
 Formats (``fmt``):
 
@@ -14,7 +14,21 @@ Formats (``fmt``):
     bare 2-D / 3-D list of numbers.
 ``csv``
     ``layer_id,expert_id,count`` with that header, one file per rank (SGLang's first recorder, which
-    writes only the experts that received tokens). Several files are summed into one step.
+    writes only the experts that received tokens). Several files make one step: summed when the
+    ranks counted different tokens (DP attention), taken once when every file is identical
+    (tensor-parallel attention, where every rank sees every token); ``rank_files`` forces either.
+``sglang-pt``
+    SGLang's ``stat`` recorder dump ``expert_distribution_recorder_<t>.pt`` (``logical_count``
+    ``[buffer_steps, num_hidden_layers, E]``); read without torch, empty buffer rows dropped.
+``vllm-jsonl``
+    vLLM PR #41141 ``expert_load_stats_path`` records: per-slot loads folded through ``p2l_map``
+    into per-expert counts, one step per record, MoE-layer index as the layer axis.
+``trtllm-stats``
+    a TensorRT-LLM ``ExpertStatistic`` directory (``meta_info.json`` + ``rank<r>.safetensors``), ranks
+    combined as for CSV, iterations as steps, absolute layer ids.
+
+Notes a reader has for the user (rows dropped, rank files taken as copies) are in
+``loads.provenance["reader_notes"]``; the engine formats are described in ``docs/engines.md``.
 
 Every error is an :class:`~planner.errors.InputError` whose one-line message starts with the file.
 """
@@ -33,29 +47,35 @@ import numpy as np
 from planner.errors import InputError, one_line
 from planner.common.fileio import atomic_write_bytes
 from planner.inputs._common import BadContent, make_loads
+from planner.inputs._torch_zip import is_torch_zip
 from planner.inputs._csv_loads import read_csvs
+from planner.inputs._engine_dumps import RANK_FILES, is_trtllm_dir, read_sglang_pt, read_trtllm_dir, read_vllm_jsonl
 from planner.inputs._json_loads import provenance_dict, read_json_bytes
 from planner.inputs.loads import ExpertLoads
 
-__all__ = ["read_loads", "write_loads_npz", "builtin_loads", "list_builtin_loads", "FORMATS"]
+__all__ = ["read_loads", "write_loads_npz", "builtin_loads", "list_builtin_loads", "FORMATS", "RANK_FILES"]
 
-FORMATS = ("npz", "json", "csv")
+FORMATS = ("npz", "json", "csv", "sglang-pt", "vllm-jsonl", "trtllm-stats")
 _BUILTIN = "builtin:"
 _CSV_HEADER = ["layer_id", "expert_id", "count"]
 _ZIP_MAGIC = (b"PK\x03\x04", b"PK\x05\x06")
 
 
 # -- public API -------------------------------------------------------------------------------
-def read_loads(paths, *, fmt: str | None = None, num_experts: int | None = None) -> ExpertLoads:
-    """Read expert loads from one file, several per-rank CSV files, or a ``builtin:NAME``.
+def read_loads(paths, *, fmt: str | None = None, num_experts: int | None = None,
+               rank_files: str = "auto") -> ExpertLoads:
+    """Read expert loads from one file, several per-rank CSV files, an engine dump, or a ``builtin:NAME``.
 
     Parameters
     ----------
     paths : str, Path, or a list of them. Several files are only allowed for ``csv`` (one per rank,
         summed into one step).
-    fmt : ``"npz"``, ``"json"``, ``"csv"``, or None to decide by extension, then by content.
+    fmt : one of :data:`FORMATS`, or None to decide by extension, then by content (a directory is a
+        TensorRT-LLM statistic folder).
     num_experts : expected experts per layer. For CSV it sets the expert axis (ids must be below it);
         for other formats the file must match it.
+    rank_files : how per-rank files (several CSVs, TensorRT-LLM ranks) combine: ``"auto"`` (identical
+        files are tensor-parallel copies and count once, others are summed), ``"sum"`` or ``"copies"``.
 
     Returns
     -------
@@ -82,6 +102,8 @@ def read_loads(paths, *, fmt: str | None = None, num_experts: int | None = None)
         raise InputError(f"unknown format {fmt!r}; known: {', '.join(FORMATS)}", param="fmt")
     if num_experts is not None and (type(num_experts) is not int or num_experts < 1):
         raise InputError(f"expected a positive integer, got {num_experts!r}", param="num_experts")
+    if rank_files not in RANK_FILES:
+        raise InputError(f"unknown {rank_files!r}; known: {', '.join(RANK_FILES)}", param="rank_files")
     builtin = [p for p in items if isinstance(p, str) and p.startswith(_BUILTIN)]
     if builtin:
         if len(items) > 1:
@@ -111,14 +133,20 @@ def read_loads(paths, *, fmt: str | None = None, num_experts: int | None = None)
                     f"{where}: several files are only allowed for the per-rank CSV format; this file is {kind}"
                 )
         try:
-            return read_csvs([(path, where) for path, where, _ in found], num_experts)
+            return read_csvs([(path, where) for path, where, _ in found], num_experts, rank_files)
         except OSError as exc:
             raise InputError(f"{exc.filename}: cannot read: {exc.strerror or one_line(exc)}") from exc
     path, where, kind = found[0]
     try:
         if kind == "csv":
             return read_csvs([(path, where)], num_experts)
-        if kind == "npz":
+        if kind == "trtllm-stats":
+            return read_trtllm_dir(path, where, num_experts, rank_files)
+        if kind == "vllm-jsonl":
+            loads = read_vllm_jsonl(path, where, num_experts)
+        elif kind == "sglang-pt":
+            loads = _read_pt(path, where)
+        elif kind == "npz":
             loads = _read_npz(path, where)
         else:
             loads = read_json_bytes(path.read_bytes(), where, path.name)
@@ -188,31 +216,59 @@ def _path_list(paths) -> list:
 def _check_file(path: Path, where: str) -> None:
     if not path.exists():
         raise InputError(f"{where}: file not found")
+    if path.is_dir():
+        if is_trtllm_dir(path):
+            return
+        raise InputError(f"{where}: a directory, but not a TensorRT-LLM ExpertStatistic folder "
+                         "(meta_info.json and rank<r>.safetensors)")
     if not path.is_file():
-        raise InputError(f"{where}: not a regular file (a directory?)")
+        raise InputError(f"{where}: not a regular file")
     if path.stat().st_size == 0:
         raise InputError(f"{where}: empty file")
 
 
+_EXTENSIONS = {".npz": "npz", ".json": "json", ".csv": "csv", ".pt": "sglang-pt", ".pth": "sglang-pt",
+               ".jsonl": "vllm-jsonl"}
+
+
 def _detect(path: Path, where: str) -> str:
-    """Format by extension, else by the first bytes."""
+    """Format by content where the content decides (zip kind, JSON lines), else by extension."""
+    if path.is_dir():
+        return "trtllm-stats"
     ext = path.suffix.lower()
-    if ext.lstrip(".") in FORMATS:
-        return ext.lstrip(".")
     with path.open("rb") as fh:
         head = fh.read(4096)
-    if head.startswith(_ZIP_MAGIC):
-        return "npz"
+    if head.startswith(_ZIP_MAGIC):  # .npz and torch.save files are both zip archives
+        try:
+            with zipfile.ZipFile(path) as archive:
+                return "sglang-pt" if is_torch_zip(archive) else "npz"
+        except zipfile.BadZipFile:
+            return _EXTENSIONS.get(ext, "npz")
     text = head.decode("utf-8", errors="replace").lstrip("\ufeff \t\r\n")
+    if text.startswith("{") and '"record_type"' in text.split("\n", 1)[0] and '"eplb_' in text.split("\n", 1)[0]:
+        return "vllm-jsonl"
+    if ext in _EXTENSIONS:
+        return _EXTENSIONS[ext]
     if text[:1] in ("{", "["):
         return "json"
     if [c.strip() for c in text.split("\n", 1)[0].split(",")] == _CSV_HEADER:
         return "csv"
-    hint = " (SGLang .pt dumps: load with torch and save the dict as JSON)" if ext == ".pt" else ""
     raise InputError(
         f"{where}: unknown extension {ext or '(none)'!r} and unrecognised content; "
-        f"expected .npz, .json or .csv{hint}"
+        f"expected .npz, .json, .csv, .pt (SGLang), .jsonl (vLLM) or a TensorRT-LLM statistic folder"
     )
+
+
+def _read_pt(path: Path, where: str) -> ExpertLoads:
+    try:
+        return read_sglang_pt(path, where)
+    except InputError:
+        raise
+    except zipfile.BadZipFile:
+        raise InputError(f"{where}: not a torch zip archive (torch before 1.6 wrote a legacy format, "
+                         "not read: load and torch.save it again with a current torch)") from None
+    except (ValueError, EOFError) as exc:
+        raise InputError(f"{where}: unreadable torch file: {one_line(exc)}") from None
 
 
 def _check_num_experts(loads: ExpertLoads, where: str, num_experts: int | None) -> ExpertLoads:

@@ -49,7 +49,14 @@ __all__ = ["LatencyModelCost", "latency_model_cost"]
 
 
 def _grid(low: int, high: int) -> tuple[int, ...]:
-    """``low, 1.5 low, 2 low, 3 low, 4 low, ...`` (powers of two and the midpoints between them) up to ``high``."""
+    """``low, 1.5 low, 2 low, 3 low, 4 low, ...`` (powers of two and the midpoints between them) up to ``high``;
+    at least two points (a segment to interpolate on), so ``high = low`` gives ``low, low + 1``.
+
+    >>> _grid(1, 8), _grid(1, 1)
+    ((1, 2, 3, 4, 6, 8), (1, 2))
+    """
+    if high <= low:
+        return (low, low + 1)
     out, x = [], low
     while x < high:
         out += [x, x + x // 2] if x + x // 2 < high and x > 1 else [x]

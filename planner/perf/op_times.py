@@ -61,6 +61,8 @@ Nothing overlaps and CPU launch overheads are not included: the calibration tabl
 
 from __future__ import annotations
 
+from functools import lru_cache
+
 import numpy as np
 
 from planner.errors import InputError
@@ -248,6 +250,17 @@ def token_reach(num_experts, top_k, share):
     >>> round(float(token_reach(256, 8, 1 / 8)), 3), float(token_reach(256, 8, 1.0))
     (0.662, 1.0)
     """
+    if all(isinstance(x, (int, float, np.integer, np.floating)) for x in (num_experts, top_k, share)):
+        return _token_reach_scalar(float(num_experts), float(top_k), float(share))  # the same numbers, memoised
+    return _token_reach_array(num_experts, top_k, share)
+
+
+@lru_cache(maxsize=4096)
+def _token_reach_scalar(num_experts: float, top_k: float, share: float) -> float:
+    return float(_token_reach_array(num_experts, top_k, share))
+
+
+def _token_reach_array(num_experts, top_k, share):
     E, k = np.asarray(num_experts, dtype=np.float64), np.asarray(top_k, dtype=np.float64)
     outside = E * (1.0 - np.asarray(share, dtype=np.float64))
     miss = np.ones(np.broadcast(E, k, outside).shape)

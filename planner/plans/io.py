@@ -9,18 +9,18 @@ from pydantic import ValidationError
 
 from planner.errors import InputError
 from planner.common.fileio import atomic_write_text
-from planner.plans.schema import ClusterPlan, DeploymentPlan, Plan, parse_plan_json
+from planner.plans.schema import ClusterPlan, DeploymentPlan, FleetPlan, Plan, parse_plan_json
 
 __all__ = ["write_plan", "read_plan"]
 
 
-def write_plan(plan: Plan | DeploymentPlan | ClusterPlan, path: str | os.PathLike) -> Path:
-    """Write a plan (either kind) as canonical JSON, atomically."""
+def write_plan(plan: Plan | DeploymentPlan | FleetPlan | ClusterPlan, path: str | os.PathLike) -> Path:
+    """Write a plan (any kind) as canonical JSON, atomically."""
     return atomic_write_text(path, plan.to_json())
 
 
-def read_plan(path: str | os.PathLike) -> Plan | DeploymentPlan | ClusterPlan:
-    """Read and validate a plan file of either kind (``kind``: ``replicas``, ``deployment`` or ``cluster``); errors name
+def read_plan(path: str | os.PathLike) -> Plan | DeploymentPlan | FleetPlan | ClusterPlan:
+    """Read and validate a plan file of any kind (``kind``: ``replicas``, ``deployment``, ``fleet`` or ``cluster``); errors name
     the file and the first offending field."""
     p = Path(path)
     if not p.is_file():

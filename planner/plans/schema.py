@@ -16,9 +16,9 @@ number of slots), the convention of SGLang, vLLM and TensorRT-LLM.
 A deployment plan (``kind: "deployment"``, :class:`DeploymentPlan`) records a serving deployment chosen
 by ``planner.deploy``: the layouts and instance counts per pool, the simulated SLO attainment and the
 alternatives considered. A cluster plan (``kind: "cluster"``, :class:`ClusterPlan`) records the layer range
-of every node of a heterogeneous cluster chosen by ``planner.cluster``, its max-flow, routing weights and
-pipelines. Replica plans keep their fields and bytes; :data:`AnyPlan` reads any kind and
-:func:`plan_json_schema` is the published schema of all.
+of every node of a heterogeneous cluster chosen by ``planner.cluster.plan_cluster``, its max-flow, routing
+weights and pipelines; a fleet plan (``kind: "fleet"``) a GPU mix. Replica plans keep their fields and
+bytes; :data:`AnyPlan` reads any kind and :func:`plan_json_schema` is the published schema of all.
 """
 
 from __future__ import annotations
@@ -51,6 +51,13 @@ __all__ = [
     "ClusterReport",
     "AnyPlan",
     "plan_json_schema",
+    "FleetPlan",
+    "FleetInputs",
+    "FleetWorkloadRef",
+    "FleetBucketRecord",
+    "FleetGpuRecord",
+    "FleetBaseline",
+    "FleetReport",
     "parse_plan_json",
 ]
 
@@ -322,6 +329,112 @@ class DeploymentPlan(_Frozen):
         return cls.model_validate_json(text)
 
 
+# -- fleet plans (GPU mix, ``planner.cluster.fleet``) ------------------------------------------------
+
+
+class FleetWorkloadRef(_Frozen):
+    """The requests the buckets were cut from."""
+
+    source: str = Field(description="trace file, builtin:NAME, or 'profile table' buckets")
+    sha256: str = Field(description="hash of the workload (Workload.sha256)")
+    num_requests: int = Field(ge=1)
+    trace_rate_req_per_s: float = Field(description="the trace's own mean rate")
+
+
+class FleetInputs(_Frozen):
+    model: str | None = Field(description="model profile id (null: capacities from a profile table alone)")
+    slo: SloRecord | None = Field(description="the SLO the capacities hold at (null: the profile table's own)")
+    workload: FleetWorkloadRef
+    rate_req_per_s: float = Field(gt=0, description="total request rate the fleet must serve")
+    capacity_source: Literal["performance_model", "profile_table"]
+    parameters: dict[str, str | int | float | bool | None] = Field(
+        description="every parameter that shaped the plan (edges, slices, time limit, simulation settings)")
+    precision: dict[str, str] | None = Field(default=None, description="number format per model component priced")
+
+
+class FleetBucketRecord(_Frozen):
+    """One request-size bucket: input and output length ranges (max inclusive, null: unbounded), its requests."""
+
+    input_tokens_min: int = Field(ge=0, description="exclusive lower edge of the prompt length")
+    input_tokens_max: int | None = Field(description="inclusive upper edge of the prompt length (null: none)")
+    output_tokens_min: int = Field(ge=0, description="exclusive lower edge of the output length")
+    output_tokens_max: int | None = Field(description="inclusive upper edge of the output length (null: none)")
+    input_tokens_mean: float = Field(description="mean prompt tokens of the bucket's requests")
+    output_tokens_mean: float = Field(description="mean output tokens of the bucket's requests")
+    num_requests: int = Field(ge=1)
+    share: float = Field(description="share of the workload's requests in this bucket")
+    rate_req_per_s: float = Field(description="share x the fleet's rate")
+    assignment: list[float] = Field(description="[gpu type] share of this bucket's rate each GPU type serves")
+
+
+class FleetGpuRecord(_Frozen):
+    """One GPU type: its serving instance, price, availability, capacity per bucket and what the plan buys."""
+
+    gpu: str
+    layout: str = Field(description="layout of one instance, e.g. tp2pp1dp1ep2 (or 'table' from a profile table)")
+    gpus_per_instance: int = Field(ge=1)
+    price_per_gpu_hour_usd: float = Field(ge=0)
+    price_per_instance_hour_usd: float = Field(ge=0, description="gpus_per_instance x price_per_gpu_hour_usd")
+    price_source: str
+    available_gpus: int | None = Field(description="most GPUs of this type the fleet may use (null: unlimited)")
+    capacity_req_per_s: list[float] = Field(
+        description="[bucket] highest rate one instance sustains within the SLO on that bucket's requests (0: none)")
+    instances: int = Field(ge=0)
+    gpus: int = Field(ge=0, description="instances x gpus_per_instance")
+    load_instances: float = Field(description="sum over buckets of rate x share / capacity: instances' worth of work")
+    cost_per_hour_usd: float
+
+
+class FleetBaseline(_Frozen):
+    """A fleet of one GPU type only (or the greedy rule): its cheapest instance count and cost."""
+
+    name: str = Field(description="the GPU type, or 'greedy' (each bucket on its cheapest type per req/s)")
+    feasible: bool
+    instances: list[int] = Field(description="[gpu type] instances")
+    cost_per_hour_usd: float | None
+    note: str = ""
+
+
+class FleetReport(_Frozen):
+    """The covering program's outcome (wall times go to stdout)."""
+
+    status: Literal["optimal", "feasible", "infeasible", "error"]
+    stop_reason: str
+    objective: float | None = Field(description="cost of the fleet, $/hour")
+    bound: float | None = Field(description="valid lower bound on the cost, $/hour")
+    gap: float | None
+    solver: str
+    solver_version: str = ""
+    message: str = ""
+
+
+class FleetPlan(_Frozen):
+    """The cheapest GPU mix serving a request mix within an SLO (Mélange's covering program)."""
+
+    schema_version: Literal["1.0"] = SCHEMA_VERSION
+    kind: Literal["fleet"] = "fleet"
+    tool: ToolInfo
+    inputs: FleetInputs
+    slices: int | None = Field(description="Mélange's slice factor (null: bucket shares are continuous)")
+    buckets: list[FleetBucketRecord]
+    gpu_types: list[FleetGpuRecord]
+    cost_per_hour_usd: float
+    cost_per_million_tokens_usd: float = Field(description="$/hour over prompt + output tokens per hour, x 1e6")
+    cost_per_million_output_tokens_usd: float
+    baselines: list[FleetBaseline] = Field(description="one per GPU type (that type alone), then 'greedy'")
+    saving_vs_best_single_type: float | None = Field(
+        description="1 - cost / cheapest single-type fleet (null: no single type is feasible)")
+    report: FleetReport
+
+    def to_json(self) -> str:
+        """Canonical JSON text (deterministic: fixed field order, two-space indent, final newline)."""
+        return self.model_dump_json(indent=2) + "\n"
+
+    @classmethod
+    def from_json(cls, text: str) -> "FleetPlan":
+        return cls.model_validate_json(text)
+
+
 # -- cluster plans (heterogeneous layer placement) ------------------------------------------------------
 
 
@@ -409,11 +522,11 @@ class ClusterPlan(_Frozen):
 
 
 #: a plan file of any kind, told apart by ``kind``
-AnyPlan = Annotated[Union[Plan, DeploymentPlan, ClusterPlan], Field(discriminator="kind")]
+AnyPlan = Annotated[Union[Plan, DeploymentPlan, FleetPlan, ClusterPlan], Field(discriminator="kind")]
 _ANY = TypeAdapter(AnyPlan)
 
 
-def parse_plan_json(text: str) -> Plan | DeploymentPlan | ClusterPlan:
+def parse_plan_json(text: str) -> Plan | DeploymentPlan | FleetPlan | ClusterPlan:
     """Validate a plan document of any kind."""
     return _ANY.validate_json(text)
 

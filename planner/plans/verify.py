@@ -27,7 +27,7 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from planner.errors import ProfileNotFound
-from planner.inputs.loads import ExpertLoads
+from planner.inputs.loads import ExpertLoads, rows_as_moe_layers
 from planner.common.numerics import close
 from planner.plans.schema import Plan
 
@@ -132,12 +132,15 @@ def verify_plan(plan: Plan, loads: ExpertLoads) -> VerifyReport:
     checks = [_check_shapes(rp)]
     if not checks[-1].ok:
         return VerifyReport(tuple(checks))
+    given = loads
+    if plan.inputs.parameters.get("loads_rows_as_moe_layers"):  # the planner read row i as MoE layer i
+        loads = rows_as_moe_layers(loads, rp.layers) or loads
     checks.append(_check_layers(rp, loads))
     if not checks[-1].ok:
         return VerifyReport(tuple(checks))
-    recorded = plan.inputs.loads.sha256
-    checks.append(Check("loads_hash", recorded == loads.sha256(),
-                        "" if recorded == loads.sha256() else f"loads sha256 {loads.sha256()[:12]} != plan's {recorded[:12]}"))
+    recorded, digest = plan.inputs.loads.sha256, given.sha256()
+    checks.append(Check("loads_hash", recorded == digest,
+                        "" if recorded == digest else f"loads sha256 {digest[:12]} != plan's {recorded[:12]}"))
     checks += _check_slots(rp)
     if not (checks[-3].ok and checks[-2].ok):  # experts, gpus
         return VerifyReport(tuple(checks))

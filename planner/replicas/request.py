@@ -13,7 +13,7 @@ from dataclasses import dataclass, replace
 import numpy as np
 
 from planner.errors import Infeasible, InputError
-from planner.inputs.loads import ExpertLoads
+from planner.inputs.loads import ExpertLoads, rows_as_moe_layers
 from planner.profiles import GpuSpec, ModelArch, get_gpu, get_model
 
 __all__ = [
@@ -99,7 +99,12 @@ class ReplicaRequest:
             "split": self.split,
             "sample_steps": self.sample_steps if stepaware else None,
             "swap_time_limit_s": self.swap_time_limit_s if stepaware else None,
-        }
+        } | ({"loads_rows_as_moe_layers": True} if self.rows_mapped else {})
+
+    @property
+    def rows_mapped(self) -> bool:
+        """The loads' rows were read as the model's MoE layers (see :func:`align_loads`)."""
+        return rows_as_moe_layers(self.source_loads, self.arch.moe_layers) is not None
 
 
 def check_choice(name: str, value: str, known: tuple[str, ...]) -> None:
@@ -141,8 +146,11 @@ def align_loads(loads: ExpertLoads, model: ModelArch) -> ExpertLoads:
     """Keep the rows of ``loads`` that are MoE layers of ``model``; check expert counts.
 
     All-zero rows on dense layers (SGLang dumps every hidden layer) are dropped silently; a dense
-    layer with non-zero counts means the loads belong to another model and is an error.
+    layer with non-zero counts means the loads belong to another model and is an error. Loads with
+    one row per MoE layer and no hidden-layer ids are read as the MoE layers
+    (:func:`~planner.inputs.loads.rows_as_moe_layers`).
     """
+    loads = rows_as_moe_layers(loads, model.moe_layers) or loads
     if loads.num_experts != model.num_routed_experts:
         raise InputError(
             f"loads have {loads.num_experts} experts per layer but {model.id} has {model.num_routed_experts} routed experts"

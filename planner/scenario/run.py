@@ -12,7 +12,7 @@ from pathlib import Path
 
 from planner.common.jsontext import parse_json_object
 from planner.errors import InputError
-from planner.plans.export import TARGETS, export_plan
+from planner.plans.export import TARGETS, ExportRefused, export_plan
 from planner.common.fileio import atomic_write_text
 from planner.plans.io import write_plan
 from planner.plans.schema import Plan
@@ -39,6 +39,7 @@ class Scenario:
     policy: str = "auto"
     exports: tuple[str, ...] = ()
     compare_eplb: bool = True
+    allow_unsupported_exports: bool = False
 
 
 @dataclass(frozen=True)
@@ -47,6 +48,8 @@ class ScenarioResult:
     plan: Plan
     files: dict[str, str] = field(default_factory=dict)
     summary: str = ""
+    refused: dict[str, str] = field(default_factory=dict)  # target -> why no file was written
+    warnings: tuple[str, ...] = ()
 
 
 def load_scenario(path: str | Path | None = None) -> Scenario:
@@ -93,7 +96,13 @@ def run_scenario(scenario: Scenario, out_dir: str | Path) -> ScenarioResult:
         algorithm=scenario.algorithm,
         policy=scenario.policy,
     )
-    exports = [export_plan(plan, t) for t in scenario.exports]  # render everything before writing anything
+    exports, refused = [], {}
+    for t in scenario.exports:  # render everything before writing anything
+        try:
+            exports.append(export_plan(plan, t, allow_unsupported=scenario.allow_unsupported_exports))
+        except ExportRefused as exc:  # an engine that cannot take this plan or model: say so, write the rest
+            switch = "; set allow_unsupported_exports to write it anyway" if "allow_unsupported" in exc.remedy else ""
+            refused[t] = exc.message + switch
     summary = (
         f"scenario {scenario.name}: {scenario.description}\n"
         f"loads: {loads.source} ({loads.num_steps} step(s) x {loads.num_layers} layer(s) x {loads.num_experts} experts)\n\n"
@@ -111,9 +120,12 @@ def run_scenario(scenario: Scenario, out_dir: str | Path) -> ScenarioResult:
             f"vs {m.replay_balancedness_mean:.4f} here; busiest-GPU load {base.report.objective:.0f} vs "
             f"{plan.report.objective:.0f} tokens here ({100 * (plan.report.objective / base.report.objective - 1):+.2f}%)\n"
         )
+    if refused:
+        summary += "".join(f"no {t} file: {why}\n" for t, why in refused.items())
+    warnings = tuple(f"{e.target}: {w}" for e in exports for w in e.warnings)
     out.mkdir(parents=True, exist_ok=True)
     files = {"plan": str(write_plan(plan, out / "plan.json"))}
     for exp in exports:
         files[exp.target] = str(atomic_write_text(out / EXPORT_FILES[exp.target], exp.text))
     files["summary"] = str(atomic_write_text(out / "summary.txt", summary))
-    return ScenarioResult(scenario, plan, files, summary)
+    return ScenarioResult(scenario, plan, files, summary, refused, warnings)
