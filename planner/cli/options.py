@@ -214,6 +214,7 @@ PARAM_FLAGS: dict[str, str] = {
     "target": "--target",
     "output": "--output",
     "rate_points": "--rate-points",
+    "step_rate_per_s": "--step-rate",
     "allow_unsupported": "--allow-unsupported",
     "spare_slots_per_gpu": "--spare-slots",
     "dispatch": "--dispatch",
