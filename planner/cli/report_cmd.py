@@ -27,9 +27,10 @@ def report(
     json_out: JsonOpt = False,
 ) -> None:
     """Write one self-contained HTML page (inline SVG figures, no script, no network) of PLAN: each part
-    verified first, then its decisions, alternatives and figures; exit 2 if a part fails verification
-    (the page is still written, with the failure at the top)."""
-    from planner.report import ReportInputs, read_report_source, write_report
+    verified first, then its decisions, alternatives and figures; exit 2 (and no page) if a part fails
+    verification."""
+    from planner.common.fileio import atomic_write_text
+    from planner.report import ReportInputs, build_report, read_report_source
 
     if rate_points < 0:
         raise InputError(f"must be >= 0, got {rate_points}", param="rate_points")
@@ -39,16 +40,17 @@ def report(
         workload=_trace(trace) if trace else None,
         cluster=_cluster(cluster) if cluster else None,
         gpu=gpu, rate_points=rate_points)
-    result = write_report(doc, output, inputs)
+    result = build_report(doc, inputs)
+    if not result.verified:
+        bad = next(v for _, v in result.parts if v.ok is False)
+        raise InputError(f"{plan_path}: plan fails verification: {bad.detail}")
+    atomic_write_text(output, result.html)
     parts = [{"title": p.title, "kind": p.kind, "verified": v.ok, "verdict": v.detail,
               "sections": [s.title for s in p.sections]} for p, v in result.parts]
     human = "\n".join(f"{p.title}: {'verified' if v.ok else ('FAILS verification' if v.ok is False else 'not verified')}"
                       f" - {v.detail}" for p, v in result.parts)
     human += f"\n{sum(len(p.sections) for p, _ in result.parts)} sections, {result.figures} figures; written to {output}"
     emit({"output": str(output), "figures": result.figures, "parts": parts}, human, json_out)
-    if not result.verified:
-        bad = next(v for _, v in result.parts if v.ok is False)
-        raise InputError(f"{plan_path}: plan fails verification: {bad.detail} (report written to {output})")
 
 
 def _trace(path: str):
