@@ -223,7 +223,7 @@ def sweep(
     Examples
     --------
     >>> t = sweep("qwen3-30b-a3b", ["h100"], slos=[(1000, 50)], num_gpus=[2], isl=1024, osl=128,
-    ...           executor="serial", num_requests=200, max_candidates_per_role=1, alternatives=0)  # doctest: +SKIP
+    ...           executor="serial", num_requests=300, max_candidates_per_role=2, alternatives=1)  # doctest: +SKIP
     >>> t[0]["xpyd"], t[0]["cost_per_million_tokens_usd"] is not None  # doctest: +SKIP
     ('1xAGG', True)
     """
