@@ -100,7 +100,7 @@ def _verdict_html(part: Part, v: Verdict) -> str:
     cls, word = ("unverified", "NOT VERIFIED") if v.ok is None else (("ok", "VERIFIED") if v.ok else ("fail", "FAILS VERIFICATION"))
     checks = table_html(["check", "result", "detail"], [(n, "ok" if ok else "FAIL", d) for n, ok, d in v.checks],
                         left=3) if v.checks else ""
-    return f'<div class="verdict {cls}">{escape(part.title)}: {word}. {escape(v.detail)}</div>{checks}'
+    return f'<div class="verdict {cls}">{escape(part.title)}: {word}: {escape(v.detail)}</div>{checks}'
 
 
 def render_page(title: str, parts: Sequence[tuple[Part, Verdict]], *, subtitle: str = "") -> str:
