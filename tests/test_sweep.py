@@ -45,12 +45,22 @@ def test_columnar_and_dataframe(serial):
     (dict(num_gpus=[2], slos=[(1,)]), "slos"),
     (dict(num_gpus=[2], executor="gpu-cloud"), "executor"),
     (dict(num_gpus=[2], prices={"t4": 1.0}), "prices"),
+    (dict(num_gpus=[2], prices=[]), "prices"),
 ])
 def test_bad_arguments_name_the_parameter(kw, param):
     args = {**GRID, **kw}
     with pytest.raises(InputError) as exc:
         planner.sweep("qwen3-30b-a3b", ["h100"], **args)
     assert exc.value.param == param
+
+
+def test_price_scenarios_repeat_each_point_without_searching_again(serial):
+    t = planner.sweep("qwen3-30b-a3b", ["h100"], executor="serial", prices=[{}, {"h100": 1.89}],
+                      **{**GRID, "slos": [(1000, 50)]})
+    assert [r["price_scenario"] for r in t] == [0, 1] and t[0]["price_per_gpu_hour_usd"] == 3.78
+    assert {k: v for k, v in t[0].items() if "cost" not in k and "price" not in k} == \
+        {k: v for k, v in serial[0].items() if "cost" not in k and "price" not in k}
+    assert math.isclose(t[1]["cost_per_million_tokens_usd"], t[0]["cost_per_million_tokens_usd"] / 2)
 
 
 def test_cost_formula():

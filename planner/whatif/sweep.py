@@ -5,6 +5,9 @@
 ``gpu x slo x rate-or-budget``) and returns a :class:`SweepTable`: one record per point, in grid order
 whatever ran first, with the chosen deployment, its simulated numbers and, where the GPU type has a
 price (its profile's ``price_per_hour_usd`` or ``prices=``), the cost per hour and per million tokens.
+``prices`` may also be a list of price scenarios (``[{}, {"h100": 2.0}]``): every point is then
+repeated once per scenario (column ``price_scenario``) without searching again, since prices change
+the cost of a deployment, not the deployment.
 
 Where the points run (``executor``):
 
@@ -43,7 +46,7 @@ __all__ = ["COLUMNS", "SweepPoint", "SweepTable", "sweep", "run_point", "cost_pe
 #: the columns of every record, in order (units in the names)
 COLUMNS = ("model", "gpu", "ttft_ms", "tpot_ms", "percentile", "budget_gpus", "target_rate_req_per_s", "feasible",
            "xpyd", "mode", "pools", "num_gpus", "rate_req_per_s", "attainment", "ttft_p_ms", "tpot_p_ms",
-           "tokens_per_s_per_gpu", "tokens_per_s_per_user", "price_per_gpu_hour_usd", "cost_per_hour_usd",
+           "tokens_per_s_per_gpu", "tokens_per_s_per_user", "price_scenario", "price_per_gpu_hour_usd", "cost_per_hour_usd",
            "cost_per_million_tokens_usd", "cost_per_million_output_tokens_usd", "note")
 
 
@@ -70,16 +73,14 @@ class SweepPoint:
     osl: int
     num_gpus: int | None = None
     rate_req_per_s: float | None = None
-    price_per_gpu_hour_usd: float | None = None
     options: tuple[tuple[str, Any], ...] = ()
 
 
 def run_point(point: SweepPoint) -> dict:
-    """The record of one point (a top-level function, so process pools and Dask can ship it)."""
+    """The record of one point, unpriced (a top-level function, so process pools and Dask can ship it)."""
     row = dict.fromkeys(COLUMNS)
     row.update(model=point.model, gpu=point.gpu, ttft_ms=point.ttft_ms, tpot_ms=point.tpot_ms, percentile=point.percentile,
-               budget_gpus=point.num_gpus, target_rate_req_per_s=point.rate_req_per_s,
-               price_per_gpu_hour_usd=point.price_per_gpu_hour_usd, feasible=False, note="")
+               budget_gpus=point.num_gpus, target_rate_req_per_s=point.rate_req_per_s, feasible=False, note="")
     slo = SLO(point.ttft_ms, point.tpot_ms, point.percentile / 100.0, rule="percentile")
     try:
         result = plan_deployment(point.model, point.gpu, slo, isl=point.isl, osl=point.osl, num_gpus=point.num_gpus,
@@ -92,14 +93,18 @@ def run_point(point: SweepPoint) -> dict:
                pools=" + ".join(f"{p.instances}x{p.role}:{p.layout}" for p in d.pools), attainment=d.attainment,
                ttft_p_ms=d.ttft_ms, tpot_p_ms=d.tpot_ms, tokens_per_s_per_gpu=d.tokens_per_s_per_gpu,
                tokens_per_s_per_user=d.tokens_per_s_per_user)
-    if point.price_per_gpu_hour_usd is not None:
-        cost = d.num_gpus * point.price_per_gpu_hour_usd
-        w = result.plan.inputs.workload
-        row.update(cost_per_hour_usd=cost,
-                   cost_per_million_tokens_usd=cost_per_million_tokens_usd(cost, d.rate_req_per_s,
-                                                                           w.input_tokens_mean + w.output_tokens_mean),
-                   cost_per_million_output_tokens_usd=cost_per_million_tokens_usd(cost, d.rate_req_per_s, w.output_tokens_mean))
     return row
+
+
+def _priced(row: dict, scenario: int, price: float | None, isl: int, osl: int) -> dict:
+    """``row`` with the price of one scenario and the costs it gives (fixed lengths: isl + osl tokens per request)."""
+    out = dict(row, price_scenario=scenario, price_per_gpu_hour_usd=price)
+    if price is not None and row["num_gpus"] is not None and row["rate_req_per_s"]:
+        cost = row["num_gpus"] * price
+        out.update(cost_per_hour_usd=cost,
+                   cost_per_million_tokens_usd=cost_per_million_tokens_usd(cost, row["rate_req_per_s"], isl + osl),
+                   cost_per_million_output_tokens_usd=cost_per_million_tokens_usd(cost, row["rate_req_per_s"], osl))
+    return out
 
 
 class SweepTable:
@@ -140,12 +145,26 @@ class SweepTable:
         return format_table(list(cols), [[cell(r[c]) for c in cols] for r in self.records])
 
 
-def _grid(model: str, gpus, slos, rates, budgets, isl, osl, prices, options) -> list[SweepPoint]:
+def _price_scenarios(gpu_ids: list[str], prices) -> list[dict[str, float | None]]:
+    """``[{gpu id: $/GPU-hour or None}]`` per scenario: the profiles' prices overridden by each mapping."""
+    scenarios = [prices or {}] if prices is None or isinstance(prices, Mapping) else list(prices)
+    if not scenarios:
+        raise InputError("give at least one price scenario (or none: the profiles' prices)", param="prices")
+    out = []
+    for sc in scenarios:
+        if not isinstance(sc, Mapping):
+            raise InputError(f"a price scenario is a mapping {{gpu: $/GPU-hour}}, got {sc!r}", param="prices")
+        out.append({o.spec.id: (o.price_per_gpu_hour_usd if o.price_per_gpu_hour_usd > 0 else None)
+                    for o in resolve_offers(gpu_ids, sc)})
+    return out
+
+
+def _grid(model: str, gpus, slos, rates, budgets, isl, osl, options) -> list[SweepPoint]:
     if (rates is None) == (budgets is None):
         raise InputError("give exactly one of rates (serve each with the fewest GPUs) and num_gpus (GPU budgets)",
                          param="rates")
     model_id = get_model(model).id
-    offers = {o.spec.id: o for o in resolve_offers([get_gpu(g).id for g in gpus], prices)}
+    gpu_ids = list(dict.fromkeys(get_gpu(g).id for g in gpus))
     norm = []
     for s in slos:
         t = tuple(s)
@@ -157,11 +176,10 @@ def _grid(model: str, gpus, slos, rates, budgets, isl, osl, prices, options) -> 
         raise InputError("the grid is empty: give at least one SLO and one rate or budget", param="slos")
     opts = tuple(sorted(options.items()))
     out = []
-    for gid, (ttft, tpot, pct), (kind, v) in itertools.product(offers, norm, axis):
-        price = offers[gid].price_per_gpu_hour_usd
+    for gid, (ttft, tpot, pct), (kind, v) in itertools.product(gpu_ids, norm, axis):
         out.append(SweepPoint(model_id, gid, ttft, tpot, pct, int(isl), int(osl),
                               num_gpus=v if kind == "gpus" else None, rate_req_per_s=v if kind == "rate" else None,
-                              price_per_gpu_hour_usd=price if price and price > 0 else None, options=opts))
+                              options=opts))
     return out
 
 
@@ -189,7 +207,7 @@ def sweep(
     num_gpus: Sequence[int] | None = None,
     isl: int,
     osl: int,
-    prices: Mapping[str, float] | None = None,
+    prices: Mapping[str, float] | Sequence[Mapping[str, float]] | None = None,
     executor: Any = "processes",
     max_workers: int | None = None,
     **search_options: Any,
@@ -204,7 +222,8 @@ def sweep(
     rates : target rates (req/s): each point serves its rate with the fewest GPUs.
     num_gpus : GPU budgets: each point serves the most it can on that many GPUs. Exactly one of the two.
     isl, osl : prompt and output tokens per request.
-    prices : ``{gpu: $/GPU-hour}`` overriding the profiles' prices.
+    prices : ``{gpu: $/GPU-hour}`` overriding the profiles' prices, or a list of such scenarios (every
+        point repeated per scenario, column ``price_scenario``; the search runs once per point).
     executor : ``"processes"`` (local cores), ``"serial"``, a ``concurrent.futures.Executor`` or a Dask Client.
     max_workers : processes of the local pool (default: every core).
     search_options : passed to :func:`planner.deploy.plan_deployment` at every point (``num_requests``,
@@ -213,7 +232,7 @@ def sweep(
     Returns
     -------
     SweepTable
-        One record per point in grid order (columns :data:`COLUMNS`).
+        One record per point (and price scenario) in grid order (columns :data:`COLUMNS`).
 
     Raises
     ------
@@ -227,5 +246,11 @@ def sweep(
     >>> t[0]["xpyd"], t[0]["cost_per_million_tokens_usd"] is not None  # doctest: +SKIP
     ('1xAGG', True)
     """
-    points = _grid(model, gpus, slos, rates, num_gpus, isl, osl, prices, search_options)
-    return SweepTable(_run(points, executor, max_workers))
+    if not (executor in ("processes", "serial") or hasattr(executor, "get_executor") or isinstance(executor, cf.Executor)):
+        raise InputError(f"executor: 'processes', 'serial', a concurrent.futures.Executor or a dask Client, got {executor!r}",
+                         param="executor")
+    points = _grid(model, gpus, slos, rates, num_gpus, isl, osl, search_options)
+    scenarios = _price_scenarios(list(dict.fromkeys(p.gpu for p in points)), prices)
+    rows = _run(points, executor, max_workers)
+    return SweepTable([_priced(row, i, sc[p.gpu], p.isl, p.osl) for p, row in zip(points, rows)
+                       for i, sc in enumerate(scenarios)])
