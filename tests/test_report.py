@@ -65,7 +65,7 @@ def test_missing_inputs_say_what_is_missing(reports):
     result = build_report(plan)  # no loads, no GPU
     (part, verdict), = result.parts
     assert verdict.ok is None and "--loads" in verdict.detail
-    assert result.html.count("Not shown") == 2 and "NOT VERIFIED" in result.html
+    assert result.html.count("Not shown") == 3 and "NOT VERIFIED" in result.html
     (dplan, _), _ = reports["deployment"]
     assert "Not shown: goodput vs rate" in build_report(dplan, ReportInputs(rate_points=0)).html
 

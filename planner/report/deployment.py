@@ -52,7 +52,9 @@ def _decision(plan: DeploymentPlan) -> Section:
     lead = ("The search enumerates memory-feasible layouts per role, scores them by simulated goodput, picks "
             "instance counts with an integer program and simulates the best deployments end to end; the first "
             "row is the choice, the others the alternatives it beat.")
-    return Section("Deployment: the decision and the alternatives", head + alts + note_html(plan.comparison), lead)
+    missing = missing_html("the per-role candidates the search scored", "the plan records the deployments simulated "
+                           "end to end, not every layout screened; planner.plan_deployment(...).scores lists them")
+    return Section("Deployment: the decision and the alternatives", head + alts + note_html(plan.comparison) + missing, lead)
 
 
 def _attainment(plan: DeploymentPlan) -> Section:

@@ -14,7 +14,7 @@ import numpy as np
 from planner.errors import PlannerError
 from planner.inputs.loads import ExpertLoads, rows_as_moe_layers
 from planner.plans.schema import Plan
-from planner.replicas import budget_sweep
+from planner.replicas import budget_sweep, plan_replicas
 from planner.report.page import Section, figure_html, missing_html, note_html, table_html
 from planner.report.svg import bar_chart, heatmap, line_chart
 
@@ -93,6 +93,41 @@ def _heatmaps(plan: Plan, loads: ExpertLoads | None) -> Section:
                    "1.0 is a GPU carrying exactly the layer's mean; the busiest GPU sets the MoE layer's time.", figures=n + 1)
 
 
+ALGORITHMS = ("stepaware", "eplb", "none")
+
+
+def _alternatives(plan: Plan, loads: ExpertLoads | None) -> Section:
+    """The same loads planned by the other algorithms with the plan's other parameters: what the choice beat."""
+    title = "Alternatives: the other algorithms"
+    if loads is None:
+        return Section(title, missing_html("the other algorithms' plans", "they are planned on the same loads: "
+                                                                            "give the load files (--loads)"))
+    p, rp = plan.inputs.parameters, plan.replicas
+    rows, own = [], str(p.get("algorithm"))
+    for alg in dict.fromkeys([own, *ALGORITHMS]):
+        if alg == own:
+            m = rp.predicted
+        else:
+            none = alg == "none"  # the engines' default placement: no redundant slots, uniform, even split
+            try:
+                m = plan_replicas(loads, plan.inputs.model, num_gpus=rp.num_gpus, num_nodes=rp.num_nodes,
+                                  redundant_slots=0 if none else p.get("redundant_slots"),
+                                  mode="uniform" if none else rp.mode, algorithm=alg,
+                                  policy=str(p.get("policy") or "auto"), window_steps=p.get("window_steps"),
+                                  holdout_steps=int(p.get("holdout_steps") or 0),
+                                  split="even" if none else str(p.get("split") or "even"),
+                                  sample_steps=p.get("sample_steps")).replicas.predicted
+            except PlannerError as exc:
+                rows.append((alg, None, None, None, f"not planned: {exc}"))
+                continue
+        rows.append((alg, m.balancedness_mean, m.replay_balancedness_mean, m.holdout_replay_balancedness_mean,
+                     f"{sum(m.replay_max_gpu_load_tokens):,.0f}"))
+    table = table_html(["algorithm", "balancedness (summed)", "balancedness (replayed)", "held-out", "busiest-GPU tokens/step"],
+                       rows, chosen=0)
+    return Section(title, table, "The same loads, GPUs and slots planned by every algorithm; the first row is the plan's. "
+                                 "'none' is the engines' default: one copy per expert, no redundant slots.")
+
+
 def _memory(plan: Plan) -> Section:
     rp = plan.replicas
     gb = [b / 1e9 for b in rp.predicted.expert_bytes_per_gpu]
@@ -136,4 +171,4 @@ def replica_sections(plan: Plan, loads: ExpertLoads | None = None, *, gpu: str |
     comparison and, with a GPU profile (``gpu`` or the plan's), the budget sweep."""
     if loads is not None and plan.inputs.parameters.get("loads_rows_as_moe_layers"):
         loads = rows_as_moe_layers(loads, plan.replicas.layers) or loads
-    return (_decision(plan), _heatmaps(plan, loads), _memory(plan), _budget(plan, loads, gpu))
+    return (_decision(plan), _alternatives(plan, loads), _heatmaps(plan, loads), _memory(plan), _budget(plan, loads, gpu))
