@@ -7,7 +7,8 @@ import pytest
 
 import planner
 from planner.errors import InputError
-from planner.whatif import COLUMNS, SweepTable, cost_per_million_tokens_usd
+from planner.profiles import cost_per_million_tokens_usd
+from planner.whatif import COLUMNS, SweepTable
 
 SMALL = dict(isl=1024, osl=128, num_requests=300, max_candidates_per_role=2, alternatives=1)
 GRID = dict(slos=[(1000, 50), (1, 1)], num_gpus=[2], **SMALL)

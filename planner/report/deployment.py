@@ -14,7 +14,8 @@ from planner.errors import PlannerError
 from planner.inputs import SLO, Workload
 from planner.perf import memory_per_gpu, simulate
 from planner.plans.schema import DeploymentPlan, DeploymentRecord
-from planner.profiles import Precision
+from planner.errors import ProfileNotFound
+from planner.profiles import Precision, cost_per_million_tokens_usd, get_gpu
 from planner.report.page import Section, figure_html, missing_html, note_html, table_html
 from planner.report.svg import bar_chart, line_chart
 
@@ -32,8 +33,20 @@ def _all(plan: DeploymentPlan) -> list[DeploymentRecord]:
     return [plan.chosen, *plan.alternatives]
 
 
+def _price(plan: DeploymentPlan) -> tuple[float | None, str]:
+    """The GPU profile's price per GPU-hour and its source (None: no profile or no price)."""
+    try:
+        spec = get_gpu(plan.inputs.gpu)
+    except ProfileNotFound:
+        return None, ""
+    price = float(spec.price_per_hour_usd or 0.0)
+    return (price, spec.provenance.get("source", "")) if price > 0 else (None, "")
+
+
 def _decision(plan: DeploymentPlan) -> Section:
     inp, s = plan.inputs, plan.inputs.slo
+    price, price_source = _price(plan)
+    tokens = inp.workload.input_tokens_mean + inp.workload.output_tokens_mean
     head = table_html(["", "value"], [
         ("model / GPU", f"{inp.model} / {inp.gpu} ({inp.gpus_per_node} per node)"),
         ("SLO", f"TTFT {s.ttft_ms:g} ms, TPOT {s.tpot_ms:g} ms at p{s.percentile:g} ({s.rule})"),
@@ -44,11 +57,17 @@ def _decision(plan: DeploymentPlan) -> Section:
         ("objective", inp.parameters.get("objective")),
         ("chosen", f"{plan.chosen.xpyd}: {_pools_text(plan.chosen)} on {plan.chosen.num_gpus} GPUs"),
         ("integer program", f"{plan.report.status} ({plan.report.stop_reason}), {plan.report.solver}"),
+        ("GPU price", f"${price:g} per GPU-hour (profile: {price_source}; indicative)" if price else "unknown: no cost columns"),
     ], left=2)
+    def cost(d):
+        if not price:
+            return None, None
+        return d.num_gpus * price, cost_per_million_tokens_usd(d.num_gpus * price, d.rate_req_per_s, tokens)
+
     rows = [(d.xpyd, d.mode, _pools_text(d), d.num_gpus, d.rate_req_per_s, d.attainment, d.ttft_ms, d.tpot_ms,
-             d.tokens_per_s_per_gpu, d.tokens_per_s_per_user, d.meets_slo) for d in _all(plan)]
+             d.tokens_per_s_per_gpu, d.tokens_per_s_per_user, d.meets_slo, *cost(d)) for d in _all(plan)]
     alts = table_html(["deployment", "mode", "pools", "GPUs", "rate req/s", "attainment", "TTFT ms", "TPOT ms",
-                       "tok/s/GPU", "tok/s/user", "meets SLO"], rows, chosen=0, left=3)
+                       "tok/s/GPU", "tok/s/user", "meets SLO", "$/hour", "$/M tokens"], rows, chosen=0, left=3)
     lead = ("The search enumerates memory-feasible layouts per role, scores them by simulated goodput, picks "
             "instance counts with an integer program and simulates the best deployments end to end; the first "
             "row is the choice, the others the alternatives it beat.")

@@ -2,6 +2,6 @@
 SLOs, rates or GPU budgets, on local cores or a Dask cluster, and returns a pandas-friendly table with
 cost per million tokens where prices are known (``docs/sweep.md``)."""
 
-from planner.whatif.sweep import COLUMNS, SweepPoint, SweepTable, cost_per_million_tokens_usd, run_point, sweep
+from planner.whatif.sweep import COLUMNS, SweepPoint, SweepTable, run_point, sweep
 
-__all__ = ["sweep", "SweepTable", "SweepPoint", "COLUMNS", "run_point", "cost_per_million_tokens_usd"]
+__all__ = ["sweep", "SweepTable", "SweepPoint", "COLUMNS", "run_point"]

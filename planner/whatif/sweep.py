@@ -39,25 +39,15 @@ from planner.common.tables import format_table
 from planner.deploy import plan_deployment
 from planner.errors import Infeasible, InputError
 from planner.inputs import SLO
-from planner.profiles import get_gpu, get_model
+from planner.profiles import cost_per_million_tokens_usd, get_gpu, get_model
 
-__all__ = ["COLUMNS", "SweepPoint", "SweepTable", "sweep", "run_point", "cost_per_million_tokens_usd"]
+__all__ = ["COLUMNS", "SweepPoint", "SweepTable", "sweep", "run_point"]
 
 #: the columns of every record, in order (units in the names)
 COLUMNS = ("model", "gpu", "ttft_ms", "tpot_ms", "percentile", "budget_gpus", "target_rate_req_per_s", "feasible",
            "xpyd", "mode", "pools", "num_gpus", "rate_req_per_s", "attainment", "ttft_p_ms", "tpot_p_ms",
            "tokens_per_s_per_gpu", "tokens_per_s_per_user", "price_scenario", "price_per_gpu_hour_usd", "cost_per_hour_usd",
            "cost_per_million_tokens_usd", "cost_per_million_output_tokens_usd", "note")
-
-
-def cost_per_million_tokens_usd(cost_per_hour_usd: float, rate_req_per_s: float, tokens_per_request: float) -> float | None:
-    """Dollars per million tokens served at ``rate_req_per_s`` requests of ``tokens_per_request`` tokens.
-
-    >>> cost_per_million_tokens_usd(3.6, 1.0, 1000.0)
-    1.0
-    """
-    per_hour = rate_req_per_s * tokens_per_request * 3600.0
-    return None if per_hour <= 0 else cost_per_hour_usd / per_hour * 1e6
 
 
 @dataclass(frozen=True)
