@@ -7,6 +7,8 @@ hour are the profiles' ``price_per_hour_usd`` (indicative, with their source) un
 
 from __future__ import annotations
 
+from planner.common.numerics import usd_per_million_tokens
+
 __all__ = ["cost_per_million_tokens_usd"]
 
 
@@ -17,5 +19,4 @@ def cost_per_million_tokens_usd(cost_per_hour_usd: float, rate_req_per_s: float,
     >>> cost_per_million_tokens_usd(3.6, 1.0, 1000.0)
     1.0
     """
-    per_hour = rate_req_per_s * tokens_per_request * 3600.0
-    return None if per_hour <= 0 else cost_per_hour_usd / per_hour * 1e6
+    return usd_per_million_tokens(cost_per_hour_usd, rate_req_per_s * tokens_per_request)
