@@ -31,7 +31,7 @@ from planner.common.fileio import OutputSet, check_output_path
 from planner.errors import InputError
 
 __all__ = ["Rule", "VALUE_RULES", "COMMAND_VALUE_RULES", "OUTPUT_PARAMS", "INPUT_PARAMS", "rule_for",
-           "check_values", "declare_outputs", "numeric_params", "CheckedCommand"]
+           "check_values", "check_value", "declare_outputs", "numeric_params", "CheckedCommand"]
 
 
 @dataclass(frozen=True)
@@ -148,14 +148,24 @@ def check_values(command: str, params: Mapping[str, Any], flags: Mapping[str, st
         rule = rule_for(command, name)
         if rule is None or value is None or isinstance(value, (bool, str, Path, list, tuple)):
             continue
-        flag = flags.get(name, name)
-        if isinstance(value, float) and not math.isfinite(value):
-            raise InputError(f"{flag}: must be a finite number, got {value!r}")
-        try:
-            check_number(flag, value, low=rule.low, integer=rule.integer, high=rule.high)
-        except InputError as exc:
-            where = f" ({rule.limit}, docs/limits.md)" if rule.limit and rule.high is not None and value > rule.high else ""
-            raise InputError(f"{flag}: {exc.message.removeprefix(flag + ' ')}{where}") from None
+        check_value(flags.get(name, name), value, rule)
+
+
+def check_value(flag: str, value, rule: Rule) -> None:
+    """Raise :class:`InputError` (``--flag: must be ...``) unless ``value`` keeps ``rule``.
+
+    >>> check_value("--gpus", 10**9, VALUE_RULES["gpus"])
+    Traceback (most recent call last):
+    ...
+    planner.errors.InputError: --gpus: must be an integer >= 1 and <= 4096, got 1000000000 (MAX_GPUS, docs/limits.md)
+    """
+    if isinstance(value, float) and not math.isfinite(value):
+        raise InputError(f"{flag}: must be a finite number, got {value!r}")
+    try:
+        check_number(flag, value, low=rule.low, integer=rule.integer, high=rule.high)
+    except InputError as exc:
+        where = f" ({rule.limit}, docs/limits.md)" if rule.limit and rule.high is not None and value > rule.high else ""
+        raise InputError(f"{flag}: {exc.message.removeprefix(flag + ' ')}{where}") from None
 
 
 def declare_outputs(command: str, params: Mapping[str, Any], flags: Mapping[str, str]) -> OutputSet:

@@ -30,6 +30,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Mapping, Sequence
 
+from planner.common.fileio import read_input_text
 from planner.errors import InputError
 from planner.profiles import GpuSpec, get_gpu
 from planner.profiles.schema import load_yaml_text
@@ -145,10 +146,7 @@ def resolve_offers(gpus: Sequence[str | GpuSpec] | None, prices: Mapping[str, fl
 
 def _load(path: str | Path, what: str):
     p = Path(path)
-    if not p.is_file():
-        raise InputError(f"{p}: {what} not found")
-    text = p.read_text(encoding="utf-8")
-    return p, text
+    return p, read_input_text(p, what)
 
 
 def read_fleet_file(path: str | Path) -> tuple[list[str], dict[str, float], dict[str, int]]:

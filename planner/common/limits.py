@@ -96,7 +96,7 @@ def check_load_shape(shape, where: str) -> None:
     >>> check_load_shape((10**9, 61, 384), "big.npz")
     Traceback (most recent call last):
     ...
-    planner.errors.InputError: big.npz: counts of shape [1000000000, 61, 384] exceed the limits: 1000000000 steps > MAX_STEPS 1000000 (docs/limits.md)
+    planner.errors.InputError: big.npz: shape [1000000000, 61, 384] exceeds the limits: 1000000000 steps > MAX_STEPS 1000000 (docs/limits.md)
     """
     dims = [int(d) for d in shape]
     named = dict(zip(("steps", "layers", "experts")[3 - len(dims):], dims)) if len(dims) in (2, 3) else {}
@@ -109,4 +109,4 @@ def check_load_shape(shape, where: str) -> None:
     if not over and total > MAX_LOAD_VALUES:
         over.append(f"{total} values > MAX_LOAD_VALUES {MAX_LOAD_VALUES}")
     if over:
-        raise InputError(f"{where}: counts of shape {dims} exceed the limits: {'; '.join(over)} (docs/limits.md)")
+        raise InputError(f"{where}: shape {dims} exceeds the limits: {'; '.join(over)} (docs/limits.md)")

@@ -33,6 +33,7 @@ from pathlib import Path
 
 import numpy as np
 
+from planner.common.fileio import check_input_file
 from planner.errors import InputError, one_line
 from planner.inputs.workload import Workload
 
@@ -103,8 +104,7 @@ def read_trace(path, *, fmt: str | None = None, model: str | None = None, log_ty
         raise InputError(f"expected a file path, got {type(path).__name__}", param="path")
     p = Path(path)
     where = str(path)
-    if not p.is_file():
-        raise InputError(f"{where}: file not found" if not p.exists() else f"{where}: not a regular file", param="path")
+    check_input_file(p, "trace file")
     try:
         text = p.read_bytes().decode("utf-8-sig")
     except OSError as exc:

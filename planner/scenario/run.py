@@ -13,7 +13,9 @@ from pathlib import Path
 from planner.common.jsontext import parse_json_object
 from planner.errors import InputError
 from planner.plans.export import TARGETS, ExportRefused, export_plan
-from planner.common.fileio import atomic_write_text
+from planner.common.checks import check_number
+from planner.common.fileio import atomic_write_text, ensure_dir, read_input_text
+from planner.common.limits import MAX_GPUS, MAX_SLOTS
 from planner.plans.io import write_plan
 from planner.plans.schema import Plan
 
@@ -59,9 +61,7 @@ def load_scenario(path: str | Path | None = None) -> Scenario:
         where = "default scenario"
     else:
         p = Path(path)
-        if not p.is_file():
-            raise InputError(f"{p}: scenario file not found")
-        text, where = p.read_text(encoding="utf-8"), str(p)
+        text, where = read_input_text(p, "scenario file"), str(p)
     raw = parse_json_object(text, where)
     known = set(Scenario.__dataclass_fields__)
     unknown = sorted(set(raw) - known)
@@ -74,8 +74,42 @@ def load_scenario(path: str | Path | None = None) -> Scenario:
     if bad:
         raise InputError(f"{where}: exports: unknown targets {bad}; known: {', '.join(TARGETS)}")
     raw.setdefault("description", "")
+    _check_types(raw, where)
     raw["exports"] = tuple(raw.get("exports", ()))
     return Scenario(**raw)
+
+
+def _change(value: float, base: float) -> str:
+    """`` (+1.23%)`` relative to ``base``; nothing when ``base`` is 0 (loads without tokens)."""
+    return f" ({100 * (value / base - 1):+.2f}%)" if base else ""
+
+
+#: scenario key -> (what it must be, the check); counts within the limits of planner.common.limits
+_KEY_TYPES = {
+    "name": "a string", "description": "a string", "loads": "a string", "model": "a string",
+    "algorithm": "a string", "policy": "a string",
+    "num_gpus": ("an integer", 1, MAX_GPUS), "num_nodes": ("an integer", 1, MAX_GPUS),
+    "redundant_slots": ("an integer or null", 0, MAX_SLOTS),
+    "exports": "a list of strings", "compare_eplb": "true or false", "allow_unsupported_exports": "true or false",
+}
+
+
+def _check_types(raw: dict, where: str) -> None:
+    """Refuse a value of the wrong JSON type (``"num_gpus": "8"``, ``"redundant_slots": 8.5``) by key."""
+    for key, value in raw.items():
+        kind = _KEY_TYPES[key]
+        if isinstance(kind, tuple):
+            if value is None and "null" in kind[0]:
+                continue
+            try:
+                check_number(key, value, low=kind[1], integer=True, high=kind[2])
+            except InputError as exc:
+                raise InputError(f"{where}: {exc.message}") from None
+            continue
+        ok = {"a string": isinstance(value, str), "true or false": isinstance(value, bool),
+              "a list of strings": isinstance(value, list) and all(isinstance(v, str) for v in value)}[kind]
+        if not ok:
+            raise InputError(f"{where}: {key} must be {kind}, got {value!r}")
 
 
 def run_scenario(scenario: Scenario, out_dir: str | Path) -> ScenarioResult:
@@ -118,12 +152,12 @@ def run_scenario(scenario: Scenario, out_dir: str | Path) -> ScenarioResult:
         summary += (
             f"EPLB at the same slots (the engines' default): replayed balancedness {mb.replay_balancedness_mean:.4f} "
             f"vs {m.replay_balancedness_mean:.4f} here; busiest-GPU load {base.report.objective:.0f} vs "
-            f"{plan.report.objective:.0f} tokens here ({100 * (plan.report.objective / base.report.objective - 1):+.2f}%)\n"
+            f"{plan.report.objective:.0f} tokens here{_change(plan.report.objective, base.report.objective)}\n"
         )
     if refused:
         summary += "".join(f"no {t} file: {why}\n" for t, why in refused.items())
     warnings = tuple(f"{e.target}: {w}" for e in exports for w in e.warnings)
-    out.mkdir(parents=True, exist_ok=True)
+    ensure_dir(out)
     files = {"plan": str(write_plan(plan, out / "plan.json"))}
     for exp in exports:
         files[exp.target] = str(atomic_write_text(out / EXPORT_FILES[exp.target], exp.text))
