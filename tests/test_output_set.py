@@ -172,3 +172,14 @@ def test_every_numeric_flag_of_every_command_has_a_rule():
                 missing.append(f"{name} {param}: an int flag with a non-integer rule")
     assert seen > 50 and not missing, missing
     assert all(r.low is not None for r in VALUE_RULES.values())
+
+
+def test_docs_limits_lists_every_limit_with_its_value():
+    from planner.common.limits import LIMITS
+
+    text = (Path(__file__).resolve().parents[1] / "docs" / "limits.md").read_text(encoding="utf-8")
+    rows = {line.split("|")[1].strip(" `"): line.split("|")[2].strip() for line in text.splitlines()
+            if line.startswith("| `MAX_")}
+    assert set(rows) == set(LIMITS)
+    for name, (value, _) in LIMITS.items():
+        assert float(rows[name].replace(",", "")) == float(value), name
