@@ -183,3 +183,17 @@ def test_docs_limits_lists_every_limit_with_its_value():
     assert set(rows) == set(LIMITS)
     for name, (value, _) in LIMITS.items():
         assert float(rows[name].replace(",", "")) == float(value), name
+
+
+@pytest.mark.skipif(hasattr(os, "geteuid") and os.geteuid() == 0, reason="root writes into read-only directories")
+def test_read_only_directory_is_refused_before_any_work(tmp_path):
+    ro = tmp_path / "ro"
+    ro.mkdir()
+    ro.chmod(0o555)
+    try:
+        res = runner.invoke(app, ["synth", "-o", str(ro / "s.npz"), "--steps", "2"])
+        assert res.exit_code == 2
+        assert res.stderr.strip().startswith("moeplan: error: --output:") and "cannot write" in res.stderr
+        assert list(ro.iterdir()) == []
+    finally:
+        ro.chmod(0o755)
