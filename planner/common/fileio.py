@@ -36,6 +36,7 @@ __all__ = [
     "check_output_path",
     "check_input_file",
     "read_input_text",
+    "decode_text",
     "new_file_mode",
 ]
 
@@ -281,10 +282,23 @@ def read_input_text(path: str | os.PathLike, what: str = "file") -> str:
         data = p.read_bytes()
     except OSError as exc:
         raise InputError(f"{p}: cannot read {what}: {_reason(exc)}") from None
+    return decode_text(data, str(p), what)
+
+
+def decode_text(data: bytes, where: str, what: str | None = None) -> str:
+    """``data`` as UTF-8 text (a leading BOM dropped), or :class:`InputError` naming ``where`` (and
+    ``what`` it is), the first byte that is not UTF-8 and its offset.
+
+    >>> decode_text(b"ok \\xff", "loads.json")
+    Traceback (most recent call last):
+    ...
+    planner.errors.InputError: loads.json: not UTF-8 text (byte 0xff at offset 3)
+    """
     try:
         return data.decode("utf-8-sig")
     except UnicodeDecodeError as exc:
-        raise InputError(f"{p}: {what} is not UTF-8 text (byte 0x{data[exc.start]:02x} at offset {exc.start})") from None
+        head = f"{where}: {what} is" if what else f"{where}:"
+        raise InputError(f"{head} not UTF-8 text (byte 0x{data[exc.start]:02x} at offset {exc.start})") from None
 
 
 # -- helpers --------------------------------------------------------------------------------------
