@@ -197,3 +197,19 @@ def test_read_only_directory_is_refused_before_any_work(tmp_path):
         assert list(ro.iterdir()) == []
     finally:
         ro.chmod(0o755)
+
+
+def test_limits_also_bound_text_files_and_available_memory(tmp_path, monkeypatch):
+    import planner.common.fileio as fileio
+    import planner.common.limits as limits
+
+    big = tmp_path / "big.json"
+    big.write_text("{}" * 100)
+    monkeypatch.setattr(fileio, "MAX_TEXT_BYTES", 100)
+    with pytest.raises(InputError, match="above the limit of 100 bytes"):
+        read_input_text(big, "plan file")
+    monkeypatch.setattr(limits, "available_memory_bytes", lambda: 1000)
+    with pytest.raises(InputError, match=r"needed \(48 bytes per value\), 0.0 GB available"):
+        limits.check_load_shape((10, 10, 10), "x.npz")
+    monkeypatch.setattr(limits, "available_memory_bytes", lambda: None)
+    limits.check_load_shape((10, 10, 10), "x.npz")

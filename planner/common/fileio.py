@@ -26,6 +26,7 @@ import os
 import tempfile
 from pathlib import Path
 
+from planner.common.limits import MAX_TEXT_BYTES
 from planner.errors import InputError
 
 __all__ = [
@@ -241,9 +242,10 @@ def check_output_path(path: str | os.PathLike, label: str, *, inputs=(), creatin
     _probe_writable(parent, label, target)
 
 
-def check_input_file(path: str | os.PathLike, what: str = "file", *, allow_dir: bool = False) -> Path:
+def check_input_file(path: str | os.PathLike, what: str = "file", *, allow_dir: bool = False,
+                     max_bytes: int | None = None) -> Path:
     """``path`` if it names a readable file, else :class:`InputError` saying why: not found, a symlink
-    loop, a directory, not a regular file, no permission.
+    loop, a directory, not a regular file, no permission, more than ``max_bytes``.
 
     >>> check_input_file("/nonexistent/plan.json", "plan file")
     Traceback (most recent call last):
@@ -271,13 +273,17 @@ def check_input_file(path: str | os.PathLike, what: str = "file", *, allow_dir: 
         raise InputError(f"{p}: {what} is not a regular file")
     if not os.access(p, os.R_OK):
         raise InputError(f"{p}: cannot read {what}: permission denied")
+    if max_bytes is not None and st.st_size > max_bytes:
+        raise InputError(f"{p}: {what} of {st.st_size} bytes is above the limit of {max_bytes} bytes "
+                         "(MAX_TEXT_BYTES, docs/limits.md)")
     return p
 
 
 def read_input_text(path: str | os.PathLike, what: str = "file") -> str:
     """The text of a UTF-8 file (a leading BOM dropped), or :class:`InputError` naming the file and
-    why it cannot be read (see :func:`check_input_file`; bytes that are not UTF-8 at their offset)."""
-    p = check_input_file(path, what)
+    why it cannot be read (see :func:`check_input_file`; more than ``MAX_TEXT_BYTES``; bytes that are not
+    UTF-8 at their offset)."""
+    p = check_input_file(path, what, max_bytes=MAX_TEXT_BYTES)
     try:
         data = p.read_bytes()
     except OSError as exc:

@@ -29,7 +29,10 @@ __all__ = [
     "MAX_TIME_S",
     "MAX_ITERATIONS",
     "MAX_WORKERS",
+    "MAX_TEXT_BYTES",
+    "BYTES_PER_LOAD_VALUE",
     "LIMITS",
+    "available_memory_bytes",
     "check_load_shape",
 ]
 
@@ -65,6 +68,10 @@ MAX_TIME_S = 604_800.0
 MAX_ITERATIONS = 100_000_000
 #: worker processes and threads
 MAX_WORKERS = 1024
+#: a text input file (plan, scenario, loads JSON/CSV/JSONL, trace, cluster, fleet or profile file): 1 GiB
+MAX_TEXT_BYTES = 2**30
+#: peak bytes per load value of the most memory-hungry command (``synth``: 43 measured, docs/limits.md)
+BYTES_PER_LOAD_VALUE = 48
 
 #: name -> (value, what it bounds): the table docs/limits.md documents (tests keep the two equal)
 LIMITS: dict[str, tuple[float, str]] = {
@@ -84,12 +91,27 @@ LIMITS: dict[str, tuple[float, str]] = {
     "MAX_TIME_S": (MAX_TIME_S, "seconds of a time limit or deadline"),
     "MAX_ITERATIONS": (MAX_ITERATIONS, "search moves (work budgets)"),
     "MAX_WORKERS": (MAX_WORKERS, "worker processes and threads"),
+    "MAX_TEXT_BYTES": (MAX_TEXT_BYTES, "bytes of a text input file"),
 }
+
+
+def available_memory_bytes() -> int | None:
+    """Memory the kernel can give this process now (``MemAvailable`` of ``/proc/meminfo``); None where
+    it cannot be read (not Linux)."""
+    try:
+        with open("/proc/meminfo", encoding="ascii") as fh:
+            for line in fh:
+                if line.startswith("MemAvailable:"):
+                    return int(line.split()[1]) * 1024
+    except (OSError, ValueError, IndexError):
+        return None
+    return None
 
 
 def check_load_shape(shape, where: str) -> None:
     """Raise :class:`InputError` unless a load array of ``shape`` (``[layers, experts]`` or
-    ``[steps, layers, experts]``) is within the limits; called on a file's declared shape before the
+    ``[steps, layers, experts]``) is within the limits and its planning fits in the memory available
+    now (``BYTES_PER_LOAD_VALUE`` per value); called on a file's declared shape before the
     array is read, and by :class:`~planner.inputs.loads.ExpertLoads`.
 
     >>> check_load_shape((400, 58, 256), "trace.npz")
@@ -108,5 +130,10 @@ def check_load_shape(shape, where: str) -> None:
         total *= d
     if not over and total > MAX_LOAD_VALUES:
         over.append(f"{total} values > MAX_LOAD_VALUES {MAX_LOAD_VALUES}")
+    if not over:
+        need, free = total * BYTES_PER_LOAD_VALUE, available_memory_bytes()
+        if free is not None and need > free:
+            over.append(f"about {need / 1e9:.1f} GB needed ({BYTES_PER_LOAD_VALUE} bytes per value), "
+                        f"{free / 1e9:.1f} GB available")
     if over:
         raise InputError(f"{where}: shape {dims} exceeds the limits: {'; '.join(over)} (docs/limits.md)")

@@ -46,7 +46,7 @@ import numpy as np
 
 from planner.errors import InputError, one_line
 from planner.common.fileio import atomic_write_bytes, check_input_file
-from planner.common.limits import check_load_shape
+from planner.common.limits import MAX_TEXT_BYTES, check_load_shape
 from planner.inputs._common import BadContent, make_loads
 from planner.inputs._torch_zip import is_torch_zip
 from planner.inputs._csv_loads import read_csvs
@@ -133,11 +133,15 @@ def read_loads(paths, *, fmt: str | None = None, num_experts: int | None = None,
                 raise InputError(
                     f"{where}: several files are only allowed for the per-rank CSV format; this file is {kind}"
                 )
+        for path, where, _ in found:
+            _check_text_size(path, where)
         try:
             return read_csvs([(path, where) for path, where, _ in found], num_experts, rank_files)
         except OSError as exc:
             raise InputError(f"{exc.filename}: cannot read: {exc.strerror or one_line(exc)}") from exc
     path, where, kind = found[0]
+    if kind in ("csv", "json", "vllm-jsonl"):
+        _check_text_size(path, where)
     try:
         if kind == "csv":
             return read_csvs([(path, where)], num_experts)
@@ -228,6 +232,13 @@ def _check_file(path: Path, where: str) -> None:
         raise InputError(f"{where}: not a regular file")
     if path.stat().st_size == 0:
         raise InputError(f"{where}: empty file")
+
+
+def _check_text_size(path: Path, where: str) -> None:
+    size = path.stat().st_size
+    if size > MAX_TEXT_BYTES:
+        raise InputError(f"{where}: {size} bytes of text, above the limit of {MAX_TEXT_BYTES} bytes "
+                         "(MAX_TEXT_BYTES, docs/limits.md); convert it to .npz (docs/inputs.md)")
 
 
 _EXTENSIONS = {".npz": "npz", ".json": "json", ".csv": "csv", ".pt": "sglang-pt", ".pth": "sglang-pt",
