@@ -89,13 +89,18 @@ def run_test_modules(quick: bool) -> list[dict]:
             proc = subprocess.run(cmd, capture_output=True, text=True, cwd=ROOT, env={**os.environ})
             wall = time.perf_counter() - started
             counts = {"tests": 0, "failures": 0, "errors": 0, "skipped": 0}
+            failing = []
             if xml.exists():
-                for suite in ET.parse(xml).getroot().iter("testsuite"):
+                root = ET.parse(xml).getroot()
+                for suite in root.iter("testsuite"):
                     for k in counts:
                         counts[k] += int(suite.get(k, 0))
+                failing = [c.get("name", "?") for c in root.iter("testcase")
+                           if c.find("failure") is not None or c.find("error") is not None]
         failed = counts["failures"] + counts["errors"]
         out.append({"module": path.stem, "tests": counts["tests"], "passed": counts["tests"] - failed - counts["skipped"],
                     "failed": failed, "skipped": counts["skipped"], "exit_code": proc.returncode, "s": wall,
+                    "failing": failing,
                     "tail": proc.stdout.strip().splitlines()[-1:] if failed or proc.returncode not in (0, 5) else []})
     return out
 
@@ -120,9 +125,11 @@ def corpus_table(records: list[dict]) -> str:
 def tests_table(results: list[dict]) -> str:
     if not results:
         return "(no tests/test_properties*.py, tests/test_determinism*.py or tests/test_fuzz*.py yet)"
-    lines = ["| module | tests | passed | failed | skipped | wall_s |", "|---|--:|--:|--:|--:|--:|"]
+    lines = ["| module | tests | passed | failed | skipped | wall_s | failures |", "|---|--:|--:|--:|--:|--:|---|"]
     for r in results:
-        lines.append(f"| {r['module']} | {r['tests']} | {r['passed']} | {r['failed']} | {r['skipped']} | {r['s']:.1f} |")
+        fails = ", ".join(r["failing"]) or ("; ".join(r["tail"]) if r["tail"] else "-")
+        lines.append(f"| {r['module']} | {r['tests']} | {r['passed']} | {r['failed']} | {r['skipped']} | {r['s']:.1f} | "
+                     f"{fails} |")
     return "\n".join(lines)
 
 
