@@ -237,6 +237,7 @@ CASES = [
     C("replan-plot-dir-missing", "outputs", [*RP, "--plot", "{tmp}/nodir/p.png"], "--plot"),
     C("replicas-plot-in-proc", "outputs", [*R, "--plot", "/proc/moeplan-p.png"], "--plot", _LOADS),
     C("apply-state-dir-missing", "outputs", [*AP, "--state", "{tmp}/nodir/s.json"], "--state", _PLAN),
+    C("apply-state-is-output", "outputs", [*AP, "-o", "{tmp}/s.json", "--state", "{tmp}/s.json"], "--state", _PLAN),
     C("apply-output-is-plan", "outputs", [*AP, "-o", "{tmp}/p.json"], "also an input", _PLAN),
     C("deploy-output-dir-missing", "outputs", [*DEP, "-o", "{tmp}/nodir/d.json"], "--output"),
     C("cluster-output-is-a-directory", "outputs", [*CL, "-o", "{tmp}/adir"], "is a directory", _dir("adir")),

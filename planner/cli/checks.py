@@ -27,7 +27,7 @@ from typer.core import TyperCommand
 
 from planner.common import limits as L
 from planner.common.checks import POSITIVE, check_number
-from planner.common.fileio import OutputSet, check_output_path
+from planner.common.fileio import OutputSet
 from planner.errors import InputError
 
 __all__ = ["Rule", "VALUE_RULES", "COMMAND_VALUE_RULES", "OUTPUT_PARAMS", "INPUT_PARAMS", "rule_for",
@@ -169,10 +169,10 @@ def check_value(flag: str, value, rule: Rule) -> None:
 
 
 def declare_outputs(command: str, params: Mapping[str, Any], flags: Mapping[str, str]) -> OutputSet:
-    """The command's :class:`OutputSet`: every output path checked against the limits of the file
-    system and against the command's inputs."""
+    """The command's :class:`OutputSet`: every output path checked (its directory exists and takes new
+    files, nothing is in the way, it is none of the command's inputs nor another of its outputs)."""
     inputs = []
-    for name in INPUT_PARAMS:
+    for name in sorted(INPUT_PARAMS):
         value = params.get(name)
         for item in value if isinstance(value, (list, tuple)) else [value]:
             if item is not None and not str(item).startswith(("builtin:", "helix:")):
@@ -186,7 +186,7 @@ def declare_outputs(command: str, params: Mapping[str, Any], flags: Mapping[str,
         if kind == "dir":
             outputs.declare_dir(value, flag, _dir_files(command), inputs=inputs)
         elif kind == "live":
-            check_output_path(value, flag, inputs=inputs)
+            outputs.declare_live(value, flag, inputs=inputs)
         else:
             outputs.declare(value, flag, inputs=inputs)
             for extra in _derived_outputs(command, name, Path(value)):

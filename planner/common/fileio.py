@@ -108,6 +108,7 @@ class OutputSet:
         self._files: dict[Path, str] = {}  # resolved target -> label (the flag)
         self._dirs: dict[Path, str] = {}  # directories to create at commit
         self._held: dict[Path, tuple[Path, bytes]] = {}
+        self._live: set[Path] = set()
         self._token = None
 
     # -- declaring (before any work) --------------------------------------------------------
@@ -119,6 +120,12 @@ class OutputSet:
         if key in self._files:
             raise InputError(f"{label}: {target}: also given as {self._files[key]}; every output needs its own file")
         self._files[key] = label
+
+    def declare_live(self, path: str | os.PathLike, label: str, *, inputs=()) -> None:
+        """Check ``path`` like :meth:`declare`, but let its writes through at once: a file the command
+        rewrites while it runs (``apply --state``)."""
+        self.declare(path, label, inputs=inputs)
+        self._live.add(_key(Path(path)))
 
     def declare_dir(self, path: str | os.PathLike, label: str, files=(), *, inputs=()) -> None:
         """Check directory ``path`` (created at commit if missing) and the ``files`` to be written in it."""
@@ -156,7 +163,7 @@ class OutputSet:
     def hold(self, target: Path, data: bytes) -> bool:
         """Keep ``data`` for ``target`` until :meth:`commit` if ``target`` was declared; else False."""
         key = _key(target)
-        if key not in self._files:
+        if key not in self._files or key in self._live:
             return False
         self._held[key] = (target, bytes(data))
         return True
