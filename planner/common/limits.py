@@ -68,8 +68,9 @@ MAX_TIME_S = 604_800.0
 MAX_ITERATIONS = 100_000_000
 #: worker processes and threads
 MAX_WORKERS = 1024
-#: a text input file (plan, scenario, loads JSON/CSV/JSONL, trace, cluster, fleet or profile file): 1 GiB
-MAX_TEXT_BYTES = 2**30
+#: a text input file (plan, scenario, loads JSON/CSV/JSONL, trace, cluster, fleet or profile file): 256 MiB;
+#: parsed JSON takes about 12 bytes of memory per byte of text (docs/limits.md)
+MAX_TEXT_BYTES = 2**28
 #: peak bytes per load value of the most memory-hungry command (``synth``: 43 measured, docs/limits.md)
 BYTES_PER_LOAD_VALUE = 48
 
