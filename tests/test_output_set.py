@@ -213,3 +213,18 @@ def test_limits_also_bound_text_files_and_available_memory(tmp_path, monkeypatch
         limits.check_load_shape((10, 10, 10), "x.npz")
     monkeypatch.setattr(limits, "available_memory_bytes", lambda: None)
     limits.check_load_shape((10, 10, 10), "x.npz")
+
+
+def test_every_file_of_an_output_directory_is_held_and_checked_before_any_rename(tmp_path):
+    d = tmp_path / "out"
+    d.mkdir()
+    (d / "plan.json").write_text("old plan")
+    outs = OutputSet()
+    outs.declare_dir(d, "--out-dir", ("plan.json",))
+    with pytest.raises(InputError, match="--out-dir: .*decode-sglang.json: is a directory"):
+        with outs:
+            atomic_write_text(d / "plan.json", "new plan")
+            atomic_write_text(d / "decode-sglang.json", "not declared by name, held all the same")
+            (d / "decode-sglang.json").mkdir()  # in the way, found at commit before anything is renamed
+    assert (d / "plan.json").read_text() == "old plan"
+    assert _leftovers(d) == []

@@ -198,7 +198,7 @@ def _dir_files(command: str) -> tuple[str, ...]:
     if command == "plan":
         from planner.scenario import EXPORT_FILES
 
-        return ("plan.json", "summary.txt", *EXPORT_FILES.values())
+        return ("plan.json", "summary.txt", "launch-sglang.sh", "manifest.yaml", *EXPORT_FILES.values())
     return ()
 
 

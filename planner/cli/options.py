@@ -310,6 +310,8 @@ RENAMED_FLAGS: dict[tuple[str, str], str] = {
     ("synth", "--tokens"): "--batch-tokens",
     ("synth", "--experts"): "--num-experts",
     ("apply", "--tokens"): "--batch-tokens",
+    ("plan", "--scenario"): "the SCENARIO argument (moeplan plan FILE)",
+    ("plan", "-s"): "the SCENARIO argument (moeplan plan FILE)",
 }
 
 

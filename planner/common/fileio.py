@@ -76,7 +76,7 @@ def ensure_dir(path: str | os.PathLike) -> Path:
     :class:`OutputSet` that declared it, it is created when the set commits."""
     target = Path(path)
     active = _ACTIVE.get()
-    if active is not None and _key(target) in active._dirs:
+    if active is not None and active.creates(target):
         return target
     target.mkdir(parents=True, exist_ok=True)
     return target
@@ -106,7 +106,8 @@ class OutputSet:
 
     def __init__(self) -> None:
         self._files: dict[Path, str] = {}  # resolved target -> label (the flag)
-        self._dirs: dict[Path, str] = {}  # directories to create at commit
+        self._dirs: dict[Path, str] = {}  # resolved directory of outputs -> label; every file in it is held
+        self._create: set[Path] = set()  # of those, the ones to create at commit
         self._held: dict[Path, tuple[Path, bytes]] = {}
         self._live: set[Path] = set()
         self._token = None
@@ -128,7 +129,8 @@ class OutputSet:
         self._live.add(_key(Path(path)))
 
     def declare_dir(self, path: str | os.PathLike, label: str, files=(), *, inputs=()) -> None:
-        """Check directory ``path`` (created at commit if missing) and the ``files`` to be written in it."""
+        """Check directory ``path`` (created at commit if missing) and the ``files`` known to be written in
+        it; every file the command writes in it is held back and committed with the others."""
         target = Path(path)
         if target.exists() or target.is_symlink():
             if not target.is_dir():
@@ -141,12 +143,17 @@ class OutputSet:
             if not ancestor.is_dir():
                 raise InputError(f"{label}: {target}: {ancestor} is not a directory")
             _probe_writable(ancestor, label, target)
-            self._dirs[_key(target)] = label
+            self._create.add(_dir_key(target))
+        self._dirs[_dir_key(target)] = label
         for name in files:
             self.declare(target / name, label, inputs=inputs)
 
     def _creating(self, target: Path) -> bool:
-        return _key(target.parent if str(target.parent) else Path(".")) in self._dirs
+        return _dir_key(target.parent if str(target.parent) else Path(".")) in self._create
+
+    def creates(self, directory: str | os.PathLike) -> bool:
+        """True when ``directory`` is an output directory this set creates when it commits."""
+        return _dir_key(Path(directory)) in self._create
 
     # -- running ----------------------------------------------------------------------------
     def __enter__(self) -> "OutputSet":
@@ -163,10 +170,13 @@ class OutputSet:
     def hold(self, target: Path, data: bytes) -> bool:
         """Keep ``data`` for ``target`` until :meth:`commit` if ``target`` was declared; else False."""
         key = _key(target)
-        if key not in self._files or key in self._live:
+        if key in self._live or (key not in self._files and key.parent not in self._dirs):
             return False
         self._held[key] = (target, bytes(data))
         return True
+
+    def _label(self, key: Path) -> str:
+        return self._files.get(key) or self._dirs[key.parent]
 
     def commit(self) -> list[Path]:
         """Write every held file: all to temporary files first, then rename them all.
@@ -180,16 +190,17 @@ class OutputSet:
         temps: list[tuple[Path, Path]] = []
         done: list[tuple[Path, Path | None]] = []  # (target, backup of the old file or None)
         try:
-            for key, label in self._dirs.items():
+            for key in sorted(self._create):
                 if any(k.parent == key for k in self._held) and not key.exists():
                     missing = [key]
                     while not missing[-1].parent.exists():
                         missing.append(missing[-1].parent)
                     key.mkdir(parents=True)
                     made_dirs.extend(reversed(missing))
+            for key, (target, _) in self._held.items():  # nothing in the way of any file before writing one
+                _check_target(target, self._label(key))
             for key, (target, data) in self._held.items():
-                _check_target(target, self._files[key])
-                temps.append((_write_temp(target, data, self._files[key]), target))
+                temps.append((_write_temp(target, data, self._label(key)), target))
             for tmp, target in temps:
                 backup = _backup(target)
                 try:
@@ -197,7 +208,7 @@ class OutputSet:
                 except OSError as exc:
                     if backup is not None:
                         _unlink(backup)
-                    raise InputError(f"{self._files[_key(target)]}: {target}: cannot write: {_reason(exc)}") from None
+                    raise InputError(f"{self._label(_key(target))}: {target}: cannot write: {_reason(exc)}") from None
                 done.append((target, backup))
         except BaseException:
             for tmp, _ in temps:
@@ -321,6 +332,10 @@ def _key(path: Path) -> Path:
     p = Path(path)
     parent = p.parent if str(p.parent) else Path(".")
     return Path(os.path.realpath(parent)) / p.name
+
+
+def _dir_key(path: Path) -> Path:
+    return Path(os.path.realpath(path))
 
 
 def _same_file(a: Path, b: Path) -> bool:
