@@ -18,16 +18,24 @@ from planner.cli.options import (
     SampleStepsOpt,
     read_loads_arg,
 )
+from planner.cli.checks import Rule, check_value
+from planner.common.limits import MAX_STEPS
 from planner.errors import InputError
 
 __all__ = ["replan"]
 
 
-def _numbers(text: str, kind, what: str) -> list:
+def _numbers(text: str, kind, what: str, rule) -> list:
+    """Comma-separated numbers of one flag, each checked like a flag's value (:mod:`planner.cli.checks`)."""
     try:
-        return [kind(x) for x in text.split(",") if x.strip()]
+        values = [kind(x) for x in text.split(",") if x.strip()]
     except ValueError:
         raise InputError(f"{what}: expected comma-separated numbers, got {text!r}") from None
+    if not values:
+        raise InputError(f"{what}: expected comma-separated numbers, got {text!r}")
+    for v in values:
+        check_value(what, v, rule)
+    return values
 
 
 def replan(
@@ -65,9 +73,11 @@ def replan(
     if step_rate is not None and not step_rate > 0:
         raise InputError(f"must be > 0, got {step_rate}", param="step_rate_per_s")
 
+    policies = [ReplanPolicy(every_steps=n, window_steps=window, check_steps=check_steps)
+                for n in _numbers(every, int, "--every", Rule(1, MAX_STEPS, True, "MAX_STEPS"))]
+    policies += [ReplanPolicy(threshold_b=t, window_steps=window, check_steps=check_steps)
+                 for t in _numbers(thresholds, float, "--thresholds", Rule(0.0, 1.0))]
     data = read_loads_arg(loads)
-    policies = [ReplanPolicy(every_steps=n, window_steps=window, check_steps=check_steps) for n in _numbers(every, int, "--every")]
-    policies += [ReplanPolicy(threshold_b=t, window_steps=window, check_steps=check_steps) for t in _numbers(thresholds, float, "--thresholds")]
 
     def progress(i, n, label):
         typer.echo(f"moeplan: replan: policy {i}/{n} ({label}) done", err=True)

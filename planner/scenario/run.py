@@ -16,7 +16,7 @@ from typing import Callable
 
 from planner.errors import InputError, PlannerError
 from planner.plans.export import ExportRefused, export_plan
-from planner.common.fileio import atomic_write_text
+from planner.common.fileio import atomic_write_text, ensure_dir
 from planner.plans.io import write_plan
 from planner.plans.schema import Plan, ScenarioPlan
 from planner.scenario.spec import Scenario, load_scenario
@@ -83,12 +83,12 @@ def run_scenario(scenario: Scenario, out_dir: str | Path, *,
         summary += (
             f"EPLB at the same slots (the engines' default): replayed balancedness {mb.replay_balancedness_mean:.4f} "
             f"vs {m.replay_balancedness_mean:.4f} here; busiest-GPU load {base.report.objective:.0f} vs "
-            f"{plan.report.objective:.0f} tokens here ({100 * (plan.report.objective / base.report.objective - 1):+.2f}%)\n"
+            f"{plan.report.objective:.0f} tokens here{_change(plan.report.objective, base.report.objective)}\n"
         )
     if refused:
         summary += "".join(f"no {t} file: {why}\n" for t, why in refused.items())
     warnings = tuple(f"{e.target}: {w}" for e in exports for w in e.warnings)
-    out.mkdir(parents=True, exist_ok=True)
+    ensure_dir(out)
     files = {"plan": str(write_plan(plan, out / "plan.json"))}
     for exp in exports:
         files[exp.target] = str(atomic_write_text(out / EXPORT_FILES[exp.target], exp.text))
@@ -133,12 +133,17 @@ def _run_chain(sc: Scenario, out: Path, progress) -> ScenarioResult:
         texts["launch"] = ("launch-sglang.sh", launch)
         texts["manifest"] = ("manifest.yaml", manifest(plan, expert_files, arch_name))
     summary = _summary(sc, plan, res.tables, refused)
-    out.mkdir(parents=True, exist_ok=True)
+    ensure_dir(out)
     files = {"plan": str(atomic_write_text(out / "plan.json", plan.to_json()))}
     for key, (name, text) in texts.items():
         files[key] = str(atomic_write_text(out / name, text))
     files["summary"] = str(atomic_write_text(out / "summary.txt", summary))
     return ScenarioResult(sc, plan, files, summary, refused, tuple(warnings))
+
+
+def _change(value: float, base: float) -> str:
+    """`` (+1.23%)`` relative to ``base``; nothing when ``base`` is 0."""
+    return f" ({100 * (value / base - 1):+.2f}%)" if base else ""
 
 
 def _model_path(model_id: str) -> str:

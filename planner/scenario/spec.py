@@ -29,6 +29,8 @@ from importlib import resources
 from pathlib import Path
 from typing import Any
 
+from planner.common.fileio import read_input_text
+from planner.common.limits import MAX_GPUS, MAX_SLOTS
 from planner.errors import InputError
 from planner.plans.export import TARGETS
 
@@ -131,12 +133,7 @@ def load_scenario(path: str | Path | None = None) -> Scenario:
         where, base = "default scenario" if path is None else str(path), "."
     else:
         p = Path(path)
-        if not p.is_file():
-            raise InputError(f"{p}: scenario file not found")
-        try:
-            text = p.read_text(encoding="utf-8")
-        except UnicodeDecodeError as exc:
-            raise InputError(f"{p}: not UTF-8 text ({exc.reason} at byte {exc.start})") from None
+        text = read_input_text(p, "scenario file")
         where, base = str(p), str(p.parent)
     doc = load_yaml_text(text, where)
     return parse_scenario(doc, where, base=base)
@@ -202,13 +199,13 @@ def parse_scenario(doc: Any, where: str = "scenario", *, base: str = ".") -> Sce
         key = "gpu" if "gpu" in raw else "gpus"
         out["gpus"] = _gpu_list(where, key, raw[key])
     if "num_gpus" in raw:
-        out["num_gpus"] = _int(where, "num_gpus", raw["num_gpus"], 1, 4096)
+        out["num_gpus"] = _int(where, "num_gpus", raw["num_gpus"], 1, MAX_GPUS)
     if "num_nodes" in raw:
         out["num_nodes"] = _int(where, "num_nodes", raw["num_nodes"], 1, 512)
     if "rate_req_per_s" in raw:
         out["rate_req_per_s"] = _num(where, "rate_req_per_s", raw["rate_req_per_s"], 0, 1e6)
     if "redundant_slots" in raw and raw["redundant_slots"] is not None:
-        out["redundant_slots"] = _int(where, "redundant_slots", raw["redundant_slots"], 0, 1 << 16)
+        out["redundant_slots"] = _int(where, "redundant_slots", raw["redundant_slots"], 0, MAX_SLOTS)
     if "spare_slots" in raw:
         out["spare_slots"] = _int(where, "spare_slots", raw["spare_slots"], 0, 64)
     for key in ("algorithm", "policy", "objective"):
