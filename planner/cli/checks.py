@@ -111,6 +111,8 @@ VALUE_RULES: dict[str, Rule] = {
     "max_weight_share": _SHARE,
     "tolerance_b": Rule(0.0, 1.0),
     "drift": Rule(0.0, 10.0),
+    "step_rate": Rule(POSITIVE, 1e6),  # engine steps per second (replan's wall-time recommendation)
+    "rate_points": Rule(0, 64, True),  # 0: none; rates on the report's goodput-vs-rate curve
 }
 
 #: (command, parameter) -> rule where one command means something else by the name
