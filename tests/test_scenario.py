@@ -178,3 +178,22 @@ def test_default_scenario_runs_the_whole_chain(tmp_path):
     plan = res.plan
     assert plan.kind == "scenario" and len(plan.gpu_choices) == 2 and plan.replicas and plan.migrations
     assert plan.cluster is not None and verify_scenario(plan, alternatives=False).ok
+
+
+@pytest.mark.slow
+def test_report_of_a_scenario_plan_has_every_part_verified(small, tmp_path):
+    from planner.report import build_report
+
+    plan = small[0].plan
+    res = build_report(plan)
+    kinds = [p.kind for p, _ in res.parts]
+    assert kinds[0] == "scenario" and kinds.count("deployment") == len(plan.deployments)
+    assert kinds.count("replicas") == len(plan.replicas) and kinds.count("migration") == len(plan.migrations)
+    assert kinds[-1] == "cluster" and res.verified and all(v.ok for _, v in res.parts)
+    assert "cost per million tokens by GPU type" in res.html and res.figures >= 10
+    # a tampered joint shows on the scenario's part and the pool's part, and the CLI refuses to write a page
+    doc = json.loads(plan.to_json())
+    doc["replicas"][0]["priced_balancedness"] = 0.5
+    (tmp_path / "bad.json").write_text(json.dumps(doc))
+    out = CliRunner().invoke(app, ["report", str(tmp_path / "bad.json"), "-o", str(tmp_path / "r.html")])
+    assert out.exit_code == 2 and "replicas:" in out.stderr and not (tmp_path / "r.html").exists()

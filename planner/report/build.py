@@ -24,17 +24,18 @@ from planner.deploy import verify_deployment
 from planner.errors import InputError
 from planner.inputs import Cluster, ExpertLoads, Workload
 from planner.plans.io import read_plan
-from planner.plans.schema import ClusterPlan, DeploymentPlan, FleetPlan, Plan
+from planner.plans.schema import ClusterPlan, DeploymentPlan, FleetPlan, Plan, ScenarioPlan
 from planner.plans.verify import VerifyReport, verify_plan
 from planner.report.deployment import RATE_FACTORS, deployment_sections
 from planner.report.fleet_cluster import (cluster_sections, fleet_sections, is_migration_schedule,
                                           migration_sections)
 from planner.report.page import Part, Verdict, render_page
 from planner.report.replicas import replica_sections
+from planner.report.scenario import scenario_sections
 
 __all__ = ["ReportInputs", "ReportResult", "plan_parts", "verify_part", "build_report", "write_report", "read_report_source"]
 
-AnyDoc = Union[Plan, DeploymentPlan, FleetPlan, ClusterPlan, dict]
+AnyDoc = Union[Plan, DeploymentPlan, FleetPlan, ClusterPlan, ScenarioPlan, dict]
 
 
 @dataclass(frozen=True)
@@ -67,6 +68,20 @@ def plan_parts(doc: AnyDoc) -> list[tuple[str, str, AnyDoc]]:
     """``(title, kind, object)`` of every part of a document, in page order."""
     if isinstance(doc, dict):
         return [("Migration schedule", "migration", doc)]
+    if isinstance(doc, ScenarioPlan):
+        parts = [(f"Scenario {doc.name}: {doc.model}", "scenario", doc)]
+        for d in doc.deployments:
+            parts += [(f"Deployment on {d.inputs.gpu}" + (" (chosen)" if d.inputs.gpu == doc.chosen_gpu else ""),
+                       "deployment", d)]
+        parts += [(f"Replica plan of the {r.role} pool ({r.layout}, EP {r.ep})", "replicas", r.plan) for r in doc.replicas]
+        parts += [(f"Migration of the {m.role} pool ({m.running_source})", "migration", m.schedule) for m in doc.migrations]
+        if doc.replica_plan is not None:
+            parts.append((f"Replica plan: {doc.model}", "replicas", doc.replica_plan))
+        if doc.fleet is not None:
+            parts += plan_parts(doc.fleet)
+        if doc.cluster is not None:
+            parts += plan_parts(doc.cluster)
+        return parts
     if isinstance(doc, DeploymentPlan):
         parts = [(f"Deployment plan: {doc.inputs.model} on {doc.inputs.gpu}", "deployment", doc)]
         if doc.replica_plan is not None:
@@ -107,6 +122,8 @@ def verify_part(kind: str, obj: AnyDoc, inputs: ReportInputs) -> Verdict:
 
 
 def _sections(kind: str, obj: AnyDoc, inputs: ReportInputs, verdict: Verdict):
+    if kind == "scenario":
+        return scenario_sections(obj)
     if kind == "replicas":
         loads = inputs.loads if verdict.ok else None  # loads that fail the hash are not the plan's loads
         return replica_sections(obj, loads, gpu=inputs.gpu)
@@ -130,14 +147,62 @@ def build_report(doc: AnyDoc, inputs: ReportInputs | None = None, *, title: str 
     """
     inputs = inputs or ReportInputs()
     parts = []
-    for part_title, kind, obj in plan_parts(doc):
-        verdict = verify_part(kind, obj, inputs)
+    verdicts = _scenario_verdicts(doc) if isinstance(doc, ScenarioPlan) else None
+    if isinstance(doc, ScenarioPlan):
+        inputs = _scenario_inputs(doc, inputs)
+    for i, (part_title, kind, obj) in enumerate(plan_parts(doc)):
+        verdict = verdicts[i] if verdicts is not None else verify_part(kind, obj, inputs)
         parts.append((Part(part_title, kind, tuple(_sections(kind, obj, inputs, verdict))), verdict))
     version = getattr(getattr(doc, "tool", None), "version", None)
     subtitle = "moeplan report" + (f" of a plan written by moeplan {version}" if version else "") + \
                "; self-contained: no script, no network."
     html = render_page(title or parts[0][0].title, parts, subtitle=subtitle)
     return ReportResult(html, tuple(parts))
+
+
+def _scenario_inputs(plan: ScenarioPlan, inputs: ReportInputs) -> ReportInputs:
+    """A scenario records its loads and trace: read them unless the caller gave them."""
+    from dataclasses import replace
+
+    from planner.inputs import read_trace
+    from planner.inputs.readers import read_loads
+
+    loads = inputs.loads
+    if loads is None and plan.scenario.get("loads"):
+        loads = read_loads(plan.scenario["loads"])
+    workload = inputs.workload
+    trace = (plan.scenario.get("workload") or {}).get("trace")
+    if workload is None and trace:
+        workload = read_trace(trace)
+    return replace(inputs, loads=loads, workload=workload, gpu=inputs.gpu or plan.chosen_gpu)
+
+
+def _scenario_verdicts(plan: ScenarioPlan) -> list[Verdict]:
+    """One verdict per part of :func:`plan_parts`, from :func:`planner.scenario.verify_scenario`'s checks (each
+    part's own verifier plus the joints), so nothing is re-simulated twice."""
+    from planner.scenario import verify_scenario
+
+    report = verify_scenario(plan)
+    by_name = {c.name: c for c in report.checks}
+
+    def one(name: str, what: str) -> Verdict:
+        c = by_name.get(name)
+        if c is None:
+            return Verdict(None, f"{what}: no check ran")
+        return Verdict(c.ok, f"{what}: {'passes' if c.ok else c.detail}", ((c.name, c.ok, c.detail),))
+
+    out = [_verdict(report, "scenario verifier (every part and the joints between them)")]
+    out += [one(f"deployment:{d.inputs.gpu}", "every deployment re-simulated") for d in plan.deployments]
+    out += [one(f"replicas:{r.role}", "replica plan verified on the scenario's loads, priced balancedness checked")
+            for r in plan.replicas]
+    out += [one(f"migration:{m.role}", "schedule replayed against the running and target plans") for m in plan.migrations]
+    if plan.replica_plan is not None:
+        out.append(one("replicas", "replica verifier on the scenario's loads"))
+    if plan.fleet is not None:
+        out.append(one("fleet", "fleet re-derived from its capacities"))
+    if plan.cluster is not None:
+        out.append(one("cluster", "max-flow recomputed in networkx"))
+    return out
 
 
 def read_report_source(path: str | os.PathLike) -> AnyDoc:
