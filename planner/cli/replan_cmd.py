@@ -7,7 +7,7 @@ from typing import Annotated, Optional
 
 import typer
 
-from planner.cli._output import emit
+from planner.cli._output import emit, progress
 from planner.cli.options import (
     GpusOpt,
     JsonOpt,
@@ -58,11 +58,13 @@ def replan(
     policies = [ReplanPolicy(every_steps=n, window_steps=window, check_steps=check_steps) for n in _numbers(every, int, "--every")]
     policies += [ReplanPolicy(threshold_b=t, window_steps=window, check_steps=check_steps) for t in _numbers(thresholds, float, "--thresholds")]
 
-    def progress(i, n, label):
-        typer.echo(f"moeplan: replan: policy {i}/{n} ({label}) done", err=True)
+    say = progress("replan")
+
+    def done(i, n, label):
+        say(f"policy {i}/{n} ({label}) done")
 
     results = simulate_replanning(data, model, policies, num_gpus=gpus, num_nodes=nodes, redundant_slots=redundant,
-                                  algorithm=algorithm.value, sample_steps=sample_steps, progress=progress)
+                                  algorithm=algorithm.value, sample_steps=sample_steps, progress=done)
     best = recommend_policy(results, tolerance_b=tolerance_b)
     if plot is not None:
         from planner.replicas import plot_replanning
