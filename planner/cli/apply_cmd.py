@@ -21,7 +21,7 @@ __all__ = ["apply"]
 
 
 def _check_values(workers: int, timeout_s: float, kill_rank, kill_at_step: int, spare_slots: int, batch_tokens: int,
-                  hidden: int, intermediate: int, num_experts: int) -> None:
+                  hidden: int, intermediate: int, num_experts: int, timing_repeats: int) -> None:
     """The flags' values, before any plan or model is loaded beyond NEW_PLAN."""
     from planner.errors import InputError
 
@@ -36,6 +36,8 @@ def _check_values(workers: int, timeout_s: float, kill_rank, kill_at_step: int, 
     for flag, value in (("--batch-tokens", batch_tokens), ("--hidden", hidden), ("--intermediate", intermediate)):
         if value < 1:
             raise InputError(f"{flag}: must be >= 1, got {value}")
+    if not 0 <= timing_repeats <= 1000:
+        raise InputError(f"--timing-repeats: must be 0..1000, got {timing_repeats}")
 
 
 def _check_outputs(outputs: dict[str, Optional[Path]], inputs: list[Path]) -> None:
@@ -122,6 +124,7 @@ def apply(
     kill_rank: Annotated[Optional[int], typer.Option("--kill-rank", help="Fault drill: this rank kills itself (SIGKILL) as step --kill-at-step starts.")] = None,
     kill_at_step: Annotated[int, typer.Option("--kill-at-step", help="Fault drill: the step (1-based) at which --kill-rank dies.")] = 1,
     no_recover: Annotated[bool, typer.Option("--no-recover", help="After a failure, do not serve the last consistent placement again.")] = False,
+    timing_repeats: Annotated[int, typer.Option("--timing-repeats", help="After the move, time the placement before and after on fresh workers: one warm-up forward each, then this many interleaved rounds; medians with min-max. 0 skips it.")] = 5,
     timeout_s: Annotated[float, typer.Option("--timeout-s", help="Deadline in seconds of the whole run and of every collective; past it the run fails (exit 5).")] = 600.0,
     hidden: Annotated[int, typer.Option("--hidden", help="Hidden size of synthetic layers.")] = 64,
     intermediate: Annotated[int, typer.Option("--intermediate", help="Expert intermediate size of synthetic layers.")] = 128,
@@ -140,7 +143,7 @@ def apply(
     if workers != new_plan.replicas.num_gpus:
         raise InputError(f"--workers: the plan places experts on {new_plan.replicas.num_gpus} GPUs, got {workers}")
     _check_values(workers, timeout_s, kill_rank, kill_at_step, spare_slots, batch_tokens, hidden, intermediate,
-                  new_plan.replicas.num_experts)
+                  new_plan.replicas.num_experts, timing_repeats)
     _check_outputs({"--output": output, "--state": state}, [new] + ([current] if current is not None else []))
     current_plan = None
     if current is not None:  # the schedule needs no model: refuse a bad pair or a late kill step now
@@ -169,7 +172,8 @@ def apply(
     try:
         result = apply_plan(current_plan, new_plan, layers, x, spare_slots_per_gpu=spare_slots, relabel=not no_relabel,
                             dispatch=dispatch.value, state_path=state, recover=not no_recover, kill=kill,
-                            timeout_s=timeout_s, on_round=on_round, source=f"{label}, token seed {seed}")
+                            timeout_s=timeout_s, on_round=on_round, source=f"{label}, token seed {seed}",
+                            timing_repeats=timing_repeats)
     except ApplyFailed as exc:
         if json_out:
             emit({"ok": False, "error": str(exc), "last_step": exc.last_step, "steps": exc.steps,
@@ -188,8 +192,16 @@ def apply(
         f"outputs vs the single-process reference after every step: max_abs_diff {data['max_abs_diff']:.3g}; "
         f"rows per rank {'equal' if data['counts_match'] else 'DIFFER from'} the prediction at every step\n"
         f"busiest rank per layer: {first.rank_tokens.max(axis=1).tolist()} rows before -> "
-        f"{last.rank_tokens.max(axis=1).tolist()} after; forward {data['forward_ms_before']:.1f} -> {data['forward_ms_after']:.1f} ms"
+        f"{last.rank_tokens.max(axis=1).tolist()} after"
     )
+    t = data["timing"]
+    if t is not None:
+        human += (
+            f"\nforward, warm and interleaved (median (min-max) of {t['repeats']} after {t['warmup']} warm-up): "
+            f"{t['before_ms_median']:.1f} ({min(t['before_ms']):.1f}-{max(t['before_ms']):.1f}) ms before -> "
+            f"{t['after_ms_median']:.1f} ({min(t['after_ms']):.1f}-{max(t['after_ms']):.1f}) ms after; paired change "
+            f"{100 * t['change_median']:+.1f} % ({100 * t['change_min']:+.1f} to {100 * t['change_max']:+.1f} %)"
+        )
     if output is not None:
         human += f"\nrunning plan written to {output}"
     emit(data, human, json_out)

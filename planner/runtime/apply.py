@@ -56,7 +56,7 @@ from planner.runtime.moe import MoELayer, check_stack, reference_forward
 from planner.runtime.dispatch import check_dispatch, layout_of, layout_rank_tokens
 from planner.runtime.placements import PLACEMENT_KIND, Rounds, placement_plan, replay_rounds
 from planner.runtime._rank import forward_once, held_row, router_state, token_block
-from planner.runtime.workers import serve_layout
+from planner.runtime.workers import serve_layout, time_layouts
 
 if TYPE_CHECKING:  # pragma: no cover
     from planner.migration import Migration
@@ -104,6 +104,7 @@ class ApplyResult:
     wall_s: float
     backend: str
     dispatch: str
+    timing: dict | None = None  # warm, interleaved forward times before / after (apply_plan's timing_repeats)
 
     @property
     def max_abs_diff(self) -> float:
@@ -143,8 +144,9 @@ class ApplyResult:
             "dispatch": self.dispatch,
             "busiest_rank_tokens_before": first.rank_tokens.max(axis=1).tolist(),
             "busiest_rank_tokens_after": last.rank_tokens.max(axis=1).tolist(),
-            "forward_ms_before": round(float(first.step_ms.sum()), 3),
-            "forward_ms_after": round(float(last.step_ms.sum()), 3),
+            "forward_ms_before": None if self.timing is None else self.timing["before_ms_median"],
+            "forward_ms_after": None if self.timing is None else self.timing["after_ms_median"],
+            "timing": self.timing,
             "rounds": [r.to_dict() for r in self.rounds],
         }
 
@@ -287,6 +289,7 @@ def apply_plan(
     kill: tuple[int, int] | None = None,
     on_round: Callable[[RoundRecord, int], None] | None = None,
     source: str = "the given layers",
+    timing_repeats: int = 0,
 ) -> ApplyResult:
     """Migrate running workers from ``current`` to ``new``, verifying every step (module docstring).
 
@@ -305,6 +308,10 @@ def apply_plan(
     kill : ``(rank, step)``: the fault drill -- ``rank`` kills itself (SIGKILL) as ``step`` starts.
     on_round : ``on_round(record, steps)`` in the parent after each verified round (progress).
     source : where the layers and tokens came from, recorded in the state file.
+    timing_repeats : after a successful migration, time the running placement before and after it
+        on fresh workers: one warm-up forward of each, then this many rounds that serve each once,
+        interleaved (:func:`planner.runtime.workers.time_layouts`); 0 skips it. The verifying
+        forwards' own times (one per round, the first one cold) are not a comparison.
 
     Returns
     -------
@@ -323,6 +330,8 @@ def apply_plan(
     from planner.migration import plan_migration
 
     check_dispatch(dispatch)
+    if isinstance(timing_repeats, bool) or not isinstance(timing_repeats, int) or timing_repeats < 0:
+        raise InputError(f"must be an integer >= 0, got {timing_repeats!r}", param="timing_repeats")
     if backend not in BACKENDS:
         raise InputError(f"unknown {backend!r}; known: {', '.join(BACKENDS)}", param="backend")
     if not tol >= 0:
@@ -384,9 +393,27 @@ def apply_plan(
     except RuntimeAdapterError as exc:
         failure = str(exc)
     if failure is None:
-        return ApplyResult(migration, tuple(verified), bytes_per_expert, planned, time.perf_counter() - start, backend, dispatch)
+        timing = None
+        if timing_repeats:
+            ms = time_layouts([rounds.layouts[0], rounds.layouts[-1]], layers, x, dispatch=dispatch, warmup=1,
+                              repeats=timing_repeats, backend=backend, timeout_s=max(1.0, deadline - time.monotonic()),
+                              threads_per_worker=threads_per_worker)
+            timing = _timing_summary(ms[0], ms[1])
+        return ApplyResult(migration, tuple(verified), bytes_per_expert, planned, time.perf_counter() - start, backend,
+                           dispatch, timing)
     return _fail(failure, verified, n, rounds, layers, x, reference, routing, dispatch, backend, deadline,
                  threads_per_worker, state, recover)
+
+
+def _timing_summary(before: np.ndarray, after: np.ndarray) -> dict:
+    """Medians and ranges of the interleaved forward times, and the paired after/before ratios."""
+    ratio = after / before - 1
+    r3 = lambda v: round(float(v), 3)  # noqa: E731
+    return {"warmup": 1, "repeats": int(before.size), "before_ms": [r3(v) for v in before],
+            "after_ms": [r3(v) for v in after], "before_ms_median": r3(np.median(before)),
+            "after_ms_median": r3(np.median(after)), "change_median": r3(np.median(ratio)),
+            "change_min": r3(ratio.min()), "change_max": r3(ratio.max()),
+            "faster_in_every_round": bool((ratio < 0).all())}
 
 
 def _fail(failure: str, verified: list[RoundRecord], n: int, rounds: Rounds, layers, x, reference, routing,
