@@ -255,3 +255,21 @@ def test_worker_killed_while_the_workers_start_fails_fast():
 def _sleep_with_payload(rank: int, world_size: int, payload) -> int:
     time.sleep(2)
     return int(payload.size)
+
+
+def test_progress_only_on_a_terminal_or_when_asked(tmp_path):
+    """One mechanism for every command's progress lines (issue 14 item 10): off when stderr is not a
+    terminal (CliRunner's is not), on with `moeplan --progress`."""
+    from typer.testing import CliRunner
+
+    from planner.cli import app
+
+    trace = tmp_path / "t.npz"
+    run = lambda *a: CliRunner().invoke(app, [str(x) for x in a])  # noqa: E731
+    assert run("synth", "-o", trace, "--steps", 30, "--layers", 2, "--num-experts", 64, "--first-layer", 0).exit_code == 0
+    argv = ["replan", trace, "-m", "olmoe-1b-7b", "--gpus", 8, "--every", "5", "--thresholds", "0.9", "--window", 10]
+    quiet = run(*argv)
+    assert quiet.exit_code == 0 and quiet.stderr == "", quiet.stderr
+    loud = run("--progress", *argv)
+    assert loud.exit_code == 0
+    assert loud.stderr.splitlines() == ["moeplan replan: policy 1/2 (every 5) done", "moeplan replan: policy 2/2 (b < 0.9) done"]

@@ -34,12 +34,19 @@ def warn(message: str) -> None:
     typer.echo(f"moeplan: warning: {message}", err=True)
 
 
+def _current_context():
+    """The running command's click context: from click itself, or from the copy of click that recent
+    typer releases vendor (``typer._click``), whichever typer's ``Context`` derives from."""
+    import importlib
+
+    core = typer.Context.__mro__[1].__module__  # "click.core" or "typer._click.core"
+    return importlib.import_module(core.rsplit(".", 1)[0] + ".globals").get_current_context(silent=True)
+
+
 def progress_enabled() -> bool:
     """Whether this run prints progress: ``moeplan --progress`` / ``--no-progress`` if given, else
     whether stderr is a terminal."""
-    import click
-
-    ctx = click.get_current_context(silent=True)
+    ctx = _current_context()
     state = ctx.find_root().obj if ctx is not None else None
     chosen = getattr(state, "progress", None)
     if chosen is not None:
