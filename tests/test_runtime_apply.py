@@ -153,9 +153,12 @@ def test_cli_apply_json_and_errors(setup, tmp_path):
     write_plan(new, path)
     out = tmp_path / "running.json"
     res = cli_runner(["apply", str(path), "--workers", "4", "--model", "synthetic", "--batch-tokens", "256",
-                      "--hidden", "32", "--intermediate", "64", "-o", str(out), "--json"])
+                      "--hidden", "32", "--intermediate", "64", "-o", str(out), "--json", "--timing-repeats", "2"])
     assert res.exit_code == 0, res.stderr
     data = json.loads(res.stdout)
+    t = data["timing"]  # warm, interleaved: one warm-up each, then 2 rounds before/after
+    assert t["repeats"] == 2 and len(t["before_ms"]) == len(t["after_ms"]) == 2 and t["before_ms_median"] > 0
+    assert data["forward_ms_before"] == t["before_ms_median"]
     assert data["max_abs_diff"] <= TOL and data["counts_match"] is True and data["bytes_match"] is True
     assert out.exists()
     bad = cli_runner(["apply", str(path), "--workers", "3", "--model", "synthetic"])
