@@ -273,3 +273,17 @@ def test_progress_only_on_a_terminal_or_when_asked(tmp_path):
     loud = run("--progress", *argv)
     assert loud.exit_code == 0
     assert loud.stderr.splitlines() == ["moeplan replan: policy 1/2 (every 5) done", "moeplan replan: policy 2/2 (b < 0.9) done"]
+
+
+def test_one_staging_default_everywhere():
+    """Issue 16: `migrate`, `apply` and their library functions stage the same way unless told."""
+    import inspect
+
+    from planner.cli.apply_cmd import apply
+    from planner.cli.migrate_cmd import migrate
+    from planner.migration import DEFAULT_SPARE_SLOTS, plan_migration
+    from planner.runtime.apply import apply_plan
+
+    for fn, name in ((apply, "spare_slots"), (migrate, "spare_slots"), (apply_plan, "spare_slots_per_gpu"),
+                     (plan_migration, "spare_slots_per_gpu")):
+        assert inspect.signature(fn).parameters[name].default == DEFAULT_SPARE_SLOTS, fn.__name__
