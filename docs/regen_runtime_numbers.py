@@ -18,7 +18,8 @@ The docs carry markers: ``<!-- n:KEY -->VALUE<!-- /n -->`` around an inline valu
 block between ``<!-- block:KEY -->`` and ``<!-- /block -->`` for a command's output. This script
 rewrites what is between them; ``--check`` compares instead. Times are one run's measurement and
 move between runs (they are quoted as such, with their range): keys ending in ``_t`` and, inside
-blocks, every number followed by ``s`` or ``ms`` are left out of the comparison. Every other
+blocks, every number followed by ``s`` or ``ms`` and the paired change of the timing are left out
+of the comparison. Every other
 number -- rows, copies, bytes, steps, max/mean, hottest experts, differences -- is deterministic on
 one machine and software stack (another CPU or BLAS may round the router fit differently,
 docs/collect.md) and must match exactly.
@@ -43,7 +44,8 @@ TOKENS = 8192
 
 _INLINE = re.compile(r"<!-- n:([A-Za-z0-9_]+) -->(.*?)<!-- /n -->", re.S)
 _BLOCK = re.compile(r"(<!-- block:([A-Za-z0-9_]+) -->\n```[a-z]*\n)(.*?)(```\n<!-- /block -->)", re.S)
-_TIME = re.compile(r"\d+(?:\.\d+)?(?=(?: \(\d+(?:\.\d+)?-\d+(?:\.\d+)?\))? m?s\b)|\(\d+(?:\.\d+)?-\d+(?:\.\d+)?\)(?= m?s\b)")
+_TIME = re.compile(r"\d+(?:\.\d+)?(?=(?: \(\d+(?:\.\d+)?-\d+(?:\.\d+)?\))? m?s\b)|\(\d+(?:\.\d+)?-\d+(?:\.\d+)?\)(?= m?s\b)"
+                   r"|(?<=paired change )[+-]?\d+(?:\.\d+)? % \([+-]?\d+(?:\.\d+)? to [+-]?\d+(?:\.\d+)? %\)")
 
 
 def _log(msg: str) -> None:

@@ -44,10 +44,12 @@ def test_docs_quote_the_last_regeneration():
 def test_check_leaves_out_times_only():
     regen = _regen()
     old = ("a <!-- n:rows -->100<!-- /n --> b <!-- n:fwd_t -->812 (790–850) ms<!-- /n -->\n"
-           "<!-- block:out -->\n```\nloads written in 9.5 s (model ready in 8.6 s)\nforward 812 (790-850) ms; 219 copies\n```\n"
+           "<!-- block:out -->\n```\nloads written in 9.5 s (model ready in 8.6 s)\nforward 812 (790-850) ms; 219 copies; "
+           "paired change -1 % (-15 to +9 %)\n```\n"
            "<!-- /block -->\n")
     same, unknown = regen.rewrite(old, {"rows": "100", "fwd_t": "700 (650–720) ms"}, {
-        "out": "loads written in 12.1 s (model ready in 10.0 s)\nforward 700 (650-720) ms; 219 copies"})
+        "out": "loads written in 12.1 s (model ready in 10.0 s)\nforward 700 (650-720) ms; 219 copies; "
+               "paired change -5 % (-9 to +16 %)"})
     assert not unknown and regen.drift(old, same) == []
     moved, _ = regen.rewrite(old, {"rows": "101", "fwd_t": "1 ms"}, {"out": "loads written in 9.5 s\nforward 1 ms; 212 copies"})
     problems = regen.drift(old, moved)
