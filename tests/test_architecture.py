@@ -29,7 +29,7 @@ LAYERS = [
     {"replicas", "migration"},
     {"deploy", "cluster"},
     {"runtime"},
-    {"scenario"},
+    {"scenario", "report", "whatif"},
     {"cli"},
 ]
 LAYER_OF = {pkg: i for i, layer in enumerate(LAYERS) for pkg in layer}

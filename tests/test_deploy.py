@@ -102,7 +102,7 @@ def test_default_scenario_plan_bytes_unchanged(tmp_path):
     """Replica plans keep their schema and bytes now that deployment plans exist."""
     from planner.scenario.run import load_scenario, run_scenario
 
-    r = run_scenario(load_scenario(None), tmp_path)
+    r = run_scenario(load_scenario("builtin:olmoe-arxiv-ep8"), tmp_path)
     digest = hashlib.sha256(open(r.files["plan"], "rb").read()).hexdigest()
     assert digest == "13774625a4f968f1167c2f116d6eed2f573ff5d112a7d59fb35a65ce3473513e"
 

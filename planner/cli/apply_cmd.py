@@ -1,13 +1,13 @@
 """`moeplan apply`: move running torch workers to a new plan, verifying every step, and measure it.
 
 Every argument, the plans and the output paths are checked before the model is built (which takes
-seconds to tens of seconds); progress lines go through :func:`planner.cli._output.progress`.
+seconds to tens of seconds): the ranges and paths by :mod:`planner.cli.checks`, what depends on the
+plan here; progress lines go through :func:`planner.cli._output.progress`.
 """
 
 from __future__ import annotations
 
 import math
-import os
 from pathlib import Path
 from typing import Annotated, Optional
 
@@ -21,8 +21,10 @@ __all__ = ["apply"]
 
 
 def _check_values(workers: int, timeout_s: float, kill_rank, kill_at_step: int, spare_slots: int, batch_tokens: int,
-                  hidden: int, intermediate: int, num_experts: int, timing_repeats: int) -> None:
-    """The flags' values, before any plan or model is loaded beyond NEW_PLAN."""
+                  hidden: int, intermediate: int, num_experts: int) -> None:
+    """What the flags' values must be for this plan, before the model is loaded (the ranges of every
+    flag alone, and the output paths, are checked by the CLI's input and output layers,
+    :mod:`planner.cli.checks`, before the command runs)."""
     from planner.errors import InputError
 
     if not (math.isfinite(timeout_s) and timeout_s > 0):
@@ -36,32 +38,6 @@ def _check_values(workers: int, timeout_s: float, kill_rank, kill_at_step: int, 
     for flag, value in (("--batch-tokens", batch_tokens), ("--hidden", hidden), ("--intermediate", intermediate)):
         if value < 1:
             raise InputError(f"{flag}: must be >= 1, got {value}")
-    if not 0 <= timing_repeats <= 1000:
-        raise InputError(f"--timing-repeats: must be 0..1000, got {timing_repeats}")
-
-
-def _check_outputs(outputs: dict[str, Optional[Path]], inputs: list[Path]) -> None:
-    """Every output path can be written and overwrites no input (nor another output)."""
-    from planner.errors import InputError
-
-    seen: dict[str, str] = {}
-    given = {os.path.realpath(p): str(p) for p in inputs}
-    for flag, path in outputs.items():
-        if path is None:
-            continue
-        parent = path.parent if str(path.parent) else Path(".")
-        if path.is_dir():
-            raise InputError(f"{flag}: {path} is a directory, expected a file path")
-        if not parent.is_dir():
-            raise InputError(f"{flag}: output directory {parent} does not exist")
-        if not os.access(parent, os.W_OK | os.X_OK):
-            raise InputError(f"{flag}: output directory {parent} is not writable")
-        real = os.path.realpath(path)
-        if real in given:
-            raise InputError(f"{flag}: {path} is the input {given[real]}; write the result elsewhere")
-        if real in seen:
-            raise InputError(f"{flag}: {path} is also {seen[real]}'s file")
-        seen[real] = flag
 
 
 def _read_current(current: Path, new_plan):
@@ -143,8 +119,7 @@ def apply(
     if workers != new_plan.replicas.num_gpus:
         raise InputError(f"--workers: the plan places experts on {new_plan.replicas.num_gpus} GPUs, got {workers}")
     _check_values(workers, timeout_s, kill_rank, kill_at_step, spare_slots, batch_tokens, hidden, intermediate,
-                  new_plan.replicas.num_experts, timing_repeats)
-    _check_outputs({"--output": output, "--state": state}, [new] + ([current] if current is not None else []))
+                  new_plan.replicas.num_experts)
     current_plan = None
     if current is not None:  # the schedule needs no model: refuse a bad pair or a late kill step now
         from planner.migration import plan_migration

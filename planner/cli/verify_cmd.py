@@ -30,7 +30,11 @@ def verify(
     from planner.plans.verify import verify_plan
 
     plan = read_plan(plan_path)
-    if plan.kind == "cluster":
+    if plan.kind == "scenario":
+        from planner.scenario import verify_scenario
+
+        report = verify_scenario(plan)
+    elif plan.kind == "cluster":
         from planner.cluster import verify_cluster
         from planner.inputs import read_cluster
 

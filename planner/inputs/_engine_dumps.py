@@ -22,6 +22,7 @@ from pathlib import Path
 import numpy as np
 
 from planner.common.jsontext import parse_json
+from planner.common.fileio import decode_text
 from planner.errors import InputError
 from planner.inputs._common import BadContent, make_loads
 from planner.inputs._safetensors import read_safetensors
@@ -113,10 +114,7 @@ def read_sglang_pt(path: Path, where: str) -> ExpertLoads:
 
 # -- vLLM JSONL -------------------------------------------------------------------------------
 def read_vllm_jsonl(path: Path, where: str, num_experts: int | None) -> ExpertLoads:
-    try:
-        text = path.read_text(encoding="utf-8-sig")
-    except UnicodeDecodeError as exc:
-        raise InputError(f"{where}: not UTF-8 text (byte {exc.start})") from None
+    text = decode_text(path.read_bytes(), where)
     meta: dict = {}
     steps: list[tuple[np.ndarray, np.ndarray]] = []
     step_ids: list[int] = []

@@ -57,7 +57,7 @@ from pathlib import Path
 import numpy as np
 
 from planner.errors import InputError, ProfileNotFound
-from planner.common.fileio import atomic_write_text
+from planner.common.fileio import atomic_write_text, read_input_text
 from planner.perf.op_times import MEMORY_OPS  # memory-bound ops: their time follows the bytes they move
 from planner.profiles import PROFILES_PACKAGE, get_gpu
 
@@ -461,10 +461,7 @@ def load_op_table(path: str | Path) -> OpTable:
         row and the column).
     """
     p = Path(path)
-    try:
-        text = p.read_text(encoding="utf-8")
-    except OSError as exc:
-        raise InputError(f"{p}: cannot read file ({exc.strerror or exc})") from None
+    text = read_input_text(p, "op-timing CSV")
     reader = csv.DictReader(io.StringIO(text))
     missing = [c for c in ("device", "op", "time_ms") if c not in (reader.fieldnames or [])]
     if missing:
