@@ -25,6 +25,14 @@ What it does, all in one run:
    and whether the rows equal the prediction from the routing. ``none`` is the baseline the other
    rows are compared with.
 
+4. *seeds*: rows are exact for one token stream but move with the stream. The whole plan-and-measure
+   pipeline is repeated without workers for ``--seeds`` seeds ``S`` (plan on stream ``S``, measure on
+   held-out stream ``S + 1000``; the rows are the dispatch rule's prediction from the routing, which
+   step 3 shows equal to what the workers measure): busiest-rank rows vs none per seed, with the
+   median and range, and whether moeplan's difference to EPLB is larger than that spread (it is
+   *outside* only when moeplan has fewer rows than EPLB on every seed; otherwise the two are a tie
+   within the spread). ``--rows-only`` runs this step alone (no workers, ~1 min).
+
 4 processes share 2 cores here, so wall times carry scheduler noise (±15 % between launches of the
 same placement), CPU times ±10 %; rows are exact. Markdown tables go
 to stdout, progress to stderr. Exit code 0 unless a correctness check fails (outputs or rows).
@@ -77,6 +85,73 @@ def _widen(layers: list, intermediate: int, seed: int) -> list:
     return out
 
 
+def _plans(loads: ExpertLoads, profile: str, args) -> dict:
+    plans = {}
+    for name in PLACEMENTS:
+        kw = {"algorithm": name} if name != "moeplan" else {"algorithm": "stepaware"}
+        if name != "none":
+            kw["redundant_slots"] = args.redundant
+        plans[name] = plan_replicas(loads, profile, num_gpus=args.workers, **kw)
+    return plans
+
+
+def seed_rows(args) -> dict:
+    """Step 4 of the module docstring: busiest-rank rows per placement and seed, without workers."""
+    profile = "olmoe-1b-7b" if args.model == SYNTHETIC else args.model
+    src = dict(num_experts=64, top_k=8, num_layers=4, hidden=128, intermediate=256)
+    built = None
+    if args.model != SYNTHETIC:
+        from planner.runtime import hf
+        from planner.runtime.sources import single_thread
+
+        with single_thread():
+            built = hf.load_model(args.model)
+    per_seed = []
+    for seed in range(args.seed, args.seed + args.seeds):
+        _log(f"seed {seed}: planning on stream {seed}, measuring on stream {seed + 1000} (rows from the routing)")
+        layers, x_plan, layer_ids, _ = load_source(args.model, num_tokens=args.plan_tokens, token_seed=seed, built=built, **src)
+        _, routing = reference_forward(layers, x_plan)
+        plans = _plans(_loads(routing, args.steps, layers[0].num_experts, layer_ids, profile), profile, args)
+        layers_eval, x_eval, _, _ = load_source(args.model, num_tokens=args.eval_tokens, token_seed=seed + 1000,
+                                                built=built, **src)
+        _, eval_routing = reference_forward(layers_eval, x_eval)
+        rows = {name: int(predicted_rank_tokens(plan, eval_routing, dispatch="even").max(axis=1).sum())
+                for name, plan in plans.items()}
+        per_seed.append({"seed": seed, "rows": rows,
+                         "vs_none": {n: rows[n] / rows["none"] - 1 for n in rows}})
+    out = {"seeds": [p["seed"] for p in per_seed], "per_seed": per_seed}
+    for name in PLACEMENTS:
+        v = np.array([p["vs_none"][name] for p in per_seed])
+        out[name] = {"vs_none_median": float(np.median(v)), "vs_none_min": float(v.min()), "vs_none_max": float(v.max())}
+    diff = np.array([p["rows"]["moeplan"] / p["rows"]["eplb"] - 1 for p in per_seed])
+    out["moeplan_vs_eplb"] = {"median": float(np.median(diff)), "min": float(diff.min()), "max": float(diff.max()),
+                              "fewer_rows_on_every_seed": bool((diff < 0).all()),
+                              "more_rows_on_every_seed": bool((diff > 0).all())}
+    return out
+
+
+def seed_table(spread: dict) -> str:
+    lines = ["| seed (plan / measure stream) | none rows | eplb rows | vs none | moeplan rows | vs none | moeplan vs eplb |",
+             "|" + "---|" * 7]
+    for p in spread["per_seed"]:
+        r, v = p["rows"], p["vs_none"]
+        lines.append(f"| {p['seed']} / {p['seed'] + 1000} | {r['none']} | {r['eplb']} | {100 * v['eplb']:+.1f}% | "
+                     f"{r['moeplan']} | {100 * v['moeplan']:+.1f}% | {100 * (r['moeplan'] / r['eplb'] - 1):+.2f}% |")
+    d = spread["moeplan_vs_eplb"]
+    e, m = spread["eplb"], spread["moeplan"]
+    verdict = ("moeplan has fewer busiest-rank rows than EPLB on every seed: the difference is outside the seed spread"
+               if d["fewer_rows_on_every_seed"] else
+               "EPLB has fewer busiest-rank rows than moeplan on every seed: the difference is outside the seed spread"
+               if d["more_rows_on_every_seed"] else
+               "the sign of moeplan vs EPLB changes between seeds: the difference is inside the seed spread (a tie)")
+    lines.append("")
+    lines.append(f"over {len(spread['seeds'])} seeds: eplb {100 * e['vs_none_median']:+.1f}% "
+                 f"({100 * e['vs_none_min']:+.1f} to {100 * e['vs_none_max']:+.1f}), moeplan {100 * m['vs_none_median']:+.1f}% "
+                 f"({100 * m['vs_none_min']:+.1f} to {100 * m['vs_none_max']:+.1f}) vs none; moeplan vs eplb "
+                 f"{100 * d['median']:+.2f}% ({100 * d['min']:+.2f} to {100 * d['max']:+.2f}); {verdict}")
+    return "\n".join(lines)
+
+
 def run(args) -> dict:
     profile = "olmoe-1b-7b" if args.model == SYNTHETIC else args.model  # synthetic: 64 experts, top-8 like OLMoE
     src = dict(num_experts=64, top_k=8, num_layers=4, hidden=128, intermediate=256)
@@ -86,12 +161,7 @@ def run(args) -> dict:
     E = layers[0].num_experts
     loads = _loads(routing, args.steps, E, layer_ids, profile)
     _log(f"source: {label}; planning trace {args.plan_tokens} tokens in {args.steps} steps ({time.perf_counter() - t0:.1f} s)")
-    plans = {}
-    for name in PLACEMENTS:
-        kw = {"algorithm": name} if name != "moeplan" else {"algorithm": "stepaware"}
-        if name != "none":
-            kw["redundant_slots"] = args.redundant
-        plans[name] = plan_replicas(loads, profile, num_gpus=args.workers, **kw)
+    plans = _plans(loads, profile, args)
     layers_eval, x_eval, _, _ = load_source(args.model, num_tokens=args.eval_tokens, token_seed=args.seed + 1000, **src)
     for a, b in zip(layers, layers_eval):  # the same model: only the tokens differ
         assert np.array_equal(a.router_weight.numpy(), b.router_weight.numpy())
@@ -171,7 +241,10 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--expert-intermediate", type=int, default=None,
                    help="serve experts of this width (same routers, so the same rows): more work per row")
-    p.add_argument("--quick", action="store_true", help="2048/1024 tokens, 2 repeats, 1 round")
+    p.add_argument("--seeds", type=int, default=None,
+                   help="token-stream seeds of the rows' spread (step 4, no workers); default 5 (--quick 2)")
+    p.add_argument("--rows-only", action="store_true", help="only step 4: busiest-rank rows over --seeds seeds, no workers")
+    p.add_argument("--quick", action="store_true", help="2048/1024 tokens, 2 repeats, 1 round, 2 seeds")
     p.add_argument("--out", default=None, help="also write every number as JSON")
     args = p.parse_args(argv)
     defaults = (2048, 1024, 2, 1) if args.quick else (8192, 4096, 5, 3)
@@ -179,7 +252,17 @@ def main(argv: list[str] | None = None) -> int:
     args.eval_tokens = args.eval_tokens or defaults[1]
     args.repeats = args.repeats or defaults[2]
     args.rounds = args.rounds or defaults[3]
+    args.seeds = args.seeds or (2 if args.quick else 5)
+    if args.rows_only:
+        spread = seed_rows(args)
+        print(f"## Busiest-rank rows over seeds: {args.model}, {args.workers} ranks, R = {args.redundant}, planned on "
+              f"{args.plan_tokens} tokens, measured on {args.eval_tokens} held-out tokens\n")
+        print(seed_table(spread))
+        if args.out:
+            atomic_write_text(args.out, json.dumps({"seed_spread": spread}, indent=1) + "\n")
+        return 0
     result = run(args)
+    result["seed_spread"] = seed_rows(args)
     print(f"## Runtime: {result['model']}, {args.workers} gloo workers, R = {args.redundant}, "
           f"planned on {args.plan_tokens} tokens, measured on {args.eval_tokens} held-out tokens "
           f"(load max/mean {result['load_skew_max_over_mean']:.2f})\n")
@@ -188,6 +271,8 @@ def main(argv: list[str] | None = None) -> int:
           f"the largest rank's CPU time in its expert kernels (minimum of {args.repeats} forwards), step ms = the slowest "
           f"rank's wall time of the whole layer (median of {args.repeats}); both summed over layers, then the median "
           f"(min-max) over {args.rounds} interleaved round(s); 'vs none' = median of the paired per-round ratios")
+    print(f"\n## Busiest-rank rows over {args.seeds} seeds (the rows above are seed {args.seed}'s)\n")
+    print(seed_table(result["seed_spread"]))
     if args.out:
         atomic_write_text(args.out, json.dumps(result, indent=1) + "\n")
     ok = all(r["rows_match_prediction"] and r["max_abs_diff"] <= TOL for r in result["rows"])

@@ -8,9 +8,13 @@
 # 2. replicas: plan 8 redundant slots per layer over 4 GPUs from those loads;
 # 3. apply: start 4 gloo workers on the engine's default placement (no replicas), move them to the
 #    plan step by step (weights sent between ranks, outputs and rows verified after every step), and
-#    measure the busiest rank before and after on a different token stream (seed 1).
+#    measure the busiest rank before and after on a different token stream (seed 1); then time both
+#    placements on fresh workers, one warm-up forward each and 5 interleaved rounds (medians, min-max).
 # Every file lands in OUT_DIR (default closed-loop/); apply's result is OUT_DIR/apply.json.
+# torch runs one thread per process (docs/collect.md: OpenMP threads spin-wait against each other and
+# against the 4 workers on a small or busy host); set OMP_NUM_THREADS yourself to override.
 set -euo pipefail
+export OMP_NUM_THREADS="${OMP_NUM_THREADS:-1}"
 out="${1:-closed-loop}"
 tokens="${2:-8192}"
 mkdir -p "$out"
@@ -23,7 +27,11 @@ import json, sys
 d = json.load(open(sys.argv[1]))
 print(f"closed loop: {d['steps']} migration steps, {d['transfers']} expert copies sent ({d['bytes_sent'] / 1e6:.1f} MB, "
       f"planned {d['bytes_planned'] / 1e6:.1f} MB); max_abs_diff {d['max_abs_diff']:.2g}; counts_match {d['counts_match']}")
-print(f"busiest rank per layer (rows): {d['busiest_rank_tokens_before']} -> {d['busiest_rank_tokens_after']}; "
-      f"forward {d['forward_ms_before']:.0f} -> {d['forward_ms_after']:.0f} ms")
+print(f"busiest rank per layer (rows): {d['busiest_rank_tokens_before']} -> {d['busiest_rank_tokens_after']}")
+t = d["timing"]
+print(f"forward, warm and interleaved, median (min-max) of {t['repeats']}: {t['before_ms_median']:.0f} "
+      f"({min(t['before_ms']):.0f}-{max(t['before_ms']):.0f}) ms before -> {t['after_ms_median']:.0f} "
+      f"({min(t['after_ms']):.0f}-{max(t['after_ms']):.0f}) ms after; paired change {100 * t['change_median']:+.0f} % "
+      f"({100 * t['change_min']:+.0f} to {100 * t['change_max']:+.0f} %)")
 sys.exit(0 if d["ok"] and d["counts_match"] and d["bytes_match"] and d["max_abs_diff"] <= 1e-5 else 1)
 PY

@@ -68,7 +68,10 @@ def test_runtime_benchmark_smoke(tmp_path):
     assert data["rows"][0]["busiest_rows_vs_none"] == 0.0
     assert all(r["expert_ms"] > 0 and r["step_ms"] > 0 and len(r["expert_ms_rounds"]) == 1 for r in data["rows"])
     tables = _markdown_tables(res.stdout)
-    assert len(tables) == 1 and len(tables[0]) == 5
+    assert len(tables) == 2 and len(tables[0]) == 5 and len(tables[1]) == 2 + 2  # placements; 2 seeds (--quick)
+    spread = data["seed_spread"]
+    assert spread["seeds"] == [0, 1] and set(spread["moeplan_vs_eplb"]) >= {"median", "min", "max"}
+    assert "seed spread" in res.stdout
 
 
 def test_simulator_benchmark_smoke(tmp_path):

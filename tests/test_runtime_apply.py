@@ -18,9 +18,11 @@ from planner.cli import app  # noqa: E402
 from planner.errors import Infeasible, InputError  # noqa: E402
 from planner.inputs.loads import ExpertLoads  # noqa: E402
 from planner.migration import plan_migration  # noqa: E402
-from planner.plans.io import write_plan  # noqa: E402
+from planner.plans.io import read_plan, write_plan  # noqa: E402
+from planner.plans.placement import placement_as_plan  # noqa: E402
+from planner.plans.verify import verify_placement  # noqa: E402
 from planner.replicas import plan_replicas  # noqa: E402
-from planner.runtime.apply import PLACEMENT_FORMAT, ApplyFailed, apply_plan, engine_default_plan  # noqa: E402
+from planner.runtime.apply import PLACEMENT_KIND, ApplyFailed, apply_plan, engine_default_plan  # noqa: E402
 from planner.runtime.moe import make_layers, random_tokens, reference_forward  # noqa: E402
 from planner.runtime.dispatch import layout_of, routing_counts  # noqa: E402
 from planner.runtime.placements import replay_rounds  # noqa: E402
@@ -81,7 +83,7 @@ def test_live_apply_every_step_verified(setup, tmp_path):
     assert result.bytes_sent == result.bytes_planned == cross * _bytes_per_copy()
     assert cross >= 1
     saved = json.loads(state.read_text())
-    assert saved["format"] == PLACEMENT_FORMAT and saved["step"] == n
+    assert saved["kind"] == PLACEMENT_KIND and saved["step"] == n
     assert saved["physical_to_logical"] == [list(r) for r in result.migration.target_plan.replicas.physical_to_logical]
     d = result.to_dict()
     assert d["ok"] and d["bytes_match"] and d["counts_match"] and d["max_abs_diff"] <= TOL
@@ -121,6 +123,11 @@ def test_killed_worker_leaves_a_consistent_placement_that_serves(setup, tmp_path
     saved = json.loads(state.read_text())
     assert saved["step"] == 1
     assert all(set(row) == set(range(E)) for row in saved["physical_to_logical"])
+    # the state file is a placement that verifies, and the migration continues from it (issue 14 item 11)
+    placement = read_plan(state)
+    assert verify_placement(placement).ok
+    rest = apply_plan(placement_as_plan(placement), new, layers, x, spare_slots_per_gpu=1, timeout_s=240)
+    assert rest.max_abs_diff <= TOL and rest.counts_match and rest.bytes_sent == rest.bytes_planned
 
 
 def test_bad_arguments(setup):
@@ -146,9 +153,12 @@ def test_cli_apply_json_and_errors(setup, tmp_path):
     write_plan(new, path)
     out = tmp_path / "running.json"
     res = cli_runner(["apply", str(path), "--workers", "4", "--model", "synthetic", "--batch-tokens", "256",
-                      "--hidden", "32", "--intermediate", "64", "-o", str(out), "--json"])
+                      "--hidden", "32", "--intermediate", "64", "-o", str(out), "--json", "--timing-repeats", "2"])
     assert res.exit_code == 0, res.stderr
     data = json.loads(res.stdout)
+    t = data["timing"]  # warm, interleaved: one warm-up each, then 2 rounds before/after
+    assert t["repeats"] == 2 and len(t["before_ms"]) == len(t["after_ms"]) == 2 and t["before_ms_median"] > 0
+    assert data["forward_ms_before"] == t["before_ms_median"]
     assert data["max_abs_diff"] <= TOL and data["counts_match"] is True and data["bytes_match"] is True
     assert out.exists()
     bad = cli_runner(["apply", str(path), "--workers", "3", "--model", "synthetic"])
@@ -156,5 +166,7 @@ def test_cli_apply_json_and_errors(setup, tmp_path):
     killed = cli_runner(["apply", str(path), "--workers", "4", "--model", "synthetic", "--batch-tokens", "256",
                          "--hidden", "32", "--intermediate", "64", "--kill-rank", "1", "--kill-at-step", "1", "--no-recover"])
     assert killed.exit_code == 5
-    last = killed.stderr.strip().splitlines()[-1]
+    lines = killed.stderr.strip().splitlines()
+    assert len(lines) == 1, killed.stderr  # no progress lines off a terminal, no worker output
+    last = lines[-1]
     assert last.startswith("moeplan: error: worker rank 1 of 4") and "last consistent placement: after step 0" in last

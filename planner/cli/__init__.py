@@ -8,6 +8,8 @@ its files are written together when it returns (:mod:`planner.cli.checks`). The 
 
 from __future__ import annotations
 
+from typing import Optional
+
 import typer
 
 from planner.cli import (
@@ -40,7 +42,7 @@ app = typer.Typer(
     name="moeplan",
     cls=CliGroup,
     help="Capacity planning for serving Mixture-of-Experts LLMs. Exit codes: 0 ok, 1 bug, 2 bad input, "
-    "3 infeasible, 4 solver limit, 5 runtime failure.",
+    "3 infeasible, 4 solver limit, 5 runtime failure, 130 interrupted (SIGINT), 143 terminated (SIGTERM).",
     no_args_is_help=True,
     add_completion=False,
     pretty_exceptions_enable=False,
@@ -52,9 +54,11 @@ app = typer.Typer(
 def _root(
     ctx: typer.Context,
     debug: bool = typer.Option(False, "--debug", help="Show tracebacks for errors."),
+    progress: Optional[bool] = typer.Option(None, "--progress/--no-progress", help="Print progress lines on stderr (default: only when stderr is a terminal)."),
 ) -> None:
     state = ctx.ensure_object(CliState)
     state.debug = debug
+    state.progress = progress
     state.command = ctx.invoked_subcommand
 
 

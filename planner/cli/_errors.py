@@ -8,7 +8,11 @@ Every command runs inside :class:`CliGroup` (the app's click group), whose ``mai
   shown under that flag (``moeplan: error: --redundant: ...``, :data:`~planner.cli.options.PARAM_FLAGS`);
 - click's usage errors (unknown option, bad value, missing argument): one line, exit 2; a flag
   spelled the previous way says what to write now (:data:`~planner.cli.options.RENAMED_FLAGS`);
-- anything else, a bug: ``moeplan: internal error: ...``, exit 1, the traceback only with ``--debug``.
+- anything else, a bug: ``moeplan: internal error: ...``, exit 1, the traceback only with ``--debug``;
+- a signal: SIGINT (Ctrl-C) ``moeplan: error: interrupted``, exit 130; SIGTERM ``moeplan: error:
+  terminated``, exit 143. The handlers raise in the main thread, so the command unwinds: worker
+  processes are stopped (:mod:`planner.runtime.dist`) and no half-written file is left
+  (:mod:`planner.common.fileio`); a second signal during that clean-up is ignored.
 
 ``moeplan`` alone prints the help and exits 0. The same happens under ``typer.testing.CliRunner``,
 so tests see what users see.
@@ -17,7 +21,9 @@ so tests see what users see.
 from __future__ import annotations
 
 import inspect
+import signal
 import sys
+import threading
 import traceback
 import typing
 from dataclasses import dataclass
@@ -51,6 +57,37 @@ class CliState:
 
     debug: bool = False
     command: str | None = None
+    progress: bool | None = None  # --progress / --no-progress; None: only when stderr is a terminal
+
+
+class _Signalled(BaseException):
+    """SIGINT or SIGTERM arrived (a BaseException: no ``except Exception`` in a command swallows it)."""
+
+    def __init__(self, signum: int) -> None:
+        super().__init__(signum)
+        self.signum = signum
+
+
+#: signal -> (the error line's words, exit code); 128 + the signal number, as a shell reports it
+_SIGNALS = {signal.SIGINT: ("interrupted", 130), signal.SIGTERM: ("terminated", 143)}
+
+
+def _raise_signalled(signum, frame) -> None:
+    for sig in _SIGNALS:  # clean up undisturbed: a second Ctrl-C does not cut the unwinding short
+        signal.signal(sig, signal.SIG_IGN)
+    raise _Signalled(signum)
+
+
+def _install_signal_handlers() -> dict | None:
+    """Route SIGINT / SIGTERM to :class:`_Signalled` (main thread only); the previous handlers."""
+    if threading.current_thread() is not threading.main_thread():
+        return None
+    return {sig: signal.signal(sig, _raise_signalled) for sig in _SIGNALS}
+
+
+def _restore_signal_handlers(previous: dict | None) -> None:
+    for sig, handler in (previous or {}).items():
+        signal.signal(sig, handler)
 
 
 class CliGroup(TyperGroup):
@@ -61,17 +98,23 @@ class CliGroup(TyperGroup):
         args = list(sys.argv[1:] if args is None else args)
         state = CliState()  # a fresh context object per run: nothing carries over between runs
         extra["obj"] = state
+        previous = _install_signal_handlers()
         try:
             rv = super().main(args=args, prog_name=prog_name, complete_var=complete_var, standalone_mode=False,
                               **extra)
+        except _Signalled as exc:
+            words, code = _SIGNALS[exc.signum]
+            if state.debug:
+                traceback.print_exc(file=sys.stderr)
+            typer.echo(f"moeplan: error: {words}", err=True)
         except _NO_ARGS_IS_HELP as exc:  # `moeplan` alone
             typer.echo(exc.ctx.get_help())
             code = 0
         except _CLICK_EXCEPTION as exc:
             typer.echo(f"moeplan: error: {one_line(_usage_message(exc, args))}", err=True)
             code = exc.exit_code
-        except typer.Abort:
-            typer.echo("moeplan: aborted", err=True)
+        except typer.Abort:  # click's own KeyboardInterrupt path (a SIGINT outside our handler)
+            typer.echo(f"moeplan: error: {_SIGNALS[signal.SIGINT][0]}", err=True)
             code = 130
         except PlannerError as exc:
             if state.debug:
@@ -89,6 +132,8 @@ class CliGroup(TyperGroup):
             if not standalone_mode:
                 return rv
             code = rv if isinstance(rv, int) else 0
+        finally:
+            _restore_signal_handlers(previous)
         if not standalone_mode:
             return code
         sys.exit(code)

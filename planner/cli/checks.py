@@ -96,6 +96,7 @@ VALUE_RULES: dict[str, Rule] = {
     "seed": _SEED,
     "kill_rank": _count(0, "MAX_GPUS"),
     "kill_at_step": _count(1, "MAX_STEPS"),
+    "timing_repeats": Rule(0, 1000, True),
     # seconds
     "time_limit_s": _SECONDS,
     "timeout_s": _SECONDS,

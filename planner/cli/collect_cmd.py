@@ -9,7 +9,7 @@ from typing import Annotated
 
 import typer
 
-from planner.cli._output import emit
+from planner.cli._output import emit, progress
 from planner.cli.options import JsonOpt
 from planner.common.tables import format_table
 from planner.errors import InputError
@@ -43,14 +43,15 @@ def collect(
     loaded_s = time.perf_counter() - started
     batches = hf.token_stream(net, tokens, batch_tokens=batch_tokens, seed=seed)
     last = [time.perf_counter()]
+    say = progress("collect")
 
-    def progress(done: int, total: int) -> None:
+    def tick(done: int, total: int) -> None:
         now = time.perf_counter()
         if now - last[0] >= _PROGRESS_EVERY_S and done < total:
             last[0] = now
-            typer.echo(f"moeplan collect: {done}/{total} tokens ({100 * done / total:.0f} %)", err=True)
+            say(f"{done}/{total} tokens ({100 * done / total:.0f} %)")
 
-    loads = hf.collect_loads(net, batches, name=hf.model_name(net), progress=progress,
+    loads = hf.collect_loads(net, batches, name=hf.model_name(net), progress=tick,
                              provenance={"stream": "zipf-1 over the vocabulary", "seed": str(seed),
                                          "batch_tokens": str(batch_tokens)})
     write_loads_npz(loads, output)

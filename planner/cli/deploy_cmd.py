@@ -7,7 +7,7 @@ from typing import Annotated, Optional
 
 import typer
 
-from planner.cli._output import emit
+from planner.cli._output import emit, progress
 from planner.cli.options import (
     ActivationsOpt,
     ExpertsOpt,
@@ -64,7 +64,7 @@ def deploy(
         loads=read_loads_arg(loads) if loads else None, replica_plan=read_plan(replicas) if replicas else None,
         objective=objective.value, node_local=node_local, steady_state_cap=steady_cap, num_requests=num_requests, time_limit_s=time_limit_s,
         precision=precision_overrides(weights, experts, kv, activations),
-        progress=lambda line: typer.echo(f"moeplan deploy: {line}", err=True),
+        progress=progress("deploy"),
     )
     if output is not None:
         write_plan(result.plan, output)

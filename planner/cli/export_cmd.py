@@ -26,6 +26,10 @@ def export(
     from planner.plans.io import read_plan
 
     plan = read_plan(plan_path)
+    if plan.kind == "placement":  # what a live apply left (--state): verified, then written like a replica plan
+        from planner.plans.placement import checked_placement, placement_as_plan
+
+        plan = placement_as_plan(checked_placement(plan, str(plan_path)))
     check_output_name(target.value, output)
     exp = export_plan(plan, target.value, allow_unsupported=allow_unsupported)
     atomic_write_text(output, exp.text)

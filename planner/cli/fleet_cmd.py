@@ -7,7 +7,7 @@ from typing import Annotated, Optional
 
 import typer
 
-from planner.cli._output import emit
+from planner.cli._output import emit, progress
 from planner.cli.options import ActivationsOpt, ExpertsOpt, JsonOpt, KvOpt, WeightsOpt, precision_overrides
 from planner.errors import InputError
 
@@ -71,7 +71,7 @@ def fleet(
         output_edges=parse_edges(output_edges, "output_edges") if output_edges else DEFAULT_OUTPUT_EDGES,
         slices=slices, precision=precision_overrides(weights, experts, kv, activations), balancedness=balancedness,
         max_instance_gpus=max_instance_gpus, num_requests=num_requests, time_limit_s=time_limit_s, seed=seed,
-        progress=lambda line: typer.echo(f"moeplan fleet: {line}", err=True),
+        progress=progress("fleet"),
     )
     if output is not None:
         write_plan(result.plan, output)

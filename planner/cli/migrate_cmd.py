@@ -10,6 +10,7 @@ import typer
 
 from planner.cli._output import emit
 from planner.cli.options import NoRelabelOpt, SpareSlotsOpt, read_loads_arg
+from planner.migration import DEFAULT_SPARE_SLOTS
 
 __all__ = ["migrate"]
 
@@ -18,7 +19,7 @@ def migrate(
     current: Annotated[Path, typer.Argument(metavar="CURRENT_PLAN", help="Plan JSON the engine runs now (its GPU numbers are the physical GPUs).")],
     new: Annotated[Path, typer.Argument(metavar="NEW_PLAN", help="Plan JSON to move to (same model, GPUs, experts and layers).")],
     no_relabel: NoRelabelOpt = False,
-    spare_slots: SpareSlotsOpt = 0,
+    spare_slots: SpareSlotsOpt = DEFAULT_SPARE_SLOTS,
     output: Annotated[Optional[Path], typer.Option("--output", "-o", help="Write the schedule (copies and ordered steps per layer) as JSON here (atomically).")] = None,
     target_plan: Annotated[Optional[Path], typer.Option("--target-plan", help="Write the new plan in the running GPUs' numbering and slot order here (atomically).")] = None,
     loads: Annotated[Optional[list[str]], typer.Option("--loads", "-l", help="The load file(s) the new plan was made from: re-verify the target plan on them.")] = None,

@@ -9,7 +9,7 @@ from typing import Annotated
 
 import typer
 
-from planner.cli._output import emit, warn
+from planner.cli._output import emit, progress, warn
 from planner.cli.options import JsonOpt
 from planner.common.tables import format_table
 
@@ -100,7 +100,7 @@ def profile(
     config = QUICK_CONFIG if quick else DEFAULT_CONFIG
     if threads is not None:
         config = replace(config, threads=threads)
-    measured = run_profile(config, num_workers=workers, progress=lambda line: typer.echo(f"moeplan: profile: {line}", err=True))
+    measured = run_profile(config, num_workers=workers, progress=progress("profile"))
     paths = write_profile(measured, output)
     cal = held_out_calibration(measured)
     if not cal.meets_target or cal.families_above_target():

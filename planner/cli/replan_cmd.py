@@ -7,7 +7,7 @@ from typing import Annotated, Optional
 
 import typer
 
-from planner.cli._output import emit
+from planner.cli._output import emit, progress
 from planner.cli.options import (
     GpusOpt,
     JsonOpt,
@@ -79,11 +79,13 @@ def replan(
                  for t in _numbers(thresholds, float, "--thresholds", Rule(0.0, 1.0))]
     data = read_loads_arg(loads)
 
-    def progress(i, n, label):
-        typer.echo(f"moeplan: replan: policy {i}/{n} ({label}) done", err=True)
+    say = progress("replan")
+
+    def done(i, n, label):
+        say(f"policy {i}/{n} ({label}) done")
 
     results = simulate_replanning(data, model, policies, num_gpus=gpus, num_nodes=nodes, redundant_slots=redundant,
-                                  algorithm=algorithm.value, sample_steps=sample_steps, gpu=gpu, progress=progress)
+                                  algorithm=algorithm.value, sample_steps=sample_steps, gpu=gpu, progress=done)
     best = recommend_policy(results, tolerance_b=tolerance_b)
     wall, wall_best = None, None
     if step_rate is not None:

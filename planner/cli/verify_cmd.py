@@ -25,7 +25,7 @@ def verify(
     json_out: JsonOpt = False,
 ) -> None:
     """Recompute every invariant and metric of a plan without a solver (a deployment plan is re-simulated,
-    a cluster plan's max-flow recomputed, a fleet plan re-derived from its capacities); exit 2 if any check fails."""
+    a cluster plan's max-flow recomputed, a fleet plan re-derived from its capacities, a placement's slots checked); exit 2 if any check fails."""
     from planner.plans.io import read_plan
     from planner.plans.verify import verify_plan
 
@@ -43,6 +43,10 @@ def verify(
         from planner.cluster import verify_fleet
 
         report = verify_fleet(plan)
+    elif plan.kind == "placement":
+        from planner.plans.verify import verify_placement
+
+        report = verify_placement(plan)
     elif plan.kind == "deployment":
         from planner.deploy import verify_deployment
         from planner.inputs import read_trace

@@ -33,7 +33,14 @@ from planner.common.tables import format_table
 from solvers.migration import MigrationInfeasible, SlotCopy, SlotMatching, match_slots
 from solvers.migration_schedule import MoveSchedule, check_schedule, schedule_moves
 
-__all__ = ["LayerMigration", "Migration", "plan_migration", "link_seconds"]
+__all__ = ["DEFAULT_SPARE_SLOTS", "LayerMigration", "Migration", "plan_migration", "link_seconds"]
+
+#: staging slots per GPU and layer that ``plan_migration``, ``apply_plan``, ``moeplan migrate`` and
+#: ``moeplan apply`` allow unless told otherwise: 0, in place. Measured (docs/migration.md): staging
+#: added steps and staged copies on the closed loop's migration, and saved steps on re-plans of
+#: drifting traces; a layer that cannot move in place fails with Infeasible and the remedy
+#: ``spare_slots_per_gpu=1``.
+DEFAULT_SPARE_SLOTS = 0
 
 #: columns of a write in ``Migration.to_dict()``
 WRITE_COLUMNS = ("gpu", "slot", "expert", "src_gpu", "src_slot", "commit")
@@ -265,7 +272,7 @@ def _infeasible_message(failed: list[tuple[int, MigrationInfeasible]], num_layer
     )
 
 
-def plan_migration(current: Plan, new: Plan, *, relabel: bool = True, spare_slots_per_gpu: int = 0,
+def plan_migration(current: Plan, new: Plan, *, relabel: bool = True, spare_slots_per_gpu: int = DEFAULT_SPARE_SLOTS,
                    loads: ExpertLoads | None = None) -> Migration:
     """Plan moving the running placement ``current`` to ``new`` with the fewest copies and a safe order.
 

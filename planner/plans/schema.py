@@ -17,7 +17,9 @@ A deployment plan (``kind: "deployment"``, :class:`DeploymentPlan`) records a se
 by ``planner.deploy``: the layouts and instance counts per pool, the simulated SLO attainment and the
 alternatives considered. A cluster plan (``kind: "cluster"``, :class:`ClusterPlan`) records the layer range
 of every node of a heterogeneous cluster chosen by ``planner.cluster.plan_cluster``, its max-flow, routing
-weights and pipelines; a fleet plan (``kind: "fleet"``) a GPU mix. Replica plans keep their fields and
+weights and pipelines; a fleet plan (``kind: "fleet"``) a GPU mix. A placement (``kind: "placement"``,
+:class:`PlacementPlan`) is the last consistent expert placement a live apply verified (``moeplan apply
+--state``): slots and GPUs only, no load metrics. Replica plans keep their fields and
 bytes; :data:`AnyPlan` reads any kind and :func:`plan_json_schema` is the published schema of all.
 """
 
@@ -63,6 +65,7 @@ __all__ = [
     "GpuChoiceRecord",
     "PoolReplicasRecord",
     "MigrationRecord",
+    "PlacementPlan",
 ]
 
 SCHEMA_VERSION = "1.0"
@@ -599,12 +602,55 @@ class ScenarioPlan(_Frozen):
         return cls.model_validate_json(text)
 
 
+# -- placements ---------------------------------------------------------------------------------------
+
+
+class PlacementPlan(_Frozen):
+    """An expert placement running workers served and verified: the state a live apply (``moeplan apply
+    --state``) leaves after every verified step, the last consistent one after a fault.
+
+    Same row layout as a replica plan's ``physical_to_logical`` / ``slot_gpu`` (GPU-major), but a GPU
+    may hold more slots than others in a layer: between migration steps a staged copy occupies a
+    staging slot. It carries no load metrics (it was not planned on loads); ``moeplan verify`` checks
+    its structure and model, ``moeplan apply --from`` continues the migration from it, ``moeplan
+    export`` writes it when every GPU holds the same number of slots."""
+
+    schema_version: Literal["1.0"] = SCHEMA_VERSION
+    kind: Literal["placement"] = "placement"
+    tool: ToolInfo
+    model: str = Field(description="model profile id (the plans' model)")
+    layers: list[int] = Field(description="hidden-layer index of each row (MoE layers)")
+    num_hidden_layers: int = Field(ge=1)
+    num_experts: int = Field(ge=1, description="logical (routed) experts per layer")
+    num_gpus: int = Field(ge=1, description="EP ranks")
+    num_nodes: int = Field(ge=1)
+    gpus_per_node: int = Field(ge=1)
+    bytes_per_expert: int = Field(ge=0, description="weight bytes of one routed-expert copy (the plans' model)")
+    physical_to_logical: list[list[int]] = Field(description="[row][slot] logical expert held by the slot")
+    slot_gpu: list[list[int]] = Field(description="[row][slot] GPU holding the slot (GPU-major)")
+    step: int = Field(ge=0, description="migration steps applied (0: the placement running before any move)")
+    steps: int = Field(ge=0, description="steps of the whole migration")
+    from_plan_sha256: str = Field(description="sha256 of the running plan's JSON the migration started from")
+    to_plan_sha256: str = Field(description="sha256 of the target plan's JSON (the new plan in the running GPUs' numbering)")
+    max_abs_diff: float = Field(ge=0, description="outputs' max abs difference to the single-process reference at this step")
+    verified_on: str = Field(description="what the verifying forward served: source, tokens, seed, dispatch")
+
+    def to_json(self) -> str:
+        """Canonical JSON text (deterministic: fixed field order, two-space indent, final newline)."""
+        return self.model_dump_json(indent=2) + "\n"
+
+    @classmethod
+    def from_json(cls, text: str) -> "PlacementPlan":
+        return cls.model_validate_json(text)
+
+
 #: a plan file of any kind, told apart by ``kind``
-AnyPlan = Annotated[Union[Plan, DeploymentPlan, FleetPlan, ClusterPlan, ScenarioPlan], Field(discriminator="kind")]
+AnyPlan = Annotated[Union[Plan, DeploymentPlan, FleetPlan, ClusterPlan, ScenarioPlan, PlacementPlan],
+                    Field(discriminator="kind")]
 _ANY = TypeAdapter(AnyPlan)
 
 
-def parse_plan_json(text: str) -> Plan | DeploymentPlan | FleetPlan | ClusterPlan | ScenarioPlan:
+def parse_plan_json(text: str) -> Plan | DeploymentPlan | FleetPlan | ClusterPlan | ScenarioPlan | PlacementPlan:
     """Validate a plan document of any kind."""
     return _ANY.validate_json(text)
 

@@ -18,6 +18,10 @@ Checks (each reported by name):
                      (summed and per step), expert bytes per GPU and the report's objective / bound / gap
                      equal the recorded ones; the recorded planning / held-out steps are steps of the loads
 9. ``model``         bytes per expert and expert count agree with the model profile (when known)
+
+A placement (``kind: "placement"``, what a live apply leaves) has no loads and no metrics;
+:func:`verify_placement` runs checks 1, 2 (layers distinct and in the model), 4, 5 (a GPU may hold
+extra staging slots, so no mode rule) and 9, plus ``steps`` (``0 <= step <= steps``).
 """
 
 from __future__ import annotations
@@ -29,9 +33,9 @@ import numpy as np
 from planner.errors import ProfileNotFound
 from planner.inputs.loads import ExpertLoads, rows_as_moe_layers
 from planner.common.numerics import close
-from planner.plans.schema import Plan
+from planner.plans.schema import PlacementPlan, Plan
 
-__all__ = ["Check", "VerifyReport", "verify_plan", "replica_lower_bound"]
+__all__ = ["Check", "VerifyReport", "verify_plan", "verify_placement", "replica_lower_bound"]
 
 
 @dataclass(frozen=True)
@@ -100,15 +104,15 @@ def _step_bounds(weight: np.ndarray, num_slots: int, num_gpus: int) -> np.ndarra
     return np.maximum(weight.sum(axis=1) / num_gpus, weight.max(axis=1) / spread)
 
 
-def _model_check(plan: Plan) -> Check:
-    """9. bytes per expert, expert count, hidden layers and MoE layers agree with the model profile."""
+def _model_check(model_id: str, rp) -> Check:
+    """9. bytes per expert, expert count, hidden layers and MoE layers of ``rp`` (a replica plan's
+    ``replicas`` or a placement) agree with the model profile ``model_id``."""
     from planner.profiles import get_model
 
-    rp = plan.replicas
     try:
-        model = get_model(plan.inputs.model)
+        model = get_model(model_id)
     except ProfileNotFound:
-        return Check("model", True, f"model {plan.inputs.model!r} is not a known profile; not checked")
+        return Check("model", True, f"model {model_id!r} is not a known profile; not checked")
     problems = []
     if model.bytes_per_expert != rp.bytes_per_expert:
         problems.append(f"bytes_per_expert {rp.bytes_per_expert} != profile's {model.bytes_per_expert}")
@@ -151,7 +155,7 @@ def verify_plan(plan: Plan, loads: ExpertLoads) -> VerifyReport:
     if not checks[-1].ok:
         return VerifyReport(tuple(checks))
     checks.append(_check_metrics(plan, loads.select_layers(rp.layers)))
-    checks.append(_model_check(plan))
+    checks.append(_model_check(plan.inputs.model, plan.replicas))
     return VerifyReport(tuple(checks))
 
 
@@ -349,3 +353,48 @@ def _check_metrics(plan: Plan, sel: ExpertLoads) -> Check:
     if met.load_basis != f"sum over steps {a}-{b - 1}":
         mism.append(f"load_basis {met.load_basis!r} does not match plan_steps {a}-{b}")
     return Check("metrics", not mism, "; ".join(mism[:3]) + (f" (+{len(mism) - 3} more)" if len(mism) > 3 else ""))
+
+
+def verify_placement(placement: PlacementPlan) -> VerifyReport:
+    """Check a placement (module docstring, last paragraph) without loads; never calls a solver."""
+    p = placement
+    E, D, rows = p.num_experts, p.num_gpus, len(p.layers)
+    shape = []
+    if len(p.physical_to_logical) != rows or len(p.slot_gpu) != rows:
+        shape.append(f"physical_to_logical / slot_gpu have {len(p.physical_to_logical)} / {len(p.slot_gpu)} rows "
+                     f"for {rows} layers")
+    else:
+        shape += [f"layer {layer}: {len(a)} slots but {len(b)} slot GPUs"
+                  for layer, a, b in zip(p.layers, p.physical_to_logical, p.slot_gpu) if len(a) != len(b)]
+    checks = [Check("shapes", not shape, "; ".join(shape[:3]))]
+    if shape:
+        return VerifyReport(tuple(checks))
+    bad_layers = []
+    if len(set(p.layers)) != rows:
+        bad_layers.append("layers repeat")
+    if any(not 0 <= layer < p.num_hidden_layers for layer in p.layers):
+        bad_layers.append(f"layers outside 0..{p.num_hidden_layers - 1}")
+    checks.append(Check("layers", not bad_layers, "; ".join(bad_layers)))
+    exp, gpus = [], []
+    if p.num_nodes * p.gpus_per_node != D:
+        gpus.append(f"num_nodes {p.num_nodes} x gpus_per_node {p.gpus_per_node} != num_gpus {D}")
+    for layer, p2l, sg in zip(p.layers, p.physical_to_logical, p.slot_gpu):
+        p2l, sg = np.asarray(p2l, dtype=np.int64), np.asarray(sg, dtype=np.int64)
+        if p2l.size == 0 or p2l.min() < 0 or p2l.max() >= E:
+            exp.append(f"layer {layer}: expert id outside 0..{E - 1}" if p2l.size else f"layer {layer}: no slot")
+            continue
+        absent = np.flatnonzero(np.bincount(p2l, minlength=E) == 0)
+        if absent.size:
+            exp.append(f"layer {layer}: experts {absent[:5].tolist()} have no replica")
+        if sg.min() < 0 or sg.max() >= D:
+            gpus.append(f"layer {layer}: slot GPU outside 0..{D - 1}")
+            continue
+        if np.any(np.diff(sg) < 0):
+            gpus.append(f"layer {layer}: slots are not numbered GPU-major")
+        counts = np.bincount(sg, minlength=D)
+        if (counts == 0).any():
+            gpus.append(f"layer {layer}: GPU {int(np.argmin(counts))} holds no slot")
+    checks += [Check("experts", not exp, "; ".join(exp[:3])), Check("gpus", not gpus, "; ".join(gpus[:3]))]
+    checks.append(Check("steps", p.step <= p.steps, "" if p.step <= p.steps else f"step {p.step} > steps {p.steps}"))
+    checks.append(_model_check(p.model, p))
+    return VerifyReport(tuple(checks))

@@ -20,7 +20,7 @@ from planner.errors import InputError
 from planner.runtime.dispatch import Layout, assign_slots, replica_slots, static_table, token_offsets
 from planner.runtime.moe import MoELayer
 
-__all__ = ["router_state", "held_row", "serve_worker", "token_block", "forward_once", "ComputeClock"]
+__all__ = ["router_state", "held_row", "serve_worker", "token_block", "forward_once", "ComputeClock", "timing_worker"]
 
 
 def router_state(layer: MoELayer, device) -> dict:
@@ -226,3 +226,25 @@ def _forwards(x0, layout: Layout, rank: int, held: list[dict], dispatch: str, wa
         "step_ms": np.median(times, axis=0),
         "expert_ms": expert.min(axis=0),  # least-disturbed run: contention only ever adds CPU time
     }
+
+
+def timing_worker(rank: int, world_size: int, layouts: list[Layout], layers: list[MoELayer], tokens: np.ndarray,
+                  dispatch: str, warmup: int, repeats: int, use_cuda: bool) -> dict:
+    """Time several placements on one process group, interleaved: load every placement's slots from
+    the source, run ``warmup`` untimed forwards of each, then ``repeats`` rounds in which each
+    placement serves once, in order. Returns ``{"ms": [placements, repeats, L]}``, this rank's wall
+    time per layer of every timed forward (the parent takes the slowest rank per layer)."""
+    import torch
+
+    device = torch.device("cuda", rank) if use_cuda else torch.device("cpu")
+    held = [_load_slots(layout, layers, rank, device) for layout in layouts]
+    del layers
+    x0 = token_block(tokens, rank, world_size, device)
+    ms = np.zeros((len(layouts), repeats, len(held[0])))
+    with torch.no_grad():
+        for it in range(warmup + repeats):
+            for i, layout in enumerate(layouts):
+                _, _, t = forward_once(x0, layout, rank, held[i], dispatch, use_cuda)
+                if it >= warmup:
+                    ms[i, it - warmup] = t
+    return {"ms": ms}

@@ -38,7 +38,6 @@ torch is imported inside the functions (house rule).
 
 from __future__ import annotations
 
-import json
 import os
 import signal
 import time
@@ -51,18 +50,19 @@ import numpy as np
 
 from planner.errors import InputError, PlannerError, RuntimeAdapterError
 from planner.common.fileio import atomic_write_text
+from planner.migration import DEFAULT_SPARE_SLOTS
 from planner.runtime.dist import BACKENDS, report, run_workers
 from planner.runtime.moe import MoELayer, check_stack, reference_forward
 from planner.runtime.dispatch import check_dispatch, layout_of, layout_rank_tokens
-from planner.runtime.placements import PLACEMENT_FORMAT, Rounds, placement_dict, replay_rounds
+from planner.runtime.placements import PLACEMENT_KIND, Rounds, placement_plan, replay_rounds
 from planner.runtime._rank import forward_once, held_row, router_state, token_block
-from planner.runtime.workers import serve_layout
+from planner.runtime.workers import serve_layout, time_layouts
 
 if TYPE_CHECKING:  # pragma: no cover
     from planner.migration import Migration
     from planner.plans.schema import Plan
 
-__all__ = ["ApplyFailed", "ApplyResult", "RoundRecord", "apply_plan", "engine_default_plan", "PLACEMENT_FORMAT"]
+__all__ = ["ApplyFailed", "ApplyResult", "RoundRecord", "apply_plan", "engine_default_plan", "PLACEMENT_KIND"]
 
 @dataclass(frozen=True)
 class RoundRecord:
@@ -104,6 +104,7 @@ class ApplyResult:
     wall_s: float
     backend: str
     dispatch: str
+    timing: dict | None = None  # warm, interleaved forward times before / after (apply_plan's timing_repeats)
 
     @property
     def max_abs_diff(self) -> float:
@@ -143,8 +144,9 @@ class ApplyResult:
             "dispatch": self.dispatch,
             "busiest_rank_tokens_before": first.rank_tokens.max(axis=1).tolist(),
             "busiest_rank_tokens_after": last.rank_tokens.max(axis=1).tolist(),
-            "forward_ms_before": round(float(first.step_ms.sum()), 3),
-            "forward_ms_after": round(float(last.step_ms.sum()), 3),
+            "forward_ms_before": None if self.timing is None else self.timing["before_ms_median"],
+            "forward_ms_after": None if self.timing is None else self.timing["after_ms_median"],
+            "timing": self.timing,
             "rounds": [r.to_dict() for r in self.rounds],
         }
 
@@ -275,17 +277,19 @@ def apply_plan(
     model_layers: Sequence[MoELayer],
     tokens,
     *,
-    spare_slots_per_gpu: int = 0,
+    spare_slots_per_gpu: int = DEFAULT_SPARE_SLOTS,
     relabel: bool = True,
     dispatch: str = "even",
     backend: str = "gloo",
     tol: float = 1e-5,
-    timeout_s: float = 600.0,
+    timeout_s: float = 600.0,  # the whole call: workers, and the recovery after a failure
     threads_per_worker: int = 1,
     state_path: str | Path | None = None,
     recover: bool = True,
     kill: tuple[int, int] | None = None,
     on_round: Callable[[RoundRecord, int], None] | None = None,
+    source: str = "the given layers",
+    timing_repeats: int = 0,
 ) -> ApplyResult:
     """Migrate running workers from ``current`` to ``new``, verifying every step (module docstring).
 
@@ -298,10 +302,16 @@ def apply_plan(
     spare_slots_per_gpu, relabel : passed to :func:`planner.migration.plan_migration`.
     dispatch : ``"even"``, ``"plan"`` or ``"deterministic"`` for every verifying forward.
     tol : largest allowed max abs difference to the single-process reference.
-    state_path : JSON file rewritten (atomically) with the last verified placement after every round.
+    state_path : JSON file rewritten (atomically) with the last verified placement after every round,
+        a plan of kind ``placement`` (:func:`planner.runtime.placements.placement_plan`).
     recover : after a failure, serve the last consistent placement on fresh workers.
     kill : ``(rank, step)``: the fault drill -- ``rank`` kills itself (SIGKILL) as ``step`` starts.
     on_round : ``on_round(record, steps)`` in the parent after each verified round (progress).
+    source : where the layers and tokens came from, recorded in the state file.
+    timing_repeats : after a successful migration, time the running placement before and after it
+        on fresh workers: one warm-up forward of each, then this many rounds that serve each once,
+        interleaved (:func:`planner.runtime.workers.time_layouts`); 0 skips it. The verifying
+        forwards' own times (one per round, the first one cold) are not a comparison.
 
     Returns
     -------
@@ -320,6 +330,8 @@ def apply_plan(
     from planner.migration import plan_migration
 
     check_dispatch(dispatch)
+    if isinstance(timing_repeats, bool) or not isinstance(timing_repeats, int) or timing_repeats < 0:
+        raise InputError(f"must be an integer >= 0, got {timing_repeats!r}", param="timing_repeats")
     if backend not in BACKENDS:
         raise InputError(f"unknown {backend!r}; known: {', '.join(BACKENDS)}", param="backend")
     if not tol >= 0:
@@ -360,13 +372,15 @@ def apply_plan(
             return
         verified.append(record)
         if state is not None:
-            extra = {"max_abs_diff": record.max_abs_diff, "model": new.inputs.model}
-            atomic_write_text(state, json.dumps(placement_dict(rounds.layouts[s], step=s, steps=n,
-                                                               layers=current.replicas.layers, extra=extra)) + "\n")
+            placed = placement_plan(rounds.layouts[s], step=s, steps=n, current=current, target=migration.target_plan,
+                                    max_abs_diff=record.max_abs_diff,
+                                    verified_on=f"{source}; {x.shape[-2]} tokens; {dispatch} dispatch")
+            atomic_write_text(state, placed.to_json())
         if on_round is not None:
             on_round(record, n)
 
     start = time.perf_counter()
+    deadline = time.monotonic() + timeout_s
     failure = None
     try:
         per_rank = run_workers(_apply_worker, W, args=(rounds, layers, x, reference, dispatch, tol, kill, backend == "nccl"),
@@ -379,13 +393,31 @@ def apply_plan(
     except RuntimeAdapterError as exc:
         failure = str(exc)
     if failure is None:
-        return ApplyResult(migration, tuple(verified), bytes_per_expert, planned, time.perf_counter() - start, backend, dispatch)
-    return _fail(failure, verified, n, rounds, layers, x, reference, routing, dispatch, backend, timeout_s,
+        timing = None
+        if timing_repeats:
+            ms = time_layouts([rounds.layouts[0], rounds.layouts[-1]], layers, x, dispatch=dispatch, warmup=1,
+                              repeats=timing_repeats, backend=backend, timeout_s=max(1.0, deadline - time.monotonic()),
+                              threads_per_worker=threads_per_worker)
+            timing = _timing_summary(ms[0], ms[1])
+        return ApplyResult(migration, tuple(verified), bytes_per_expert, planned, time.perf_counter() - start, backend,
+                           dispatch, timing)
+    return _fail(failure, verified, n, rounds, layers, x, reference, routing, dispatch, backend, deadline,
                  threads_per_worker, state, recover)
 
 
+def _timing_summary(before: np.ndarray, after: np.ndarray) -> dict:
+    """Medians and ranges of the interleaved forward times, and the paired after/before ratios."""
+    ratio = after / before - 1
+    r3 = lambda v: round(float(v), 3)  # noqa: E731
+    return {"warmup": 1, "repeats": int(before.size), "before_ms": [r3(v) for v in before],
+            "after_ms": [r3(v) for v in after], "before_ms_median": r3(np.median(before)),
+            "after_ms_median": r3(np.median(after)), "change_median": r3(np.median(ratio)),
+            "change_min": r3(ratio.min()), "change_max": r3(ratio.max()),
+            "faster_in_every_round": bool((ratio < 0).all())}
+
+
 def _fail(failure: str, verified: list[RoundRecord], n: int, rounds: Rounds, layers, x, reference, routing,
-          dispatch: str, backend: str, timeout_s: float, threads: int, state: str | None, recover: bool):
+          dispatch: str, backend: str, deadline: float, threads: int, state: str | None, recover: bool):
     """Raise :class:`ApplyFailed` after (optionally) serving the last consistent placement again."""
     k = verified[-1].step if verified else None
     if k is None:  # nothing was verified: the running placement never served the reference
@@ -396,11 +428,15 @@ def _fail(failure: str, verified: list[RoundRecord], n: int, rounds: Rounds, lay
     if state is not None:
         msg += f" (written to {state})"
     recovery = None
-    if recover:
+    left = deadline - time.monotonic()  # the recovery runs inside the same deadline (timeout_s)
+    if recover and left < 1.0:
+        recovery = {"step": k, "error": "not tried: the deadline (timeout_s) has passed"}
+        msg += "; not served again: the deadline has passed"
+    elif recover:
         layout = rounds.layouts[k]
         try:
             res = serve_layout(layout, layers, x, (dispatch,), backend=backend, warmup=0, repeats=1,
-                                timeout_s=timeout_s, threads_per_worker=threads)[dispatch]
+                                timeout_s=left, threads_per_worker=threads)[dispatch]
             diff = float(np.abs(res.outputs - reference).max())
             pred = layout_rank_tokens(layout, routing, dispatch)
             recovery = {"step": k, "max_abs_diff": diff, "counts_match": bool(np.array_equal(res.rank_tokens, pred))}

@@ -1,13 +1,29 @@
 """Run a function in N local processes joined by one ``torch.distributed`` process group.
 
-The launcher of the profiler's all-to-all, the EP serving workers and the live apply. Each
-worker is a fresh ``spawn`` process (``torch.multiprocessing.start_processes``, what
-``mp.spawn`` does) that sets ``MASTER_ADDR=127.0.0.1`` and a free port, limits torch to
-``threads_per_worker`` threads (the workers share the host's cores), joins the group (gloo on
-CPU, NCCL with one GPU per rank on CUDA), runs ``fn(rank, world_size, *args)`` and sends its
-return value back. The parent waits with a deadline; a worker that raises, dies or outlives
-the deadline becomes one :class:`~planner.errors.RuntimeAdapterError` naming the rank, and every
-other worker is terminated, so no process outlives the call.
+The launcher of the profiler's all-to-all, the EP serving workers and the live apply. It fails
+fast and cleanly: whatever a worker does (raise, exit, die by a signal, hang), the call returns or
+raises within its deadline, leaves no process behind and prints nothing.
+
+1. Payload. ``(fn, args)`` is pickled once into a private temporary directory; each worker reads
+   it from there. Nothing large goes through a spawn pipe, so a worker that dies while the others
+   start cannot block the parent (a spawn pipe write to a dead child could).
+2. Workers. Each is a fresh ``spawn`` process (:mod:`multiprocessing`) that first arranges to die
+   with its parent (Linux ``PR_SET_PDEATHSIG`` = SIGKILL, and a check that the parent is still the
+   one that started it), leaves the terminal's process group (a Ctrl-C reaches the parent only,
+   which then stops the workers), and sends its stdout and stderr -- Python tracebacks and torch's
+   C++ (c10d) log lines -- to ``rank<r>.log`` in that directory (``TORCH_CPP_LOG_LEVEL=ERROR``).
+   It sets ``MASTER_ADDR=127.0.0.1`` and a free port, limits torch to ``threads_per_worker``
+   threads (the workers share the host's cores), joins the group (gloo on CPU, NCCL with one GPU
+   per rank on CUDA), runs ``fn(rank, world_size, *args)`` and sends its return value back.
+3. Messages. One pipe per worker carries ``report`` values (progress), the result, or the error
+   (exception type and message); each message is pickled by value.
+4. Watch. The parent waits on the pipes and the processes' sentinels with one deadline for the
+   whole run, start-up included. A worker that raises, exits without a result, or is killed, or
+   the deadline passing, becomes one :class:`~planner.errors.RuntimeAdapterError` naming the rank
+   (a rank killed by a signal is named before the peers whose collectives failed because of it)
+   and the directory of the worker logs, which is kept; every worker is terminated (SIGTERM,
+   SIGKILL after a grace period) before the call returns or raises, on success, failure or
+   ``KeyboardInterrupt``. On success the directory is removed.
 
 torch is imported inside the functions: importing this module stays cheap and works without
 torch (the doctest collector imports every module).
@@ -16,11 +32,16 @@ torch (the doctest collector imports every module).
 from __future__ import annotations
 
 import os
-import queue as _queue
+import pickle
+import shutil
+import signal
 import socket
+import sys
+import tempfile
 import time
 from collections.abc import Callable
 from datetime import timedelta
+from pathlib import Path
 from typing import Any
 
 from planner.errors import InputError, RuntimeAdapterError
@@ -29,8 +50,10 @@ __all__ = ["BACKENDS", "free_port", "report", "run_workers"]
 
 #: process-group backends this launcher sets up
 BACKENDS = ("gloo", "nccl")
-_POLL_S = 0.05  # how often the parent looks at the workers and the result queue
-_KILL_GRACE_S = 5.0  # SIGTERM, then SIGKILL after this long
+_POLL_S = 0.2  # longest wait between two looks at the deadline
+_ROOT_CAUSE_S = 1.0  # after a failure, how long to wait for the rank that caused it to show
+_KILL_GRACE_S = 3.0  # SIGTERM, then SIGKILL after this long
+_PR_SET_PDEATHSIG = 1  # <linux/prctl.h>
 
 
 def free_port(host: str = "127.0.0.1") -> int:
@@ -41,74 +64,83 @@ def free_port(host: str = "127.0.0.1") -> int:
         return int(s.getsockname()[1])
 
 
-_PROGRESS = None  # in a worker: the parent's progress queue (None when the parent takes no progress)
-_RANK = None
+_CONN = None  # in a worker: the write end of its pipe to the parent
 
 
 def report(value: Any) -> None:
     """From inside a worker: hand ``value`` (picklable) to the parent's ``on_progress(rank, value)``
-    now, while the run goes on. A no-op when the parent passed no ``on_progress``."""
-    if _PROGRESS is not None:
-        _PROGRESS.put((_RANK, value))
+    now, while the run goes on (the write is synchronous: a report is delivered even if the worker
+    is killed right after). A no-op outside a worker."""
+    if _CONN is not None:
+        _CONN.send_bytes(pickle.dumps(("progress", value)))
 
 
-def _worker_entry(local_rank, fn, args, world_size, port, backend, threads, timeout_s, results, progress=None):
-    """Body of one spawned worker: join the group, run ``fn``, report ``(rank, value)``."""
-    global _PROGRESS, _RANK
-    _PROGRESS, _RANK = progress, local_rank
-    os.environ["MASTER_ADDR"] = "127.0.0.1"
-    os.environ["MASTER_PORT"] = str(port)
-    import torch
-    import torch.distributed as dist
+def _die_with_parent(parent_pid: int) -> None:
+    """Linux: the kernel sends this process SIGKILL when its parent dies (no orphaned worker
+    tracebacks after a ``kill -9`` of the command). Elsewhere the parent's cleanup does it."""
+    if sys.platform.startswith("linux"):
+        import ctypes
 
-    torch.set_num_threads(threads)
-    if backend == "nccl":
-        torch.cuda.set_device(local_rank)
-    dist.init_process_group(backend, rank=local_rank, world_size=world_size, timeout=timedelta(seconds=timeout_s))
-    try:
-        value = fn(local_rank, world_size, *args)
-        results.put((local_rank, value))
-    finally:
-        dist.destroy_process_group()
-
-
-def _drain(results, into: dict) -> None:
-    while True:
         try:
-            rank, value = results.get_nowait()
-        except _queue.Empty:
-            return
-        into[rank] = value
+            ctypes.CDLL(None, use_errno=True).prctl(_PR_SET_PDEATHSIG, int(signal.SIGKILL), 0, 0, 0)
+        except (OSError, AttributeError):  # pragma: no cover - no prctl in this libc
+            pass
+    if os.getppid() != parent_pid:  # the parent died before prctl took effect
+        os._exit(1)
 
 
-def _drain_progress(progress, on_progress) -> None:
-    while progress is not None and not progress.empty():
-        rank, value = progress.get()
-        on_progress(rank, value)
+def _quiet(log_path: str) -> None:
+    """Send this process's stdout and stderr (Python and C++ alike) to ``log_path``."""
+    os.environ.setdefault("TORCH_CPP_LOG_LEVEL", "ERROR")
+    fd = os.open(log_path, os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o600)
+    sys.stdout.flush()
+    sys.stderr.flush()
+    os.dup2(fd, 1)
+    os.dup2(fd, 2)
+    os.close(fd)
 
 
-def _root_cause(processes, reported: int, wait_s: float = 1.0) -> int | None:
-    """A rank killed by a signal, if one other than ``reported`` was: the peers of a killed rank fail
-    too (their collectives lose the connection), and the parent may notice one of them first.
-    SIGTERM does not count: torch's ``join`` sends it to the survivors of the first failure."""
-    import signal
+def _worker_entry(rank, world_size, port, backend, threads, timeout_s, payload, log_path, conn, parent_pid):
+    """Body of one spawned worker (module docstring, item 2)."""
+    global _CONN
+    _die_with_parent(parent_pid)
+    try:
+        os.setsid()  # out of the terminal's process group: signals from the terminal go to the parent
+    except OSError:  # pragma: no cover - already a session leader
+        pass
+    _quiet(log_path)
+    _CONN = conn
+    try:
+        with open(payload, "rb") as fh:
+            fn, args = pickle.load(fh)
+        os.environ["MASTER_ADDR"] = "127.0.0.1"
+        os.environ["MASTER_PORT"] = str(port)
+        import torch
+        import torch.distributed as dist
 
-    deadline = time.monotonic() + wait_s
-    while True:
-        killed = [i for i, p in enumerate(processes) if p.exitcode is not None and p.exitcode < 0 and p.exitcode != -signal.SIGTERM]
-        if killed or time.monotonic() > deadline:
-            return next((i for i in killed if i != reported), None) if reported not in killed else None
-        time.sleep(_POLL_S)
+        torch.set_num_threads(threads)
+        if backend == "nccl":
+            torch.cuda.set_device(rank)
+        dist.init_process_group(backend, rank=rank, world_size=world_size, timeout=timedelta(seconds=timeout_s))
+        try:
+            value = fn(rank, world_size, *args)
+        finally:
+            dist.destroy_process_group()
+        message = pickle.dumps(("result", value))
+    except BaseException as exc:  # noqa: BLE001 - every failure goes to the parent as one line
+        import traceback
 
-
-def _last_line(text: str) -> str:
-    lines = [ln.strip() for ln in str(text).strip().splitlines() if ln.strip()]
-    return lines[-1] if lines else ""
+        traceback.print_exc()  # into the rank's log
+        text = " ".join(str(exc).split())
+        message = pickle.dumps(("error", f"{type(exc).__name__}: {text}" if text else type(exc).__name__))
+        conn.send_bytes(message)
+        sys.stdout.flush()
+        sys.stderr.flush()
+        os._exit(1)
+    conn.send_bytes(message)
 
 
 def _signal_name(sig: int) -> str:
-    import signal
-
     try:
         return signal.Signals(sig).name
     except ValueError:
@@ -116,6 +148,7 @@ def _signal_name(sig: int) -> str:
 
 
 def _stop(processes) -> None:
+    """Terminate every live worker; SIGKILL what is left after the grace period."""
     for p in processes:
         if p.is_alive():
             p.terminate()
@@ -125,6 +158,88 @@ def _stop(processes) -> None:
         if p.is_alive():
             p.kill()
             p.join()
+
+
+class _Watch:
+    """The parent's view of the workers: pipes read as messages arrive, exits as they happen."""
+
+    def __init__(self, processes, conns, on_progress):
+        self.processes, self.on_progress = processes, on_progress
+        self.open = {c: r for r, c in enumerate(conns)}
+        self.values: dict[int, Any] = {}
+        self.errors: dict[int, str] = {}  # rank -> "Type: message", in arrival order
+
+    def _read(self, conn) -> None:
+        rank = self.open[conn]
+        try:
+            kind, value = pickle.loads(conn.recv_bytes())
+        except (EOFError, OSError):  # the worker exited (or died mid-message): nothing more from it
+            conn.close()
+            del self.open[conn]
+            return
+        except Exception as exc:  # noqa: BLE001 - a result that does not unpickle in the parent
+            kind, value = "error", f"its result could not be read: {type(exc).__name__}: {exc}"
+        if kind == "progress":
+            if self.on_progress is not None:
+                self.on_progress(rank, value)
+        elif kind == "result":
+            self.values[rank] = value
+        else:
+            self.errors.setdefault(rank, value)
+
+    def wait(self, timeout: float) -> None:
+        from multiprocessing.connection import wait
+
+        sentinels = {p.sentinel: p for p in self.processes if p.exitcode is None}
+        for obj in wait([*self.open, *sentinels], timeout=max(0.0, timeout)):
+            if obj in self.open:
+                self._read(obj)
+
+    def drain(self, rank: int) -> None:
+        """Everything rank ``rank`` wrote before it exited."""
+        for conn, r in list(self.open.items()):
+            while r == rank and conn in self.open and conn.poll(0):
+                self._read(conn)
+
+    def failed(self) -> list[int]:
+        """Ranks that are done without a result (exited, killed or raised)."""
+        out = []
+        for r, p in enumerate(self.processes):
+            if r in self.errors or (p.exitcode is not None and r not in self.values):
+                out.append(r)
+        return out
+
+    def finished(self) -> bool:
+        return all(p.exitcode == 0 for p in self.processes) and not self.open
+
+
+def _failure(watch: _Watch, num_workers: int, backend: str, logs: str) -> RuntimeAdapterError:
+    """One error for a failed run: a rank killed by a signal other than our SIGTERM first (its peers
+    fail too when their collectives lose it), else the first rank that raised, else the first that
+    exited."""
+    deadline = time.monotonic() + _ROOT_CAUSE_S
+    while True:
+        for r in range(num_workers):
+            watch.drain(r)
+        killed = [r for r, p in enumerate(watch.processes)
+                  if p.exitcode is not None and p.exitcode < 0 and p.exitcode != -signal.SIGTERM]
+        if killed or time.monotonic() > deadline:
+            break
+        watch.wait(0.05)
+    where = f"(worker logs: {logs})"
+    if killed:
+        r = killed[0]
+        return RuntimeAdapterError(f"worker rank {r} of {num_workers} ({backend}) was killed by signal "
+                                   f"{_signal_name(-watch.processes[r].exitcode)} {where}")
+    if watch.errors:
+        r = next(iter(watch.errors))
+        return RuntimeAdapterError(f"worker rank {r} of {num_workers} ({backend}) failed: {watch.errors[r]} {where}")
+    r = watch.failed()[0]
+    code = watch.processes[r].exitcode
+    how = f"was killed by signal {_signal_name(-code)}" if code is not None and code < 0 else f"exited with code {code}"
+    if code == 0:
+        how = "exited without a result"
+    return RuntimeAdapterError(f"worker rank {r} of {num_workers} ({backend}) {how} {where}")
 
 
 def run_workers(
@@ -144,7 +259,7 @@ def run_workers(
     fn : a module-level function (spawned workers import it by name); its return value must
         pickle. The process group is initialised before ``fn`` runs and destroyed after.
     num_workers : processes (ranks), >= 1.
-    args : extra positional arguments, pickled to every worker.
+    args : extra positional arguments, pickled once to a file every worker reads.
     backend : ``"gloo"`` (CPU tensors) or ``"nccl"`` (rank r uses ``cuda:r``).
     timeout_s : deadline for the whole run, start-up included; also the process group's
         timeout for each collective.
@@ -163,71 +278,58 @@ def run_workers(
     InputError
         Bad argument (unknown backend, ``num_workers < 1``, ...).
     RuntimeAdapterError
-        A worker raised (the message has its rank and last traceback line; the full traceback
-        is chained), exited or was killed, returned nothing, or the deadline passed. The other
-        workers are terminated first.
+        A worker raised (the message has its rank, the exception's type and message), exited or
+        was killed, returned nothing, or the deadline passed; the message ends with the directory
+        of the workers' logs. Every worker is stopped first.
     """
-    import logging
+    import multiprocessing as mp
 
-    import torch.multiprocessing as mp
-
-    # torch logs a warning per survivor it terminates after a failure; the error we raise says it all
-    logging.getLogger("torch.multiprocessing.spawn").setLevel(logging.ERROR)
     if backend not in BACKENDS:
         raise InputError(f"backend must be one of {', '.join(BACKENDS)}, got {backend!r}")
     if not isinstance(num_workers, int) or num_workers < 1:
         raise InputError(f"num_workers must be an integer >= 1, got {num_workers!r}")
-    if not timeout_s > 0:
-        raise InputError(f"timeout_s must be > 0, got {timeout_s!r}")
+    if not (isinstance(timeout_s, (int, float)) and 0 < timeout_s < float("inf")):
+        raise InputError(f"timeout_s must be a finite number > 0, got {timeout_s!r}")
     if not isinstance(threads_per_worker, int) or threads_per_worker < 1:
         raise InputError(f"threads_per_worker must be an integer >= 1, got {threads_per_worker!r}")
-    results = mp.get_context("spawn").Queue()
-    # a SimpleQueue writes to the pipe inside put(): a report is delivered even if its worker is
-    # killed right after (a Queue's feeder thread would die with it)
-    progress = mp.get_context("spawn").SimpleQueue() if on_progress is not None else None
-    port = free_port()
-    context = mp.start_processes(
-        _worker_entry,
-        args=(fn, tuple(args), num_workers, port, backend, threads_per_worker, float(timeout_s), results, progress),
-        nprocs=num_workers,
-        join=False,
-        start_method="spawn",
-    )
     deadline = time.monotonic() + timeout_s
-    values: dict[int, Any] = {}
+    ctx = mp.get_context("spawn")
+    tmp = Path(tempfile.mkdtemp(prefix="moeplan-workers-"))
+    payload = tmp / "payload.pkl"
+    processes, ok = [], False
     try:
+        with open(payload, "wb") as fh:
+            pickle.dump((fn, tuple(args)), fh, protocol=pickle.HIGHEST_PROTOCOL)
+        port = free_port()
+        conns = []
+        for rank in range(num_workers):
+            read, write = ctx.Pipe(duplex=False)
+            p = ctx.Process(target=_worker_entry, name=f"moeplan-worker-{rank}", daemon=True,
+                            args=(rank, num_workers, port, backend, threads_per_worker, float(timeout_s), str(payload),
+                                  str(tmp / f"rank{rank}.log"), write, os.getpid()))
+            p.start()
+            write.close()  # the parent keeps the read end only: EOF when the worker is gone
+            processes.append(p)
+            conns.append(read)
+        watch = _Watch(processes, conns, on_progress)
         while True:
-            _drain(results, values)  # before join: a worker blocks on a full pipe until read
-            _drain_progress(progress, on_progress)
-            try:
-                if context.join(timeout=_POLL_S):
-                    break
-            except (mp.ProcessRaisedException, mp.ProcessExitedException) as exc:
-                _drain_progress(progress, on_progress)
-                killed = _root_cause(context.processes, exc.error_index)
-                if killed is not None:
-                    sig = -context.processes[killed].exitcode
-                    raise RuntimeAdapterError(
-                        f"worker rank {killed} of {num_workers} ({backend}) was killed by signal {_signal_name(sig)}"
-                    ) from exc
-                if isinstance(exc, mp.ProcessRaisedException):
-                    raise RuntimeAdapterError(
-                        f"worker rank {exc.error_index} of {num_workers} ({backend}) failed: {_last_line(exc.msg)}"
-                    ) from exc
-                how = f"was killed by signal {exc.signal_name}" if exc.signal_name else f"exited with code {exc.exit_code}"
-                raise RuntimeAdapterError(f"worker rank {exc.error_index} of {num_workers} ({backend}) {how}") from exc
-            if time.monotonic() > deadline:
-                raise RuntimeAdapterError(
-                    f"{num_workers} {backend} worker(s) did not finish within {timeout_s:g} s (done: {sorted(values)})"
-                )
-        _drain(results, values)  # every worker has exited: what is left in the pipe
-        _drain_progress(progress, on_progress)
+            for r, p in enumerate(processes):
+                if p.exitcode is not None:
+                    watch.drain(r)  # what it wrote before it exited, its result included
+            if watch.finished():
+                break
+            if watch.failed():
+                raise _failure(watch, num_workers, backend, str(tmp))
+            now = time.monotonic()
+            if now > deadline:
+                raise RuntimeAdapterError(f"{num_workers} {backend} worker(s) did not finish within {timeout_s:g} s "
+                                          f"(done: {sorted(watch.values)}; worker logs: {tmp})")
+            watch.wait(min(_POLL_S, deadline - now))
+        ok = True
     finally:
-        _stop(context.processes)
-        results.close()
-        if progress is not None:
-            progress.close()
-    missing = [r for r in range(num_workers) if r not in values]
-    if missing:
-        raise RuntimeAdapterError(f"worker rank(s) {missing} of {num_workers} finished without a result")
-    return [values[r] for r in range(num_workers)]
+        _stop(processes)
+        if ok:
+            shutil.rmtree(tmp, ignore_errors=True)
+        else:
+            payload.unlink(missing_ok=True)
+    return [watch.values[r] for r in range(num_workers)]

@@ -9,13 +9,13 @@ result must equal the target plan (checked). Every placement ``P_s`` becomes a
 :class:`~planner.runtime.dispatch.Layout` whose slots are the occupied positions, GPU-major by
 position, with even dispatch weights -- except the last, which has the target plan's.
 
-:func:`placement_dict` is the state file's content (:data:`PLACEMENT_FORMAT`): the last verified
-placement, which a restart could serve.
+:func:`placement_plan` is the state file's content: the last verified placement as a plan of kind
+``placement`` (:class:`~planner.plans.schema.PlacementPlan`), which ``moeplan verify`` checks,
+``moeplan apply --from`` continues from and ``moeplan export`` writes for an engine restart.
 """
 
 from __future__ import annotations
 
-from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
 
@@ -26,12 +26,12 @@ from planner.runtime.dispatch import Layout, layout_of
 
 if TYPE_CHECKING:  # pragma: no cover
     from planner.migration import Migration
-    from planner.plans.schema import Plan
+    from planner.plans.schema import PlacementPlan, Plan
 
-__all__ = ["PLACEMENT_FORMAT", "Rounds", "replay_rounds", "placement_dict"]
+__all__ = ["PLACEMENT_KIND", "Rounds", "replay_rounds", "placement_plan"]
 
-#: ``format`` of the state file (the last consistent placement)
-PLACEMENT_FORMAT = "moeplan-placement/1"
+#: ``kind`` of the state file (the last consistent placement)
+PLACEMENT_KIND = "placement"
 
 
 @dataclass
@@ -118,16 +118,21 @@ def replay_rounds(migration: Migration, current: Plan) -> Rounds:
     return out
 
 
-def placement_dict(layout: Layout, *, step: int, steps: int, layers: Sequence[int], extra: dict | None = None) -> dict:
-    """JSON-ready placement (the state file): per layer the GPU-major expert list and slot GPUs."""
-    return {
-        "format": PLACEMENT_FORMAT,
-        "step": step,
-        "steps": steps,
-        "layers": list(layers),
-        "num_gpus": layout.num_gpus,
-        "num_experts": layout.num_experts,
-        "physical_to_logical": [p.tolist() for p in layout.physical_to_logical],
-        "slot_gpu": [g.tolist() for g in layout.slot_gpu],
-        **(extra or {}),
-    }
+def placement_plan(layout: Layout, *, step: int, steps: int, current: Plan, target: Plan, max_abs_diff: float,
+                   verified_on: str) -> PlacementPlan:
+    """The placement ``layout`` served after ``step`` of ``steps`` rounds of the migration from
+    ``current`` to ``target`` (the state file)."""
+    import hashlib
+
+    from planner.plans.schema import PlacementPlan
+
+    rp = target.replicas
+    return PlacementPlan(
+        tool=target.tool, model=target.inputs.model, layers=list(rp.layers), num_hidden_layers=rp.num_hidden_layers,
+        num_experts=rp.num_experts, num_gpus=rp.num_gpus, num_nodes=rp.num_nodes, gpus_per_node=rp.gpus_per_node,
+        bytes_per_expert=rp.bytes_per_expert, physical_to_logical=[p.tolist() for p in layout.physical_to_logical],
+        slot_gpu=[g.tolist() for g in layout.slot_gpu], step=step, steps=steps,
+        from_plan_sha256=hashlib.sha256(current.to_json().encode()).hexdigest(),
+        to_plan_sha256=hashlib.sha256(target.to_json().encode()).hexdigest(),
+        max_abs_diff=float(max_abs_diff), verified_on=verified_on,
+    )

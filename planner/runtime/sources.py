@@ -31,7 +31,7 @@ SYNTHETIC = "synthetic"
 
 def load_source(name: str, *, num_experts: int | None = None, top_k: int | None = None, num_layers: int | None = None,
                 num_tokens: int = 2048, seed: int = 0, hidden: int = 64, intermediate: int = 128,
-                token_seed: int | None = None, batch_tokens: int = 2048):
+                token_seed: int | None = None, batch_tokens: int = 2048, built=None):
     """``(layers, tokens, layer_ids, label)`` of a source (module docstring).
 
     ``num_experts`` / ``top_k`` / ``num_layers`` shape the synthetic layers (ignored for a model);
@@ -39,7 +39,8 @@ def load_source(name: str, *, num_experts: int | None = None, top_k: int | None 
     ``seed`` draws synthetic weights; ``token_seed`` (default ``seed + 1``) the token stream, so one
     model can serve several streams. A model runs on :func:`planner.runtime.hf.token_stream`'s
     batches of ``batch_tokens`` (what ``moeplan collect`` uses by default: the same seed gives the
-    same tokens and routing as a collect run).
+    same tokens and routing as a collect run). ``built``: the model ``name`` already built by
+    :func:`planner.runtime.hf.load_model`, reused (several streams of one model without rebuilding it).
     """
     token_seed = seed + 1 if token_seed is None else token_seed
     if not isinstance(num_tokens, int) or num_tokens < 1:
@@ -55,7 +56,7 @@ def load_source(name: str, *, num_experts: int | None = None, top_k: int | None 
     from planner.runtime import hf
 
     with single_thread():
-        model = hf.load_model(name)
+        model = hf.load_model(name) if built is None else built
         layers = hf.moe_layers(model)
         batch = min(batch_tokens, int(getattr(model.config, "max_position_embeddings", batch_tokens) or batch_tokens))
         records = [hf.moe_block_io(model, ids) for ids in hf.token_stream(model, num_tokens, batch_tokens=batch, seed=token_seed)]

@@ -33,7 +33,8 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument("plan", help="plan JSON; its GPUs must equal torchrun's world size")
     p.add_argument("--model", default=None, help="tiny HF MoE name, model directory or 'synthetic' (default: the plan's model)")
     p.add_argument("--tokens", type=int, default=2048)
-    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--seed", type=int, default=1,
+                   help="seed of the token stream, as `moeplan apply --seed` (the same S serves the same tokens)")
     p.add_argument("--dispatch", default="even", choices=("even", "plan", "deterministic"))
     p.add_argument("--warmup", type=int, default=1)
     p.add_argument("--repeats", type=int, default=3)
@@ -69,7 +70,7 @@ def _run(args) -> int:
     name = args.model or plan.inputs.model
     top_k = get_model(plan.inputs.model).top_k if name == SYNTHETIC else None
     layers, x, _, label = load_source(name, num_experts=rp.num_experts, top_k=top_k, num_layers=len(rp.layers),
-                                      num_tokens=args.tokens, seed=args.seed)
+                                      num_tokens=args.tokens, token_seed=args.seed)
     layout = layout_of(plan, len(layers))
     if backend == "nccl":
         torch.cuda.set_device(local_rank)

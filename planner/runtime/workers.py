@@ -61,9 +61,10 @@ import numpy as np
 
 from planner.errors import InputError
 from planner.runtime.dist import BACKENDS, run_workers
-from planner.runtime._rank import serve_worker
+from planner.runtime._rank import serve_worker, timing_worker
 from planner.runtime.dispatch import (
     DISPATCHES,
+    check_dispatch,
     Layout,
     layout_of,
     predicted_rank_tokens,
@@ -88,6 +89,7 @@ __all__ = [
     # the runtime's own seams (apply, torchrun)
     "serve_layout",
     "gather_result",
+    "time_layouts",
 ]
 
 
@@ -215,6 +217,27 @@ def serve_layout(layout: Layout, layers: list[MoELayer], x: np.ndarray, dispatch
     )
     return {d: gather_result(layout, [res["runs"][i] for res in per_rank], x.shape[-2], d, backend, repeats)
             for i, d in enumerate(dispatches)}
+
+
+def time_layouts(layouts: Sequence[Layout], layers: list[MoELayer], x: np.ndarray, *, dispatch: str = "even",
+                 warmup: int = 1, repeats: int = 5, backend: str = "gloo", timeout_s: float = 120.0,
+                 threads_per_worker: int = 1) -> np.ndarray:
+    """Forward times of several placements measured in one process group, warm and interleaved
+    (:func:`planner.runtime._rank.timing_worker`): ``[placements, repeats]`` ms, each the sum over
+    layers of the slowest rank's wall time of the layer. Interleaving makes a slow drift of a
+    shared host hit every placement alike; the warm-up keeps the one cold forward out."""
+    check_dispatch(dispatch)
+    for name, value, low in (("warmup", warmup, 0), ("repeats", repeats, 1)):
+        if not isinstance(value, int) or value < low:
+            raise InputError(f"{name}: must be an integer >= {low}, got {value!r}")
+    layouts = list(layouts)
+    if not layouts or len({lay.num_gpus for lay in layouts}) != 1:
+        raise InputError("layouts: give one or more placements on the same GPUs")
+    per_rank = run_workers(timing_worker, layouts[0].num_gpus,
+                           args=(layouts, layers, x, dispatch, warmup, repeats, backend == "nccl"),
+                           backend=backend, timeout_s=timeout_s, threads_per_worker=threads_per_worker)
+    ms = np.stack([r["ms"] for r in per_rank])  # [W, P, repeats, L]
+    return ms.max(axis=0).sum(axis=-1)
 
 
 def gather_result(layout: Layout, runs: list[dict], num_tokens: int, dispatch: str, backend: str, repeats: int) -> RunResult:
