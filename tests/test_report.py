@@ -117,3 +117,26 @@ def test_svg_charts_are_well_formed_with_odd_data():
     ]
     for svg in charts:
         ET.fromstring(svg)
+
+
+def test_report_of_a_placement_file(tmp_path):
+    """The state `moeplan apply --state` leaves (kind placement) has a page: verified, slots per GPU and layer."""
+    import numpy as np
+
+    from planner.inputs.loads import ExpertLoads
+    from planner.plans.schema import PlacementPlan
+    from planner.replicas import plan_replicas
+    from planner.report import build_report
+
+    counts = np.random.default_rng(5).integers(1, 400, size=(1, 2, 8)).astype(np.float64)
+    plan = json.loads(plan_replicas(ExpertLoads(counts, layer_ids=[0, 1]), "mixtral-8x7b", num_gpus=4).to_json())
+    rp = plan["replicas"]
+    doc = {"schema_version": "1.0", "kind": "placement", "tool": plan["tool"], "model": plan["inputs"]["model"],
+           "step": 1, "steps": 2, "from_plan_sha256": "0" * 64, "to_plan_sha256": "1" * 64, "max_abs_diff": 0.0,
+           "verified_on": "test", **{k: rp[k] for k in ("layers", "num_hidden_layers", "num_experts", "num_gpus",
+                                                        "num_nodes", "gpus_per_node", "bytes_per_expert",
+                                                        "physical_to_logical", "slot_gpu")}}
+    res = build_report(PlacementPlan.model_validate(doc))
+    assert [p.kind for p, _ in res.parts] == ["placement"] and res.verified and res.figures == 1
+    doc["physical_to_logical"][0] = [0 if e == 7 else e for e in doc["physical_to_logical"][0]]  # expert 7 lost
+    assert not build_report(PlacementPlan.model_validate(doc)).verified

@@ -9,7 +9,7 @@ from typing import Annotated, Optional
 
 import typer
 
-from planner.cli._output import emit, warn
+from planner.cli._output import emit, progress, progress_enabled, warn
 from planner.cli.options import JsonOpt
 
 __all__ = ["plan"]
@@ -28,14 +28,16 @@ def plan(
     from planner.scenario import load_scenario, run_scenario
 
     sc = load_scenario(scenario)
-    tty = sys.stderr.isatty() and not json_out
-    status = _status(tty)
-    with status as st:
-        def progress(msg: str) -> None:
-            if st is not None and not msg.startswith("  "):
-                st.update(msg)
-
-        res = run_scenario(sc, out_dir, progress=progress if tty else None)
+    on = progress_enabled()  # a terminal, or moeplan --progress (docs/cli.md)
+    spinner = on and sys.stderr.isatty()
+    with _status(spinner) as st:
+        if st is not None:
+            def say(msg: str) -> None:
+                if not msg.startswith("  "):
+                    st.update(msg)
+        else:
+            say = progress("plan")
+        res = run_scenario(sc, out_dir, progress=say if on else None)
     for line in (*res.warnings, *(f"no {t} file: {why}" for t, why in res.refused.items())):
         warn(line)
     files = "\n".join(f"  {k:15s} {v}" for k, v in res.files.items())
@@ -54,9 +56,10 @@ def plan(
     emit(result, human, json_out)
 
 
-def _status(tty: bool):
-    """A rich spinner with the current stage on a terminal; nothing in a pipeline (stderr stays one line on error)."""
-    if not tty:
+def _status(spinner: bool):
+    """A rich spinner with the current stage on a terminal; plain lines with --progress elsewhere; nothing in a
+    pipeline by default (stderr stays one line on error)."""
+    if not spinner:
         return nullcontext(None)
     from rich.console import Console
 

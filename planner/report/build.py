@@ -24,18 +24,18 @@ from planner.deploy import verify_deployment
 from planner.errors import InputError
 from planner.inputs import Cluster, ExpertLoads, Workload
 from planner.plans.io import read_plan
-from planner.plans.schema import ClusterPlan, DeploymentPlan, FleetPlan, Plan, ScenarioPlan
-from planner.plans.verify import VerifyReport, verify_plan
+from planner.plans.schema import ClusterPlan, DeploymentPlan, FleetPlan, PlacementPlan, Plan, ScenarioPlan
+from planner.plans.verify import VerifyReport, verify_placement, verify_plan
 from planner.report.deployment import RATE_FACTORS, deployment_sections
 from planner.report.fleet_cluster import (cluster_sections, fleet_sections, is_migration_schedule,
                                           migration_sections)
 from planner.report.page import Part, Verdict, render_page
 from planner.report.replicas import replica_sections
-from planner.report.scenario import scenario_sections
+from planner.report.scenario import placement_sections, scenario_sections
 
 __all__ = ["ReportInputs", "ReportResult", "plan_parts", "verify_part", "build_report", "write_report", "read_report_source"]
 
-AnyDoc = Union[Plan, DeploymentPlan, FleetPlan, ClusterPlan, ScenarioPlan, dict]
+AnyDoc = Union[Plan, DeploymentPlan, FleetPlan, ClusterPlan, ScenarioPlan, PlacementPlan, dict]
 
 
 @dataclass(frozen=True)
@@ -91,6 +91,8 @@ def plan_parts(doc: AnyDoc) -> list[tuple[str, str, AnyDoc]]:
         return [(f"Fleet plan: {doc.inputs.model or 'profile table'} at {doc.inputs.rate_req_per_s:g} req/s", "fleet", doc)]
     if isinstance(doc, ClusterPlan):
         return [(f"Cluster plan: {doc.inputs.model} on {doc.inputs.cluster}", "cluster", doc)]
+    if isinstance(doc, PlacementPlan):
+        return [(f"Placement: {doc.model} on {doc.num_gpus} GPUs, migration step {doc.step} of {doc.steps}", "placement", doc)]
     return [(f"Replica plan: {doc.inputs.model} on {doc.replicas.num_gpus} GPUs", "replicas", doc)]
 
 
@@ -117,6 +119,8 @@ def verify_part(kind: str, obj: AnyDoc, inputs: ReportInputs) -> Verdict:
         return _verdict(verify_fleet(obj), "fleet re-derived from its capacities")
     if kind == "cluster":
         return _verdict(verify_cluster(obj, inputs.cluster), "max-flow recomputed in networkx")
+    if kind == "placement":
+        return _verdict(verify_placement(obj), "placement structure and model checked")
     return Verdict(None, "A migration schedule is checked against its two plans when `moeplan migrate` writes it; "
                          "the schedule file does not hold them.")
 
@@ -124,6 +128,8 @@ def verify_part(kind: str, obj: AnyDoc, inputs: ReportInputs) -> Verdict:
 def _sections(kind: str, obj: AnyDoc, inputs: ReportInputs, verdict: Verdict):
     if kind == "scenario":
         return scenario_sections(obj)
+    if kind == "placement":
+        return placement_sections(obj)
     if kind == "replicas":
         loads = inputs.loads if verdict.ok else None  # loads that fail the hash are not the plan's loads
         return replica_sections(obj, loads, gpu=inputs.gpu)

@@ -1,4 +1,5 @@
-"""Report sections of a scenario plan's own part (``kind: "scenario"``): the decisions and the GPU types.
+"""Report sections of a scenario plan's own part (``kind: "scenario"``: the decisions and the GPU types) and
+of a placement (``kind: "placement"``, the state ``moeplan apply --state`` leaves: copies per GPU and layer).
 
 The parts the scenario holds (deployments, replica plans per pool, migrations, fleet, cluster) are
 rendered by their own kinds' sections (:func:`planner.report.build.plan_parts`).
@@ -6,11 +7,29 @@ rendered by their own kinds' sections (:func:`planner.report.build.plan_parts`).
 
 from __future__ import annotations
 
-from planner.plans.schema import ScenarioPlan
+from planner.plans.schema import PlacementPlan, ScenarioPlan
 from planner.report.page import Section, figure_html, table_html
-from planner.report.svg import bar_chart
+from planner.report.svg import bar_chart, heatmap
 
-__all__ = ["scenario_sections"]
+__all__ = ["scenario_sections", "placement_sections"]
+
+
+def placement_sections(p: PlacementPlan) -> tuple[Section, ...]:
+    counts = []
+    for row, gpus in zip(p.physical_to_logical, p.slot_gpu):
+        per = [0] * p.num_gpus
+        for g in gpus:
+            per[g] += 1
+        counts.append(per)
+    head = table_html(["", "value"], [
+        ("model", p.model), ("GPUs", f"{p.num_gpus} on {p.num_nodes} node(s)"), ("layers", len(p.layers)),
+        ("migration", f"step {p.step} of {p.steps}"), ("started from plan", p.from_plan_sha256[:12]),
+        ("expert copy", f"{p.bytes_per_expert / 1e6:.1f} MB")], left=2)
+    hm = heatmap(counts, title="expert slots per GPU and layer", xlabel="GPU", ylabel="layer",
+                 row_labels=[str(l) for l in p.layers])
+    return (Section("Placement served by the workers", head + figure_html(
+        hm, "A GPU holding more slots than the others in a layer holds a staged copy between migration steps."),
+        "The expert placement running workers served and verified at this step (moeplan apply --state).", figures=1),)
 
 
 def scenario_sections(plan: ScenarioPlan) -> tuple[Section, ...]:
