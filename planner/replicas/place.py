@@ -64,7 +64,8 @@ def place(req: ReplicaRequest) -> Placement:
                 num_slots = E + per_layer
             phy2log, slot_gpu, report = plan_stepaware(
                 window, num_slots, D, num_nodes=req.num_nodes, expert_nodes=expert_nodes,
-                sample_steps=req.sample_steps, swap_time_limit_s=req.swap_time_limit_s,
+                sample_steps=req.sample_steps, swap_evaluations=req.swap_evaluations,
+                swap_time_limit_s=req.swap_time_limit_s,
             )
     except ValueError as exc:  # the solvers' own argument checks; resolve_request should catch them first
         raise InputError(str(exc)) from None
