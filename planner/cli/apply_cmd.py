@@ -67,18 +67,19 @@ def apply(
     """Move running workers to NEW_PLAN: send weights between ranks step by step, verify the outputs
     after every step, and report bytes moved, time and measured vs predicted rows."""
     from planner.errors import InputError
-    from planner.plans.io import read_plan, write_plan
+    from planner.cli.plan_input import read_trusted_plan
+    from planner.plans.io import write_plan
     from planner.runtime.apply import ApplyFailed, apply_plan, engine_default_plan
     from planner.runtime.moe import reference_forward
 
     if batch_tokens < 1:
         raise InputError(f"--batch-tokens: must be >= 1, got {batch_tokens}")
-    new_plan = read_plan(new)
+    new_plan, _ = read_trusted_plan(new, kinds=("replicas",), role="new plan")
     if workers != new_plan.replicas.num_gpus:
         raise InputError(f"--workers: the plan places experts on {new_plan.replicas.num_gpus} GPUs, got {workers}")
     layers, x, label = _source(model, new_plan, batch_tokens, seed, hidden, intermediate)
     if current is not None:
-        current_plan = read_plan(current)
+        current_plan, _ = read_trusted_plan(current, kinds=("replicas",), role="--from plan")
         start = str(current)
     else:
         current_plan = engine_default_plan(new_plan, reference_forward(layers, x)[1])

@@ -23,9 +23,9 @@ def export(
     """Write a replica plan in an engine's expert-placement format; refuse what the engine cannot load or balance."""
     from planner.plans.export import check_output_name, export_plan
     from planner.common.fileio import atomic_write_text
-    from planner.plans.io import read_plan
+    from planner.cli.plan_input import read_trusted_plan
 
-    plan = read_plan(plan_path)
+    plan, _ = read_trusted_plan(plan_path)
     check_output_name(target.value, output)
     exp = export_plan(plan, target.value, allow_unsupported=allow_unsupported)
     atomic_write_text(output, exp.text)

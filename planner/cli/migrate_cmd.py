@@ -27,12 +27,15 @@ def migrate(
     """Plan the weight moves from CURRENT_PLAN to NEW_PLAN: per-layer copies, ordered steps, GB moved."""
     from planner.migration import plan_migration
     from planner.common.fileio import atomic_write_text
-    from planner.plans.io import read_plan, write_plan
+    from planner.cli.plan_input import read_trusted_plan
+    from planner.plans.io import write_plan
 
     data = None
     if loads:
         data = read_loads_arg(loads)
-    migration = plan_migration(read_plan(current), read_plan(new), relabel=not no_relabel,
+    current_plan, _ = read_trusted_plan(current, kinds=("replicas",), role="current plan")
+    new_plan, _ = read_trusted_plan(new, kinds=("replicas",), role="new plan", loads=data)
+    migration = plan_migration(current_plan, new_plan, relabel=not no_relabel,
                                spare_slots_per_gpu=spare_slots, loads=data)
     schedule = migration.to_dict()
     if output is not None:

@@ -88,7 +88,7 @@ def plan_request(req: ReplicaRequest) -> Plan:
         num_nodes=req.num_nodes, params=params, report=report, duplicates_allowed=req.algorithm == "eplb",
         mode=req.mode, split=fractions, plan_steps=req.plan_steps, holdout_steps=req.holdout_steps,
     )
-    check = verify_plan(plan, req.source_loads)
+    check = verify_plan(plan, req.source_loads, model=req.arch)
     if not check.ok:  # a bug, not a user error: every emitted plan must verify
         c = check.failures[0]
         raise PlannerError(f"internal error: planned replica layout fails verification: {c.name}: {c.detail}")
