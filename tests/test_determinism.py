@@ -37,6 +37,14 @@ def trace(tmp_path_factory):
     return path
 
 
+@pytest.fixture(scope="module")
+def full_trace(tmp_path_factory):
+    """8 steps of all 58 DeepSeek-V3 MoE layers: on 64 GPUs the default swap budget binds (about 1 s of work)."""
+    path = tmp_path_factory.mktemp("det") / "full.npz"
+    _invoke("synth", "-o", path, "--steps", 8, "--drift", 0.2, "--seed", 3)
+    return path
+
+
 @pytest.fixture
 def slow_clock(monkeypatch):
     """Every clock reading 10 s after the previous one: a search that watched the clock would stop at once."""
@@ -89,7 +97,7 @@ def test_migration_target_plan_bytes_repeat(trace, tmp_path, slow_clock):
 
 #: planner -> (argv writing {out}, inputs made first). Each is run twice; the plan files must be equal.
 PLANNERS = {
-    "replicas": ["replicas", "{trace}", "-m", "deepseek-v3", "--gpus", "64", "--redundant", "64", "-o", "{out}"],
+    "replicas": ["replicas", "{full_trace}", "-m", "deepseek-v3", "--gpus", "64", "--redundant", "64", "-o", "{out}"],
     "deploy": ["deploy", "-m", "qwen3-30b-a3b", "-g", "h100", "--gpus", "2", "--ttft-ms", "1000", "--tpot-ms", "50",
                "--isl", "1024", "--osl", "128", "--requests", "300", "-o", "{out}"],
     "cluster": ["cluster", CLUSTER, "--model", "mixtral-8x7b", "-o", "{out}"],
@@ -108,8 +116,8 @@ def _cli(argv, env_extra, cwd) -> None:
 
 @pytest.mark.slow
 @pytest.mark.parametrize("planner", sorted(PLANNERS))
-def test_same_bytes_across_processes_hash_seeds_and_load(planner, trace, tmp_path):
-    fills = {"trace": str(trace), "cur": str(tmp_path / "cur.json"), "new": str(tmp_path / "new.json")}
+def test_same_bytes_across_processes_hash_seeds_and_load(planner, trace, full_trace, tmp_path):
+    fills = {"trace": str(trace), "full_trace": str(full_trace), "cur": str(tmp_path / "cur.json"), "new": str(tmp_path / "new.json")}
     if planner == "migrate":
         for name, r in (("cur", 16), ("new", 32)):
             _cli(["replicas", str(trace), "-m", "deepseek-v3", "--gpus", "16", "--redundant", str(r),

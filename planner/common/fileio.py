@@ -1,4 +1,5 @@
-"""Atomic file writes: readers see the old file or the whole new one, never a part."""
+"""Atomic file writes (readers see the old file or the whole new one, never a part) and the one way
+readers decode a text file (bytes that are not UTF-8 are an input error naming the file and offset)."""
 
 from __future__ import annotations
 
@@ -8,7 +9,29 @@ from pathlib import Path
 
 from planner.errors import InputError
 
-__all__ = ["atomic_write_text", "atomic_write_bytes"]
+__all__ = ["atomic_write_text", "atomic_write_bytes", "read_text", "decode_text"]
+
+
+def decode_text(data: bytes, where: str, *, encoding: str = "utf-8") -> str:
+    """``data`` decoded as UTF-8 (``encoding="utf-8-sig"`` drops a byte-order mark); bytes that are not
+    UTF-8 raise :class:`~planner.errors.InputError` naming ``where`` and the offset.
+
+    >>> decode_text(b"ok", "f.json")
+    'ok'
+    >>> decode_text(b"a\xffb", "f.json")
+    Traceback (most recent call last):
+    ...
+    planner.errors.InputError: f.json: not UTF-8 text (byte 0xff at offset 1)
+    """
+    try:
+        return data.decode(encoding)
+    except UnicodeDecodeError as exc:
+        raise InputError(f"{where}: not UTF-8 text (byte 0x{data[exc.start]:02x} at offset {exc.start})") from None
+
+
+def read_text(path: str | os.PathLike, *, encoding: str = "utf-8") -> str:
+    """The text of a file, decoded by :func:`decode_text` (an InputError if it is not UTF-8)."""
+    return decode_text(Path(path).read_bytes(), str(path), encoding=encoding)
 
 
 def atomic_write_text(path: str | os.PathLike, text: str) -> Path:

@@ -37,6 +37,7 @@ from planner.common.jsontext import parse_json_object
 from planner.errors import InputError
 from planner.profiles.registry import PROFILES_PACKAGE, get_gpu
 from planner.profiles.schema import load_yaml_text
+from planner.common.fileio import read_text
 
 __all__ = [
     "ClusterNode",
@@ -127,7 +128,7 @@ def read_cluster(path: str | Path) -> Cluster:
     p = Path(path)
     if not p.is_file():
         raise InputError(f"{p}: cluster file not found", param="cluster")
-    text = p.read_text(encoding="utf-8")
+    text = read_text(p)
     if p.suffix.lower() == ".json":
         doc = parse_json_object(text, str(p))
     else:

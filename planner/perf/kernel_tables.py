@@ -59,6 +59,7 @@ import numpy as np
 from planner.common.fileio import atomic_write_text
 from planner.errors import InputError, ProfileNotFound
 from planner.profiles import PROFILES_PACKAGE, get_format, get_gpu
+from planner.common.fileio import read_text
 
 __all__ = [
     "FAMILIES",
@@ -260,7 +261,7 @@ def load_kernel_csv(path: str | Path, gpu, family: str) -> KernelTable:
     """
     p = Path(path)
     try:
-        text = p.read_text(encoding="utf-8")
+        text = read_text(p)
     except OSError as exc:
         raise InputError(f"{p}: cannot read file ({exc.strerror or exc})", param="path") from None
     return _parse(text, _gpu_id(gpu), family, str(p))

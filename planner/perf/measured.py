@@ -60,6 +60,7 @@ from planner.errors import InputError, ProfileNotFound
 from planner.common.fileio import atomic_write_text
 from planner.perf.op_times import MEMORY_OPS  # memory-bound ops: their time follows the bytes they move
 from planner.profiles import PROFILES_PACKAGE, get_gpu
+from planner.common.fileio import read_text
 
 __all__ = [
     "GEMM_OPS",
@@ -462,10 +463,17 @@ def load_op_table(path: str | Path) -> OpTable:
     """
     p = Path(path)
     try:
-        text = p.read_text(encoding="utf-8")
+        text = read_text(p)
     except OSError as exc:
         raise InputError(f"{p}: cannot read file ({exc.strerror or exc})") from None
-    reader = csv.DictReader(io.StringIO(text))
+    try:
+        return _op_table_rows(p, csv.DictReader(io.StringIO(text, newline="")))
+    except csv.Error as exc:
+        raise InputError(f"{p}: not a CSV file ({exc})") from None
+
+
+def _op_table_rows(p: Path, reader: csv.DictReader) -> OpTable:
+    """The rows of :func:`load_op_table`, checked, as an :class:`OpTable`."""
     missing = [c for c in ("device", "op", "time_ms") if c not in (reader.fieldnames or [])]
     if missing:
         raise InputError(f"{p}: missing column(s) {', '.join(missing)}; expected {','.join(_OP_COLUMNS)}")
@@ -496,7 +504,10 @@ def load_op_table(path: str | Path) -> OpTable:
         elif name in ("size_bytes", "time_ms"):
             cols[name] = np.array(values, dtype=np.float64)
         else:
-            cols[name] = np.array(values, dtype=np.int64)
+            try:
+                cols[name] = np.array(values, dtype=np.int64)
+            except OverflowError:
+                raise InputError(f"{p}: column {name}: a value beyond the 64-bit integer range") from None
     return OpTable(**cols, source=str(p))
 
 

@@ -10,6 +10,7 @@ from pydantic import ValidationError
 from planner.errors import InputError
 from planner.common.fileio import atomic_write_text
 from planner.plans.schema import ClusterPlan, DeploymentPlan, FleetPlan, Plan, parse_plan_json
+from planner.common.fileio import read_text
 
 __all__ = ["write_plan", "read_plan"]
 
@@ -25,7 +26,7 @@ def read_plan(path: str | os.PathLike) -> Plan | DeploymentPlan | FleetPlan | Cl
     p = Path(path)
     if not p.is_file():
         raise InputError(f"{p}: plan file not found")
-    text = p.read_text(encoding="utf-8")
+    text = read_text(p)
     if not text.strip():
         raise InputError(f"{p}: plan file is empty")
     try:

@@ -41,6 +41,7 @@ from planner.profiles.schema import (
     parse,
 )
 from planner.profiles.specs import AttentionSpec, GpuSpec, ModelArch
+from planner.common.fileio import read_text
 
 __all__ = [
     "get_model",
@@ -97,7 +98,7 @@ def _with_base(data: Any, label: str) -> Any:
 def _read_text(path: str | Path) -> tuple[str, str]:
     p = Path(path)
     try:
-        return p.read_text(encoding="utf-8"), str(p)
+        return read_text(p), str(p)
     except OSError as exc:
         raise InputError(f"{p}: cannot read file ({exc.strerror or exc})") from None
 

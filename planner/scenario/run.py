@@ -16,6 +16,7 @@ from planner.plans.export import TARGETS, ExportRefused, export_plan
 from planner.common.fileio import atomic_write_text
 from planner.plans.io import write_plan
 from planner.plans.schema import Plan
+from planner.common.fileio import read_text
 
 __all__ = ["Scenario", "ScenarioResult", "load_scenario", "run_scenario", "EXPORT_FILES"]
 
@@ -61,7 +62,7 @@ def load_scenario(path: str | Path | None = None) -> Scenario:
         p = Path(path)
         if not p.is_file():
             raise InputError(f"{p}: scenario file not found")
-        text, where = p.read_text(encoding="utf-8"), str(p)
+        text, where = read_text(p), str(p)
     raw = parse_json_object(text, where)
     known = set(Scenario.__dataclass_fields__)
     unknown = sorted(set(raw) - known)
