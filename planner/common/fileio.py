@@ -13,7 +13,7 @@ __all__ = ["atomic_write_text", "atomic_write_bytes", "read_text", "decode_text"
 
 
 def decode_text(data: bytes, where: str, *, encoding: str = "utf-8") -> str:
-    """``data`` decoded as UTF-8 (``encoding="utf-8-sig"`` drops a byte-order mark); bytes that are not
+    r"""``data`` decoded as UTF-8 (``encoding="utf-8-sig"`` drops a byte-order mark); bytes that are not
     UTF-8 raise :class:`~planner.errors.InputError` naming ``where`` and the offset.
 
     >>> decode_text(b"ok", "f.json")
