@@ -4,7 +4,7 @@ reads one — ``export``, ``estimate --replicas``, ``deploy --replicas``, ``migr
 nothing written (the format and runner: ``tests/corpus_case.py``).
 
 All cases run in-process: every refusal happens when the plan is read, before any solver, simulation
-or worker starts.
+or worker starts (``apply --from`` after the weights are built, so that case is in the slow lane).
 """
 
 from __future__ import annotations
@@ -137,7 +137,13 @@ def _replace_sha(path: Path) -> None:
     path.write_text(json.dumps(data))
 
 
-@pytest.mark.parametrize("case", CASES, ids=lambda c: c.id)
+#: cases that load torch before the refusal (apply builds its weights before reading --from): kept out of
+#: the fast lane for time, not because they start a subprocess
+_HEAVY = {"apply-from-layer_rows_removed"}
+
+
+@pytest.mark.parametrize("case", [pytest.param(c, marks=pytest.mark.slow) if c.id in _HEAVY else c for c in CASES],
+                         ids=lambda c: c.id)
 def test_bad_plan(case, tmp_path):
     check_case(case, tmp_path)
 
