@@ -108,6 +108,13 @@ ESTIMATE = ["estimate", "-m", MODEL, "-g", "h100", "--batch", "8", "--isl", "128
 CASES = [
     *(_export(t) for t in TAMPERS),
     *(_verify(t) for t in ("expert_999", "unknown_model", "layer_dropped")),
+    Case("export-loads-sha-of-other-loads", "plans",
+         ["export", "{tmp}/bad.json", "--target", "vllm", "--allow-unsupported", "--loads", LOADS,
+          "-o", "{tmp}/out.jsonl"], 2, "loads_hash",
+         setup=lambda tmp: _writer("bad.json")(tmp) or _replace_sha(tmp / "bad.json")),
+    Case("export-loads-consistent-metrics-edit", "plans",
+         ["export", "{tmp}/bad.json", "--target", "vllm", "--allow-unsupported", "--loads", LOADS,
+          "-o", "{tmp}/out.jsonl"], 2, "metrics", setup=lambda tmp: _writer("bad.json")(tmp) or _scale_loads(tmp / "bad.json")),
     Case("verify-sha-of-other-loads", "plans", ["verify", "{tmp}/bad.json", "--loads", LOADS], 2, "loads_hash",
          setup=lambda tmp: _writer("bad.json")(tmp) or _replace_sha(tmp / "bad.json")),
     *(Case(f"estimate-{t}", "plans", [*ESTIMATE, "--replicas", "{tmp}/bad.json"], 2, TAMPERS[t][1],
@@ -128,6 +135,20 @@ CASES = [
          ["apply", "{tmp}/new.json", "--workers", "8", "--model", "synthetic", "--from", "{tmp}/bad.json",
           "-o", "{tmp}/out.json"], 2, "shapes", setup=_writer("bad.json", "layer_rows_removed", also_good="new.json")),
 ]
+
+
+def _scale_loads(path: Path) -> None:
+    """Every load-like number of the plan doubled: the recorded numbers still agree with each other (the plan
+    file alone cannot tell), only the loads can."""
+    data = json.loads(path.read_text())
+    met = data["replicas"]["predicted"]
+    for key in ("gpu_load_tokens",):
+        met[key] = [[2 * x for x in row] for row in met[key]]
+    for key in ("max_gpu_load_tokens", "lower_bound_tokens", "replay_max_gpu_load_tokens", "replay_lower_bound_tokens"):
+        met[key] = [2 * x for x in met[key]]
+    for key in ("objective", "bound"):
+        data["report"][key] *= 2
+    path.write_text(json.dumps(data))
 
 
 def _replace_sha(path: Path) -> None:
@@ -160,3 +181,12 @@ def test_the_untampered_plan_is_accepted(tmp_path):
                  [*ESTIMATE, "--replicas", p], ["migrate", p, p]):
         res = CliRunner().invoke(app, argv)
         assert res.exit_code == 0, (argv[0], res.stderr)
+
+
+def test_a_consistent_edit_passes_the_file_alone_checks(tmp_path):
+    """What the plan file alone cannot show (docs/plans.md): doubled loads pass without the loads."""
+    from planner.cli.plan_input import read_trusted_plan
+
+    _writer("p.json")(tmp_path)
+    _scale_loads(tmp_path / "p.json")
+    read_trusted_plan(tmp_path / "p.json")

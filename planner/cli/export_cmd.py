@@ -3,12 +3,12 @@
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Annotated
+from typing import Annotated, Optional
 
 import typer
 
 from planner.cli._output import emit, warn
-from planner.cli.options import JsonOpt, Target
+from planner.cli.options import JsonOpt, Target, read_loads_arg
 
 __all__ = ["export"]
 
@@ -18,6 +18,7 @@ def export(
     target: Annotated[Target, typer.Option("--target", help="Engine whose expert-placement format to write.")],
     output: Annotated[Path, typer.Option("--output", "-o", help="File to write (atomically); SGLang needs a name ending in .json.")],
     allow_unsupported: Annotated[bool, typer.Option("--allow-unsupported", help="Write the file even when the engine cannot balance the model family (docs/engines.md); a warning says so.")] = False,
+    loads: Annotated[Optional[list[str]], typer.Option("--loads", "-l", help="The load file(s) the plan was made from: verify it on them in full (without them, the checks the plan file alone supports).")] = None,
     json_out: JsonOpt = False,
 ) -> None:
     """Write a replica plan in an engine's expert-placement format; refuse what the engine cannot load or balance."""
@@ -25,7 +26,7 @@ def export(
     from planner.common.fileio import atomic_write_text
     from planner.cli.plan_input import read_trusted_plan
 
-    plan, _ = read_trusted_plan(plan_path)
+    plan, _ = read_trusted_plan(plan_path, loads=read_loads_arg(loads) if loads else None)
     check_output_name(target.value, output)
     exp = export_plan(plan, target.value, allow_unsupported=allow_unsupported)
     atomic_write_text(output, exp.text)
@@ -45,6 +46,7 @@ def export(
         "filled_layers": list(exp.filled_layers),
         "launch_hint": exp.launch(output),
         "warnings": list(exp.warnings),
+        "verified_on_loads": bool(loads),
     }
     emit(result, f"wrote {target.value} placement to {output}\nlaunch with: {exp.launch(output)}", json_out)
 
