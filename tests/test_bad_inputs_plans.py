@@ -190,3 +190,23 @@ def test_a_consistent_edit_passes_the_file_alone_checks(tmp_path):
     _writer("p.json")(tmp_path)
     _scale_loads(tmp_path / "p.json")
     read_trusted_plan(tmp_path / "p.json")
+
+
+def test_a_plan_for_a_profile_file_is_checked_against_that_file(tmp_path):
+    """A model that is no shipped profile fails the model check unless --model names its profile."""
+    import yaml
+    from typer.testing import CliRunner
+
+    from planner.cli import app
+
+    prof = yaml.safe_load((Path(__file__).resolve().parents[1] / "profiles/models/olmoe-1b-7b.yaml").read_text())
+    prof.update(id="my-olmoe", names=["my-olmoe"])
+    (tmp_path / "my.yaml").write_text(yaml.safe_dump(prof))
+    a, b, my = str(tmp_path / "a.json"), str(tmp_path / "b.json"), str(tmp_path / "my.yaml")
+    for out, r in ((a, "8"), (b, "16")):
+        assert CliRunner().invoke(app, ["replicas", LOADS, "-m", my, "--gpus", "8", "--redundant", r, "-o", out]).exit_code == 0
+    res = CliRunner().invoke(app, ["verify", a, "--loads", LOADS])
+    assert res.exit_code == 2 and "'my-olmoe' is not a shipped profile" in res.stderr
+    assert CliRunner().invoke(app, ["verify", a, "--loads", LOADS, "--model", my]).exit_code == 0
+    assert CliRunner().invoke(app, ["migrate", a, b]).exit_code == 2
+    assert CliRunner().invoke(app, ["migrate", a, b, "--model", my, "--spare-slots", "1"]).exit_code == 0

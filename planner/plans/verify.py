@@ -123,7 +123,7 @@ def _model_check(plan: Plan, model=None) -> Check:
         except ProfileNotFound:
             return Check("model", False, f"model {plan.inputs.model!r} is not a shipped profile, so bytes per expert "
                                          "and expert counts cannot be checked; give the profile the plan was made "
-                                         "with (verify --model FILE)")
+                                         "with (--model FILE of verify and migrate)")
     elif model.id != plan.inputs.model:
         return Check("model", False, f"the plan is for model {plan.inputs.model!r}, the profile given is {model.id!r}")
     problems = []
