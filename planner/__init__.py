@@ -38,6 +38,8 @@ __all__ = [
     "verify_cluster",
     "plan_fleet",
     "verify_fleet",
+    "sweep",
+    "build_report",
 ]
 
 
@@ -74,6 +76,14 @@ def __getattr__(name):  # lazy: `import planner` stays cheap and free of import 
         from planner import deploy
 
         return getattr(deploy, name)
+    if name == "sweep":
+        from planner.whatif import sweep
+
+        return sweep
+    if name == "build_report":
+        from planner.report import build_report
+
+        return build_report
     if name in ("plan_cluster", "verify_cluster", "plan_fleet", "verify_fleet"):
         from planner import cluster
 

@@ -29,7 +29,8 @@ LAYERS = [
     {"replicas", "migration"},
     {"deploy", "cluster"},
     {"runtime"},
-    {"scenario"},
+    {"scenario", "whatif"},
+    {"report"},
     {"cli"},
 ]
 LAYER_OF = {pkg: i for i, layer in enumerate(LAYERS) for pkg in layer}

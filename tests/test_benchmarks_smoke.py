@@ -174,3 +174,20 @@ def test_quick_cluster_benchmark(tmp_path):
     assert {r["instance"] for r in data["results"]} == {"single24-llama2-70b", "geo24-llama2-70b", "hetero42-llama2-70b"}
     assert all(t["pass"] for t in data["targets"] if "verify" in t["name"] or "never below" in t["name"])
     assert "| target | measured | result |" in res.stdout
+
+
+def test_reliability_report_quick(tmp_path):
+    """benchmarks/reliability.py --quick: every in-process corpus case runs and is tabled per category;
+    the input/output layer's own cases all pass."""
+    out = tmp_path / "rel.json"
+    res = subprocess.run([sys.executable, str(SCRIPT.parent / "reliability.py"), "--quick", "--out", str(out)],
+                         capture_output=True, text=True, timeout=600, cwd=tmp_path)
+    assert res.returncode == 0, res.stderr[-2000:]
+    data = json.loads(out.read_text(encoding="utf-8"))
+    io_cases = [r for r in data["cases"] if r["module"] == "test_bad_inputs_io"]
+    assert len(io_cases) >= 45
+    assert all(r["passed"] for r in io_cases if r["ran"]), [r for r in io_cases if r["ran"] and not r["passed"]]
+    assert not any(r["ran"] for r in data["cases"] if r["id"].startswith("subprocess-"))  # --quick skips them
+    tables = _markdown_tables(res.stdout)
+    assert len(tables) >= 2 and tables[0][0].startswith("| module | category | cases")
+    assert "**PASS**" in res.stdout or "**FAIL**" in res.stdout

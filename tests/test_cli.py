@@ -51,8 +51,8 @@ def test_verify_json_and_failure_exit_code(tmp_path):
 
 def test_plan_main_job_writes_everything_and_is_deterministic(tmp_path):
     a, b = tmp_path / "a", tmp_path / "b"
-    assert run("plan", "--out-dir", a).exit_code == 0
-    res = run("plan", "--out-dir", b, "--json")
+    assert run("plan", "builtin:olmoe-arxiv-ep8", "--out-dir", a).exit_code == 0
+    res = run("plan", "builtin:olmoe-arxiv-ep8", "--out-dir", b, "--json")
     assert res.exit_code == 0, res.output
     files = sorted(p.name for p in a.iterdir())
     # no engine balances OLMoE (docs/engines.md): the scenario writes no engine file and says why

@@ -102,7 +102,7 @@ def test_default_scenario_plan_bytes_unchanged(tmp_path):
     """Replica plans keep their schema and bytes now that deployment plans exist."""
     from planner.scenario.run import load_scenario, run_scenario
 
-    r = run_scenario(load_scenario(None), tmp_path)
+    r = run_scenario(load_scenario("builtin:olmoe-arxiv-ep8"), tmp_path)
     digest = hashlib.sha256(open(r.files["plan"], "rb").read()).hexdigest()
     # changed once on purpose: the swap search is bounded by work (parameters gained swap_evaluations,
     # swap_time_limit_s is null by default); the layout and metrics are the same bytes as before

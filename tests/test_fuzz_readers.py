@@ -102,7 +102,7 @@ def _read_cluster(path):
 
 
 def _load_scenario(path):
-    from planner.scenario.run import load_scenario
+    from planner.scenario import load_scenario
 
     return load_scenario(path)
 
@@ -166,7 +166,9 @@ READERS: dict[str, tuple[Callable[[Path], tuple[Path, Path]], Callable]] = {
     "loads-trtllm-meta": (lambda t: (_make_trtllm(t), t / "trt" / "meta_info.json"), _read_loads),
     "loads-trtllm-safetensors": (lambda t: (_make_trtllm(t), t / "trt" / "rank0.safetensors"), _read_loads),
     "plan-json": (lambda t: _write(t / "plan.json", _plan_text().encode()), _read_plan),
-    "scenario": (lambda t: _copy(ROOT / "planner" / "data" / "scenarios" / "default.json", t), _load_scenario),
+    "scenario-yaml": (lambda t: _copy(ROOT / "planner" / "data" / "scenarios" / "default.yaml", t), _load_scenario),
+    "scenario-json": (lambda t: _copy(ROOT / "planner" / "data" / "scenarios" / "olmoe-arxiv-ep8.json", t),
+                      _load_scenario),
     "cluster-yaml": (lambda t: _copy(ROOT / "examples" / "cluster-mixed.yaml", t), _read_cluster),
     "profile-csv": (lambda t: _same(_make_op_table(t)), _load_op_table),
     "trace-azure": (lambda t: _write(t / "azure.csv", _head(ROOT / "planner/data/traces/azure-2023-conv.csv", 40)),

@@ -58,7 +58,7 @@ def test_the_wheel_installs_distinct_top_level_names(tmp_path):
     on_disk = {"moeplan_profiles/" + str(p.relative_to(ROOT / "profiles")) for p in (ROOT / "profiles").rglob("*")
                if p.is_file() and (p.suffix in (".yaml", ".csv", ".md", ".py", ".json") or p.name == "LICENSE")}
     assert on_disk <= shipped, sorted(on_disk - shipped)[:5]
-    assert "planner/data/scenarios/default.json" in names and "planner/plans/plan.schema.json" in names
+    assert "planner/data/scenarios/default.yaml" in names and "planner/data/scenarios/olmoe-arxiv-ep8.json" in names and "planner/plans/plan.schema.json" in names
     data = {"planner/" + str(p.relative_to(ROOT / "planner")) for p in (ROOT / "planner" / "data").rglob("*")
             if p.is_file()}
     assert data <= set(names), sorted(data - set(names))[:5]  # traces (.csv, .jsonl), coefficients, provenance

@@ -147,3 +147,11 @@ def test_atomic_write_keeps_old_file_on_failure(tmp_path, monkeypatch):
 def test_atomic_write_needs_existing_dir(tmp_path):
     with pytest.raises(InputError, match="does not exist"):
         atomic_write_text(tmp_path / "no" / "x.json", "x")
+
+
+def test_schema_reference_page_is_current():
+    """docs/plan-schema.md is generated (moeplan schema --markdown); regenerate it when the models change."""
+    from planner.plans.schema_doc import schema_markdown
+
+    page = Path(__file__).resolve().parents[1] / "docs" / "plan-schema.md"
+    assert page.read_text() == schema_markdown()

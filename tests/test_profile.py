@@ -181,7 +181,7 @@ def test_config_validation_names_the_field(change, match):
 
 def test_cli_bad_workers_exits_2(tmp_path):
     res = CliRunner().invoke(app, ["profile", "--workers", "-1", "-o", str(tmp_path / "p.csv")])
-    assert res.exit_code == 2 and "num_workers" in res.output
+    assert res.exit_code == 2 and "--workers" in res.output
     assert not (tmp_path / "p.csv").exists()
 
 

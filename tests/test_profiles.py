@@ -384,7 +384,7 @@ def test_hf_config_bad_value_is_named(tmp_path, changes, match):
 
 
 def test_hf_config_unreadable_inputs(tmp_path):
-    with pytest.raises(InputError, match="cannot read file"):
+    with pytest.raises(InputError, match="profile file not found"):
         model_from_hf_config(tmp_path / "absent")
     bad = tmp_path / "config.json"
     bad.write_text("{not json", encoding="utf-8")
@@ -481,7 +481,7 @@ def test_invalid_yaml_and_missing_file(tmp_path):
     with pytest.raises(InputError, match="top level must be a mapping"):
         path.write_text("- just a list\n", encoding="utf-8")
         load_model_yaml(path)
-    with pytest.raises(InputError, match="cannot read file"):
+    with pytest.raises(InputError, match="profile file not found"):
         load_gpu_yaml(tmp_path / "absent.yaml")
 
 

@@ -268,7 +268,7 @@ def test_cli_collect_bad_inputs(tmp_path, monkeypatch):
     assert res.exit_code == 2
     assert "'nope'" in res.stderr and "qwen3-moe-tiny" in res.stderr and len(res.stderr.strip().splitlines()) == 1
     res = run("collect", "--model", "qwen3-moe-tiny", "--tokens", 0, "-o", out)
-    assert res.exit_code == 2 and "--tokens: must be >= 1" in res.stderr
+    assert res.exit_code == 2 and "--tokens: must be an integer >= 1" in res.stderr
     res = run("collect", "--model", "olmoe-tiny", "--tokens", 10, "-o", tmp_path / "no-such-dir" / "x.npz")
     assert res.exit_code == 2 and "does not exist" in res.stderr
     monkeypatch.setitem(sys.modules, "transformers", None)  # as if not installed

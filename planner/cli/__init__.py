@@ -2,7 +2,8 @@
 
 One module per command (``<name>_cmd.py``); the options several commands share, the choices and the
 flag tables live in :mod:`planner.cli.options`; errors become one stderr line and an exit code in
-:mod:`planner.cli._errors`. The vocabulary is documented in ``docs/cli.md``.
+:mod:`planner.cli._errors`; every value and output path is checked before a command's body runs, and
+its files are written together when it returns (:mod:`planner.cli.checks`). The vocabulary is documented in ``docs/cli.md``.
 """
 
 from __future__ import annotations
@@ -25,11 +26,13 @@ from planner.cli import (
     profile_cmd,
     replan_cmd,
     replicas_cmd,
+    report_cmd,
     schema_cmd,
     synth_cmd,
     verify_cmd,
 )
 from planner.cli._errors import CliGroup, CliState
+from planner.cli.checks import CheckedCommand
 
 __all__ = ["app", "main"]
 
@@ -63,6 +66,7 @@ _COMMANDS = (
     ("replan", replan_cmd.replan),
     ("synth", synth_cmd.synth),
     ("verify", verify_cmd.verify),
+    ("report", report_cmd.report),
     ("export", export_cmd.export),
     ("migrate", migrate_cmd.migrate),
     ("apply", apply_cmd.apply),
@@ -78,7 +82,7 @@ _COMMANDS = (
     ("schema", schema_cmd.schema),
 )
 for _name, _command in _COMMANDS:
-    app.command(_name)(_command)
+    app.command(_name, cls=CheckedCommand)(_command)
 del _name, _command
 
 

@@ -214,6 +214,8 @@ PARAM_FLAGS: dict[str, str] = {
     # plans, migration and the runtime
     "target": "--target",
     "output": "--output",
+    "rate_points": "--rate-points",
+    "step_rate_per_s": "--step-rate",
     "allow_unsupported": "--allow-unsupported",
     "spare_slots_per_gpu": "--spare-slots",
     "dispatch": "--dispatch",
@@ -311,6 +313,8 @@ RENAMED_FLAGS: dict[tuple[str, str], str] = {
     ("synth", "--tokens"): "--batch-tokens",
     ("synth", "--experts"): "--num-experts",
     ("apply", "--tokens"): "--batch-tokens",
+    ("plan", "--scenario"): "the SCENARIO argument (moeplan plan FILE)",
+    ("plan", "-s"): "the SCENARIO argument (moeplan plan FILE)",
 }
 
 

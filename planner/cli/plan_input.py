@@ -6,7 +6,8 @@ checks), ``export``, ``estimate --replicas``, ``deploy --replicas``, ``migrate``
 ``apply`` (the new plan and ``--from``). What each kind's verifier needs beyond the file is optional:
 a replica plan without its loads gets the checks the file alone supports
 (:func:`planner.plans.verify.verify_plan`), a deployment plan simulated on a trace needs the trace, a
-cluster plan is checked against its cluster file only when one is given (``docs/plans.md``).
+cluster plan is checked against its cluster file only when one is given, a scenario plan by the
+scenario verifier (``docs/plans.md``).
 """
 
 from __future__ import annotations
@@ -26,6 +27,10 @@ def verify_any_plan(plan: Any, *, loads=None, trace=None, cluster=None, model=No
     are for replica plans, ``trace`` (:class:`~planner.inputs.Workload`) for deployment plans, ``cluster``
     (:class:`~planner.inputs.Cluster`) for cluster plans; each is optional.
     """
+    if plan.kind == "scenario":
+        from planner.scenario import verify_scenario
+
+        return verify_scenario(plan)
     if plan.kind == "cluster":
         from planner.cluster import verify_cluster
 

@@ -25,13 +25,16 @@ def synth(
     seed: Annotated[int, typer.Option("--seed", help="Random seed.")] = 0,
     json_out: JsonOpt = False,
 ) -> None:
-    """Write a SYNTHETIC, seeded DeepSeek-scale load trace with drift (for benchmarks and what-ifs)."""
+    """Write a SYNTHETIC, seeded DeepSeek-scale load trace with drift (for benchmarks and what-ifs).
+
+    The calibration figures place the experts on 32 EP ranks, or on the largest rank count up to 32
+    that divides the experts (8 for 8 or 48 experts)."""
     from planner.inputs.readers import write_loads_npz
     from planner.inputs.synthetic import calibration_stats, synthetic_trace
 
     loads = synthetic_trace(num_steps=steps, num_layers=layers, num_experts=num_experts, top_k=top_k,
                             tokens_per_step=batch_tokens, drift=drift, first_layer=first_layer, seed=seed)
     write_loads_npz(loads, output)
-    stats = calibration_stats(loads)
+    stats = calibration_stats(loads, ep_ranks=max(d for d in range(1, 33) if num_experts % d == 0))
     emit({"output": str(output), "shape": list(loads.shape), "calibration": stats},
          f"wrote synthetic trace {list(loads.shape)} to {output}\ncalibration: {stats}", json_out)

@@ -29,7 +29,7 @@ from planner import __version__
 from planner.cluster.fleet_buckets import DEFAULT_INPUT_EDGES, DEFAULT_OUTPUT_EDGES, Bucket, bucket_workload
 from planner.cluster.fleet_inputs import GpuOffer, ProfileTable, read_profile_table, resolve_offers
 from planner.cluster.fleet_rates import BATCH_PER_RANK, TOKENS_PER_RANK, UnitRates, unit_rates
-from planner.common.numerics import round_float
+from planner.common.numerics import round_float, usd_per_million_tokens
 from planner.errors import Infeasible, InputError, SolverLimit
 from planner.inputs import SLO, Workload
 from planner.plans.schema import (
@@ -319,7 +319,6 @@ def _build(arch, slo, workload, rate, table, formats, offers, units, buckets, so
     r = round_float
     tokens = sum(b.share * (b.input_tokens_mean + b.output_tokens_mean) for b in buckets)
     out_tokens = sum(b.share * b.output_tokens_mean for b in buckets)
-    per_hour = rate * 3600.0
     cost = sum(sol.counts[t] * r(units[t].gpus_per_instance * offers[t].price_per_gpu_hour_usd) for t in range(len(units)))
     singles = [b.cost_per_hour_usd for b in baselines if b.name != "greedy" and b.feasible]
     wl = FleetWorkloadRef(source=workload.source, sha256=workload.sha256(), num_requests=len(workload),
@@ -353,8 +352,8 @@ def _build(arch, slo, workload, rate, table, formats, offers, units, buckets, so
     return FleetPlan(
         tool=ToolInfo(version=__version__), inputs=inputs, slices=slices, buckets=bucket_records,
         gpu_types=gpu_records, cost_per_hour_usd=r(cost),
-        cost_per_million_tokens_usd=r(cost / (per_hour * tokens) * 1e6),
-        cost_per_million_output_tokens_usd=r(cost / (per_hour * out_tokens) * 1e6),
+        cost_per_million_tokens_usd=r(usd_per_million_tokens(cost, rate * tokens)),
+        cost_per_million_output_tokens_usd=r(usd_per_million_tokens(cost, rate * out_tokens)),
         baselines=baselines,
         saving_vs_best_single_type=r(1.0 - cost / min(singles)) if singles and min(singles) > 0 else None,
         report=report)

@@ -30,10 +30,11 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Mapping, Sequence
 
+from planner.common.fileio import read_input_text
+from planner.common.limits import MAX_GPUS
 from planner.errors import InputError
 from planner.profiles import GpuSpec, get_gpu
 from planner.profiles.schema import load_yaml_text
-from planner.common.fileio import read_text
 
 __all__ = ["GpuOffer", "ProfileTable", "resolve_offers", "read_fleet_file", "read_profile_table", "DEFAULT_GPUS",
            "parse_assignments"]
@@ -95,6 +96,8 @@ def parse_assignments(items: Sequence[str] | None, param: str, *, integer: bool 
         except ValueError:
             raise InputError(f"{name}: expected a number, got {value!r}", param=param) from None
         out[name.strip()] = _number(int(v) if integer and v.is_integer() else v, name.strip(), param, integer=integer)
+        if integer and out[name.strip()] > MAX_GPUS:
+            raise InputError(f"{name.strip()}: at most MAX_GPUS {MAX_GPUS} (docs/limits.md), got {value}", param=param)
     return out
 
 
@@ -146,10 +149,7 @@ def resolve_offers(gpus: Sequence[str | GpuSpec] | None, prices: Mapping[str, fl
 
 def _load(path: str | Path, what: str):
     p = Path(path)
-    if not p.is_file():
-        raise InputError(f"{p}: {what} not found")
-    text = read_text(p)
-    return p, text
+    return p, read_input_text(p, what)
 
 
 def read_fleet_file(path: str | Path) -> tuple[list[str], dict[str, float], dict[str, int]]:

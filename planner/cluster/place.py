@@ -97,8 +97,9 @@ class ClusterResult:
     wall_time_s: float
     extra: dict = field(default_factory=dict)
 
-    def table(self) -> str:
-        """Per-node layer ranges and flows, then the pipelines and the bounds."""
+    def table(self, *, wall_time: bool = True) -> str:
+        """Per-node layer ranges and flows, then the pipelines and the bounds (and the search's wall time,
+        unless ``wall_time=False``: files that must be the same bytes for the same inputs)."""
         p = self.plan
         rows = [[n.name, n.gpu, n.gpus, n.region, f"[{n.first_layer}, {n.last_layer})", n.last_layer - n.first_layer,
                  f"{n.capacity_tokens_per_s:,.1f}", f"{n.flow_tokens_per_s:,.1f}"] for n in p.nodes]
@@ -111,7 +112,7 @@ class ClusterResult:
         gap = f"{p.report.gap:.1%}" if p.report.gap is not None else "n/a"
         tail = (f"throughput {p.throughput_tokens_per_s:,.1f} tok/s ({p.method}); upper bound {p.report.bound:,.1f} "
                 f"(layer-crossing {p.crossing_bound_tokens_per_s:,.1f}, Helix {p.helix_upper_bound_tokens_per_s:,.1f}); "
-                f"gap {gap}; {p.report.status}; {self.wall_time_s:.1f} s")
+                f"gap {gap}; {p.report.status}" + (f"; {self.wall_time_s:.1f} s" if wall_time else ""))
         return "\n".join([head, "", pipes + more, "", tail, *p.notes])
 
     def to_dict(self) -> dict:

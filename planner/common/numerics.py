@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import math
 
-__all__ = ["REL_TOL", "ABS_TOL", "close", "round_float"]
+__all__ = ["REL_TOL", "ABS_TOL", "close", "round_float", "usd_per_million_tokens"]
 
 #: relative tolerance between a recorded metric and its recomputation
 REL_TOL = 1e-6
@@ -34,3 +34,15 @@ def round_float(x: float) -> float:
     if x == 0 or not math.isfinite(x):
         return float(x)
     return float(f"{x:.{_SIG_DIGITS}g}")
+
+
+def usd_per_million_tokens(usd_per_hour: float | None, tokens_per_s: float) -> float | None:
+    """Cost of a million tokens at a steady rate: ``usd_per_hour / (tokens_per_s * 3600) * 1e6``
+    (None without a price or a rate). The one formula for every table that prices tokens.
+
+    >>> round(usd_per_million_tokens(3.78 * 8, 10_000), 4)
+    0.84
+    """
+    if usd_per_hour is None or not tokens_per_s > 0:
+        return None
+    return usd_per_hour / (tokens_per_s * 3600.0) * 1e6

@@ -48,7 +48,7 @@ from planner.perf import (
 from planner.plans import Plan
 from planner.profiles import GpuSpec, ModelArch, Precision
 
-__all__ = ["Imbalance", "Instance", "imbalance_for", "latency_model_layouts", "distserve_layouts",
+__all__ = ["Imbalance", "Instance", "imbalance_for", "replica_plan_for_ep", "latency_model_layouts", "distserve_layouts",
            "cost_record", "cost_from_record", "quick_times", "COST_MODELS"]
 
 #: cost models the search can price instances with
@@ -99,12 +99,19 @@ def imbalance_for(arch: ModelArch, ep: int, *, replica_plan: Plan | None = None,
                                   f"calibrated to TensorRT-LLM's EP32 imbalance 1.56 (b = 1/2.56 at EP32): b = {b:.4f}")
 
 
-def _from_loads(arch: ModelArch, ep: int, loads: ExpertLoads, gpu) -> Imbalance:
+def replica_plan_for_ep(arch: ModelArch, ep: int, loads: ExpertLoads, gpu=None) -> Plan:
+    """The replica plan the search prices an EP size with when loads are given: moeplan's default planner
+    (stepaware, default redundancy) over ``ep`` GPUs. The main job (``planner.scenario``) emits this plan
+    for each MoE pool of the chosen deployment, so the balancedness priced is the plan's."""
     from planner.replicas import plan_replicas  # scipy: only when loads are given
 
     if ep > arch.num_routed_experts * 4:
         raise InputError(f"EP {ep} exceeds what {arch.num_routed_experts} experts can fill", param="loads")
-    plan = plan_replicas(loads, arch, gpu, num_gpus=ep)
+    return plan_replicas(loads, arch, gpu, num_gpus=ep)
+
+
+def _from_loads(arch: ModelArch, ep: int, loads: ExpertLoads, gpu) -> Imbalance:
+    plan = replica_plan_for_ep(arch, ep, loads, gpu)
     rep = plan.replicas
     slots = max(max(row) for row in rep.slots_per_gpu)
     b = float(rep.predicted.replay_balancedness_mean)

@@ -28,16 +28,23 @@ from planner.plans.schema import DeploymentPlan
 from planner.plans.verify import Check, VerifyReport
 from planner.profiles import get_model
 
-__all__ = ["verify_deployment"]
+__all__ = ["verify_deployment", "deployment_pools", "deployment_workload"]
+
+
+def deployment_workload(plan: DeploymentPlan, workload: Workload | None = None) -> Workload | None:
+    """The requests a deployment plan was simulated on: rebuilt from the recorded seed for fixed lengths,
+    else ``workload`` (the trace, which the plan does not hold; None when not given). Not hash-checked."""
+    ref = plan.inputs.workload
+    if ref.spec.get("kind") == "fixed":
+        return poisson_workload(1.0, ref.num_requests, input_tokens=int(ref.spec["isl_tokens"]),
+                                output_tokens=int(ref.spec["osl_tokens"]), seed=int(ref.spec["seed"]))
+    return workload
 
 
 def _workload(plan: DeploymentPlan, workload: Workload | None) -> tuple[Workload | None, Check]:
     ref = plan.inputs.workload
-    if ref.spec.get("kind") == "fixed":
-        base = poisson_workload(1.0, ref.num_requests, input_tokens=int(ref.spec["isl_tokens"]),
-                                output_tokens=int(ref.spec["osl_tokens"]), seed=int(ref.spec["seed"]))
-        workload = base
-    elif workload is None:
+    workload = deployment_workload(plan, workload)
+    if workload is None:
         return None, Check("workload", False, f"the plan was simulated on {ref.source}: give that trace")
     ok = workload.sha256() == ref.sha256
     return workload, Check("workload", ok, "" if ok else f"requests hash {workload.sha256()[:12]} != plan's {ref.sha256[:12]}")
@@ -70,7 +77,8 @@ def _layouts(plan: DeploymentPlan) -> Check:
     return Check("layouts", not problems, "; ".join(problems[:3]))
 
 
-def _pools(d) -> list[Pool]:
+def deployment_pools(d) -> list[Pool]:
+    """The simulator pools of a recorded deployment (:class:`~planner.plans.schema.DeploymentRecord`)."""
     return [Pool(cost_from_record(dict(p.cost)), p.instances, phase=p.role, token_budget=p.token_budget,
                  max_batch_size=p.max_batch_size) for p in d.pools]
 
@@ -104,7 +112,7 @@ def _resimulate(plan: DeploymentPlan, d, workload: Workload) -> list[str]:
     w = workload.head(d.num_requests)
     if d.rate_req_per_s <= 0:
         return [] if not d.meets_slo else [f"{d.xpyd}: rate 0 recorded as meeting the SLO"]
-    res = simulate(w.with_rate(d.rate_req_per_s), _pools(d))
+    res = simulate(w.with_rate(d.rate_req_per_s), deployment_pools(d))
     mean_out = float(w.output_tokens.mean())
     got = {"attainment": res.attainment(slo), "ttft_ms": res.percentile("ttft_ms", s.percentile),
            "tpot_ms": res.percentile("tpot_ms", s.percentile),

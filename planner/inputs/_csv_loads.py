@@ -9,6 +9,7 @@ from pathlib import Path
 
 import numpy as np
 
+from planner.common.fileio import decode_text
 from planner.errors import InputError
 from planner.inputs._common import BadContent, make_loads
 from planner.inputs._engine_dumps import combine_ranks
@@ -55,10 +56,7 @@ def read_csvs(files: list[tuple[Path, str]], num_experts: int | None, rank_files
 
 def _csv_table(path: Path, where: str, num_experts: int | None) -> dict[tuple[int, int], float]:
     """``{(layer_id, expert_id): count}`` of one rank file, every row checked."""
-    try:
-        text = path.read_text(encoding="utf-8-sig")
-    except UnicodeDecodeError as exc:
-        raise InputError(f"{where}: not UTF-8 text (byte {exc.start})") from None
+    text = decode_text(path.read_bytes(), where)
     reader = csv.reader(io.StringIO(text))
     header = [c.strip() for c in next(reader, [])]
     if header != _CSV_HEADER:

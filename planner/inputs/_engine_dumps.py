@@ -22,12 +22,12 @@ from pathlib import Path
 import numpy as np
 
 from planner.common.jsontext import parse_json
+from planner.common.fileio import decode_text, read_input_text
 from planner.errors import InputError
 from planner.inputs._common import BadContent, make_loads
 from planner.inputs._safetensors import read_safetensors
 from planner.inputs._torch_zip import read_torch_zip
 from planner.inputs.loads import ExpertLoads
-from planner.common.fileio import read_text
 
 __all__ = ["RANK_FILES", "read_sglang_pt", "read_vllm_jsonl", "read_trtllm_dir", "is_trtllm_dir",
            "drop_unfilled_steps", "combine_ranks"]
@@ -114,10 +114,7 @@ def read_sglang_pt(path: Path, where: str) -> ExpertLoads:
 
 # -- vLLM JSONL -------------------------------------------------------------------------------
 def read_vllm_jsonl(path: Path, where: str, num_experts: int | None) -> ExpertLoads:
-    try:
-        text = path.read_text(encoding="utf-8-sig")
-    except UnicodeDecodeError as exc:
-        raise InputError(f"{where}: not UTF-8 text (byte {exc.start})") from None
+    text = decode_text(path.read_bytes(), where)
     meta: dict = {}
     steps: list[tuple[np.ndarray, np.ndarray]] = []
     step_ids: list[int] = []
@@ -205,7 +202,7 @@ def is_trtllm_dir(path: Path) -> bool:
 
 
 def read_trtllm_dir(path: Path, where: str, num_experts: int | None, rank_files: str) -> ExpertLoads:
-    meta = parse_json(read_text(path / "meta_info.json"), f"{where}/meta_info.json")
+    meta = parse_json(read_input_text(path / "meta_info.json", "TensorRT-LLM meta_info.json"), f"{where}/meta_info.json")
     E = meta.get("num_experts") if isinstance(meta, dict) else None
     if type(E) is not int or E < 1:
         raise InputError(f"{where}/meta_info.json: num_experts: expected a positive integer, got {E!r}")

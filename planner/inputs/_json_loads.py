@@ -8,6 +8,7 @@ from typing import Any
 import numpy as np
 
 from planner.common.jsontext import parse_json
+from planner.common.fileio import decode_text
 from planner.errors import InputError
 from planner.inputs._common import BadContent, make_loads
 from planner.inputs._engine_dumps import drop_unfilled_steps
@@ -23,10 +24,7 @@ _JSON_LAYOUTS = "'counts' (moeplan, OLMoE analysis), 'logical_count' (SGLang) or
 
 # -- JSON -------------------------------------------------------------------------------------
 def read_json_bytes(data: bytes, where: str, name: str) -> ExpertLoads:
-    try:
-        text = data.decode("utf-8-sig")
-    except UnicodeDecodeError as exc:
-        raise InputError(f"{where}: not UTF-8 text (byte {exc.start})") from None
+    text = decode_text(data, where)
     if not text.strip():
         raise InputError(f"{where}: empty file")
     doc = parse_json(text, where)

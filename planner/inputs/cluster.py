@@ -34,10 +34,10 @@ from pathlib import Path
 from typing import Any
 
 from planner.common.jsontext import parse_json_object
+from planner.common.fileio import read_input_text
 from planner.errors import InputError
 from planner.profiles.registry import PROFILES_PACKAGE, get_gpu
 from planner.profiles.schema import load_yaml_text
-from planner.common.fileio import read_text
 
 __all__ = [
     "ClusterNode",
@@ -126,9 +126,7 @@ def read_cluster(path: str | Path) -> Cluster:
     if text_path.startswith(HELIX_PREFIX):
         return read_helix_instance(text_path[len(HELIX_PREFIX):])
     p = Path(path)
-    if not p.is_file():
-        raise InputError(f"{p}: cluster file not found", param="cluster")
-    text = read_text(p)
+    text = read_input_text(p, "cluster file")
     if p.suffix.lower() == ".json":
         doc = parse_json_object(text, str(p))
     else:

@@ -9,6 +9,7 @@ from typing import Mapping
 
 import numpy as np
 
+from planner.common.limits import MAX_LOAD_COUNT, check_load_shape
 from planner.errors import InputError
 
 __all__ = ["ExpertLoads", "LayerStats", "rows_as_moe_layers"]
@@ -37,7 +38,8 @@ class ExpertLoads:
     Parameters
     ----------
     counts : array ``[steps, layers, experts]`` (a ``[layers, experts]`` array is one step);
-        finite and non-negative. Stored as a read-only float64 copy.
+        finite, non-negative and at most ``MAX_LOAD_COUNT``, its shape within the limits of
+        :mod:`planner.common.limits`. Stored as a read-only float64 copy.
     layer_ids : hidden-layer index of every row of the layer axis (e.g. ``(3, 4, ..., 60)`` for
         DeepSeek-V3's MoE layers, ``(0, 7, 15)`` for the OLMoE analysis files). Default ``0..L-1``.
     model : the model the loads were measured on, as written in the source (may be None).
@@ -63,6 +65,8 @@ class ExpertLoads:
         arr = np.asarray(self.counts)
         if arr.dtype == object or not (np.issubdtype(arr.dtype, np.number) or arr.dtype == bool):
             raise InputError(f"expected numbers, got dtype {arr.dtype}", param="counts")
+        if arr.ndim in (2, 3):
+            check_load_shape(arr.shape, "counts")  # before the float64 copy
         arr = np.array(arr, dtype=np.float64)
         if arr.ndim == 2:
             arr = arr[None, :, :]
@@ -79,6 +83,11 @@ class ExpertLoads:
         if (arr < 0).any():
             s, l, e = (int(i) for i in np.argwhere(arr < 0)[0])
             raise InputError(f"negative value {arr[s, l, e]:g} at step {s}, layer row {l}, expert {e}", param="counts")
+        if (arr > MAX_LOAD_COUNT).any():
+            s, l, e = (int(i) for i in np.argwhere(arr > MAX_LOAD_COUNT)[0])
+            raise InputError(f"value {arr[s, l, e]:g} at step {s}, layer row {l}, expert {e} is above MAX_LOAD_COUNT "
+                             f"{MAX_LOAD_COUNT:g} (docs/limits.md); divide the counts by a constant (the planners use "
+                             "their ratios)", param="counts")
         arr.setflags(write=False)
         object.__setattr__(self, "counts", arr)
         ids = tuple(int(i) for i in self.layer_ids) if len(self.layer_ids) else tuple(range(arr.shape[1]))

@@ -45,7 +45,8 @@ from pathlib import Path
 import numpy as np
 
 from planner.errors import InputError, one_line
-from planner.common.fileio import atomic_write_bytes
+from planner.common.fileio import atomic_write_bytes, check_input_file
+from planner.common.limits import MAX_TEXT_BYTES, check_load_shape
 from planner.inputs._common import BadContent, make_loads
 from planner.inputs._torch_zip import is_torch_zip
 from planner.inputs._csv_loads import read_csvs
@@ -132,11 +133,15 @@ def read_loads(paths, *, fmt: str | None = None, num_experts: int | None = None,
                 raise InputError(
                     f"{where}: several files are only allowed for the per-rank CSV format; this file is {kind}"
                 )
+        for path, where, _ in found:
+            _check_text_size(path, where)
         try:
             return read_csvs([(path, where) for path, where, _ in found], num_experts, rank_files)
         except OSError as exc:
             raise InputError(f"{exc.filename}: cannot read: {exc.strerror or one_line(exc)}") from exc
     path, where, kind = found[0]
+    if kind in ("csv", "json", "vllm-jsonl"):
+        _check_text_size(path, where)
     try:
         if kind == "csv":
             return read_csvs([(path, where)], num_experts)
@@ -214,8 +219,10 @@ def _path_list(paths) -> list:
 
 
 def _check_file(path: Path, where: str) -> None:
-    if not path.exists():
-        raise InputError(f"{where}: file not found")
+    try:
+        check_input_file(path, "file", allow_dir=True)
+    except InputError as exc:
+        raise InputError(str(exc).replace(str(path), where, 1)) from None
     if path.is_dir():
         if is_trtllm_dir(path):
             return
@@ -225,6 +232,13 @@ def _check_file(path: Path, where: str) -> None:
         raise InputError(f"{where}: not a regular file")
     if path.stat().st_size == 0:
         raise InputError(f"{where}: empty file")
+
+
+def _check_text_size(path: Path, where: str) -> None:
+    size = path.stat().st_size
+    if size > MAX_TEXT_BYTES:
+        raise InputError(f"{where}: {size} bytes of text, above the limit of {MAX_TEXT_BYTES} bytes "
+                         "(MAX_TEXT_BYTES, docs/limits.md); convert it to .npz (docs/inputs.md)")
 
 
 _EXTENSIONS = {".npz": "npz", ".json": "json", ".csv": "csv", ".pt": "sglang-pt", ".pth": "sglang-pt",
@@ -292,6 +306,8 @@ def _read_npz(path: Path, where: str) -> ExpertLoads:
             if not fh.read(4).startswith(_ZIP_MAGIC):
                 raise InputError(f"{where}: not a .npz archive (no zip signature)")
             fh.seek(0)
+            _check_npz_header(fh, where)
+            fh.seek(0)
             with np.load(fh, allow_pickle=False) as npz:
                 stored = {key: _npz_member(npz, key) for key in npz.files}
     except InputError:
@@ -322,6 +338,25 @@ def _read_npz(path: Path, where: str) -> ExpertLoads:
     provenance.setdefault("source", path.name)
     provenance.update(file=path.name, format="npz")
     return make_loads(where, counts, layer_ids, model, path.name, provenance)
+
+
+def _check_npz_header(fh, where: str) -> None:
+    """Refuse a ``counts`` member whose header declares a shape beyond the limits, before reading it."""
+    try:
+        with zipfile.ZipFile(fh) as archive:
+            if "counts.npy" not in archive.namelist():
+                return
+            with archive.open("counts.npy") as member:
+                version = np.lib.format.read_magic(member)
+                read_header = {(1, 0): np.lib.format.read_array_header_1_0,
+                               (2, 0): np.lib.format.read_array_header_2_0}.get(version)
+                if read_header is None:
+                    return  # np.load says what is wrong
+                shape, _, _ = read_header(member)
+    except (OSError, ValueError, EOFError, zipfile.BadZipFile):
+        return  # np.load below reports the damage
+    if len(shape) in (2, 3):
+        check_load_shape(shape, f"{where}: counts")
 
 
 def _npz_member(npz, key: str) -> np.ndarray:

@@ -21,6 +21,7 @@ import json
 
 import numpy as np
 
+from planner.common.limits import check_load_shape
 from planner.errors import InputError
 from planner.inputs.loads import ExpertLoads
 
@@ -83,6 +84,9 @@ def synthetic_trace(*, num_steps=400, num_layers=58, num_experts=256, top_k=8, t
     for name, value in sizes.items():
         if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or value < 1:
             raise InputError(f"{name}: must be a positive integer, got {value!r}")
+    if top_k > num_experts:
+        raise InputError(f"must be at most num_experts ({num_experts}), got {top_k}", param="top_k")
+    check_load_shape((num_steps, num_layers, num_experts), "synthetic trace")
     if isinstance(first_layer, bool) or not isinstance(first_layer, (int, np.integer)) or first_layer < 0:
         raise InputError(f"must be a non-negative integer, got {first_layer!r}", param="first_layer")
     if not (0 <= zipf_low <= zipf_high) or not np.isfinite(zipf_high):

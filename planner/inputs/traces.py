@@ -33,6 +33,7 @@ from pathlib import Path
 
 import numpy as np
 
+from planner.common.fileio import check_input_file, decode_text
 from planner.errors import InputError, one_line
 from planner.inputs.workload import Workload
 
@@ -103,14 +104,12 @@ def read_trace(path, *, fmt: str | None = None, model: str | None = None, log_ty
         raise InputError(f"expected a file path, got {type(path).__name__}", param="path")
     p = Path(path)
     where = str(path)
-    if not p.is_file():
-        raise InputError(f"{where}: file not found" if not p.exists() else f"{where}: not a regular file", param="path")
+    check_input_file(p, "trace file")
     try:
-        text = p.read_bytes().decode("utf-8-sig")
+        data = p.read_bytes()
     except OSError as exc:
         raise InputError(f"{where}: cannot read: {exc.strerror or one_line(exc)}", param="path") from exc
-    except UnicodeDecodeError as exc:
-        raise InputError(f"{where}: not UTF-8 text ({one_line(exc)})", param="path") from None
+    text = decode_text(data, where)
     kind = fmt or _detect(text, p, where)
     if kind != "burstgpt" and (model is not None or log_type is not None):
         raise InputError(f"{where}: model and log_type select rows of BurstGPT traces only; this is {kind}",

@@ -33,7 +33,7 @@ from planner.common.tables import format_table
 from solvers.migration import MigrationInfeasible, SlotCopy, SlotMatching, match_slots
 from solvers.migration_schedule import MoveSchedule, check_schedule, schedule_moves
 
-__all__ = ["LayerMigration", "Migration", "plan_migration"]
+__all__ = ["LayerMigration", "Migration", "plan_migration", "link_seconds"]
 
 #: columns of a write in ``Migration.to_dict()``
 WRITE_COLUMNS = ("gpu", "slot", "expert", "src_gpu", "src_slot", "commit")
@@ -330,3 +330,28 @@ def plan_migration(current: Plan, new: Plan, *, relabel: bool = True, spare_slot
             # a bug: relabelling and slot order change no metric
             raise PlannerError(f"internal error: target plan fails verification: {c.name}: {c.detail}")
     return Migration(tuple(layers), target, a.bytes_per_expert, spare_slots_per_gpu, relabel)
+
+
+def link_seconds(migration: Migration, intra_node_bytes_per_s: float, inter_node_bytes_per_s: float) -> float:
+    """Time on the links to run ``migration``: the sum over its steps (all layers' step ``s`` together) of
+    the busiest receiving GPU's ``bytes from its node / intra_node_bytes_per_s + bytes from other nodes /
+    inter_node_bytes_per_s``. Copies a GPU makes from its own memory (staging commits) cost nothing here;
+    senders are assumed not to be the bottleneck and steps not to overlap.
+    """
+    if not (intra_node_bytes_per_s > 0 and inter_node_bytes_per_s > 0):
+        raise InputError("link bandwidths must be positive", param="bandwidth")
+    rep = migration.target_plan.replicas
+    per_node = rep.gpus_per_node
+    total = 0.0
+    for s in range(migration.steps):
+        t = np.zeros(rep.num_gpus)
+        for lm in migration.layers:
+            if s >= lm.steps:
+                continue
+            for w in lm.schedule.steps[s]:
+                if w.commit or w.src_gpu == w.gpu:
+                    continue
+                same = w.src_gpu // per_node == w.gpu // per_node
+                t[w.gpu] += migration.bytes_per_expert / (intra_node_bytes_per_s if same else inter_node_bytes_per_s)
+        total += float(t.max(initial=0.0))
+    return total

@@ -56,10 +56,9 @@ from pathlib import Path
 
 import numpy as np
 
-from planner.common.fileio import atomic_write_text
+from planner.common.fileio import atomic_write_text, read_input_text
 from planner.errors import InputError, ProfileNotFound
 from planner.profiles import PROFILES_PACKAGE, get_format, get_gpu
-from planner.common.fileio import read_text
 
 __all__ = [
     "FAMILIES",
@@ -260,10 +259,7 @@ def load_kernel_csv(path: str | Path, gpu, family: str) -> KernelTable:
         Unreadable file, a missing column, or a bad value (the message names line and column).
     """
     p = Path(path)
-    try:
-        text = read_text(p)
-    except OSError as exc:
-        raise InputError(f"{p}: cannot read file ({exc.strerror or exc})", param="path") from None
+    text = read_input_text(p, "kernel table")
     return _parse(text, _gpu_id(gpu), family, str(p))
 
 

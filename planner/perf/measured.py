@@ -57,10 +57,9 @@ from pathlib import Path
 import numpy as np
 
 from planner.errors import InputError, ProfileNotFound
-from planner.common.fileio import atomic_write_text
+from planner.common.fileio import atomic_write_text, read_input_text
 from planner.perf.op_times import MEMORY_OPS  # memory-bound ops: their time follows the bytes they move
 from planner.profiles import PROFILES_PACKAGE, get_gpu
-from planner.common.fileio import read_text
 
 __all__ = [
     "GEMM_OPS",
@@ -462,10 +461,7 @@ def load_op_table(path: str | Path) -> OpTable:
         row and the column).
     """
     p = Path(path)
-    try:
-        text = read_text(p)
-    except OSError as exc:
-        raise InputError(f"{p}: cannot read file ({exc.strerror or exc})") from None
+    text = read_input_text(p, "op-timing CSV")
     try:
         return _op_table_rows(p, csv.DictReader(io.StringIO(text, newline="")))
     except csv.Error as exc:

@@ -201,6 +201,10 @@ def export_plan(plan: Plan, target: str, *, model: ModelArch | None = None,
     if getattr(plan, "kind", "replicas") == "cluster":
         raise ExportRefused(f"{target} export of a cluster plan: its engine settings are in the plan itself, one "
                             "pipeline per entry of pipelines[] (nodes and layer_partition, VLLM_PP_LAYER_PARTITION style)")
+    if getattr(plan, "kind", "replicas") == "scenario":
+        raise ExportRefused(f"{target} export of a scenario plan: `moeplan plan` writes every pool's engine files beside "
+                            "it (<role>-<engine> files, launch-sglang.sh, manifest.yaml); each pool's replica plan is "
+                            "replicas[].plan in the plan")
     if getattr(plan, "kind", "replicas") != "replicas":
         raise ExportRefused(f"{target} export of a {plan.kind} plan is not implemented yet (engine launch lines are "
                             "a later task); export its embedded replica plan, if any, after writing it on its own")

@@ -8,9 +8,8 @@ from pathlib import Path
 from pydantic import ValidationError
 
 from planner.errors import InputError
-from planner.common.fileio import atomic_write_text
+from planner.common.fileio import atomic_write_text, read_input_text
 from planner.plans.schema import ClusterPlan, DeploymentPlan, FleetPlan, Plan, parse_plan_json
-from planner.common.fileio import read_text
 
 __all__ = ["write_plan", "read_plan"]
 
@@ -24,9 +23,7 @@ def read_plan(path: str | os.PathLike) -> Plan | DeploymentPlan | FleetPlan | Cl
     """Read and validate a plan file of any kind (``kind``: ``replicas``, ``deployment``, ``fleet`` or ``cluster``); errors name
     the file and the first offending field."""
     p = Path(path)
-    if not p.is_file():
-        raise InputError(f"{p}: plan file not found")
-    text = read_text(p)
+    text = read_input_text(p, "plan file")
     if not text.strip():
         raise InputError(f"{p}: plan file is empty")
     try:

@@ -59,6 +59,10 @@ __all__ = [
     "FleetBaseline",
     "FleetReport",
     "parse_plan_json",
+    "ScenarioPlan",
+    "GpuChoiceRecord",
+    "PoolReplicasRecord",
+    "MigrationRecord",
 ]
 
 SCHEMA_VERSION = "1.0"
@@ -521,12 +525,86 @@ class ClusterPlan(_Frozen):
         return cls.model_validate_json(text)
 
 
+# -- scenario plans (the main job, ``planner.scenario``) ---------------------------------------------
+
+
+class GpuChoiceRecord(_Frozen):
+    """One GPU type's best deployment and what it costs per token (price from the profile or the scenario)."""
+
+    gpu: str
+    price_per_gpu_hour_usd: float | None
+    num_gpus: int
+    deployment: str = Field(description="label of that type's chosen deployment")
+    meets_slo: bool
+    rate_req_per_s: float
+    tokens_per_s: float = Field(description="input + output tokens per second the deployment serves")
+    usd_per_hour: float | None
+    usd_per_million_tokens: float | None = Field(description="usd_per_hour / (tokens_per_s x 3600) x 1e6")
+
+
+class PoolReplicasRecord(_Frozen):
+    """The replica plan of one pool of the chosen deployment (its EP size), and the balancedness priced."""
+
+    role: Literal["prefill", "decode", "both"]
+    layout: str
+    ep: int = Field(ge=2)
+    priced_balancedness: float = Field(description="the balancedness the deployment search priced this pool with")
+    engine_default_balancedness: float = Field(
+        description="replayed balancedness of the engine's default placement (contiguous experts, no replicas)")
+    plan: Plan
+
+
+class MigrationRecord(_Frozen):
+    """From the placement a pool runs now to its new replica plan: copies, steps, bytes and time on the fabric."""
+
+    role: Literal["prefill", "decode", "both"]
+    running_source: str = Field(description="the running plan's file, or the loads it was planned from")
+    running_plan: Plan
+    target_plan: Plan = Field(description="the new plan in the running GPUs' numbering and slot order")
+    copies: int
+    naive_copies: int
+    bytes_moved: int
+    steps: int
+    link_seconds: float = Field(description="sum over steps of the busiest receiving GPU's bytes / its link bandwidth")
+    schedule: dict = Field(description="the migration schedule (moeplan migrate -o), checked by the verifier")
+
+
+class ScenarioPlan(_Frozen):
+    """The main job's combined plan: deployment per GPU type, replicas per pool, migration, fleet, cluster."""
+
+    schema_version: Literal["1.0"] = SCHEMA_VERSION
+    kind: Literal["scenario"] = "scenario"
+    tool: ToolInfo
+    name: str
+    description: str
+    scenario: dict = Field(description="the scenario as run, normalised (paths resolved, defaults filled)")
+    scenario_sha256: str
+    model: str
+    chosen_gpu: str | None = Field(description="the GPU type chosen (cheapest per token among those meeting the SLO)")
+    gpu_choices: list[GpuChoiceRecord]
+    deployments: list[DeploymentPlan] = Field(description="one deployment search per GPU type, in gpu_choices order")
+    replicas: list[PoolReplicasRecord] = Field(description="a replica plan per MoE pool (EP > 1) of the chosen deployment")
+    replica_plan: Plan | None = Field(default=None, description="replica-only scenarios: the one replica plan")
+    migrations: list[MigrationRecord]
+    fleet: FleetPlan | None = None
+    cluster: ClusterPlan | None = None
+    decisions: list[str] = Field(description="what was decided and why, with the alternatives' numbers")
+
+    def to_json(self) -> str:
+        """Canonical JSON text (deterministic: fixed field order, two-space indent, final newline)."""
+        return self.model_dump_json(indent=2) + "\n"
+
+    @classmethod
+    def from_json(cls, text: str) -> "ScenarioPlan":
+        return cls.model_validate_json(text)
+
+
 #: a plan file of any kind, told apart by ``kind``
-AnyPlan = Annotated[Union[Plan, DeploymentPlan, FleetPlan, ClusterPlan], Field(discriminator="kind")]
+AnyPlan = Annotated[Union[Plan, DeploymentPlan, FleetPlan, ClusterPlan, ScenarioPlan], Field(discriminator="kind")]
 _ANY = TypeAdapter(AnyPlan)
 
 
-def parse_plan_json(text: str) -> Plan | DeploymentPlan | FleetPlan | ClusterPlan:
+def parse_plan_json(text: str) -> Plan | DeploymentPlan | FleetPlan | ClusterPlan | ScenarioPlan:
     """Validate a plan document of any kind, strictly: a number written as a string (``"3"`` for an
     expert id) is refused, not converted."""
     return _ANY.validate_json(text, strict=True)

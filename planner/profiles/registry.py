@@ -29,6 +29,7 @@ from importlib.resources import files
 from pathlib import Path
 from typing import Any, Callable
 
+from planner.common.fileio import read_input_text
 from planner.errors import InputError, ProfileNotFound
 from planner.profiles.hf_config import fields_from_hf_config
 from planner.profiles.schema import (
@@ -41,7 +42,6 @@ from planner.profiles.schema import (
     parse,
 )
 from planner.profiles.specs import AttentionSpec, GpuSpec, ModelArch
-from planner.common.fileio import read_text
 
 __all__ = [
     "get_model",
@@ -97,10 +97,7 @@ def _with_base(data: Any, label: str) -> Any:
 
 def _read_text(path: str | Path) -> tuple[str, str]:
     p = Path(path)
-    try:
-        return read_text(p), str(p)
-    except OSError as exc:
-        raise InputError(f"{p}: cannot read file ({exc.strerror or exc})") from None
+    return read_input_text(p, "profile file"), str(p)
 
 
 def load_gpu_yaml(path: str | Path) -> GpuSpec:

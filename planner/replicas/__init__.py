@@ -16,7 +16,8 @@ from planner.replicas.budget import allocate_per_layer, candidate_redundancies, 
 from planner.replicas.certify import Certificate, certificate_table, certify_plan
 from planner.replicas.plan import BUDGETS, plan_replicas
 from planner.replicas.plots import budget_sweep_figure, plot_budget_sweep, plot_replanning, replanning_figure
-from planner.replicas.replan import ReplanPolicy, ReplanResult, recommend_policy, replan_table, simulate_replanning
+from planner.replicas.replan import (ReplanPolicy, ReplanResult, WallTimeRow, recommend_policy, recommend_wall_time,
+                                     replan_table, simulate_replanning, static_policy, wall_time_rows, wall_time_table)
 from planner.replicas.request import (
     ALGORITHMS,
     MODES,
@@ -61,6 +62,11 @@ __all__ = [
     "simulate_replanning",
     "recommend_policy",
     "replan_table",
+    "static_policy",
+    "WallTimeRow",
+    "wall_time_rows",
+    "recommend_wall_time",
+    "wall_time_table",
     "replanning_figure",
     "plot_replanning",
 ]

@@ -13,6 +13,20 @@ they are (a linear assignment per layer).
 Recommendation rule (stated, not learned): among the simulated policies, take the ones whose mean
 balancedness is within ``tolerance_b`` of the best, and recommend the one that moves the fewest
 bytes. Re-planning more often than that buys less than ``tolerance_b`` of balance for more traffic.
+
+In wall time (``gpu`` given to :func:`simulate_replanning`, a step rate to :func:`wall_time_rows`):
+
+- **fabric seconds** of one re-plan: every GPU receives the copies it lacks, each from a GPU of its own
+  node when one holds that expert (``intra_node_bytes_per_s`` of the GPU profile) and across nodes
+  otherwise (``inter_node_bytes_per_s``); a GPU's copies go one after the other, GPUs in parallel, so
+  the re-plan takes ``max_g (intra_g / intra_bw + inter_g / inter_bw) x bytes per expert``. Link
+  bandwidths are the profile's, not measured; protocol overheads are ignored (a lower bound).
+- **time saved**: the MoE layers' time is set by the busiest GPU, ``1 / b`` of a perfect balance, so a
+  policy at mean ``b`` against the static plan (planned once, never again) at ``b0`` saves at most
+  ``steps x (1 - b0 / b)`` steps' worth of MoE time — an upper bound: the whole step is not MoE.
+- at ``step_rate`` steps/s the trace lasts ``steps / step_rate`` s; saved steps and fabric seconds are
+  converted both ways. The wall-time rule recommends the policy with the largest net = saved - fabric
+  seconds (moves that stall serving: the conservative case; with staging slots they overlap).
 """
 
 from __future__ import annotations
@@ -23,7 +37,7 @@ import numpy as np
 
 from planner.errors import InputError
 from planner.inputs.loads import ExpertLoads
-from planner.profiles import ModelArch, get_model
+from planner.profiles import GpuSpec, ModelArch, get_gpu, get_model
 from planner.replicas.request import align_loads, default_redundant_slots
 from planner.common.tables import format_table
 from solvers.eplb import eplb
@@ -31,7 +45,12 @@ from solvers.migration import copies_to_move, relabel_gpus
 from solvers.replay import replay_balancedness
 from solvers.stepaware import plan_stepaware
 
-__all__ = ["ReplanPolicy", "ReplanResult", "simulate_replanning", "recommend_policy", "replan_table"]
+__all__ = ["ReplanPolicy", "ReplanResult", "simulate_replanning", "recommend_policy", "replan_table", "static_policy",
+           "received_copies", "WallTimeRow", "wall_time_rows", "recommend_wall_time", "wall_time_table"]
+
+
+#: a policy that plans once and never again (the baseline of the time saved): every_steps past any trace
+STATIC_POLICY_STEPS = 10**12
 
 
 @dataclass(frozen=True)
@@ -56,6 +75,8 @@ class ReplanPolicy:
 
     @property
     def label(self) -> str:
+        if self.every_steps == STATIC_POLICY_STEPS:
+            return "static"
         if self.every_steps is not None:
             return f"every {self.every_steps}"
         return f"b < {self.threshold_b:g}"
@@ -70,6 +91,7 @@ class ReplanResult:
     bytes_moved: int
     plan_seconds: float = 0.0
     extra: dict = field(default_factory=dict)
+    fabric_seconds: tuple[float, ...] | None = None  # per re-plan after the first (module docstring); None: no GPU given
 
     @property
     def mean_b(self) -> float:
@@ -78,6 +100,41 @@ class ReplanResult:
     @property
     def num_replans(self) -> int:
         return len(self.replan_steps) - 1
+
+
+def static_policy(window_steps: int = 100) -> ReplanPolicy:
+    """The static baseline: plan once from the first window, never re-plan."""
+    return ReplanPolicy(every_steps=STATIC_POLICY_STEPS, window_steps=window_steps)
+
+
+def received_copies(old_p2l, old_sg, new_p2l, new_sg, num_gpus: int, num_experts: int,
+                    gpus_per_node: int) -> tuple[np.ndarray, np.ndarray]:
+    """Copies each GPU receives going from the old layout to the new one, summed over layers:
+    ``(intra_node [D], inter_node [D])`` — intra when a GPU of its node holds the expert in the old layout.
+
+    >>> intra, inter = received_copies([[0, 1, 2, 3]], [[0, 1, 2, 3]], [[1, 0, 2, 3]], [[0, 1, 2, 3]], 4, 4, 2)
+    >>> intra.tolist(), inter.tolist()
+    ([1, 1, 0, 0], [0, 0, 0, 0])
+    """
+    op, og, np_, ng = (np.atleast_2d(np.asarray(a, dtype=np.int64)) for a in (old_p2l, old_sg, new_p2l, new_sg))
+    node = np.arange(num_gpus) // gpus_per_node
+    intra, inter = np.zeros(num_gpus, dtype=np.int64), np.zeros(num_gpus, dtype=np.int64)
+    for r in range(op.shape[0]):
+        old_t, new_t = np.zeros((num_gpus, num_experts), np.int64), np.zeros((num_gpus, num_experts), np.int64)
+        np.add.at(old_t, (og[r], op[r]), 1)
+        np.add.at(new_t, (ng[r], np_[r]), 1)
+        need = np.maximum(new_t - old_t, 0)
+        held_on_node = np.zeros((node.max() + 1, num_experts), np.int64)
+        np.add.at(held_on_node, node, old_t)
+        local = held_on_node[node] > 0
+        intra += (need * local).sum(axis=1)
+        inter += (need * ~local).sum(axis=1)
+    return intra, inter
+
+
+def _fabric_seconds(intra: np.ndarray, inter: np.ndarray, bytes_per_expert: int, gpu: GpuSpec) -> float:
+    return float(np.max(intra * bytes_per_expert / gpu.intra_node_bytes_per_s
+                        + inter * bytes_per_expert / gpu.inter_node_bytes_per_s, initial=0.0))
 
 
 def _planner(algorithm: str, num_slots: int, num_gpus: int, num_nodes: int, groups: int, sample_steps: int | None):
@@ -103,6 +160,7 @@ def simulate_replanning(
     algorithm: str = "stepaware",
     sample_steps: int | None = 50,
     relabel: bool = True,
+    gpu: GpuSpec | str | None = None,
     progress=None,
 ) -> list[ReplanResult]:
     """Replay ``loads`` step by step under each policy; see the module docstring.
@@ -110,11 +168,13 @@ def simulate_replanning(
     The first plan is made from the ``window_steps`` steps before the first scored step, so every
     policy is scored on the same steps: ``max(window_steps)`` .. end. With ``relabel`` (default) each
     new plan's GPUs are permuted to keep the most copies in place (:func:`solvers.migration.relabel_gpus`),
-    which changes no load, only the traffic.
+    which changes no load, only the traffic. With ``gpu`` (a profile) every re-plan's fabric seconds are
+    recorded (``ReplanResult.fabric_seconds``, module docstring).
     """
     import time
 
     arch = model if isinstance(model, ModelArch) else get_model(model)
+    spec = gpu if isinstance(gpu, GpuSpec) or gpu is None else get_gpu(gpu)
     aligned = align_loads(loads, arch)
     E = arch.num_routed_experts
     R = default_redundant_slots(E, num_gpus) if redundant_slots is None else redundant_slots
@@ -134,7 +194,7 @@ def simulate_replanning(
     for i, pol in enumerate(policies):
         t0 = time.perf_counter()
         p2l, sg = plan(counts[start - pol.window_steps:start])
-        replans, moved, b_steps = [start], 0, []
+        replans, moved, b_steps, fabric = [start], 0, [], []
         last = start
         for t in range(start, T):
             due = (pol.every_steps is not None and t - last >= pol.every_steps) or (
@@ -147,12 +207,16 @@ def simulate_replanning(
                 if relabel:
                     new_p2l, new_sg = relabel_gpus(p2l, sg, new_p2l, new_sg, num_gpus, E, gpus_per_node=gpn)
                 moved += int(copies_to_move(p2l, sg, new_p2l, new_sg, num_gpus, E).sum())
+                if spec is not None:
+                    got = received_copies(p2l, sg, new_p2l, new_sg, num_gpus, E, num_gpus // num_nodes)
+                    fabric.append(_fabric_seconds(*got, arch.bytes_per_expert, spec))
                 p2l, sg, last = new_p2l, new_sg, t
                 replans.append(t)
             b_steps.append(float(replay_balancedness(counts[t:t + 1], p2l, sg, num_gpus)[0].mean()))
         results.append(
             ReplanResult(pol, np.asarray(b_steps), tuple(replans), moved, moved * arch.bytes_per_expert,
-                         plan_seconds=time.perf_counter() - t0)
+                         plan_seconds=time.perf_counter() - t0,
+                         fabric_seconds=tuple(fabric) if spec is not None else None)
         )
         if progress is not None:
             progress(i + 1, len(policies), pol.label)
@@ -182,3 +246,63 @@ def replan_table(results: list[ReplanResult], recommended: ReplanResult | None =
             f"{r.plan_seconds:.1f}",
         ])
     return format_table(["policy", "window_steps", "replans", "mean_b", "worst_step_b", "moved_GB", "wall_s"], rows)
+
+
+@dataclass(frozen=True)
+class WallTimeRow:
+    """One policy in wall time at a step rate (module docstring): what it moves and what it saves."""
+
+    policy: str
+    replans: int
+    moved_gb: float
+    fabric_s: float  # over all re-plans
+    fabric_s_max: float  # the longest single re-plan
+    fabric_steps: float  # fabric_s x step rate
+    mean_b: float
+    saved_steps: float  # upper bound, against the static plan
+    saved_s: float
+    net_s: float  # saved_s - fabric_s
+    interval_s: float | None  # periodic policies: every_steps / step rate
+
+    def to_dict(self) -> dict:
+        return dict(self.__dict__)
+
+
+def wall_time_rows(results: list[ReplanResult], static: ReplanResult, step_rate_per_s: float) -> list[WallTimeRow]:
+    """Each policy's weights moved and balance gained, in seconds and steps at ``step_rate_per_s`` steps/s.
+
+    ``static`` is the baseline (:func:`static_policy` simulated on the same trace); the results need
+    fabric seconds (``simulate_replanning(..., gpu=...)``).
+    """
+    if not step_rate_per_s > 0:
+        raise InputError(f"must be > 0, got {step_rate_per_s}", param="step_rate_per_s")
+    rows = []
+    for r in results:
+        if r.fabric_seconds is None:
+            raise InputError("fabric seconds need the GPU profile: simulate_replanning(..., gpu=...)", param="gpu")
+        n = r.balancedness_per_step.size
+        saved = n * max(0.0, 1.0 - static.mean_b / r.mean_b) if r.mean_b > 0 else 0.0
+        fabric = float(sum(r.fabric_seconds))
+        rows.append(WallTimeRow(
+            policy=r.policy.label, replans=r.num_replans, moved_gb=r.bytes_moved / 1e9, fabric_s=fabric,
+            fabric_s_max=max(r.fabric_seconds, default=0.0), fabric_steps=fabric * step_rate_per_s, mean_b=r.mean_b,
+            saved_steps=saved, saved_s=saved / step_rate_per_s, net_s=saved / step_rate_per_s - fabric,
+            interval_s=None if r.policy.every_steps in (None, STATIC_POLICY_STEPS) else r.policy.every_steps / step_rate_per_s))
+    return rows
+
+
+def recommend_wall_time(rows: list[WallTimeRow]) -> WallTimeRow:
+    """The policy with the largest net seconds saved (ties: fewer GB moved); include the static row to
+    allow "never re-plan" as the answer."""
+    if not rows:
+        raise InputError("nothing to recommend from", param="results")
+    return max(rows, key=lambda w: (w.net_s, -w.moved_gb))
+
+
+def wall_time_table(rows: list[WallTimeRow], recommended: WallTimeRow | None = None) -> str:
+    """Policy, GB moved, fabric seconds (total, longest re-plan, in steps), MoE time saved and the net."""
+    out = [[w.policy + (" *" if w is recommended else ""), w.replans, f"{w.moved_gb:.2f}", f"{w.fabric_s:.3f}",
+            f"{w.fabric_s_max:.4f}", f"{w.fabric_steps:.1f}", f"{w.mean_b:.4f}", f"{w.saved_steps:.1f}",
+            f"{w.saved_s:.3f}", f"{w.net_s:+.3f}"] for w in rows]
+    return format_table(["policy", "replans", "moved_GB", "fabric_s", "longest_replan_s", "fabric_steps", "mean_b",
+                         "saved_steps<=", "saved_s<=", "net_s"], out)

@@ -155,7 +155,8 @@ def align_loads(loads: ExpertLoads, model: ModelArch) -> ExpertLoads:
     All-zero rows on dense layers (SGLang dumps every hidden layer) are dropped silently; a dense
     layer with non-zero counts means the loads belong to another model and is an error. Loads with
     one row per MoE layer and no hidden-layer ids are read as the MoE layers
-    (:func:`~planner.inputs.loads.rows_as_moe_layers`).
+    (:func:`~planner.inputs.loads.rows_as_moe_layers`). Loads without a single token on the MoE layers
+    are refused: there is nothing to balance.
     """
     loads = rows_as_moe_layers(loads, model.moe_layers) or loads
     if loads.num_experts != model.num_routed_experts:
@@ -173,6 +174,9 @@ def align_loads(loads: ExpertLoads, model: ModelArch) -> ExpertLoads:
             raise InputError(f"loads have non-zero counts on layer {layer}, which is a dense layer of {model.id}")
     if not keep:
         raise InputError(f"loads hold none of {model.id}'s MoE layers (loads layers {list(loads.layer_ids)})")
+    if not any(loads.counts[:, loads.layer_ids.index(layer), :].any() for layer in keep):
+        raise InputError(f"every count on {model.id}'s MoE layers is 0: nothing to "
+                         "balance", param="loads")
     return loads if keep == list(loads.layer_ids) else loads.select_layers(keep)
 
 

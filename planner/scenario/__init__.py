@@ -1,5 +1,6 @@
-"""Scenarios: a named set of inputs that ``moeplan plan`` runs end to end (plan, verify, summary, exports)."""
+"""Scenarios: the main job, ``moeplan plan [SCENARIO]`` (deployment, replicas, migration, fleet, cluster; docs/scenarios.md)."""
 
 from planner.scenario.run import EXPORT_FILES, Scenario, ScenarioResult, load_scenario, run_scenario
+from planner.scenario.verify import verify_scenario
 
-__all__ = ["Scenario", "ScenarioResult", "load_scenario", "run_scenario", "EXPORT_FILES"]
+__all__ = ["Scenario", "ScenarioResult", "load_scenario", "run_scenario", "verify_scenario", "EXPORT_FILES"]

@@ -1,22 +1,25 @@
-"""Scenarios: a named set of inputs that `moeplan plan` runs end to end (plan, verify, summary, exports).
+"""Scenarios: the main job. ``moeplan plan [SCENARIO]`` runs one end to end into an output folder.
 
-The default scenario ships with the package (``planner/data/scenarios/default.json``); a user scenario
-is a JSON file with the same keys.
+A full scenario (``gpu(s)``, ``fleet`` or ``cluster``; :mod:`planner.scenario.spec`) runs the chain of
+:mod:`planner.scenario.chain` and writes one combined, verified plan (``kind: "scenario"``), the
+expert-location file of every MoE pool per engine, SGLang launch lines per worker group, a Kubernetes
+manifest and a summary. A replica-only scenario (the first format: loads, model, EP ranks) writes a
+replica plan, its engine files and the summary. Everything is rendered and verified before the first
+file is written. The default scenario ships with the package (``planner/data/scenarios/default.yaml``).
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from importlib import resources
 from pathlib import Path
+from typing import Callable
 
-from planner.common.jsontext import parse_json_object
-from planner.errors import InputError
-from planner.plans.export import TARGETS, ExportRefused, export_plan
-from planner.common.fileio import atomic_write_text
+from planner.errors import InputError, PlannerError
+from planner.plans.export import ExportRefused, export_plan
+from planner.common.fileio import atomic_write_text, ensure_dir
 from planner.plans.io import write_plan
-from planner.plans.schema import Plan
-from planner.common.fileio import read_text
+from planner.plans.schema import Plan, ScenarioPlan
+from planner.scenario.spec import Scenario, load_scenario
 
 __all__ = ["Scenario", "ScenarioResult", "load_scenario", "run_scenario", "EXPORT_FILES"]
 
@@ -28,66 +31,27 @@ EXPORT_FILES = {
 
 
 @dataclass(frozen=True)
-class Scenario:
-    name: str
-    description: str
-    loads: str
-    model: str
-    num_gpus: int
-    num_nodes: int = 1
-    redundant_slots: int | None = None
-    algorithm: str = "stepaware"
-    policy: str = "auto"
-    exports: tuple[str, ...] = ()
-    compare_eplb: bool = True
-    allow_unsupported_exports: bool = False
-
-
-@dataclass(frozen=True)
 class ScenarioResult:
     scenario: Scenario
-    plan: Plan
+    plan: Plan | ScenarioPlan
     files: dict[str, str] = field(default_factory=dict)
     summary: str = ""
     refused: dict[str, str] = field(default_factory=dict)  # target -> why no file was written
     warnings: tuple[str, ...] = ()
 
 
-def load_scenario(path: str | Path | None = None) -> Scenario:
-    """Read a scenario JSON file; ``None`` gives the default scenario shipped with moeplan."""
-    if path is None:
-        text = (resources.files("planner") / "data" / "scenarios" / "default.json").read_text(encoding="utf-8")
-        where = "default scenario"
-    else:
-        p = Path(path)
-        if not p.is_file():
-            raise InputError(f"{p}: scenario file not found")
-        text, where = read_text(p), str(p)
-    raw = parse_json_object(text, where)
-    known = set(Scenario.__dataclass_fields__)
-    unknown = sorted(set(raw) - known)
-    if unknown:
-        raise InputError(f"{where}: unknown keys {unknown}; known: {sorted(known)}")
-    for key in ("name", "loads", "model", "num_gpus"):
-        if key not in raw:
-            raise InputError(f"{where}: missing key {key!r}")
-    bad = [t for t in raw.get("exports", []) if t not in TARGETS]
-    if bad:
-        raise InputError(f"{where}: exports: unknown targets {bad}; known: {', '.join(TARGETS)}")
-    raw.setdefault("description", "")
-    raw["exports"] = tuple(raw.get("exports", ()))
-    return Scenario(**raw)
-
-
-def run_scenario(scenario: Scenario, out_dir: str | Path) -> ScenarioResult:
+def run_scenario(scenario: Scenario, out_dir: str | Path, *,
+                 progress: Callable[[str], None] | None = None) -> ScenarioResult:
     """Plan, verify, summarise and export one scenario into ``out_dir`` (created if missing)."""
+    out = Path(out_dir)
+    if out.exists() and not out.is_dir():
+        raise InputError(f"{out}: exists and is not a directory", param="out_dir")
+    if not scenario.replica_only:
+        return _run_chain(scenario, out, progress)
     from planner.inputs.readers import read_loads
     from planner.replicas import plan_replicas
 
-    out = Path(out_dir)
-    if out.exists() and not out.is_dir():
-        raise InputError(f"{out}: exists and is not a directory")
-    loads = read_loads(scenario.loads)
+    loads = read_loads(scenario.path(scenario.loads))
     plan = plan_replicas(
         loads,
         scenario.model,
@@ -119,14 +83,87 @@ def run_scenario(scenario: Scenario, out_dir: str | Path) -> ScenarioResult:
         summary += (
             f"EPLB at the same slots (the engines' default): replayed balancedness {mb.replay_balancedness_mean:.4f} "
             f"vs {m.replay_balancedness_mean:.4f} here; busiest-GPU load {base.report.objective:.0f} vs "
-            f"{plan.report.objective:.0f} tokens here ({100 * (plan.report.objective / base.report.objective - 1):+.2f}%)\n"
+            f"{plan.report.objective:.0f} tokens here{_change(plan.report.objective, base.report.objective)}\n"
         )
     if refused:
         summary += "".join(f"no {t} file: {why}\n" for t, why in refused.items())
     warnings = tuple(f"{e.target}: {w}" for e in exports for w in e.warnings)
-    out.mkdir(parents=True, exist_ok=True)
+    ensure_dir(out)
     files = {"plan": str(write_plan(plan, out / "plan.json"))}
     for exp in exports:
         files[exp.target] = str(atomic_write_text(out / EXPORT_FILES[exp.target], exp.text))
     files["summary"] = str(atomic_write_text(out / "summary.txt", summary))
     return ScenarioResult(scenario, plan, files, summary, refused, warnings)
+
+
+def _run_chain(sc: Scenario, out: Path, progress) -> ScenarioResult:
+    from planner.scenario.artefacts import launch_script, manifest
+    from planner.scenario.chain import run_chain
+    from planner.scenario.verify import verify_scenario
+
+    say = progress or (lambda msg: None)
+    res = run_chain(sc, progress=say)
+    plan = res.plan
+    say("verifying the combined plan")
+    report = verify_scenario(plan, alternatives=False)
+    if not report.ok:  # a bug: every part was verified by its own planner
+        c = report.failures[0]
+        raise PlannerError(f"internal error: the scenario plan fails verification: {c.name}: {c.detail}")
+    texts: dict[str, str] = {}
+    refused: dict[str, str] = {}
+    warnings: list[str] = []
+    expert_files: dict[str, str] = {}
+    for pool in plan.replicas:  # render everything before writing anything
+        for t in sc.exports:
+            key = f"{pool.role}-{t}"
+            try:
+                exp = export_plan(pool.plan, t, allow_unsupported=sc.allow_unsupported_exports)
+            except ExportRefused as exc:
+                switch = "; set allow_unsupported_exports to write it anyway" if "allow_unsupported" in exc.remedy else ""
+                refused[key] = exc.message + switch
+                continue
+            name = f"{pool.role}-{EXPORT_FILES[t]}"
+            texts[key] = (name, exp.text)
+            warnings += [f"{key}: {w}" for w in exp.warnings]
+            if t == "sglang":
+                expert_files[pool.role] = name
+    arch_name = _model_path(plan.model)
+    launch = launch_script(plan, expert_files, arch_name)
+    if launch:
+        texts["launch"] = ("launch-sglang.sh", launch)
+        texts["manifest"] = ("manifest.yaml", manifest(plan, expert_files, arch_name))
+    summary = _summary(sc, plan, res.tables, refused)
+    ensure_dir(out)
+    files = {"plan": str(atomic_write_text(out / "plan.json", plan.to_json()))}
+    for key, (name, text) in texts.items():
+        files[key] = str(atomic_write_text(out / name, text))
+    files["summary"] = str(atomic_write_text(out / "summary.txt", summary))
+    return ScenarioResult(sc, plan, files, summary, refused, tuple(warnings))
+
+
+def _change(value: float, base: float) -> str:
+    """`` (+1.23%)`` relative to ``base``; nothing when ``base`` is 0."""
+    return f" ({100 * (value / base - 1):+.2f}%)" if base else ""
+
+
+def _model_path(model_id: str) -> str:
+    from planner.profiles import get_model
+
+    arch = get_model(model_id)
+    return arch.names[0] if arch.names else arch.id
+
+
+def _summary(sc: Scenario, plan: ScenarioPlan, tables: dict[str, str], refused: dict[str, str]) -> str:
+    parts = [f"scenario {sc.name}: {sc.description}".rstrip(": ")]
+    parts.append("decisions:\n" + "\n".join(f"  - {d}" for d in plan.decisions))
+    titles = {"gpus": "GPU types (cheapest per token among those meeting the SLO: *)",
+              "deployment": f"deployments on {plan.chosen_gpu} (the chosen one first)",
+              "replicas": "replica plans of the chosen deployment's MoE pools (b = replayed balancedness)",
+              "migration": "migration from the running placement",
+              "fleet": "cheapest GPU mix", "cluster": "layer placement on the mixed cluster"}
+    for key, title in titles.items():
+        if key in tables:
+            parts.append(f"{title}\n{tables[key]}")
+    if refused:
+        parts.append("\n".join(f"no {k} file: {why}" for k, why in refused.items()))
+    return "\n\n".join(parts) + "\n"
