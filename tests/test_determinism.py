@@ -3,8 +3,9 @@ seed or the machine's load (``docs/plans.md``, "Determinism").
 
 Plan files carry no wall times, so "the same plan" is byte equality of the file. The fast tests run
 in-process and make the clock lie (every reading 10 s after the last): a search bounded by work gives
-the same plan however slow the machine. The slow tests run each planner's CLI twice in separate
-processes with different ``PYTHONHASHSEED`` values, the second time beside a process that burns a CPU.
+the same plan however slow the machine. The slow tests run each planner's CLI (and ``moeplan
+plan``, the main job, comparing every file it writes) twice in separate processes with different
+``PYTHONHASHSEED`` values, the second time beside a process that burns a CPU.
 """
 
 from __future__ import annotations
@@ -104,7 +105,16 @@ PLANNERS = {
     "fleet": ["fleet", "-m", "qwen3-30b-a3b", "-g", "h100", "-g", "l4", "--ttft-ms", "2000", "--tpot-ms", "100",
               "--rate", "5", "--max-instance-gpus", "2", "--requests", "100", "-o", "{out}"],
     "migrate": ["migrate", "{cur}", "{new}", "--spare-slots", "1", "-o", "{out}"],
+    # the main job: every file of its output directory (plan, summary, engine files, launch lines, manifest)
+    "plan": ["plan", "-o", "{out}"],
 }
+
+
+def _outputs(path: Path) -> dict[str, bytes]:
+    """A file's bytes, or every file of a directory by relative name."""
+    if path.is_dir():
+        return {str(p.relative_to(path)): p.read_bytes() for p in sorted(path.rglob("*")) if p.is_file()}
+    return {"plan": path.read_bytes()}
 
 
 def _cli(argv, env_extra, cwd) -> None:
@@ -124,7 +134,7 @@ def test_same_bytes_across_processes_hash_seeds_and_load(planner, trace, full_tr
                   "-o", fills[name]], {}, tmp_path)
     outs = []
     for run, seed in enumerate(("0", "12345")):
-        out = tmp_path / f"out{run}.json"
+        out = tmp_path / (f"out{run}" if planner == "plan" else f"out{run}.json")
         argv = [a.format(**fills, out=out) for a in PLANNERS[planner]]
         burner = None
         if run == 1:  # the second run beside a process that keeps a CPU busy
@@ -135,5 +145,7 @@ def test_same_bytes_across_processes_hash_seeds_and_load(planner, trace, full_tr
             if burner is not None:
                 burner.kill()
                 burner.wait()
-        outs.append(out.read_bytes())
-    assert outs[0] == outs[1], f"{planner}: plan bytes differ between runs"
+        outs.append(_outputs(out))
+    assert outs[0] and list(outs[0]) == list(outs[1])
+    differ = [name for name in outs[0] if outs[0][name] != outs[1][name]]
+    assert not differ, f"{planner}: bytes differ between runs in {differ}"
