@@ -57,7 +57,7 @@ _TIE_RTOL = 1e-12  # candidate objectives this close (relative) count as equal
 
 
 def plan_stepaware(weight, num_slots, num_gpus, *, num_nodes=1, capacity=None, expert_nodes=None,
-                   sample_steps=200, swap_time_limit_s=0.0, seed=0):
+                   sample_steps=200, swap_evaluations=0, swap_time_limit_s=None, seed=0):
     """Replicate and place experts so that the busiest GPU is light in every step.
 
     Parameters
@@ -82,8 +82,12 @@ def plan_stepaware(weight, num_slots, num_gpus, *, num_nodes=1, capacity=None, e
         (1.3 s for 200 steps at L = 58, E = 256, D = 64, P = 320 on one core; 0.3 s for 50), so
         the default bounds it on long traces. Planning on 50 of 200 steps cost 0.6-0.8 point of
         balancedness in-window and <= 0.3 held-out (``docs/replicas.md``, "Why these methods").
-    swap_time_limit_s : float, default 0.0
-        Time for :func:`swap_search` after the packing; 0 skips it.
+    swap_evaluations : int, default 0
+        Work budget of :func:`swap_search` after the packing (candidate swaps x steps evaluated,
+        about 5 x 10^7 per second on one core); 0 skips it unless `swap_time_limit_s` is given.
+    swap_time_limit_s : float, optional
+        Opt-in wall-clock cap of the swap search (0 or None: none; a positive value alone runs the
+        search until it completes or the time is up, which makes the result depend on the machine).
     seed : int, default 0
         Unused: the method is deterministic. Kept for the common solver signature.
 
@@ -95,7 +99,8 @@ def plan_stepaware(weight, num_slots, num_gpus, *, num_nodes=1, capacity=None, e
         ``objective`` = sum over layers of the mean over all given steps of the busiest GPU's
         load; ``bound`` = the same for the per-step bound
         ``max(total / D, max_e w / min(copy cap, P_l - E + 1))``; ``stop_reason`` is
-        ``"time_limit"`` or ``"iteration_limit"`` if the swap search hit a cap.
+        ``"time_limit"`` or ``"iteration_limit"`` if the swap search hit a cap (its time limit, or
+        its work budget / swap cap).
 
     Raises
     ------
@@ -136,9 +141,11 @@ def plan_stepaware(weight, num_slots, num_gpus, *, num_nodes=1, capacity=None, e
         counts = _node_counts(plan_w.sum(axis=0), nodes, cap.reshape(layers, num_nodes, gpn).sum(axis=2), gpn)
     phy2log, slot_gpu = pack_stepaware(plan_w, counts, cap, expert_nodes=nodes, gpus_per_node=gpn)
     solver, stop = "stepaware", "completed"
-    if swap_time_limit_s > 0:
-        phy2log, slot_gpu, stop = search_swaps(plan_w, phy2log, slot_gpu, num_gpus, swap_time_limit_s, None,
-                                               None if nodes is None else gpn)
+    time_cap = swap_time_limit_s if swap_time_limit_s else None
+    if swap_evaluations or time_cap is not None:
+        phy2log, slot_gpu, stop = search_swaps(plan_w, phy2log, slot_gpu, num_gpus, time_cap, None,
+                                               None if nodes is None else gpn,
+                                               max_evaluations=int(swap_evaluations) or None)
         solver += "+swap"
     objective = float(replay_gpu_loads(w, phy2log, slot_gpu, num_gpus).max(axis=2).mean(axis=0).sum())
     spread = np.minimum(gpn, slots - experts + 1)

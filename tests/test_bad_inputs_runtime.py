@@ -123,7 +123,7 @@ CASES = [
          ["export", "{tmp}/placement.json", "--target", "sglang", "-o", "{tmp}/out.json"], 2,
          "slot counts differ", _setup("staging_placement")),
     Case("apply-to-a-placement", "runtime-state", ["apply", "{tmp}/placement.json", "--workers", str(W), *TINY], 2,
-         "apply moves to a replica plan", _setup("placement")),
+         "this needs a replicas plan", _setup("placement")),
     # item 2 and 10: worker faults and deadlines, one line, exit 5, no C++ frames, nothing hung
     Case("apply-killed-worker", "runtime-faults", _apply("--kill-rank", "1", "--kill-at-step", "1", "--no-recover"), 5,
          "worker rank 1 of 4 (gloo) was killed by signal SIGKILL", _setup(), inprocess=False, timeout_s=120),

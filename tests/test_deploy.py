@@ -104,7 +104,9 @@ def test_default_scenario_plan_bytes_unchanged(tmp_path):
 
     r = run_scenario(load_scenario("builtin:olmoe-arxiv-ep8"), tmp_path)
     digest = hashlib.sha256(open(r.files["plan"], "rb").read()).hexdigest()
-    assert digest == "13774625a4f968f1167c2f116d6eed2f573ff5d112a7d59fb35a65ce3473513e"
+    # changed once on purpose: the swap search is bounded by work (parameters gained swap_evaluations,
+    # swap_time_limit_s is null by default); the layout and metrics are the same bytes as before
+    assert digest == "68b7d443ac6939cf5ab599f5eb20a2fe4b93de6c5d04264d54c51a58275d73f0"
 
 
 def test_precision_is_recorded_and_an_fp8_kv_cache_holds_more_requests(result):

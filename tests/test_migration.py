@@ -352,8 +352,10 @@ def test_cli_migrate_exit_codes(tmp_path, plans):
     write_plan(plans[0], cur)
     write_plan(_edited(plans[1], lambda d: d["inputs"].update(model="mixtral-8x7b")), bad)
     write_plan(_edited(plans[0], _swap_singles), swapped)
-    res = CliRunner().invoke(app, ["migrate", str(cur), str(bad)])
-    assert res.exit_code == 2 and "model differs" in res.stderr
+    res = CliRunner().invoke(app, ["migrate", str(cur), str(bad)])  # an OLMoE plan relabelled as Mixtral:
+    assert res.exit_code == 2 and "new plan fails verification: model" in res.stderr  # refused when read
+    with pytest.raises(InputError, match="model differs"):
+        plan_migration(plans[0], _edited(plans[1], lambda d: d["inputs"].update(model="mixtral-8x7b")))
     res = CliRunner().invoke(app, ["migrate", str(cur), str(swapped), "--no-relabel"])
     assert res.exit_code == 3 and len(res.stderr.strip().splitlines()) == 1 and "--spare-slots 1" in res.stderr
 

@@ -42,15 +42,12 @@ def _check_values(workers: int, timeout_s: float, kill_rank, kill_at_step: int, 
 
 def _read_current(current: Path, new_plan):
     """``--from``: a replica plan, or the placement a previous apply left (``--state``), verified."""
-    from planner.errors import InputError
-    from planner.plans.io import read_plan
+    from planner.cli.plan_input import read_trusted_plan
     from planner.plans.placement import checked_placement, placement_as_plan
 
-    plan = read_plan(current)
+    plan, _ = read_trusted_plan(current, kinds=("replicas", "placement"), role="--from plan")
     if plan.kind == "placement":
         return placement_as_plan(checked_placement(plan, str(current)))
-    if plan.kind != "replicas":
-        raise InputError(f"--from: {current} is a {plan.kind} plan; apply moves between replica plans or placements")
     return plan
 
 
@@ -109,13 +106,12 @@ def apply(
     """Move running workers to NEW_PLAN: send weights between ranks step by step, verify the outputs
     after every step, and report bytes moved, time and measured vs predicted rows."""
     from planner.errors import InputError
-    from planner.plans.io import read_plan, write_plan
+    from planner.cli.plan_input import read_trusted_plan
+    from planner.plans.io import write_plan
     from planner.runtime.apply import ApplyFailed, apply_plan, engine_default_plan
     from planner.runtime.moe import reference_forward
 
-    new_plan = read_plan(new)
-    if new_plan.kind != "replicas":
-        raise InputError(f"{new}: a {new_plan.kind} plan; apply moves to a replica plan")
+    new_plan, _ = read_trusted_plan(new, kinds=("replicas",), role="new plan")
     if workers != new_plan.replicas.num_gpus:
         raise InputError(f"--workers: the plan places experts on {new_plan.replicas.num_gpus} GPUs, got {workers}")
     _check_values(workers, timeout_s, kill_rank, kill_at_step, spare_slots, batch_tokens, hidden, intermediate,

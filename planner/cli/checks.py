@@ -90,6 +90,7 @@ VALUE_RULES: dict[str, Rule] = {
     "intermediate": _count(1, "MAX_INTERMEDIATE"),
     # work budgets, processes, seeds
     "iterations": _count(0, "MAX_ITERATIONS"),
+    "swap_evaluations": _count(0, "MAX_SWAP_EVALUATIONS"),
     "chains": _count(1, "MAX_WORKERS"),
     "workers": _count(1, "MAX_WORKERS"),
     "threads": _count(1, "MAX_WORKERS"),

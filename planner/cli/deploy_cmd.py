@@ -53,7 +53,7 @@ def deploy(
     """Search layouts and xPyD counts under an SLO; compare with aggregated serving; print a ranked table."""
     from planner.deploy import plan_deployment
     from planner.inputs import SLO, read_trace
-    from planner.plans.io import read_plan, write_plan
+    from planner.plans.io import write_plan
 
     if trace is not None and (isl is not None or osl is not None):
         raise InputError("give --trace or --isl/--osl, not both", param="isl")
@@ -61,7 +61,7 @@ def deploy(
     slo = SLO(ttft_ms, tpot_ms, attainment_target=_share(percentile), rule="percentile")
     result = plan_deployment(
         model, gpu, slo, workload, num_gpus=gpus, rate_req_per_s=rate, isl=isl, osl=osl,
-        loads=read_loads_arg(loads) if loads else None, replica_plan=read_plan(replicas) if replicas else None,
+        loads=read_loads_arg(loads) if loads else None, replica_plan=_replica_plan(replicas, model),
         objective=objective.value, node_local=node_local, steady_state_cap=steady_cap, num_requests=num_requests, time_limit_s=time_limit_s,
         precision=precision_overrides(weights, experts, kv, activations),
         progress=progress("deploy"),
@@ -78,3 +78,13 @@ def _share(percentile: float) -> float:
     if not 0 < percentile <= 100:
         raise InputError(f"must be in (0, 100], got {percentile!r}", param="percentile")
     return percentile / 100.0
+
+
+def _replica_plan(path, model):
+    """The --replicas plan, verified (against the model deployed, which may be a profile file), or None."""
+    if path is None:
+        return None
+    from planner.cli.plan_input import read_trusted_plan
+    from planner.profiles import get_model
+
+    return read_trusted_plan(path, kinds=("replicas",), role="--replicas plan", model=get_model(model))[0]

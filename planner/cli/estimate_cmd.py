@@ -48,9 +48,13 @@ def estimate(
     from planner.perf.calibration import profile_factors
     from planner.perf.estimate import estimate as run_estimate
     from planner.perf.factors import DEFAULT_FACTORS
-    from planner.plans.io import read_plan
+    from planner.cli.plan_input import read_trusted_plan
 
-    plan = read_plan(replicas) if replicas is not None else None
+    plan = None
+    if replicas is not None:  # checked against the model estimated, which may be a profile file
+        from planner.profiles import get_model
+
+        plan = read_trusted_plan(replicas, kinds=("replicas",), role="--replicas plan", model=get_model(model))[0]
     factors = None
     if profile is not None:
         factors = profile_factors(profile, gpu, base=DEFAULT_FACTORS if uncalibrated else None)

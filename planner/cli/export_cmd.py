@@ -3,12 +3,12 @@
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Annotated
+from typing import Annotated, Optional
 
 import typer
 
 from planner.cli._output import emit, warn
-from planner.cli.options import JsonOpt, Target
+from planner.cli.options import JsonOpt, Target, read_loads_arg
 
 __all__ = ["export"]
 
@@ -18,14 +18,15 @@ def export(
     target: Annotated[Target, typer.Option("--target", help="Engine whose expert-placement format to write.")],
     output: Annotated[Path, typer.Option("--output", "-o", help="File to write (atomically); SGLang needs a name ending in .json.")],
     allow_unsupported: Annotated[bool, typer.Option("--allow-unsupported", help="Write the file even when the engine cannot balance the model family (docs/engines.md); a warning says so.")] = False,
+    loads: Annotated[Optional[list[str]], typer.Option("--loads", "-l", help="The load file(s) the plan was made from: verify it on them in full (without them, the checks the plan file alone supports).")] = None,
     json_out: JsonOpt = False,
 ) -> None:
     """Write a replica plan in an engine's expert-placement format; refuse what the engine cannot load or balance."""
     from planner.plans.export import check_output_name, export_plan
     from planner.common.fileio import atomic_write_text
-    from planner.plans.io import read_plan
+    from planner.cli.plan_input import read_trusted_plan
 
-    plan = read_plan(plan_path)
+    plan, _ = read_trusted_plan(plan_path, loads=read_loads_arg(loads) if loads else None)
     if plan.kind == "placement":  # what a live apply left (--state): verified, then written like a replica plan
         from planner.plans.placement import checked_placement, placement_as_plan
 
@@ -49,6 +50,7 @@ def export(
         "filled_layers": list(exp.filled_layers),
         "launch_hint": exp.launch(output),
         "warnings": list(exp.warnings),
+        "verified_on_loads": bool(loads),
     }
     emit(result, f"wrote {target.value} placement to {output}\nlaunch with: {exp.launch(output)}", json_out)
 

@@ -23,17 +23,26 @@ def migrate(
     output: Annotated[Optional[Path], typer.Option("--output", "-o", help="Write the schedule (copies and ordered steps per layer) as JSON here (atomically).")] = None,
     target_plan: Annotated[Optional[Path], typer.Option("--target-plan", help="Write the new plan in the running GPUs' numbering and slot order here (atomically).")] = None,
     loads: Annotated[Optional[list[str]], typer.Option("--loads", "-l", help="The load file(s) the new plan was made from: re-verify the target plan on them.")] = None,
+    model: Annotated[Optional[str], typer.Option("--model", "-m", help="The model profile (YAML or config.json) both plans were made with, when it is not a shipped profile (the plans' model check needs it).")] = None,
     json_out: Annotated[bool, typer.Option("--json", help="Print totals, steps and per-layer counts as JSON on stdout (the writes themselves go to --output).")] = False,
 ) -> None:
     """Plan the weight moves from CURRENT_PLAN to NEW_PLAN: per-layer copies, ordered steps, GB moved."""
     from planner.migration import plan_migration
     from planner.common.fileio import atomic_write_text
-    from planner.plans.io import read_plan, write_plan
+    from planner.cli.plan_input import read_trusted_plan
+    from planner.plans.io import write_plan
 
     data = None
     if loads:
         data = read_loads_arg(loads)
-    migration = plan_migration(read_plan(current), read_plan(new), relabel=not no_relabel,
+    arch = None
+    if model is not None:
+        from planner.profiles import get_model
+
+        arch = get_model(model)
+    current_plan, _ = read_trusted_plan(current, kinds=("replicas",), role="current plan", model=arch)
+    new_plan, _ = read_trusted_plan(new, kinds=("replicas",), role="new plan", loads=data, model=arch)
+    migration = plan_migration(current_plan, new_plan, relabel=not no_relabel,
                                spare_slots_per_gpu=spare_slots, loads=data)
     schedule = migration.to_dict()
     if output is not None:

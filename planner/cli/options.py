@@ -194,6 +194,7 @@ PARAM_FLAGS: dict[str, str] = {
     "holdout_steps": "--holdout",
     "split": "--split",
     "sample_steps": "--sample-steps",
+    "swap_evaluations": "--swap-evaluations",
     "swap_time_limit_s": "--swap-time-limit-s",
     "time_limit_s": "--time-limit-s",
     "every_steps": "--every",

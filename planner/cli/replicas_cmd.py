@@ -49,7 +49,8 @@ def replicas(
     holdout: Annotated[int, typer.Option("--holdout", metavar="STEPS", help="Hold out the last STEPS steps and report replayed balancedness on them.")] = 0,
     split: Annotated[Split, typer.Option("--split", help="even (engines) or optimal (LP dispatch weights; no engine export).")] = Split.even,
     sample_steps: SampleStepsOpt = 200,
-    swap_time_limit_s: Annotated[Optional[float], typer.Option("--swap-time-limit-s", help="Seconds of swap search after packing (0 = off; default 1 s for windows of <= 8 steps, else off).")] = None,
+    swap_evaluations: Annotated[Optional[int], typer.Option("--swap-evaluations", help="Work budget of the swap search after packing: candidate swaps x steps evaluated, about 5e7 per second on one core (0 = off; default 5e7 for windows of <= 8 steps, else off). Work, not seconds: the same inputs give the same plan on any machine.")] = None,
+    swap_time_limit_s: Annotated[Optional[float], typer.Option("--swap-time-limit-s", help="Opt-in wall-clock cap of the swap search (0 = off; default none). When it stops the search the plan may differ between runs; the solve report says time_limit.")] = None,
     time_limit_s: Annotated[float, typer.Option("--time-limit-s", help="Seconds each LP/MILP solve may take: the optimal-split LPs and, with --certify, each layer's certificate.")] = 60.0,
     num_experts: NumExpertsOpt = None,
     rank_files: RankFilesOpt = RankFiles.auto,
@@ -68,7 +69,8 @@ def replicas(
         data, model, gpu, num_gpus=gpus, num_nodes=nodes, redundant_slots=redundant, budget_gb=budget_gb,
         budget="auto" if auto_budget else None, layout=layout, mode=mode.value, algorithm=algorithm.value,
         policy=policy.value, num_groups=groups, window_steps=window, holdout_steps=holdout, split=split.value,
-        sample_steps=sample_steps, swap_time_limit_s=swap_time_limit_s, time_limit_s=time_limit_s,
+        sample_steps=sample_steps, swap_evaluations=swap_evaluations, swap_time_limit_s=swap_time_limit_s,
+        time_limit_s=time_limit_s,
     )
     if plan.inputs.parameters.get("loads_rows_as_moe_layers"):
         warn(f"{data.source}: {data.num_layers} rows without hidden-layer ids read as {model}'s MoE layers "

@@ -186,13 +186,19 @@ def read_profile_table(path: str | Path) -> ProfileTable:
     """A profile table from CSV, YAML or JSON (module docstring); errors name the row and field."""
     p, text = _load(path, "profile table")
     if p.suffix.lower() == ".csv":
-        rows = list(csv.DictReader(io.StringIO(text)))
+        try:
+            rows = list(csv.DictReader(io.StringIO(text, newline="")))
+        except csv.Error as exc:
+            raise InputError(f"{p}: not a CSV file ({exc})") from None
         missing = [c for c in _COLUMNS if c != "gpus_per_instance" and c not in (rows[0] if rows else {})]
         if not rows or missing:
             raise InputError(f"{p}: expected a header with {', '.join(_COLUMNS)} and at least one row"
                              + (f" (missing {missing[0]})" if rows else ""))
         parsed = []
         for i, r in enumerate(rows, start=2):
+            if None in r or None in r.values():  # csv's marks for a row longer / shorter than the header
+                raise InputError(f"{p}: line {i}: {len(r) - (None in r)} header columns, the row has "
+                                 f"{'more' if None in r else 'fewer'} fields")
             try:
                 parsed.append({k: (v if k == "gpu" else float(v)) for k, v in r.items() if k in _COLUMNS and v != ""})
             except ValueError as exc:

@@ -28,6 +28,7 @@ __all__ = [
     "MAX_SEED",
     "MAX_TIME_S",
     "MAX_ITERATIONS",
+    "MAX_SWAP_EVALUATIONS",
     "MAX_WORKERS",
     "MAX_TEXT_BYTES",
     "BYTES_PER_LOAD_VALUE",
@@ -66,6 +67,9 @@ MAX_SEED = 2**32 - 1
 MAX_TIME_S = 604_800.0
 #: annealing moves per chain (cluster) and other work budgets
 MAX_ITERATIONS = 100_000_000
+#: the replica swap search's work budget: candidate swaps x steps evaluated (about 5e7 per second on one
+#: core, docs/replicas.md): 1e13 is more than two days of one core
+MAX_SWAP_EVALUATIONS = 10**13
 #: worker processes and threads
 MAX_WORKERS = 1024
 #: a text input file (plan, scenario, loads JSON/CSV/JSONL, trace, cluster, fleet or profile file): 256 MiB;
@@ -91,6 +95,7 @@ LIMITS: dict[str, tuple[float, str]] = {
     "MAX_SEED": (MAX_SEED, "random seeds (0 .. 2**32-1)"),
     "MAX_TIME_S": (MAX_TIME_S, "seconds of a time limit or deadline"),
     "MAX_ITERATIONS": (MAX_ITERATIONS, "search moves (work budgets)"),
+    "MAX_SWAP_EVALUATIONS": (MAX_SWAP_EVALUATIONS, "swap-search evaluations (its work budget)"),
     "MAX_WORKERS": (MAX_WORKERS, "worker processes and threads"),
     "MAX_TEXT_BYTES": (MAX_TEXT_BYTES, "bytes of a text input file"),
 }

@@ -22,7 +22,7 @@ from pathlib import Path
 import numpy as np
 
 from planner.common.jsontext import parse_json
-from planner.common.fileio import decode_text
+from planner.common.fileio import decode_text, read_input_text
 from planner.errors import InputError
 from planner.inputs._common import BadContent, make_loads
 from planner.inputs._safetensors import read_safetensors
@@ -188,7 +188,10 @@ def _slot_table(rec: dict, key: str, kind) -> np.ndarray:
     types = {int} if kind is int else {int, float}
     if any(type(x) not in types for r in value for x in r):
         raise BadContent(f"{key}: expected {'integers' if kind is int else 'numbers'}")
-    return np.array(value, dtype=np.int64 if kind is int else np.float64)
+    try:
+        return np.array(value, dtype=np.int64 if kind is int else np.float64)
+    except OverflowError:
+        raise BadContent(f"{key}: a number beyond the 64-bit range") from None
 
 
 # -- TensorRT-LLM ExpertStatistic directory ---------------------------------------------------
@@ -199,7 +202,7 @@ def is_trtllm_dir(path: Path) -> bool:
 
 
 def read_trtllm_dir(path: Path, where: str, num_experts: int | None, rank_files: str) -> ExpertLoads:
-    meta = parse_json((path / "meta_info.json").read_text(encoding="utf-8"), f"{where}/meta_info.json")
+    meta = parse_json(read_input_text(path / "meta_info.json", "TensorRT-LLM meta_info.json"), f"{where}/meta_info.json")
     E = meta.get("num_experts") if isinstance(meta, dict) else None
     if type(E) is not int or E < 1:
         raise InputError(f"{where}/meta_info.json: num_experts: expected a positive integer, got {E!r}")

@@ -22,6 +22,13 @@ _DTYPES = {"F64": "<f8", "F32": "<f4", "F16": "<f2", "I64": "<i8", "I32": "<i4",
 _MAX_HEADER_BYTES = 100_000_000  # the format's own limit
 
 
+def _offset(x) -> int:
+    """A data offset: an int (not a bool, a string or a float)."""
+    if isinstance(x, bool) or not isinstance(x, int):
+        raise TypeError(x)
+    return x
+
+
 def read_safetensors(path: Path) -> dict[str, np.ndarray]:
     """``{name: array}`` of every tensor in the file (read-only arrays); ``BadContent`` on a bad file."""
     data = path.read_bytes()
@@ -43,6 +50,7 @@ def read_safetensors(path: Path) -> dict[str, np.ndarray]:
             continue
         try:
             dtype, shape, (begin, end) = info["dtype"], [int(s) for s in info["shape"]], info["data_offsets"]
+            begin, end = _offset(begin), _offset(end)
         except (KeyError, TypeError, ValueError):
             raise BadContent(f"tensor {name!r}: header entry lacks dtype, shape or data_offsets") from None
         if dtype not in _DTYPES:

@@ -256,7 +256,7 @@ def _detect(path: Path, where: str) -> str:
         try:
             with zipfile.ZipFile(path) as archive:
                 return "sglang-pt" if is_torch_zip(archive) else "npz"
-        except zipfile.BadZipFile:
+        except (zipfile.BadZipFile, NotImplementedError, ValueError):  # garbled version field, non-UTF-8 names
             return _EXTENSIONS.get(ext, "npz")
     text = head.decode("utf-8", errors="replace").lstrip("\ufeff \t\r\n")
     if text.startswith("{") and '"record_type"' in text.split("\n", 1)[0] and '"eplb_' in text.split("\n", 1)[0]:
@@ -281,7 +281,7 @@ def _read_pt(path: Path, where: str) -> ExpertLoads:
     except zipfile.BadZipFile:
         raise InputError(f"{where}: not a torch zip archive (torch before 1.6 wrote a legacy format, "
                          "not read: load and torch.save it again with a current torch)") from None
-    except (ValueError, EOFError) as exc:
+    except (ValueError, EOFError, NotImplementedError) as exc:
         raise InputError(f"{where}: unreadable torch file: {one_line(exc)}") from None
 
 
@@ -314,7 +314,8 @@ def _read_npz(path: Path, where: str) -> ExpertLoads:
         raise
     except BadContent as exc:
         raise InputError(f"{where}: {exc}") from None
-    except (OSError, ValueError, EOFError, zipfile.BadZipFile) as exc:
+    except (OSError, ValueError, EOFError, zipfile.BadZipFile, NotImplementedError) as exc:
+        # NotImplementedError: zipfile's answer to a garbled version or compression field
         raise InputError(f"{where}: unreadable .npz archive: {one_line(exc)}") from exc
     if "counts" not in stored:
         raise InputError(

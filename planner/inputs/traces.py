@@ -151,7 +151,10 @@ def _detect(text: str, path: Path, where: str) -> str:
     first = text.lstrip().split("\n", 1)[0].strip()
     if first.startswith("{"):
         return "mooncake"
-    header = [c.strip() for c in next(csv.reader([first]), [])]
+    try:
+        header = [c.strip() for c in next(csv.reader([first]), [])]
+    except csv.Error:  # e.g. a lone \r inside the first line: no known header
+        header = []
     if header == _AZURE_HEADER:
         return "azure"
     if header == _BURST_HEADER:
@@ -213,14 +216,22 @@ def _ordered(times: list, t: float, field: str) -> None:
 
 def _rows(text: str, where: str, header: list[str]):
     """(line number, row) of a CSV with exactly ``header``, blank lines skipped."""
-    reader = csv.reader(io.StringIO(text))
+    reader = csv.reader(io.StringIO(text, newline=""))  # newline="": a lone \r ends a line, as in a file
     try:
         first = next(reader)
     except StopIteration:
         raise InputError(f"{where}: empty file", param="path") from None
+    except csv.Error as exc:
+        raise InputError(f"{where}:1: {exc}", param="path") from None
     if [c.strip() for c in first] != header:
         raise InputError(f"{where}:1: expected header {','.join(header)}, got {','.join(first)}", param="path")
-    for row in reader:
+    while True:
+        try:
+            row = next(reader)
+        except StopIteration:
+            return
+        except csv.Error as exc:
+            raise InputError(f"{where}:{reader.line_num}: {exc}", param="path") from None
         if not row or all(not c.strip() for c in row):
             continue
         if len(row) != len(header):

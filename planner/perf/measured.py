@@ -462,7 +462,14 @@ def load_op_table(path: str | Path) -> OpTable:
     """
     p = Path(path)
     text = read_input_text(p, "op-timing CSV")
-    reader = csv.DictReader(io.StringIO(text))
+    try:
+        return _op_table_rows(p, csv.DictReader(io.StringIO(text, newline="")))
+    except csv.Error as exc:
+        raise InputError(f"{p}: not a CSV file ({exc})") from None
+
+
+def _op_table_rows(p: Path, reader: csv.DictReader) -> OpTable:
+    """The rows of :func:`load_op_table`, checked, as an :class:`OpTable`."""
     missing = [c for c in ("device", "op", "time_ms") if c not in (reader.fieldnames or [])]
     if missing:
         raise InputError(f"{p}: missing column(s) {', '.join(missing)}; expected {','.join(_OP_COLUMNS)}")
@@ -493,7 +500,10 @@ def load_op_table(path: str | Path) -> OpTable:
         elif name in ("size_bytes", "time_ms"):
             cols[name] = np.array(values, dtype=np.float64)
         else:
-            cols[name] = np.array(values, dtype=np.int64)
+            try:
+                cols[name] = np.array(values, dtype=np.int64)
+            except OverflowError:
+                raise InputError(f"{p}: column {name}: a value beyond the 64-bit integer range") from None
     return OpTable(**cols, source=str(p))
 
 

@@ -651,8 +651,9 @@ _ANY = TypeAdapter(AnyPlan)
 
 
 def parse_plan_json(text: str) -> Plan | DeploymentPlan | FleetPlan | ClusterPlan | ScenarioPlan | PlacementPlan:
-    """Validate a plan document of any kind."""
-    return _ANY.validate_json(text)
+    """Validate a plan document of any kind, strictly: a number written as a string (``"3"`` for an
+    expert id) is refused, not converted."""
+    return _ANY.validate_json(text, strict=True)
 
 
 def plan_json_schema() -> dict:

@@ -17,7 +17,17 @@ Checks (each reported by name):
 8. ``metrics``       per-GPU loads, busiest load, balancedness (summed, replayed, held-out), lower bounds
                      (summed and per step), expert bytes per GPU and the report's objective / bound / gap
                      equal the recorded ones; the recorded planning / held-out steps are steps of the loads
-9. ``model``         bytes per expert and expert count agree with the model profile (when known)
+9. ``model``         bytes per expert and expert count agree with the model profile; a model id that is
+                     no shipped profile fails unless the profile is given (``model=``)
+
+Without the loads (``loads=None``: what ``export``, ``estimate``, ``migrate`` and ``apply`` have when
+they read a plan file) checks 2, 3 and 8 become what the plan alone can show: ``layers`` (distinct, in
+range, in the recorded loads' layer ids), ``loads_hash`` (a well-formed SHA-256, steps within the
+recorded shape) and ``metrics`` (the recorded numbers agree with each other: busiest load = max of the
+per-GPU loads, balancedness = mean / max, means of the rows, lower bounds below the busiest loads and
+above the mean, expert bytes = slots x bytes per expert, report objective / bound / gap = sums of the
+replayed rows, every number finite and >= 0). A tampering that keeps every recorded number consistent
+is caught only with the loads (``moeplan verify PLAN --loads FILE``).
 
 A placement (``kind: "placement"``, what a live apply leaves) has no loads and no metrics;
 :func:`verify_placement` runs checks 1, 2 (layers distinct and in the model), 4, 5 (a GPU may hold
@@ -26,6 +36,7 @@ extra staging slots, so no mode rule) and 9, plus ``steps`` (``0 <= step <= step
 
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -104,15 +115,21 @@ def _step_bounds(weight: np.ndarray, num_slots: int, num_gpus: int) -> np.ndarra
     return np.maximum(weight.sum(axis=1) / num_gpus, weight.max(axis=1) / spread)
 
 
-def _model_check(model_id: str, rp) -> Check:
+def _model_check(model_id: str, rp, model=None) -> Check:
     """9. bytes per expert, expert count, hidden layers and MoE layers of ``rp`` (a replica plan's
-    ``replicas`` or a placement) agree with the model profile ``model_id``."""
+    ``replicas`` or a placement) agree with the model profile: ``model`` (a
+    :class:`~planner.profiles.ModelArch`) or the shipped profile of ``model_id``."""
     from planner.profiles import get_model
 
-    try:
-        model = get_model(model_id)
-    except ProfileNotFound:
-        return Check("model", True, f"model {model_id!r} is not a known profile; not checked")
+    if model is None:
+        try:
+            model = get_model(model_id)
+        except ProfileNotFound:
+            return Check("model", False, f"model {model_id!r} is not a shipped profile, so bytes per expert "
+                                         "and expert counts cannot be checked; give the profile the plan was made "
+                                         "with (--model FILE of verify and migrate)")
+    elif model.id != model_id:
+        return Check("model", False, f"the plan is for model {model_id!r}, the profile given is {model.id!r}")
     problems = []
     if model.bytes_per_expert != rp.bytes_per_expert:
         problems.append(f"bytes_per_expert {rp.bytes_per_expert} != profile's {model.bytes_per_expert}")
@@ -126,16 +143,22 @@ def _model_check(model_id: str, rp) -> Check:
     return Check("model", not problems, "; ".join(problems))
 
 
-def verify_plan(plan: Plan, loads: ExpertLoads) -> VerifyReport:
+def verify_plan(plan: Plan, loads: ExpertLoads | None = None, *, model=None) -> VerifyReport:
     """Recompute every invariant and metric of ``plan`` on ``loads``; never calls a solver.
 
     Returns a :class:`VerifyReport`; ``report.ok`` is True when every check passes. Checks run in the
     order of the module docstring; one whose failure makes the later ones meaningless ends the report.
+    Without ``loads`` the checks that need them are replaced by what the plan alone can show (module
+    docstring). ``model`` is the model profile to check against (a
+    :class:`~planner.profiles.ModelArch`); default the shipped profile of the plan's model id, and a
+    model id that is none fails the ``model`` check.
     """
     rp = plan.replicas
     checks = [_check_shapes(rp)]
     if not checks[-1].ok:
         return VerifyReport(tuple(checks))
+    if loads is None:
+        return _verify_alone(plan, checks, model)
     given = loads
     if plan.inputs.parameters.get("loads_rows_as_moe_layers"):  # the planner read row i as MoE layer i
         loads = rows_as_moe_layers(loads, rp.layers) or loads
@@ -155,8 +178,102 @@ def verify_plan(plan: Plan, loads: ExpertLoads) -> VerifyReport:
     if not checks[-1].ok:
         return VerifyReport(tuple(checks))
     checks.append(_check_metrics(plan, loads.select_layers(rp.layers)))
-    checks.append(_model_check(plan.inputs.model, plan.replicas))
+    checks.append(_model_check(plan.inputs.model, plan.replicas, model))
     return VerifyReport(tuple(checks))
+
+
+def _verify_alone(plan: Plan, checks: list[Check], model) -> VerifyReport:
+    """The checks a plan file supports without its loads (module docstring), after ``shapes``."""
+    rp = plan.replicas
+    checks.append(_check_layers(rp, None, plan.inputs))
+    checks.append(_check_loads_ref(plan))
+    if not (checks[-1].ok and checks[-2].ok):
+        return VerifyReport(tuple(checks))
+    checks += _check_slots(rp)
+    if not (checks[-3].ok and checks[-2].ok):  # experts, gpus
+        return VerifyReport(tuple(checks))
+    checks.append(_check_split(rp))
+    if not checks[-1].ok:
+        return VerifyReport(tuple(checks))
+    checks.append(_check_recorded_metrics(plan))
+    checks.append(_model_check(plan.inputs.model, plan.replicas, model))
+    return VerifyReport(tuple(checks))
+
+
+_SHA256 = re.compile(r"[0-9a-f]{64}")
+
+
+def _check_loads_ref(plan: Plan) -> Check:
+    """3 without the loads: the recorded hash is a SHA-256 and the planning / held-out steps lie within
+    the recorded shape of the loads."""
+    ref, met = plan.inputs.loads, plan.replicas.predicted
+    problems = []
+    if not _SHA256.fullmatch(ref.sha256):
+        problems.append(f"inputs.loads.sha256 {ref.sha256[:20]!r} is not a SHA-256 (64 hex digits)")
+    steps, _, experts = ref.shape
+    if experts != plan.replicas.num_experts and not plan.inputs.parameters.get("loads_rows_as_moe_layers"):
+        problems.append(f"inputs.loads.shape has {experts} experts, the plan {plan.replicas.num_experts}")
+    for name, rng in (("plan_steps", met.plan_steps), ("holdout_steps", met.holdout_steps)):
+        if rng is not None and not 0 <= rng[0] < rng[1] <= steps:
+            problems.append(f"predicted.{name} {rng[0]}-{rng[1]} outside the {steps} steps of the loads")
+    return Check("loads_hash", not problems, "; ".join(problems[:3]))
+
+
+def _check_recorded_metrics(plan: Plan) -> Check:
+    """8 without the loads: the recorded metrics agree with each other (module docstring)."""
+    rp, met, rep = plan.replicas, plan.replicas.predicted, plan.report
+    mism: list[str] = []
+
+    def cmp(what: str, got: float, recorded: float | None) -> None:
+        if recorded is None or not close(got, recorded):
+            mism.append(f"{what}: recorded {recorded} != {got:.9g} implied by the other recorded numbers")
+
+    numbers = [met.balancedness_mean, met.replay_balancedness_mean, *met.max_gpu_load_tokens,
+               *met.lower_bound_tokens, *met.balancedness, *met.replay_balancedness, *met.replay_max_gpu_load_tokens,
+               *met.replay_lower_bound_tokens, *(x for row in met.gpu_load_tokens for x in row),
+               *(met.holdout_replay_balancedness or ()), *(x for x in (rep.objective, rep.bound, rep.gap) if x is not None)]
+    values = np.asarray(numbers, dtype=np.float64)
+    if not np.isfinite(values).all() or (values < 0).any():
+        return Check("metrics", False, "recorded metrics include a negative, infinite or NaN number")
+    for r, layer in enumerate(rp.layers):
+        g = np.asarray(met.gpu_load_tokens[r], dtype=np.float64)
+        cmp(f"layer {layer} busiest-GPU load", float(g.max()), met.max_gpu_load_tokens[r])
+        cmp(f"layer {layer} balancedness", float(_balancedness(g)), met.balancedness[r])
+        lb, mean = met.lower_bound_tokens[r], float(g.mean())
+        if not (mean * (1 - 1e-6) <= lb <= g.max() * (1 + 1e-6)):
+            mism.append(f"layer {layer} lower bound {lb} not between the mean {mean:.9g} and the busiest load "
+                        f"{g.max():.9g} of the recorded per-GPU loads")
+        if met.replay_lower_bound_tokens[r] > met.replay_max_gpu_load_tokens[r] * (1 + 1e-6):
+            mism.append(f"layer {layer} replay lower bound {met.replay_lower_bound_tokens[r]} exceeds the replay "
+                        f"busiest-GPU load {met.replay_max_gpu_load_tokens[r]}")
+        if not 0 <= met.replay_balancedness[r] <= 1 + 1e-9:
+            mism.append(f"layer {layer} replay balancedness {met.replay_balancedness[r]} outside [0, 1]")
+    cmp("balancedness_mean", float(np.mean(met.balancedness)), met.balancedness_mean)
+    cmp("replay_balancedness_mean", float(np.mean(met.replay_balancedness)), met.replay_balancedness_mean)
+    hb = met.holdout_replay_balancedness
+    if met.holdout_steps is not None:
+        if hb is None or len(hb) != len(rp.layers):
+            mism.append("holdout_replay_balancedness missing or of the wrong length")
+        else:
+            cmp("holdout_replay_balancedness_mean", float(np.mean(hb)), met.holdout_replay_balancedness_mean)
+    elif hb is not None or met.holdout_replay_balancedness_mean is not None:
+        mism.append("held-out metrics recorded without holdout_steps")
+    slots = np.zeros(rp.num_gpus, dtype=np.int64)
+    for row in rp.slot_gpu:
+        slots += np.bincount(np.asarray(row, dtype=np.int64), minlength=rp.num_gpus)
+    if (slots * rp.bytes_per_expert).tolist() != list(met.expert_bytes_per_gpu):
+        mism.append("expert_bytes_per_gpu differs from slots x bytes_per_expert")
+    objective, bound = float(np.sum(met.replay_max_gpu_load_tokens)), float(np.sum(met.replay_lower_bound_tokens))
+    if rep.objective is not None:
+        cmp("report.objective", objective, rep.objective)
+    if rep.bound is not None:
+        cmp("report.bound", bound, rep.bound)
+    if rep.gap is not None and objective > 0:
+        cmp("report.gap", max(0.0, (objective - bound) / objective), rep.gap)
+    a, b = met.plan_steps
+    if met.load_basis != f"sum over steps {a}-{b - 1}":
+        mism.append(f"load_basis {met.load_basis!r} does not match plan_steps {a}-{b}")
+    return Check("metrics", not mism, "; ".join(mism[:3]) + (f" (+{len(mism) - 3} more)" if len(mism) > 3 else ""))
 
 
 def _check_shapes(rp) -> Check:
@@ -166,7 +283,8 @@ def _check_shapes(rp) -> Check:
     for name in ("physical_to_logical", "slot_gpu", "slot_node", "slots_per_gpu"):
         if len(getattr(rp, name)) != rows:
             bad.append(f"{name} has {len(getattr(rp, name))} rows for {rows} layers")
-    for name in ("gpu_load_tokens", "max_gpu_load_tokens", "lower_bound_tokens", "balancedness", "replay_balancedness"):
+    for name in ("gpu_load_tokens", "max_gpu_load_tokens", "lower_bound_tokens", "balancedness", "replay_balancedness",
+                 "replay_max_gpu_load_tokens", "replay_lower_bound_tokens"):
         if len(getattr(rp.predicted, name)) != rows:
             bad.append(f"predicted.{name} has {len(getattr(rp.predicted, name))} rows for {rows} layers")
     if not bad:
@@ -181,14 +299,23 @@ def _check_shapes(rp) -> Check:
     return Check("shapes", not bad, "; ".join(bad[:3]))
 
 
-def _check_layers(rp, loads: ExpertLoads) -> Check:
-    """2. planned layers are distinct hidden layers, present in the loads, with the plan's expert count."""
+def _check_layers(rp, loads: ExpertLoads | None, inputs=None) -> Check:
+    """2. planned layers are distinct hidden layers, present in the loads (without them: in the recorded
+    loads' layer ids), with the plan's expert count."""
     problems = []
+    if not rp.layers:
+        problems.append("the plan has no layers")
     if len(set(rp.layers)) != len(rp.layers):
         problems.append(f"duplicate layers in {rp.layers}")
     out_of_range = [l for l in rp.layers if not 0 <= l < rp.num_hidden_layers]
     if out_of_range:
         problems.append(f"layers {out_of_range} outside 0..{rp.num_hidden_layers - 1}")
+    if loads is None:
+        ids = inputs.loads.layer_ids
+        if not inputs.parameters.get("loads_rows_as_moe_layers") and any(l not in ids for l in rp.layers):
+            problems.append(f"layers {[l for l in rp.layers if l not in ids][:5]} are not in the recorded loads' "
+                            f"layer ids")
+        return Check("layers", not problems, "; ".join(problems))
     missing = [l for l in rp.layers if l not in loads.layer_ids]
     if missing:
         problems.append(f"layers {missing} are not in the loads (have {list(loads.layer_ids)})")

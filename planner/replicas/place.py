@@ -64,7 +64,8 @@ def place(req: ReplicaRequest) -> Placement:
                 num_slots = E + per_layer
             phy2log, slot_gpu, report = plan_stepaware(
                 window, num_slots, D, num_nodes=req.num_nodes, expert_nodes=expert_nodes,
-                sample_steps=req.sample_steps, swap_time_limit_s=req.swap_time_limit_s,
+                sample_steps=req.sample_steps, swap_evaluations=req.swap_evaluations,
+                swap_time_limit_s=req.swap_time_limit_s,
             )
     except ValueError as exc:  # the solvers' own argument checks; resolve_request should catch them first
         raise InputError(str(exc)) from None
@@ -87,7 +88,7 @@ def plan_request(req: ReplicaRequest) -> Plan:
         num_nodes=req.num_nodes, params=params, report=report, duplicates_allowed=req.algorithm == "eplb",
         mode=req.mode, split=fractions, plan_steps=req.plan_steps, holdout_steps=req.holdout_steps,
     )
-    check = verify_plan(plan, req.source_loads)
+    check = verify_plan(plan, req.source_loads, model=req.arch)
     if not check.ok:  # a bug, not a user error: every emitted plan must verify
         c = check.failures[0]
         raise PlannerError(f"internal error: planned replica layout fails verification: {c.name}: {c.detail}")

@@ -8,6 +8,8 @@ shows them under its flags.
 
 from __future__ import annotations
 
+import math
+
 from dataclasses import dataclass, replace
 
 import numpy as np
@@ -36,8 +38,11 @@ MODES = ("uniform", "per-layer")
 SPLITS = ("even", "optimal")
 # Swap search by default only on (nearly) aggregated loads: on per-step traces swaps fit the planning
 # window and add nothing held-out (docs/replicas.md, "Why these methods").
+# Its default budget is work, not seconds (the same inputs give the same plan on any machine load):
+# 5e7 candidate swaps x steps, about 1 s on one core (DeepSeek-V3, 64 GPUs, 64 redundant slots, 8 steps:
+# 5.1e7 evaluations per second; the search completes at 1.4e8; docs/replicas.md).
 AUTO_SWAP_MAX_STEPS = 8
-AUTO_SWAP_TIME_LIMIT_S = 1.0
+AUTO_SWAP_EVALUATIONS = 50_000_000
 
 
 @dataclass(frozen=True)
@@ -61,7 +66,8 @@ class ReplicaRequest:
     holdout: int  # the number of held-out steps asked for
     split: str
     sample_steps: int | None
-    swap_time_limit_s: float
+    swap_evaluations: int
+    swap_time_limit_s: float | None
     time_limit_s: float
 
     @property
@@ -98,6 +104,7 @@ class ReplicaRequest:
             "holdout_steps": self.holdout,
             "split": self.split,
             "sample_steps": self.sample_steps if stepaware else None,
+            "swap_evaluations": self.swap_evaluations if stepaware else None,
             "swap_time_limit_s": self.swap_time_limit_s if stepaware else None,
         } | ({"loads_rows_as_moe_layers": True} if self.rows_mapped else {})
 
@@ -262,6 +269,7 @@ def resolve_request(
     holdout_steps: int = 0,
     split: str = "even",
     sample_steps: int | None = 200,
+    swap_evaluations: int | None = None,
     swap_time_limit_s: float | None = None,
     time_limit_s: float = 60.0,
 ) -> ReplicaRequest:
@@ -294,12 +302,28 @@ def resolve_request(
         raise InputError(f"hierarchical needs expert groups ({G}) divisible by nodes ({num_nodes})", param="policy")
     hierarchical = policy == "hierarchical" or (policy == "auto" and num_nodes > 1 and G % num_nodes == 0)
     plan_steps, hold = steps_for(aligned.num_steps, window_steps, holdout_steps)
-    if swap_time_limit_s is None:
-        short = plan_steps[1] - plan_steps[0] <= AUTO_SWAP_MAX_STEPS
-        swap_time_limit_s = AUTO_SWAP_TIME_LIMIT_S if short else 0.0
+    swap_evaluations, swap_time_limit_s = _swap_budget(swap_evaluations, swap_time_limit_s,
+                                                      plan_steps[1] - plan_steps[0])
     return ReplicaRequest(
         arch=arch, source_loads=loads, loads=aligned, num_gpus=num_gpus, num_nodes=num_nodes, redundant_slots=R,
         mode=mode, algorithm=algorithm, hierarchical=hierarchical, num_groups=G, gpu=spec, budget_gb=budget_gb,
         plan_steps=plan_steps, holdout_steps=hold, holdout=holdout_steps, split=split, sample_steps=sample_steps,
-        swap_time_limit_s=swap_time_limit_s, time_limit_s=time_limit_s,
+        swap_evaluations=swap_evaluations, swap_time_limit_s=swap_time_limit_s, time_limit_s=time_limit_s,
     )
+
+
+def _swap_budget(evaluations, time_limit_s, window_steps: int) -> tuple[int, float | None]:
+    """The swap search's work budget and opt-in time cap. Default: :data:`AUTO_SWAP_EVALUATIONS` for
+    windows of at most :data:`AUTO_SWAP_MAX_STEPS` steps, else off; no time cap. A time limit of 0
+    turns the search off (as before budgets were work); a positive one alone keeps the default work
+    budget as well, so the plan is reproducible unless the time cap binds (the report says so)."""
+    if evaluations is not None and (isinstance(evaluations, bool) or int(evaluations) != evaluations or evaluations < 0):
+        raise InputError(f"must be a whole number >= 0, got {evaluations}", param="swap_evaluations")
+    if time_limit_s is not None and not (time_limit_s >= 0 and math.isfinite(time_limit_s)):
+        raise InputError(f"must be a finite number >= 0, got {time_limit_s}", param="swap_time_limit_s")
+    if time_limit_s == 0:
+        return 0, None
+    if evaluations is None:
+        short = window_steps <= AUTO_SWAP_MAX_STEPS
+        evaluations = AUTO_SWAP_EVALUATIONS if short or time_limit_s else 0
+    return int(evaluations), time_limit_s

@@ -107,8 +107,12 @@ def _verdict(report: VerifyReport, what: str) -> Verdict:
 def verify_part(kind: str, obj: AnyDoc, inputs: ReportInputs) -> Verdict:
     """The part's verifier (the one ``moeplan verify`` runs for its kind), or why it cannot run."""
     if kind == "replicas":
-        if inputs.loads is None:
-            return Verdict(None, "A replica plan is verified on the loads it was made from; give them (--loads).")
+        if inputs.loads is None:  # what the file alone shows is checked; a failure there is a failure
+            alone = verify_plan(obj)
+            if not alone.ok:
+                return _verdict(alone, "replica verifier without the loads")
+            return Verdict(None, "A replica plan is verified in full on the loads it was made from; give them "
+                                 "(--loads). Without them its structure and recorded numbers were checked.")
         return _verdict(verify_plan(obj, inputs.loads), "replica verifier on the given loads")
     if kind == "deployment":
         if obj.inputs.workload.spec.get("kind") != "fixed" and inputs.workload is None:

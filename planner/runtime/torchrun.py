@@ -49,6 +49,7 @@ def _run(args) -> int:
 
     from planner.common.fileio import atomic_write_text
     from planner.plans.io import read_plan
+    from planner.plans.verify import verify_plan
     from planner.profiles import get_model
     from planner.runtime.moe import reference_forward
     from planner.runtime.sources import SYNTHETIC, load_source
@@ -64,6 +65,11 @@ def _run(args) -> int:
     backend = args.backend or ("nccl" if torch.cuda.is_available() else "gloo")
     torch.set_num_threads(1)
     plan = read_plan(args.plan)
+    if plan.kind != "replicas":
+        raise InputError(f"{args.plan}: a {plan.kind} plan; torchrun serves replica plans")
+    check = verify_plan(plan)  # the same solver-free checks as every command that reads a plan
+    if not check.ok:
+        raise InputError(f"{args.plan}: plan fails verification: {check.failures[0].name}: {check.failures[0].detail}")
     rp = plan.replicas
     if world != rp.num_gpus:
         raise InputError(f"WORLD_SIZE: the plan places experts on {rp.num_gpus} GPUs, torchrun started {world} ranks")
