@@ -14,6 +14,7 @@ from typing import TYPE_CHECKING, Any, Callable, Mapping
 
 import yaml
 
+from planner.common.limits import MAX_EXPERTS, MAX_LAYERS
 from planner.errors import InputError
 from planner.profiles.precision import COMPONENT_ROLES, Precision, get_format
 
@@ -67,12 +68,14 @@ def _nonneg(v: Any) -> float:
     return float(v)
 
 
-def _int(minimum: int) -> Callable[[Any], int]:
+def _int(minimum: int, maximum: int | None = None, limit: str = "") -> Callable[[Any], int]:
     def check(v: Any) -> int:
         if isinstance(v, bool) or not isinstance(v, int):
             raise ValueError(f"must be an integer, got {v!r}")
         if v < minimum:
             raise ValueError(f"must be >= {minimum}, got {v!r}")
+        if maximum is not None and v > maximum:
+            raise ValueError(f"must be <= {maximum} ({limit}, docs/limits.md), got {v!r}")
         return v
 
     return check
@@ -131,6 +134,9 @@ def _format(role: str) -> Callable[[Any], str]:
 REQUIRED = object()
 Schema = Mapping[str, tuple[Any, Any]]  # field -> (check or nested schema, default)
 _POS_INT, _NONNEG_INT = _int(1), _int(0)
+#: counts that size per-layer and per-expert arrays: bounded before anything is allocated
+_LAYER_COUNT, _LAYER_INDEX = _int(1, MAX_LAYERS, "MAX_LAYERS"), _int(0, MAX_LAYERS, "MAX_LAYERS")
+_EXPERT_COUNT, _EXPERT_COUNT0 = _int(1, MAX_EXPERTS, "MAX_EXPERTS"), _int(0, MAX_EXPERTS, "MAX_EXPERTS")
 
 GPU_SCHEMA: Schema = {
     "id": (_str, REQUIRED),
@@ -180,20 +186,20 @@ MODEL_SCHEMA: Schema = {
     "id": (_str, REQUIRED),
     "names": (_list_of(_str), ()),
     "hf_model_type": (_nullable(_str), None),
-    "num_hidden_layers": (_POS_INT, REQUIRED),
-    "first_dense_layers": (_NONNEG_INT, 0),
-    "moe_layer_freq": (_POS_INT, 1),
-    "mlp_only_layers": (_list_of(_NONNEG_INT), ()),
+    "num_hidden_layers": (_LAYER_COUNT, REQUIRED),
+    "first_dense_layers": (_LAYER_INDEX, 0),
+    "moe_layer_freq": (_LAYER_COUNT, 1),
+    "mlp_only_layers": (_list_of(_LAYER_INDEX), ()),
     "hidden_size": (_POS_INT, REQUIRED),
     "moe_intermediate_size": (_POS_INT, REQUIRED),
     "dense_intermediate_size": (_nullable(_POS_INT), None),
-    "num_routed_experts": (_POS_INT, REQUIRED),
-    "num_shared_experts": (_NONNEG_INT, 0),
+    "num_routed_experts": (_EXPERT_COUNT, REQUIRED),
+    "num_shared_experts": (_EXPERT_COUNT0, 0),
     "shared_expert_intermediate_size": (_NONNEG_INT, 0),
     "shared_expert_gate": (_bool, False),
-    "top_k": (_POS_INT, REQUIRED),
-    "num_expert_groups": (_nullable(_POS_INT), None),
-    "topk_groups": (_nullable(_POS_INT), None),
+    "top_k": (_EXPERT_COUNT, REQUIRED),
+    "num_expert_groups": (_nullable(_EXPERT_COUNT), None),
+    "topk_groups": (_nullable(_EXPERT_COUNT), None),
     "router_bias": (_bool, False),
     "expert_bias": (_bool, False),
     "attention": (ATTENTION_SCHEMA, REQUIRED),  # nested mapping
