@@ -36,6 +36,18 @@ def _write(name: str, data: bytes | str):
     return setup
 
 
+def _model_yaml(name: str, **change):
+    """The shipped Mixtral profile with some fields replaced (a hand-edited or fuzzed model file)."""
+    def setup(tmp: Path) -> None:
+        import yaml
+
+        doc = yaml.safe_load((Path(__file__).resolve().parents[1] / "profiles" / "models" / "mixtral-8x7b.yaml").read_text())
+        doc.update(change)
+        (tmp / name).write_text(yaml.safe_dump(doc))
+
+    return setup
+
+
 def _all(*setups):
     def setup(tmp: Path) -> None:
         for s in setups:
@@ -205,6 +217,10 @@ CASES = [
       _write("prof.csv", BAD_UTF8)),
     C("gpu-yaml-not-utf8", "input-files", ["estimate", "-m", "mixtral-8x7b", "-g", "{tmp}/g.yaml", "--batch", "1",
                                            "--isl", "16", "--osl", "16"], "UTF-8", _write("g.yaml", BAD_UTF8)),
+    C("model-yaml-1e20-layers", "sizes", ["estimate", "-m", "{tmp}/m.yaml", "-g", "h100", "--batch", "1", "--isl", "16",
+                                          "--osl", "16"], "MAX_LAYERS", _model_yaml("m.yaml", num_hidden_layers=10**20)),
+    C("model-yaml-1e20-experts", "sizes", ["estimate", "-m", "{tmp}/m.yaml", "-g", "h100", "--batch", "1", "--isl", "16",
+                                           "--osl", "16"], "MAX_EXPERTS", _model_yaml("m.yaml", num_routed_experts=10**20)),
     # ---- outputs (items 4, 7, 9, 10) ----------------------------------------------------------
     C("output-in-proc", "outputs", ["synth", "-o", "/proc/moeplan-x.npz", "--steps", "2"], "--output"),
     C("output-dir-missing", "outputs", ["synth", "-o", "{tmp}/nodir/x.npz", "--steps", "2"], "does not exist"),
