@@ -34,6 +34,7 @@ from planner.cli import (
     verify_cmd,
 )
 from planner.cli._errors import CliGroup, CliState
+from planner.cli.examples import epilog
 from planner.cli.checks import CheckedCommand
 
 __all__ = ["app", "main"]
@@ -86,7 +87,7 @@ _COMMANDS = (
     ("schema", schema_cmd.schema),
 )
 for _name, _command in _COMMANDS:
-    app.command(_name, cls=CheckedCommand)(_command)
+    app.command(_name, cls=CheckedCommand, epilog=epilog(_name))(_command)
 del _name, _command
 
 
