@@ -189,8 +189,11 @@ class DeploymentResult:
         """The ranked deployments, the comparison and the assumptions (human output)."""
         q = self.request["percentile"]
         heads = ["rank", "kind", "xPyD", "(p)parallel", "(p)bs/tok", "(d)parallel", "(d)bs", "GPUs", "req/s",
-                 "tokens/s/GPU", "tokens/s/user", f"TTFT p{q:g} ms", f"TPOT p{q:g} ms", "attain", "SLO"]
+                 "tokens/s/GPU", "tokens/s/user", f"TTFT p{q:g} ms", f"TPOT p{q:g} ms", "attain", "SLO", "$/M tok"]
         rows = []
+        price = _price_per_gpu_hour(self.request["gpu"])
+        wl = self.request["workload"]
+        tokens_per_request = wl["input_tokens_mean"] + wl["output_tokens_mean"]
         front = set(self.pareto)
         for i, d in enumerate(self.deployments):
             if d.mode == "aggregated":
@@ -202,12 +205,14 @@ class DeploymentResult:
             rows.append([f"{i + 1}{'*' if i in front else ''}", d.mode[:5], d.xpyd, p_par, p_b, d_par, d_b,
                          d.num_gpus, f"{d.rate_req_per_s:.3g}", f"{d.tokens_per_s_per_gpu:.1f}",
                          f"{d.tokens_per_s_per_user:.1f}", f"{d.ttft_ms:.0f}", f"{d.tpot_ms:.1f}",
-                         f"{d.attainment:.3f}", "met" if d.meets_slo else "MISSED"])
+                         f"{d.attainment:.3f}", "met" if d.meets_slo else "MISSED",
+                         _usd(price, d.num_gpus, d.rate_req_per_s * tokens_per_request)])
         r = self.request
         title = (f"{r['model']} on {r['gpu']}: {r['target']}; SLO TTFT {r['ttft_ms']:g} ms, TPOT {r['tpot_ms']:g} ms "
                  f"at p{q:g}; workload {r['workload']['source']} (mean in/out {r['workload']['input_tokens_mean']:.0f}/"
                  f"{r['workload']['output_tokens_mean']:.0f} tokens)")
-        lines = [format_table(heads, rows, title=title), "* = on the Pareto front (tokens/s/GPU vs tokens/s/user)",
+        lines = [format_table(heads, rows, title=title), "* = on the Pareto front (tokens/s/GPU vs tokens/s/user); "
+                 "$/M tok: $ per million prompt + output tokens at the GPU profile's price",
                  f"chosen: {self.chosen.label} on {self.chosen.num_gpus} GPUs, {self.chosen.rate_req_per_s:.4g} req/s "
                  f"(simulated attainment {self.chosen.attainment:.3f})", self.comparison, "assumptions:"]
         lines += [f"  - {n}" for n in self.notes]
@@ -240,6 +245,23 @@ class DeploymentResult:
         from planner.deploy.plots import plot_pareto
 
         plot_pareto(self, path)
+
+
+def _price_per_gpu_hour(gpu_id: str) -> float | None:
+    from planner.errors import ProfileNotFound
+    from planner.profiles import get_gpu
+
+    try:
+        return get_gpu(gpu_id).price_per_hour_usd or None
+    except ProfileNotFound:  # DistServe's cost model names no shipped GPU
+        return None
+
+
+def _usd(price: float | None, gpus: int, tokens_per_s: float) -> str:
+    from planner.common.numerics import usd_per_million_tokens
+
+    v = usd_per_million_tokens(None if price is None else price * gpus, tokens_per_s)
+    return "-" if v is None else f"{v:.3f}"
 
 
 def _budget(c) -> str:

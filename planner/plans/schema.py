@@ -540,7 +540,8 @@ class GpuChoiceRecord(_Frozen):
     deployment: str = Field(description="label of that type's chosen deployment")
     meets_slo: bool
     rate_req_per_s: float
-    tokens_per_s: float = Field(description="input + output tokens per second the deployment serves")
+    tokens_per_s: float = Field(description="prompt + output tokens per second the deployment serves: its rate x the "
+                                            "workload's mean input + output tokens")
     usd_per_hour: float | None
     usd_per_million_tokens: float | None = Field(description="usd_per_hour / (tokens_per_s x 3600) x 1e6")
 

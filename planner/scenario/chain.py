@@ -39,7 +39,14 @@ from planner.plans.schema import (
 )
 from planner.scenario.spec import Scenario
 
-__all__ = ["ChainResult", "run_chain", "layout_of"]
+__all__ = ["ChainResult", "run_chain", "layout_of", "served_tokens_per_s"]
+
+
+def served_tokens_per_s(plan: DeploymentPlan) -> float:
+    """Prompt + output tokens per second the chosen deployment serves: its rate x the workload's mean
+    input + output tokens (the fleet's definition of a token, ``docs/fleet.md``)."""
+    w = plan.inputs.workload
+    return plan.chosen.rate_req_per_s * (w.input_tokens_mean + w.output_tokens_mean)
 
 
 @dataclass
@@ -110,7 +117,7 @@ def run_chain(sc: Scenario, *, progress: Callable[[str], None] | None = None) ->
             results[gpu] = r
             deployments.append(r.plan)
             ch = r.plan.chosen
-            tokens = ch.tokens_per_s_per_gpu * ch.num_gpus
+            tokens = served_tokens_per_s(r.plan)
             price = _price(sc, gpu)
             usd_h = None if price is None else price * ch.num_gpus
             choices.append(GpuChoiceRecord(
@@ -167,7 +174,7 @@ def _choose(choices: list[GpuChoiceRecord]) -> GpuChoiceRecord:
     meeting = [c for c in choices if c.meets_slo] or choices
     if all(c.usd_per_million_tokens is not None for c in meeting):
         return min(meeting, key=lambda c: (c.usd_per_million_tokens, -c.rate_req_per_s))
-    return max(meeting, key=lambda c: (c.tokens_per_s / c.num_gpus, c.rate_req_per_s))
+    return max(meeting, key=lambda c: (c.tokens_per_s / c.num_gpus, c.rate_req_per_s))  # no price: tokens per GPU
 
 
 def _why_gpu(chosen: GpuChoiceRecord, choices: list[GpuChoiceRecord]) -> str:

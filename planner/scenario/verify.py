@@ -76,7 +76,8 @@ def _gpu_choice(plan: ScenarioPlan) -> Check:
         ch = d.chosen
         if c.gpu != d.inputs.gpu or c.num_gpus != ch.num_gpus or c.meets_slo != ch.meets_slo:
             p.append(f"{c.gpu}: GPU, count or SLO verdict differs from its deployment")
-        tokens = ch.tokens_per_s_per_gpu * ch.num_gpus
+        w = d.inputs.workload
+        tokens = ch.rate_req_per_s * (w.input_tokens_mean + w.output_tokens_mean)  # prompt + output tokens
         if not close(c.tokens_per_s, tokens) or not close(c.rate_req_per_s, ch.rate_req_per_s):
             p.append(f"{c.gpu}: tokens/s {c.tokens_per_s} recorded, {tokens} from its deployment")
         usd_h = None if c.price_per_gpu_hour_usd is None else c.price_per_gpu_hour_usd * ch.num_gpus
