@@ -12,7 +12,7 @@ from typer.testing import CliRunner
 from planner.cli import app
 from planner.deploy import plan_deployment, verify_deployment
 from planner.deploy.result import pareto_front
-from planner.errors import Infeasible
+from planner.errors import Infeasible, InputError
 from planner.inputs import SLO
 from planner.plans.io import read_plan, write_plan
 from planner.plans.schema import DeploymentPlan, parse_plan_json
@@ -171,3 +171,12 @@ def test_search_checks_its_chosen_deployment_and_verify_every_alternative(result
     tampered = parse_plan_json(json.dumps(doc))
     assert verify_deployment(tampered, alternatives=False).ok
     assert not verify_deployment(tampered).ok
+
+
+@pytest.mark.parametrize("name", ["alternatives", "max_candidates_per_role"])
+def test_zero_alternatives_or_candidates_is_refused_not_called_infeasible(name):
+    """alternatives counts the best combination too: 0 used to simulate nothing and report Infeasible."""
+    with pytest.raises(InputError, match=r"integer >= 1") as err:
+        plan_deployment("qwen3-30b-a3b", "h100", SLO(1000, 50, rule="percentile"), isl=1024, osl=128, num_gpus=2,
+                        **{name: 0})
+    assert err.value.param == name

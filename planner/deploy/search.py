@@ -133,7 +133,8 @@ def plan_deployment(
     precision : number formats per component (:class:`planner.profiles.Precision`, a mapping of overrides
         such as ``{"kv_cache": "fp8"}``, or None for the model's native precision).
     max_candidates_per_role : candidates simulated per role after screening.
-    alternatives : layout combinations per kind (disaggregated, aggregated) simulated end to end.
+    alternatives : layout combinations per kind (disaggregated, aggregated) simulated end to end, the best
+        included (>= 1).
     time_limit_s : budget of each integer program.
     seed : seed of the synthetic requests.
     progress : called with one line per stage.
@@ -160,6 +161,10 @@ def plan_deployment(
         setup = replace(setup, per_node_cap=_check_int("max_instances_per_node", max_instances_per_node))
     if not isinstance(steady_state_cap, bool):
         raise InputError(f"must be True or False, got {steady_state_cap!r}", param="steady_state_cap")
+    # the best layout combination of each kind counts as the first: 0 would simulate nothing and end in
+    # a false "infeasible" (found by the report's tests)
+    _check_int("alternatives", alternatives)
+    _check_int("max_candidates_per_role", max_candidates_per_role)
     setup = replace(setup, steady_state_cap=steady_state_cap)
     t = time.perf_counter()
     roles = _candidates(setup, loads, replica_plan, max_candidates_per_role, say)
