@@ -26,3 +26,11 @@ def test_documented_imports_resolve(doc, line):
 @pytest.mark.parametrize("doc, path", _lines(PATH), ids=lambda x: x)
 def test_documented_paths_exist(doc, path):
     assert (ROOT / path).exists(), f"{doc} cites {path}, which is not in the repository"
+
+
+def test_ci_runs_exactly_the_readme_test_command():
+    """`.ci/run` ends with the README's quick-start test command, character for character."""
+    readme = (ROOT / "README.md").read_text(encoding="utf-8")
+    last = [l for l in (ROOT / ".ci" / "run").read_text(encoding="utf-8").splitlines() if l.strip()][-1]
+    assert last.startswith("python3 -m venv .venv") and "pytest" in last
+    assert f"```bash\n{last}\n```" in readme
