@@ -197,3 +197,21 @@ def test_report_of_a_scenario_plan_has_every_part_verified(small, tmp_path):
     (tmp_path / "bad.json").write_text(json.dumps(doc))
     out = CliRunner().invoke(app, ["report", str(tmp_path / "bad.json"), "-o", str(tmp_path / "r.html")])
     assert out.exit_code == 2 and "replicas:" in out.stderr and not (tmp_path / "r.html").exists()
+
+
+def test_a_tampered_running_plan_file_is_refused_before_any_search(tmp_path):
+    """Every path that reads a plan verifies it (issue 14): the scenario's running_plan file too."""
+    import numpy as np
+
+    from planner.inputs.loads import ExpertLoads
+    from planner.replicas import plan_replicas
+
+    counts = np.random.default_rng(0).integers(1, 100, size=(1, 3, 8)).astype(float)
+    doc = json.loads(plan_replicas(ExpertLoads(counts, layer_ids=[0, 7, 15]), "mixtral-8x7b", num_gpus=8).to_json())
+    doc["replicas"]["physical_to_logical"][0][0] = 999
+    (tmp_path / "running.json").write_text(json.dumps(doc))
+    sc = parse_scenario({**SMALL, "gpus": ["h100"], "running_plan": "running.json"}, "s", base=str(tmp_path))
+    with pytest.raises(InputError, match="running_plan"):
+        from planner.scenario.chain import _migrations  # noqa: the stage alone, without the searches
+
+        _migrations(sc, None, [type("P", (), {"ep": 8, "role": "decode", "plan": None})()], "h100", [], lambda m: None)

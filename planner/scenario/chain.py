@@ -260,7 +260,11 @@ def _migrations(sc, arch, pools, gpu, decisions, say) -> list[MigrationRecord]:
             running = read_plan(sc.path(rp))
             source = rp
             if getattr(running, "kind", "") != "replicas":
-                raise InputError(f"running_plan: {rp} is a {running.kind} plan, not a replica plan", param="running_plan")
+                raise InputError(f"{rp} is a {running.kind} plan, not a replica plan", param="running_plan")
+            check = verify_plan(running)  # what the file alone shows (its loads are not the scenario's)
+            if not check.ok:
+                c = check.failures[0]
+                raise InputError(f"{rp} fails verification: {c.name}: {c.detail}", param="running_plan")
             if running.replicas.num_gpus != pool.ep:
                 decisions.append(f"{pool.role} pool: the running plan spans {running.replicas.num_gpus} GPUs, the pool "
                                  f"EP {pool.ep}: no migration schedule for it")
