@@ -5,7 +5,7 @@ table, the rows over seeds, docs/collect.md's tiny models and router fit, docs/r
 
 Fast: the docs' markers hold exactly what docs/runtime_numbers.json (the last regeneration) recorded,
 so no quoted number was edited by hand, and the comparison leaves out times only. Slow: the command
-runs again (~5 min on 2 cores) in ``--check`` mode and fails when a number drifted.
+runs again (~3 min on 2 cores) in ``--check`` mode and fails when a number drifted.
 """
 
 from __future__ import annotations
@@ -68,7 +68,7 @@ def test_check_leaves_out_times_only():
     assert unknown == ["nope"]
 
 
-@pytest.mark.slow  # runs collect, replicas, apply on 4 workers, the rows over 5 seeds, the fit tables (~5 min)
+@pytest.mark.slow  # runs collect, replicas, apply on 4 workers, the rows over 5 seeds, the fit tables (~3 min)
 @pytest.mark.skipif(shutil.which("bash") is None, reason="the closed loop is a bash script")
 def test_regenerated_numbers_match_the_docs():
     pytest.importorskip("torch")
@@ -76,3 +76,14 @@ def test_regenerated_numbers_match_the_docs():
     res = subprocess.run([sys.executable, str(SCRIPT), "--check"], capture_output=True, text=True, timeout=1200, cwd=ROOT)
     assert res.returncode == 0, res.stdout[-3000:] + res.stderr[-2000:]
     assert "match the docs" in res.stdout
+
+
+def test_unfitted_routers_differ_from_the_fitted_only_in_the_routers():
+    """``load_model(name, fit_routers=False)``: the "routers not fitted" rows of docs/collect.md."""
+    torch = pytest.importorskip("torch")
+    pytest.importorskip("transformers")
+    from planner.runtime import hf
+
+    fitted, raw = hf.load_model("mixtral-tiny").state_dict(), hf.load_model("mixtral-tiny", fit_routers=False).state_dict()
+    changed = {k for k in fitted if not torch.equal(fitted[k], raw[k])}
+    assert changed and all(k.endswith("mlp.gate.weight") for k in changed), changed
