@@ -27,7 +27,8 @@ recommends); the ``--part`` names:
     5. docs/runtime.md's quick start on 4 gloo workers (``"even"`` and ``"deterministic"``): the
        ``counts_report`` sample and the rows quoted after it (about 15 s);
 ``migration``
-    6. docs/migration.md's ``moeplan migrate`` example on a synthetic OLMoE-shaped trace (a few seconds).
+    6. docs/migration.md's ``moeplan migrate`` example on a synthetic OLMoE-shaped trace and the
+       rows of its "Measured savings" table (about 30 s).
 
 A ``--part`` run keeps the other markers at the values docs/runtime_numbers.json recorded.
 
@@ -376,9 +377,81 @@ def migration_example(work: Path) -> dict:
     return {"raw": {}, "blocks": {"migration_example": shown + "\n" + out.strip()}, "values": {}}
 
 
+def _savings_rows(work: Path, tag: str, synth: list[str], model: str, gpus: int, redundant: int,
+                  rows: tuple[tuple[str, int], ...], changed: list[float]) -> dict:
+    """Rows of docs/migration.md's "Measured savings": a synthetic trace, two windows of 100 steps
+    planned per (algorithm, nodes), and the migration between them with and without GPU
+    relabelling, with 0 and 1 staging slots per GPU. The first row quotes GB too; ``changed`` gets
+    each row's copies after relabelling as a percentage of the new plan's slots."""
+    import statistics
+
+    from planner.errors import Infeasible
+    from planner.migration import plan_migration
+    from planner.plans.io import read_plan
+
+    _run([sys.executable, "-m", "planner.cli", "synth", "-o", f"{tag}.npz", "--steps", "200", *synth], work)
+    values = {}
+    for i, (alg, nodes) in enumerate(rows):
+        plans = []
+        for name, extra in (("a", ["--holdout", "100"]), ("b", [])):
+            out = f"{tag}-{alg}-{nodes}-{name}.json"
+            _run([sys.executable, "-m", "planner.cli", "replicas", f"{tag}.npz", "-m", model, "--gpus", str(gpus),
+                  "--nodes", str(nodes), "--redundant", str(redundant), "--algorithm", alg, "--window", "100",
+                  *extra, "-o", out], work)
+            plans.append(read_plan(work / out))
+        spare = plan_migration(*plans, spare_slots_per_gpu=1)
+        try:
+            full = plan_migration(*plans, spare_slots_per_gpu=0)
+            only = plan_migration(*plans, relabel=False, spare_slots_per_gpu=0)
+        except Infeasible as exc:  # copies do not depend on staging: count them with one staging slot
+            n = re.search(r"(\d+) of (\d+) layer\(s\) cannot migrate", str(exc))
+            full, only = spare, plan_migration(*plans, relabel=False, spare_slots_per_gpu=1)
+            steps0 = f"infeasible in {n.group(1)} of {n.group(2)} layers" if n else "infeasible"
+        else:
+            steps0 = None
+        gb = full.bytes_per_expert / 1e9
+
+        def size(copies):
+            return f"{copies * gb:.1f} GB" if copies * gb < 100 else f"{copies * gb:.0f} GB"
+
+        def saved(m):
+            return f"{100 * (m.copies / m.naive_copies - 1):.1f}%".replace("-", "−")
+
+        def steps(m):
+            per = [lm.steps for lm in m.layers]
+            return f"{max(per)} / {statistics.median(per):g}"
+
+        key = f"sav_{tag}_{alg}_{nodes}"
+        values[f"{key}_naive"] = f"{full.naive_copies} ({size(full.naive_copies)})" if i == 0 else str(full.naive_copies)
+        values[f"{key}_only"] = f"{only.copies} ({saved(only)})"
+        values[f"{key}_full"] = (f"{full.copies} ({saved(full)}, {size(full.copies)})" if i == 0 else
+                                 f"{full.copies} ({saved(full)})")
+        values[f"{key}_steps0"] = steps0 or steps(full)
+        values[f"{key}_steps1"] = steps(spare)
+        slots = sum(len(row) for row in plans[1].replicas.physical_to_logical)
+        changed.append(100 * full.copies / slots)
+    return values
+
+
+def migration_savings(work: Path) -> dict:
+    """Item 7: docs/migration.md's "Measured savings": OLMoE-shaped (16 layers x 64 experts, 8 GPUs,
+    72 slots per layer) and DeepSeek-V3-shaped (58 x 256, 32 GPUs, 288 slots; 1 and 4 nodes) re-plans
+    of synthetic traces (about 25 s)."""
+    _log("migration.md: savings on OLMoE- and DeepSeek-V3-shaped synthetic traces ...")
+    changed: list[float] = []
+    values = _savings_rows(work, "olmoe", ["--layers", "16", "--num-experts", "64", "--first-layer", "0"],
+                           "olmoe-1b-7b", 8, 8, (("stepaware", 1), ("eplb", 1)), changed)
+    values.update(_savings_rows(work, "ds3", [], "deepseek-v3", 32, 32, (("stepaware", 1), ("eplb", 1), ("stepaware", 4)), changed))
+    values["sav_changed"] = f"{min(changed):.0f}–{max(changed):.0f}%"
+    for tag in ("olmoe", "ds3"):  # the longest layer's steps, 0 -> 1 staging slot
+        k = f"sav_{tag}_stepaware_1"
+        values[f"{k}_cut"] = f"{values[k + '_steps0'].split(' / ')[0]} to {values[k + '_steps1'].split(' / ')[0]}"
+    return {"raw": {}, "blocks": {}, "values": values}
+
+
 #: ``--part`` name -> the functions it runs, in order (staging reuses the closed loop's plan)
 PARTS = {"loop": (closed_loop, staging), "rows": (seed_rows,), "collect": (collect_numbers,), "workers": (counts_sample,),
-         "migration": (migration_example,)}
+         "migration": (migration_example, migration_savings)}
 
 
 def _mask(text: str) -> str:

@@ -43,7 +43,7 @@ def test_docs_quote_the_last_regeneration():
     assert {"closed_loop_output", "collect_example", "staging_table", "cl_transfers", "bench_verdict",  # loop, rows
             "collect_json_example", "qwen3_params", "q_s0_l2", "q_un_l0", "m_s1_kl", "convert_diff_ds3",  # collect
             "counts_report", "ws_det_rows",  # workers
-            "migration_example"} <= seen
+            "migration_example", "sav_ds3_stepaware_4_steps0", "sav_changed"} <= seen
 
 
 def test_check_leaves_out_times_only():
