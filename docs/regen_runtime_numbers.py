@@ -1,7 +1,7 @@
 """Regenerate the runtime numbers quoted in README.md, docs/runtime.md, docs/collect.md and
 docs/migration.md, from one run of the commands that produce them.
 
-    python docs/regen_runtime_numbers.py            # run (~3 min on 2 cores), rewrite the docs and docs/runtime_numbers.json
+    python docs/regen_runtime_numbers.py            # run (~3.5 min on 2 cores), rewrite the docs and docs/runtime_numbers.json
     python docs/regen_runtime_numbers.py --check    # run, change nothing; exit 1 when a quoted number drifted
     python docs/regen_runtime_numbers.py --part collect [--check]   # one part only (repeatable)
 

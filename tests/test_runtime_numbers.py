@@ -5,7 +5,7 @@ table, the rows over seeds, docs/collect.md's tiny models and router fit, docs/r
 
 Fast: the docs' markers hold exactly what docs/runtime_numbers.json (the last regeneration) recorded,
 so no quoted number was edited by hand, and the comparison leaves out times only. Slow: the command
-runs again (~3 min on 2 cores) in ``--check`` mode and fails when a number drifted.
+runs again (~3.5 min on 2 cores) in ``--check`` mode and fails when a number drifted.
 """
 
 from __future__ import annotations
@@ -68,7 +68,7 @@ def test_check_leaves_out_times_only():
     assert unknown == ["nope"]
 
 
-@pytest.mark.slow  # runs collect, replicas, apply on 4 workers, the rows over 5 seeds, the fit tables (~3 min)
+@pytest.mark.slow  # runs collect, replicas, apply on 4 workers, the rows over 5 seeds, the fit and migration tables (~3.5 min)
 @pytest.mark.skipif(shutil.which("bash") is None, reason="the closed loop is a bash script")
 def test_regenerated_numbers_match_the_docs():
     pytest.importorskip("torch")
