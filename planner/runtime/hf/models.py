@@ -55,7 +55,7 @@ def require_runtime() -> None:
         )
 
 
-def load_model(name_or_dir: str | os.PathLike):
+def load_model(name_or_dir: str | os.PathLike, *, fit_routers: bool = True):
     """A built-in tiny model by name, or a local model directory, in eval mode on CPU (fp32).
 
     Parameters
@@ -64,6 +64,9 @@ def load_model(name_or_dir: str | os.PathLike):
         ``config.json`` and weights (``save_pretrained`` layout). Directories are loaded with
         ``HF_HUB_OFFLINE=1`` and ``local_files_only=True``: nothing is downloaded. A built-in name
         wins over a same-named directory; write ``./name`` for the directory.
+    fit_routers : for a built-in model with a skew target, fit its routers (the default); False
+        keeps the random routers (the "not fitted" comparison of docs/collect.md). Ignored for a
+        directory.
 
     Raises
     ------
@@ -77,7 +80,7 @@ def load_model(name_or_dir: str | os.PathLike):
     spec = TINY_MODELS.get(key.lower())
     if spec is not None:
         require_runtime()
-        return _build_tiny(spec)
+        return _build_tiny(spec, fit=fit_routers)
     path = Path(key)
     if not key or not path.exists():
         raise InputError(f"unknown model {key!r}: neither a built-in tiny model ({known}) nor a directory", param="model")
@@ -125,7 +128,7 @@ def _from_pretrained(path: Path, key: str):
     return model.eval()
 
 
-def _build_tiny(spec: TinySpec):
+def _build_tiny(spec: TinySpec, *, fit: bool = True):
     import torch
     import transformers
 
@@ -138,7 +141,7 @@ def _build_tiny(spec: TinySpec):
         for layer in model.model.layers:
             layer.self_attn.o_proj.weight.mul_(_O_PROJ_SCALE)
     set_model_name(model, spec.name)
-    if spec.skew is not None:
+    if fit and spec.skew is not None:
         fit_skew(model, target_shares(spec, model))
     return model
 

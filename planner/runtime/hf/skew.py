@@ -49,7 +49,7 @@ from planner.runtime.hf.zoo import TINY_MODELS, TinySpec
 if TYPE_CHECKING:  # pragma: no cover
     import torch
 
-__all__ = ["FIT_SEED", "skew_target", "target_shares", "fit_skew"]
+__all__ = ["FIT_SEED", "skew_target", "target_shares", "fit_skew", "skew_fit_stats"]
 
 #: seed of the token stream the routers are fitted on (collect's default seed 0 is held out)
 FIT_SEED = 12345
@@ -156,3 +156,23 @@ def _fit_router(router, x: torch.Tensor, shares: np.ndarray) -> None:
             opt.step()
     with torch.no_grad():
         router.weight.copy_(w.detach().to(router.weight.dtype))
+
+
+def skew_fit_stats(target: np.ndarray, measured: np.ndarray) -> dict[str, float]:
+    """How close one layer's measured expert counts are to its target counts (docs/collect.md):
+    ``kl`` = KL(target || measured) of the normalised shares (measured shares floored at 1e-12),
+    ``spearman`` = Spearman rank correlation over the experts, ``max_over_mean`` of ``measured``.
+
+    >>> s = skew_fit_stats(np.array([1.0, 2.0, 3.0]), np.array([10, 20, 30]))
+    >>> round(s["kl"], 12), round(s["spearman"], 12), s["max_over_mean"]
+    (0.0, 1.0, 1.5)
+    """
+    from scipy.stats import spearmanr
+
+    t, m = np.asarray(target, dtype=float), np.asarray(measured, dtype=float)
+    q, h = t / t.sum(), m / m.sum()
+    return {
+        "kl": float((q * np.log(q / np.maximum(h, 1e-12))).sum()),
+        "spearman": float(spearmanr(t, m).statistic),
+        "max_over_mean": float(m.max() / m.mean()),
+    }
