@@ -21,7 +21,6 @@ from typing import Union
 from planner.cluster import verify_cluster, verify_fleet
 from planner.common.fileio import atomic_write_text
 from planner.deploy import verify_deployment
-from planner.errors import InputError
 from planner.inputs import Cluster, ExpertLoads, Workload
 from planner.plans.io import read_plan
 from planner.plans.schema import ClusterPlan, DeploymentPlan, FleetPlan, PlacementPlan, Plan, ScenarioPlan

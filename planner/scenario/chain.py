@@ -20,7 +20,6 @@ Each stage is the library's own planner (``planner.deploy``, ``planner.replicas`
 
 from __future__ import annotations
 
-import math
 from dataclasses import dataclass, field
 from typing import Callable
 
@@ -32,7 +31,6 @@ from planner.plans.schema import (
     FleetPlan,
     GpuChoiceRecord,
     MigrationRecord,
-    Plan,
     PoolReplicasRecord,
     ScenarioPlan,
     ToolInfo,
