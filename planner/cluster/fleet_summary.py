@@ -7,10 +7,11 @@ from planner.errors import InputError
 from planner.plans.schema import FleetPlan
 from planner.replicas.plots import save_png
 
-__all__ = ["fleet_tables", "fleet_figure", "plot_fleet"]
+__all__ = ["fleet_tables", "fleet_figure", "plot_fleet", "bucket_label"]
 
 
-def _bucket_label(b) -> str:
+def bucket_label(b) -> str:
+    """A request-size bucket as people read it: ``in 1-256 / out 65-256`` (bounds are (lo, hi], ``>lo`` open)."""
     def span(lo, hi):
         return f">{lo}" if hi is None else f"{lo + 1}-{hi}"
     return f"in {span(b.input_tokens_min, b.input_tokens_max)} / out {span(b.output_tokens_min, b.output_tokens_max)}"
@@ -31,11 +32,11 @@ def fleet_tables(plan: FleetPlan, notes=()) -> str:
     brows = []
     for b in plan.buckets:
         split = ", ".join(f"{n} {x:.0%}" for n, x in zip(names, b.assignment) if x > 1e-9)
-        brows.append([_bucket_label(b), b.num_requests, f"{b.share:.1%}", f"{b.rate_req_per_s:.3g}", split])
+        brows.append([bucket_label(b), b.num_requests, f"{b.share:.1%}", f"{b.rate_req_per_s:.3g}", split])
     buckets = format_table(["bucket (tokens)", "requests", "share", "req/s", "served by"], brows,
                            title="request-size buckets")
     caps = format_table(["bucket (tokens)", *names],
-                        [[_bucket_label(b), *(f"{g.capacity_req_per_s[j]:.3g}" for g in plan.gpu_types)]
+                        [[bucket_label(b), *(f"{g.capacity_req_per_s[j]:.3g}" for g in plan.gpu_types)]
                          for j, b in enumerate(plan.buckets)],
                         title="capacity: req/s one instance sustains within the SLO (0: cannot serve)")
     base_rows = []
@@ -67,7 +68,7 @@ def fleet_figure(plan: FleetPlan):
         raise InputError("needs matplotlib (pip install 'moeplan[plot]')", param="plot") from None
     fig = Figure(figsize=(10.0, 4.2), dpi=110)
     ax, bx = fig.subplots(1, 2, gridspec_kw={"width_ratios": [3, 2]})
-    labels = [_bucket_label(b) for b in plan.buckets]
+    labels = [bucket_label(b) for b in plan.buckets]
     bottom = [0.0] * len(plan.buckets)
     for t, g in enumerate(plan.gpu_types):
         part = [b.rate_req_per_s * b.assignment[t] for b in plan.buckets]

@@ -75,6 +75,18 @@ class _Frozen(BaseModel):
     model_config = ConfigDict(frozen=True, extra="forbid")
 
 
+class _Document(_Frozen):
+    """A plan file of any kind: canonical JSON out, validated JSON in."""
+
+    def to_json(self) -> str:
+        """Canonical JSON text (deterministic: fixed field order, two-space indent, final newline)."""
+        return self.model_dump_json(indent=2) + "\n"
+
+    @classmethod
+    def from_json(cls, text: str):
+        return cls.model_validate_json(text)
+
+
 class ToolInfo(_Frozen):
     name: Literal["moeplan"] = "moeplan"
     version: str
@@ -179,7 +191,7 @@ class ReplicaPlan(_Frozen):
     predicted: ReplicaMetrics
 
 
-class Plan(_Frozen):
+class Plan(_Document):
     """One moeplan plan document."""
 
     schema_version: Literal["1.0"] = SCHEMA_VERSION
@@ -210,14 +222,6 @@ class Plan(_Frozen):
         if budget_sweep is not None:
             self._budget_sweep = budget_sweep
         return self
-
-    def to_json(self) -> str:
-        """Canonical JSON text (deterministic: fixed field order, two-space indent, final newline)."""
-        return self.model_dump_json(indent=2) + "\n"
-
-    @classmethod
-    def from_json(cls, text: str) -> "Plan":
-        return cls.model_validate_json(text)
 
     def summary(self) -> str:
         """A readable per-layer table of the replica plan."""
@@ -314,7 +318,7 @@ class SearchReport(_Frozen):
     solver_version: str = ""
 
 
-class DeploymentPlan(_Frozen):
+class DeploymentPlan(_Document):
     """A serving deployment: layouts and counts per pool, simulated attainment, alternatives considered."""
 
     schema_version: Literal["1.0"] = SCHEMA_VERSION
@@ -326,14 +330,6 @@ class DeploymentPlan(_Frozen):
     comparison: str = Field(description="aggregated against disaggregated: which wins and by how much")
     report: SearchReport
     replica_plan: Plan | None = Field(default=None, description="the replica plan the MoE pools used, if any")
-
-    def to_json(self) -> str:
-        """Canonical JSON text (deterministic: fixed field order, two-space indent, final newline)."""
-        return self.model_dump_json(indent=2) + "\n"
-
-    @classmethod
-    def from_json(cls, text: str) -> "DeploymentPlan":
-        return cls.model_validate_json(text)
 
 
 # -- fleet plans (GPU mix, ``planner.cluster.fleet``) ------------------------------------------------
@@ -415,7 +411,7 @@ class FleetReport(_Frozen):
     message: str = ""
 
 
-class FleetPlan(_Frozen):
+class FleetPlan(_Document):
     """The cheapest GPU mix serving a request mix within an SLO (Mélange's covering program)."""
 
     schema_version: Literal["1.0"] = SCHEMA_VERSION
@@ -432,14 +428,6 @@ class FleetPlan(_Frozen):
     saving_vs_best_single_type: float | None = Field(
         description="1 - cost / cheapest single-type fleet (null: no single type is feasible)")
     report: FleetReport
-
-    def to_json(self) -> str:
-        """Canonical JSON text (deterministic: fixed field order, two-space indent, final newline)."""
-        return self.model_dump_json(indent=2) + "\n"
-
-    @classmethod
-    def from_json(cls, text: str) -> "FleetPlan":
-        return cls.model_validate_json(text)
 
 
 # -- cluster plans (heterogeneous layer placement) ------------------------------------------------------
@@ -502,7 +490,7 @@ class ClusterReport(_Frozen):
     message: str = ""
 
 
-class ClusterPlan(_Frozen):
+class ClusterPlan(_Document):
     """Layer ranges per node of a heterogeneous cluster, the max-flow, routing weights and pipelines."""
 
     schema_version: Literal["1.0"] = SCHEMA_VERSION
@@ -518,14 +506,6 @@ class ClusterPlan(_Frozen):
     method: str = Field(description="the heuristic or search step that found the layout")
     report: ClusterReport
     notes: list[str] = Field(default_factory=list)
-
-    def to_json(self) -> str:
-        """Canonical JSON text (deterministic: fixed field order, two-space indent, final newline)."""
-        return self.model_dump_json(indent=2) + "\n"
-
-    @classmethod
-    def from_json(cls, text: str) -> "ClusterPlan":
-        return cls.model_validate_json(text)
 
 
 # -- scenario plans (the main job, ``planner.scenario``) ---------------------------------------------
@@ -573,7 +553,7 @@ class MigrationRecord(_Frozen):
     schedule: dict = Field(description="the migration schedule (moeplan migrate -o), checked by the verifier")
 
 
-class ScenarioPlan(_Frozen):
+class ScenarioPlan(_Document):
     """The main job's combined plan: deployment per GPU type, replicas per pool, migration, fleet, cluster."""
 
     schema_version: Literal["1.0"] = SCHEMA_VERSION
@@ -594,19 +574,16 @@ class ScenarioPlan(_Frozen):
     cluster: ClusterPlan | None = None
     decisions: list[str] = Field(description="what was decided and why, with the alternatives' numbers")
 
-    def to_json(self) -> str:
-        """Canonical JSON text (deterministic: fixed field order, two-space indent, final newline)."""
-        return self.model_dump_json(indent=2) + "\n"
-
-    @classmethod
-    def from_json(cls, text: str) -> "ScenarioPlan":
-        return cls.model_validate_json(text)
+    @property
+    def chosen_deployment(self) -> DeploymentPlan | None:
+        """The deployment plan of the chosen GPU type (None without a deployment stage)."""
+        return next((d for d in self.deployments if d.inputs.gpu == self.chosen_gpu), None)
 
 
 # -- placements ---------------------------------------------------------------------------------------
 
 
-class PlacementPlan(_Frozen):
+class PlacementPlan(_Document):
     """An expert placement running workers served and verified: the state a live apply (``moeplan apply
     --state``) leaves after every verified step, the last consistent one after a fault.
 
@@ -635,14 +612,6 @@ class PlacementPlan(_Frozen):
     to_plan_sha256: str = Field(description="sha256 of the target plan's JSON (the new plan in the running GPUs' numbering)")
     max_abs_diff: float = Field(ge=0, description="outputs' max abs difference to the single-process reference at this step")
     verified_on: str = Field(description="what the verifying forward served: source, tokens, seed, dispatch")
-
-    def to_json(self) -> str:
-        """Canonical JSON text (deterministic: fixed field order, two-space indent, final newline)."""
-        return self.model_dump_json(indent=2) + "\n"
-
-    @classmethod
-    def from_json(cls, text: str) -> "PlacementPlan":
-        return cls.model_validate_json(text)
 
 
 #: a plan file of any kind, told apart by ``kind``

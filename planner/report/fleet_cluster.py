@@ -3,16 +3,12 @@ with flows) and a migration schedule (``moeplan migrate -o``: copies and steps p
 
 from __future__ import annotations
 
+from planner.cluster.fleet_summary import bucket_label
 from planner.plans.schema import ClusterPlan, FleetPlan
 from planner.report.page import Section, figure_html, missing_html, note_html, table_html
 from planner.report.svg import bar_chart, heatmap, range_bars
 
 __all__ = ["fleet_sections", "cluster_sections", "migration_sections", "is_migration_schedule"]
-
-
-def _bucket_label(b) -> str:
-    top = lambda x: "inf" if x is None else str(x)  # noqa: E731
-    return f"in {b.input_tokens_min}-{top(b.input_tokens_max)}, out {b.output_tokens_min}-{top(b.output_tokens_max)}"
 
 
 def fleet_sections(plan: FleetPlan) -> tuple[Section, ...]:
@@ -40,7 +36,7 @@ def fleet_sections(plan: FleetPlan) -> tuple[Section, ...]:
     alts = Section("Alternatives: single-type fleets", figure_html(svg, "Each GPU type alone, and the greedy rule; "
                                                                         "infeasible ones have no bar.")
                    + table_html(["fleet", "feasible", "instances", "$/hour", "note"], base_rows, left=3), figures=1)
-    labels = [_bucket_label(b) for b in plan.buckets]
+    labels = [bucket_label(b) for b in plan.buckets]
     hm = heatmap([b.assignment for b in plan.buckets], title="share of each bucket's rate per GPU type",
                  xlabel="GPU type: " + ", ".join(f"{i}={g.gpu}" for i, g in enumerate(plan.gpu_types)),
                  ylabel="request bucket", row_labels=[f"b{i}" for i in range(len(labels))], vmax=1.0)

@@ -64,13 +64,6 @@ def pool_launch_lines(model_path: str, pool: PoolRecord, gpus_per_node: int, *, 
             for r in range(nodes)]
 
 
-def _deployment(plan: ScenarioPlan) -> DeploymentPlan | None:
-    for d in plan.deployments:
-        if d.inputs.gpu == plan.chosen_gpu:
-            return d
-    return None
-
-
 def _redundant(plan: ScenarioPlan, role: str) -> int | None:
     for p in plan.replicas:
         if p.role == role:
@@ -79,9 +72,18 @@ def _redundant(plan: ScenarioPlan, role: str) -> int | None:
     return None
 
 
+def _pool_lines(plan: ScenarioPlan, dep: DeploymentPlan, pool: PoolRecord, expert_files: dict[str, str],
+                model_path: str) -> list[str]:
+    """``pool_launch_lines`` of one pool of the chosen deployment, with its expert file when it has one."""
+    efile = expert_files.get(pool.role)
+    return pool_launch_lines(model_path, pool, dep.inputs.gpus_per_node,
+                             disaggregated=dep.chosen.mode == "disaggregated", expert_file=efile,
+                             redundant=_redundant(plan, pool.role) if efile else None)
+
+
 def launch_script(plan: ScenarioPlan, expert_files: dict[str, str], model_path: str) -> str:
     """A shell script: every worker group's launch lines (one block per instance) and the router."""
-    dep = _deployment(plan)
+    dep = plan.chosen_deployment
     if dep is None:
         return ""
     d = dep.chosen
@@ -101,8 +103,7 @@ def launch_script(plan: ScenarioPlan, expert_files: dict[str, str], model_path: 
                    f"{per_pod} GPU(s) each" + (f"; expert placement {efile}" if efile else ""))
         for i in range(pool.instances):
             out.append(f"# {pool.role} instance {i}")
-            out.extend(pool_launch_lines(model_path, pool, gpn, disaggregated=disagg, expert_file=efile,
-                                         redundant=_redundant(plan, pool.role) if efile else None))
+            out.extend(_pool_lines(plan, dep, pool, expert_files, model_path))
             urls.setdefault(pool.role, []).append(f"http://${{{pool.role.upper()}_{i}_HOST}}:{_PORTS[pool.role]}")
         out.append("")
     if disagg:
@@ -117,7 +118,7 @@ def launch_script(plan: ScenarioPlan, expert_files: dict[str, str], model_path: 
 
 def manifest(plan: ScenarioPlan, expert_files: dict[str, str], model_path: str) -> str:
     """Kubernetes-style manifest: one LeaderWorkerSet per pool of the chosen deployment (module docstring)."""
-    dep = _deployment(plan)
+    dep = plan.chosen_deployment
     if dep is None:
         return ""
     d = dep.chosen
@@ -126,9 +127,7 @@ def manifest(plan: ScenarioPlan, expert_files: dict[str, str], model_path: str) 
     slug = "".join(ch if ch.isalnum() else "-" for ch in plan.name.lower()).strip("-")[:40] or "moeplan"
     for pool in d.pools:
         nodes, per_pod = _nodes(pool, gpn)
-        efile = expert_files.get(pool.role)
-        line = pool_launch_lines(model_path, pool, gpn, disaggregated=d.mode == "disaggregated", expert_file=efile,
-                                 redundant=_redundant(plan, pool.role) if efile else None)[0]
+        line = _pool_lines(plan, dep, pool, expert_files, model_path)[0]
         line = line.replace("--node-rank 0", "--node-rank ${LWS_WORKER_INDEX}").replace(
             f"${{{pool.role.upper()}_LEADER}}", "${LWS_LEADER_ADDRESS}")
         pod = {"containers": [{"name": "sglang", "image": "${SGLANG_IMAGE}", "command": ["sh", "-c", line],

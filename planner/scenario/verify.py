@@ -102,7 +102,7 @@ def _replicas(plan: ScenarioPlan, loads) -> list[Check]:
     from planner.replicas import plan_replicas
 
     out = []
-    dep = next((d for d in plan.deployments if d.inputs.gpu == plan.chosen_gpu), None)
+    dep = plan.chosen_deployment
     pools = {} if dep is None else {p.role: p for p in dep.chosen.pools}
     if plan.replica_plan is not None:
         rep = verify_plan(plan.replica_plan, loads)
