@@ -172,3 +172,10 @@ def test_steady_state_needs_a_closed_loop_with_a_window():
         simulate(_trace(10), pool).steady_state()
     with pytest.raises(InputError, match="more than 10"):
         simulate(_trace(10), pool, concurrency=5).steady_state()
+
+
+def test_numpy_numbers_accepted():
+    pool = Pool(distserve_cost("opt-13b", tp=1))
+    a = simulate(_trace(40), pool, concurrency=np.int64(4), think_time_s=np.float64(0.1))
+    b = simulate(_trace(40), pool, concurrency=4, think_time_s=0.1)
+    assert a.concurrency == 4 and np.array_equal(a.finish_s, b.finish_s)

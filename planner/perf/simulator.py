@@ -442,7 +442,7 @@ def simulate(workload: Workload, pools: Pool | Sequence[Pool], *, record_steps: 
         if stop_on_miss is not None:
             raise InputError("stopping at a certain miss is for open-loop runs; give concurrency or stop_on_miss, "
                              "not both", param="stop_on_miss")
-    if (isinstance(think_time_s, bool) or not isinstance(think_time_s, (int, float, np.floating))
+    if (isinstance(think_time_s, bool) or not isinstance(think_time_s, (int, float, np.integer, np.floating))
             or not math.isfinite(think_time_s) or think_time_s < 0):
         raise InputError(f"must be a finite number of seconds >= 0, got {think_time_s!r}", param="think_time_s")
     if think_time_s and concurrency is None:
