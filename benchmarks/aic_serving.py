@@ -27,8 +27,8 @@ routing skew as in ``benchmarks/aic_compare.py``):
 - **closed loop** (the target's quantity): AIConfigurator's tokens/s/GPU for a row is a prediction of a
   benchmark with a fixed number of requests in flight -- its ``concurrency`` column, ``bs x`` attention
   DP ``x`` workers of the aggregated or decode role (``global_bs x (d)workers`` in
-  ``aiconfigurator.sdk.picking._build_disagg_summary_dict``), the concurrency its ``bench_run.sh``
-  sweeps aiperf over. moeplan simulates that load (``simulate(..., concurrency=N)``: N clients, each
+  ``aiconfigurator.sdk.picking._build_disagg_summary_dict``; the ``bench_run.sh`` it writes runs aiperf
+  at fixed concurrencies). moeplan simulates that load (``simulate(..., concurrency=N)``: N clients, each
   sending its next request when the previous one ends) on ``max(1000, 10 N)`` requests and reports the
   steady state (:meth:`~planner.perf.sim_results.SimResult.steady_state`: the completions between the
   first and the last N); tokens/s/GPU = requests/s x OSL / GPUs, AIConfigurator's definition;
