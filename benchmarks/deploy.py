@@ -6,6 +6,7 @@ Run from the repository root (moeplan installed)::
     python benchmarks/deploy.py --quick              # one small scenario
     python benchmarks/deploy.py --out r.json         # also every number as JSON
     python benchmarks/deploy.py --refresh-aic        # re-run AIConfigurator for every scenario (~20 min)
+    python benchmarks/deploy.py --retime-aic         # re-run only its sweeps: both tools timed in this run
     python benchmarks/deploy.py --aic-python PATH    # the interpreter that has aiconfigurator
     python benchmarks/deploy.py --no-aic             # moeplan only
     python benchmarks/deploy.py --only gpt-oss       # the scenarios whose name contains this text
@@ -309,6 +310,9 @@ def main(argv=None) -> int:
     ap.add_argument("--no-aic", action="store_true", help="moeplan only")
     ap.add_argument("--only", help="run the scenarios whose name (e.g. 'gpt-oss-120b 8xh100 4000/1000') contains this")
     ap.add_argument("--refresh-aic", action="store_true", help="re-run AIConfigurator for every request")
+    ap.add_argument("--retime-aic", action="store_true",
+                    help="re-run AIConfigurator's default sweeps (not the pricing) so that both tools are timed in "
+                         "this run, on this machine, under the same load")
     ap.add_argument("--aic-python", help="interpreter with aiconfigurator (default $MOEPLAN_AIC_PYTHON, "
                                          "/tmp/aicvenv/bin/python, or this one if it has it)")
     args = ap.parse_args(argv)
@@ -338,7 +342,8 @@ def main(argv=None) -> int:
         if not args.no_aic:
             pools = operating_point(r)
             rec["operating_point"] = pools
-            rec["aic_best"] = aic_best(aic_answer(aic_default_request(s), cache, python, args.refresh_aic, say))
+            rec["aic_best"] = aic_best(aic_answer(aic_default_request(s), cache, python,
+                                                  args.refresh_aic or args.retime_aic, say))
             rec["aic_priced"] = aic_priced(aic_answer(aic_price_request(s, pools), cache, python, args.refresh_aic,
                                                       say))
         out.append(rec)
