@@ -84,3 +84,20 @@ def test_fast_step_time_equals_the_plain_table_reads_bit_for_bit(case):
         steps.append((n, sum(chunks), squares, b, ctx))
     for step in steps:
         assert cost.step_time_s(*step) == cost.step_time_reference_s(*step), step
+
+
+def test_decode_step_reader_equals_step_time_bit_for_bit(case):
+    """decode_step_reader(b)(ctx), what the simulator's runs of decode steps call, is step_time_s(0, 0, 0, b, ctx)
+    exactly, on and off the grid and beyond its last points (batch and context); the base class's is too."""
+    import random
+
+    from planner.perf import distserve_cost
+
+    *_, cost = case
+    rng = random.Random(1)
+    for b in (1, 2, 3, 7, 64, 255, 256, 257, 600):
+        read = cost.decode_step_reader(b)
+        for ctx in [b, b * 16, b * 17] + [sum(rng.randint(1, 40000) for _ in range(b)) for _ in range(40)]:
+            assert read(ctx) == cost.step_time_s(0, 0, 0, b, ctx), (b, ctx)
+    other = distserve_cost("opt-13b", tp=1)
+    assert other.decode_step_reader(5)(5000) == other.step_time_s(0, 0, 0, 5, 5000)

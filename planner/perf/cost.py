@@ -86,6 +86,13 @@ class CostModel(abc.ABC):
         """Time to send one prompt's KV cache to a decode instance (default: free)."""
         return 0.0
 
+    def decode_step_reader(self, decode_batch: int):
+        """``f(decode_context_tokens)``: :meth:`step_time_s` of a pure decode step of ``decode_batch``
+        sequences, the same number; what the simulator calls for runs of decode steps of one batch size
+        (a cost model may specialise it: :class:`~planner.perf.cost_table.LatencyModelCost`)."""
+        step_time = self.step_time_s
+        return lambda decode_context_tokens: step_time(0, 0, 0, decode_batch, decode_context_tokens)
+
     # -- conveniences over step_time_s ------------------------------------------------------------
     def prefill_time_s(self, prompt_tokens: Sequence[int]) -> float:
         """Latency of one step prefilling whole prompts of the given lengths (no decodes)."""

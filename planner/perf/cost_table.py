@@ -213,6 +213,32 @@ class LatencyModelCost(CostModel):
             return prefill
         return prefill + attention + (other if other > 0 else 0.0)
 
+    def decode_step_reader(self, decode_batch: int):
+        """``f(decode_context_tokens)``: :meth:`step_time_s` of a pure decode step of ``decode_batch``
+        sequences, the same operations with the batch's grid segment and table rows read once (the
+        simulator's runs of decode steps, :meth:`planner.perf._engine.Engine.coast`)."""
+        _, b_segments, lengths, _, _, d_other, d_rate = self._fast
+        i, wx = (b_segments[decode_batch] if decode_batch < len(b_segments)
+                 else _segment(self.decode_other.xs, decode_batch))
+        last = len(lengths) - 2
+        ra0, ra1, ro0, ro1 = d_rate[i], d_rate[i + 1], d_other[i], d_other[i + 1]
+        batch = decode_batch
+
+        def step_time(decode_context_tokens):
+            ctx = decode_context_tokens / batch
+            j = bisect_right(lengths, ctx) - 1
+            j = 0 if j < 0 else (last if j > last else j)
+            lo = lengths[j]
+            wy = (ctx - lo) / (lengths[j + 1] - lo)
+            a = ra0[j] + (ra0[j + 1] - ra0[j]) * wy
+            b = ra1[j] + (ra1[j + 1] - ra1[j]) * wy
+            attention = (a + (b - a) * wx) * decode_context_tokens
+            a = ro0[j] + (ro0[j + 1] - ro0[j]) * wy
+            b = ro1[j] + (ro1[j + 1] - ro1[j]) * wy
+            return a + (b - a) * wx + attention
+
+        return step_time
+
     def kv_transfer_time_s(self, prompt_tokens: int) -> float:
         """``latency + prompt_tokens x kv_bytes_per_token / kv_link_bytes_per_s`` (per GPU, in parallel)."""
         return self.kv_transfer_latency_s + prompt_tokens * self.kv_bytes_per_token / self.kv_link_bytes_per_s
