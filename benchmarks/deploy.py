@@ -8,6 +8,7 @@ Run from the repository root (moeplan installed)::
     python benchmarks/deploy.py --refresh-aic        # re-run AIConfigurator for every scenario (~20 min)
     python benchmarks/deploy.py --aic-python PATH    # the interpreter that has aiconfigurator
     python benchmarks/deploy.py --no-aic             # moeplan only
+    python benchmarks/deploy.py --only gpt-oss       # the scenarios whose name contains this text
 
 Scenarios (issue 11): DeepSeek-V3 (FP8 checkpoint) on 32 and 64 x H200, Qwen3-235B-A22B-FP8 on 16 x H200
 and 32 x B200, Qwen3-30B-A3B (BF16) on 8 x H100 and 8 x H200, gpt-oss-120b (MXFP4 experts) on 8 x H100;
@@ -268,6 +269,7 @@ def aic_best(entry: dict | None) -> dict:
         label = f"agg {row['parallel']} bs{row['bs']}"
     other = {k: v for k, v in r["best_throughputs"].items() if k != mode}
     return {"status": "ok", "mode": mode, "label": label, "tokens_per_s_per_gpu": row["tokens/s/gpu_cluster"],
+            "per_mode": dict(r["best_throughputs"]),
             "gpus_per_replica": row.get("num_total_gpus"), "ttft_ms": row["ttft"], "tpot_ms": row["tpot"],
             "other_modes": other, "wall_s": a["wall_s"], "process_wall_s": entry.get("process_wall_s"),
             "load_average_before": entry.get("load_average_before")}
@@ -305,6 +307,7 @@ def main(argv=None) -> int:
     ap.add_argument("--quick", action="store_true", help="one small scenario")
     ap.add_argument("--out", help="write every number as JSON to this file")
     ap.add_argument("--no-aic", action="store_true", help="moeplan only")
+    ap.add_argument("--only", help="run the scenarios whose name (e.g. 'gpt-oss-120b 8xh100 4000/1000') contains this")
     ap.add_argument("--refresh-aic", action="store_true", help="re-run AIConfigurator for every request")
     ap.add_argument("--aic-python", help="interpreter with aiconfigurator (default $MOEPLAN_AIC_PYTHON, "
                                          "/tmp/aicvenv/bin/python, or this one if it has it)")
@@ -313,7 +316,11 @@ def main(argv=None) -> int:
     python = None if args.no_aic else _aic_python(args.aic_python)
     cache = AicCache(AIC_CACHE)
     rows, out = [], []
-    for s in scenarios(args.quick):
+    chosen = [s for s in scenarios(args.quick) if args.only is None or args.only in s.name]
+    if not chosen:
+        print(f"no scenario name contains {args.only!r}", file=sys.stderr)
+        return 2
+    for s in chosen:
         base = _baseline_s(s)
         t, cpu, load = time.perf_counter(), time.process_time(), os.getloadavg()[0]
         try:
@@ -378,8 +385,9 @@ def _speed_table(rows, no_aic: bool) -> str:
 def _quality_table(rows) -> str:
     head = ["scenario", "AIC best (its default sweep)", "AIC best tok/s/GPU", "moeplan pick", "moeplan's own tok/s/GPU",
             "AIC estimate at our operating point: batches per rank, tok/s/GPU, TTFT / TPOT ms",
-            "our pick priced by AIC, tok/s/GPU (its best batches meeting the SLO)", "vs AIC best", "within 10 %"]
-    lines = ["| " + " | ".join(head) + " |", "|---|---|---:|---|---:|---|---:|---:|---|"]
+            "our pick priced by AIC, tok/s/GPU (its best batches meeting the SLO)", "vs AIC best", "within 10 %",
+            "AIC best of our pick's mode, tok/s/GPU", "vs it"]
+    lines = ["| " + " | ".join(head) + " |", "|---|---|---:|---|---:|---|---:|---:|---|---:|---:|"]
     for s, r, rec in rows:
         best, priced = rec["aic_best"], rec["aic_priced"]
         b_tok = best.get("tokens_per_s_per_gpu")
@@ -401,19 +409,37 @@ def _quality_table(rows) -> str:
                 "PASS" if ratio >= TARGET_QUALITY else "FAIL"
         else:
             p_cell, r_cell, ok = priced["status"], "-", "-"
+        same = _same_mode_best(r, best)
+        s_cell = f"{p_tok / same:.2f}" if p_tok is not None and same else "-"
         lines.append("| " + " | ".join([s.name, b_cell, f"{b_tok:.0f}" if b_tok else "-", r.chosen.label,
-                                         f"{r.chosen.tokens_per_s_per_gpu:.0f}", op_cell, p_cell, r_cell, ok]) + " |")
+                                         f"{r.chosen.tokens_per_s_per_gpu:.0f}", op_cell, p_cell, r_cell, ok,
+                                         f"{same:.0f}" if same else "-", s_cell]) + " |")
     return "\n".join(lines)
+
+
+def _same_mode_best(r, best: dict) -> float | None:
+    """AIConfigurator's best tokens/s/GPU among deployments of our pick's mode (aggregated or disaggregated):
+    what our pick is worth when the two tools' verdict on the mode is set aside."""
+    mode = "agg" if r.chosen.mode == "aggregated" else "disagg"
+    return (best.get("per_mode") or {}).get(mode)
+
+
+def _priced_ratios(rows, same_mode: bool) -> list[float]:
+    """Our pick priced by AIConfigurator (per GPU of the budget) over its best (of our pick's mode)."""
+    out = []
+    for s, r, rec in rows:
+        p_tok = rec["aic_priced"].get("tokens_per_s_per_gpu")
+        ref = _same_mode_best(r, rec["aic_best"]) if same_mode else rec["aic_best"].get("tokens_per_s_per_gpu")
+        if p_tok is not None and ref:
+            out.append(p_tok * r.chosen.num_gpus / s.num_gpus / ref)
+    return out
 
 
 def _targets(rows) -> str:
     walls = [rec["wall_s"] for _, _, rec in rows]
     cpus, loads = [rec["cpu_s"] for _, _, rec in rows], [rec["load_average_1min"] for _, _, rec in rows]
     speed = [rec["aic_best"]["wall_s"] / rec["wall_s"] for _, _, rec in rows if rec["aic_best"].get("wall_s")]
-    quality = [rec["aic_priced"]["tokens_per_s_per_gpu"] * r.chosen.num_gpus / s.num_gpus
-               / rec["aic_best"]["tokens_per_s_per_gpu"]
-               for s, r, rec in rows if rec["aic_priced"].get("tokens_per_s_per_gpu") is not None
-               and rec["aic_best"].get("tokens_per_s_per_gpu")]
+    quality, same = _priced_ratios(rows, False), _priced_ratios(rows, True)
     n = len(rows)
 
     def row(target, measured, ok):
@@ -432,6 +458,10 @@ def _targets(rows) -> str:
                          f"{sum(q >= TARGET_QUALITY for q in quality)} of {n} ({len(quality)} priced by it)"
                          + (f", {min(quality):.2f}-{max(quality):.2f} of its best" if quality else ""),
                          len(quality) == n and all(q >= TARGET_QUALITY for q in quality)))
+    if same:  # context, not the target: the same comparison within the mode moeplan chose
+        lines.append(f"| (context) our pick priced by AIConfigurator within {1 - TARGET_QUALITY:.0%} of its best of "
+                     f"the same mode | {sum(q >= TARGET_QUALITY for q in same)} of {len(same)}, "
+                     f"{min(same):.2f}-{max(same):.2f} | - |")
     return "\n".join(lines)
 
 

@@ -139,7 +139,8 @@ def test_deploy_benchmark_smoke_and_aic_cache(tmp_path):
 
 def test_aic_serving_runs_on_its_cache(tmp_path):
     """benchmarks/aic_serving.py --quick simulates AIConfigurator's top configurations from the cache (no
-    aiconfigurator needed): every configuration gets a positive goodput within its steady-state bound."""
+    aiconfigurator needed): every configuration gets a positive goodput within its steady-state bound, and a
+    closed-loop throughput at AIConfigurator's concurrency that obeys Little's law."""
     out = tmp_path / "serving.json"
     res = subprocess.run([sys.executable, str(SCRIPT.parent / "aic_serving.py"), "--quick", "--out", str(out)],
                          capture_output=True, text=True, timeout=600, cwd=tmp_path)  # fmt: skip
@@ -150,7 +151,14 @@ def test_aic_serving_runs_on_its_cache(tmp_path):
         ours = row["moeplan"]
         assert ours["tokens_per_s_per_gpu"] > 0
         assert ours["tokens_per_s_per_gpu"] <= ours["steady_bound_req_per_s"] * 500 / ours["gpus"] * (1 + 1e-9)
-    assert "Target: median |error|" in res.stdout and len(_markdown_tables(res.stdout)) == 2
+        closed = ours["closed"]
+        assert closed["tokens_per_s_per_gpu"] > 0 and closed["error"] == closed["tokens_per_s_per_gpu"] / row["aic"][
+            "tokens_per_s_per_gpu"] - 1
+        assert closed["req_per_s"] * closed["e2e_ms_mean"] / 1e3 == pytest.approx(closed["concurrency"], rel=0.05)
+        if row["mode"] == "disagg":  # AIConfigurator's number rebuilt from its static points and rate-matching factors
+            rebuilt = closed["rate_matching"]["aic_reproduced_tokens_per_s_per_gpu"]
+            assert rebuilt == pytest.approx(row["aic"]["tokens_per_s_per_gpu"], rel=1e-3)
+    assert "Target: median |error|" in res.stdout and len(_markdown_tables(res.stdout)) == 4
 
 
 def test_fleet_benchmark_smoke(tmp_path):

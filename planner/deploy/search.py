@@ -2,8 +2,10 @@
 
 1. **Candidates** (:mod:`planner.deploy.instances`): instance layouts that fit in memory, each with a
    small grid of budgets: prefill token budget ``8192 x dp`` (whole prompts batched, at most 64 per
-   step), decode batch caps ``16 x dp`` and ``128 x dp`` sequences, aggregated token budget
-   ``2048 x dp`` with ``128 x dp`` sequences (Sarathi-Serve's chunk sizes are 512-2048).
+   step), decode batch caps ``16 x dp``, ``128 x dp`` and ``512 x dp`` sequences, aggregated token
+   budget ``2048 x dp`` with ``128 x dp`` or ``256 x dp`` sequences (Sarathi-Serve's chunk sizes are
+   512-2048; the large caps are engine defaults' order: TensorRT-LLM's ``max_batch_size`` 2048, vLLM's
+   ``max_num_seqs`` 256-1024; the KV cache and the TPOT limit bind before them).
 2. **Screening and pruning** (:mod:`planner.deploy.scoring`): a throughput bound from a few latency-model
    calls; candidates that miss their limit unloaded or are dominated go, the best bounds per GPU stay.
 3. **Scores**: per-instance goodput of each kept candidate in its role alone, simulated (best bound per
@@ -53,9 +55,9 @@ __all__ = ["plan_deployment", "cost_args", "OBJECTIVES", "DEFAULT_BALANCEDNESS_S
 OBJECTIVES = ("max_rate", "max_rate_per_gpu")
 DEFAULT_BALANCEDNESS_SOURCE = "planner/inputs/synthetic.py (TensorRT-LLM DeepSeek-R1 EP32 imbalance 1.56)"
 _PREFILL_TOKENS_PER_RANK = 8192
-_DECODE_CAPS_PER_RANK = (16, 128)
+_DECODE_CAPS_PER_RANK = (16, 128, 512)
 _AGG_TOKENS_PER_RANK = 2048
-_AGG_BATCH_PER_RANK = 128
+_AGG_BATCHES_PER_RANK = (128, 256)
 _MAX_PREFILL_BATCH = 64
 _MAX_NODES = 64
 
@@ -324,14 +326,14 @@ def _grid(setup: _Setup, role: str, inst: Instance) -> list[Candidate]:
         return [Candidate(role, inst, _PREFILL_TOKENS_PER_RANK * dp, min(_MAX_PREFILL_BATCH, 8 * dp))]
     if role == "decode":
         return [Candidate(role, inst, None, cap * dp) for cap in _DECODE_CAPS_PER_RANK]
-    return [Candidate(role, inst, _AGG_TOKENS_PER_RANK * dp, _AGG_BATCH_PER_RANK * dp)]
+    return [Candidate(role, inst, _AGG_TOKENS_PER_RANK * dp, cap * dp) for cap in _AGG_BATCHES_PER_RANK]
 
 
 def cost_args(setup: _Setup, cand: Candidate) -> dict:
     """The recorded arguments of ``cand``'s cost model (one table serves every budget of a layout)."""
     dp = cand.instance.layout.dp
     return cost_record(setup.cost_kind, setup.model, setup.spec, cand.instance,
-                       max_batch_size=max(_AGG_BATCH_PER_RANK, max(_DECODE_CAPS_PER_RANK)) * dp,
+                       max_batch_size=max(*_AGG_BATCHES_PER_RANK, *_DECODE_CAPS_PER_RANK) * dp,
                        max_prefill_batch=_MAX_PREFILL_BATCH, max_context_tokens=setup.max_context,
                        batch_tokens=_PREFILL_TOKENS_PER_RANK * dp, precision=setup.precision)
 

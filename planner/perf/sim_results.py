@@ -12,6 +12,12 @@ token), and the derived
 
 A request the deployment cannot hold (its KV reservation exceeds an instance's capacity) is
 *rejected*: its times are ``nan`` and it misses every SLO.
+
+Closed-loop runs (``simulate(..., concurrency=N)``): ``arrival_s`` are the times the clients sent
+the requests. Whole-run figures (:meth:`SimResult.stats`: tokens over first arrival to last finish,
+percentiles over every request) are what ``vllm bench serve`` reports; :meth:`SimResult.steady_state`
+leaves out the warm-up (until ``N`` requests have ended: the clients start together) and the drain
+(after the last request was sent: fewer than ``N`` in flight).
 """
 
 from __future__ import annotations
@@ -67,7 +73,8 @@ class SimResult:
     ``busy_s`` and ``steps``, ``num_gpus``, ``sim_end_s`` (last event) and ``steps_log`` (a
     :class:`StepLog` when asked for). ``complete`` is False for a run stopped as soon as it certainly
     missed an SLO (``simulate(..., stop_on_miss=slo)``): its unfinished requests have no times and it
-    meets no SLO.
+    meets no SLO. ``concurrency`` is the number of clients of a closed-loop run (None: open loop),
+    ``think_time_s`` their think time.
     """
 
     workload: Workload
@@ -87,6 +94,8 @@ class SimResult:
     decodes: bool = True
     steps_log: StepLog | None = None
     complete: bool = True
+    concurrency: int | None = None
+    think_time_s: float = 0.0
     wall_s: float = field(default=0.0, compare=False)
 
     # -- per-request metrics -------------------------------------------------------------------------
@@ -178,6 +187,15 @@ class SimResult:
         span = float(np.nanmax(self.finish_s) - self.workload.arrival_s[0])
         return float(self.workload.output_tokens[served].sum()) / span if span > 0 else float("inf")
 
+    @property
+    def requests_per_s(self) -> float:
+        """Finished requests over the time from the first arrival to the last finish."""
+        served = np.isfinite(self.finish_s)
+        if not served.any():
+            return 0.0
+        span = float(np.nanmax(self.finish_s) - self.workload.arrival_s[0])
+        return float(served.sum()) / span if span > 0 else float("inf")
+
     def stats(self) -> Mapping[str, float]:
         """Headline numbers: mean and p50/p90/p99 of TTFT, TPOT and e2e (ms), throughput and utilisation."""
         out: dict[str, float] = {"requests": float(len(self.workload)), "rejected": float(self.num_rejected)}
@@ -187,6 +205,7 @@ class SimResult:
             out[f"{metric}_mean"] = float(values.mean()) if values.size else float("nan")
             for q in (50, 90, 99):
                 out[f"{metric}_p{q}"] = self.percentile(metric, q)
+        out["requests_per_s"] = self.requests_per_s
         out["output_tokens_per_s"] = self.output_tokens_per_s
         out["output_tokens_per_s_per_gpu"] = self.output_tokens_per_s / self.num_gpus
         span = self.sim_end_s - float(self.workload.arrival_s[0])
@@ -194,11 +213,64 @@ class SimResult:
         out["mean_instance_busy_share"] = float(np.mean(busy)) / span if span > 0 and busy else float("nan")
         return out
 
+    def steady_state(self) -> Mapping[str, float]:
+        """Throughput and latencies of a closed-loop run between its warm-up and its drain.
+
+        With ``N`` clients and ``n`` requests, ``f_k`` the ``k``-th earliest finish: the window is
+        ``(f_N, f_{n-N}]`` -- it opens once ``N`` requests have ended (the clients all start at 0, so
+        the first ones run as one synchronised batch) and closes when the last request is sent (from
+        then on fewer than ``N`` are in flight). Over the requests that finish in it: ``requests``,
+        ``start_s``, ``end_s``, ``requests_per_s`` (their count over the window's length),
+        ``output_tokens_per_s`` (their output tokens likewise; also ``_per_gpu``), mean and
+        p50/p90/p99 of ``ttft_ms``, ``tpot_ms``, ``e2e_ms``, and ``mean_in_flight`` = requests/s x
+        mean e2e (Little's law: about ``N`` with no think time). Rejected requests are left out.
+
+        Raises
+        ------
+        InputError
+            An open-loop run, or one of at most ``2 N`` served requests (no window).
+
+        Examples
+        --------
+        >>> from planner.inputs import poisson_workload
+        >>> from planner.perf import Pool, distserve_cost, simulate
+        >>> w = poisson_workload(1.0, 400, input_tokens=256, output_tokens=32, seed=0)
+        >>> s = simulate(w, Pool(distserve_cost("opt-13b", tp=1)), concurrency=8).steady_state()
+        >>> s["requests"], round(s["mean_in_flight"], 1)
+        (384.0, 8.0)
+        """
+        n_clients = self.concurrency
+        if n_clients is None:
+            raise InputError("steady_state is for closed-loop runs (simulate(..., concurrency=N))",
+                             param="concurrency")
+        served = np.isfinite(self.finish_s)
+        finish = np.sort(self.finish_s[served])
+        if finish.size <= 2 * n_clients:
+            raise InputError(f"{finish.size} served requests leave no steady window between the first and the "
+                             f"last {n_clients}; simulate more than {2 * n_clients} requests", param="concurrency")
+        start, end = float(finish[n_clients - 1]), float(finish[finish.size - n_clients - 1])
+        inside = served & (self.finish_s > start) & (self.finish_s <= end)
+        span = end - start
+        out: dict[str, float] = {"requests": float(inside.sum()), "start_s": start, "end_s": end}
+        out["requests_per_s"] = out["requests"] / span if span > 0 else float("inf")
+        tokens = float(self.workload.output_tokens[inside].sum())
+        out["output_tokens_per_s"] = tokens / span if span > 0 else float("inf")
+        out["output_tokens_per_s_per_gpu"] = out["output_tokens_per_s"] / self.num_gpus
+        for metric in METRICS:
+            values = getattr(self, metric)[inside]
+            values = values[np.isfinite(values)]
+            out[f"{metric}_mean"] = float(values.mean()) if values.size else float("nan")
+            for q in (50, 90, 99):
+                out[f"{metric}_p{q}"] = float(np.percentile(values, q)) if values.size else float("nan")
+        out["mean_in_flight"] = out["requests_per_s"] * out["e2e_ms_mean"] / 1e3
+        return out
+
     def summary(self, slo: SLO | None = None) -> str:
         """A table of TTFT / TPOT / e2e percentiles, throughput and (with ``slo``) attainment."""
         s = self.stats()
         rows = [[m, f"{s[f'{m}_mean']:.1f}", *(f"{s[f'{m}_p{q}']:.1f}" for q in (50, 90, 99))] for m in METRICS]
-        title = (f"{len(self.workload)} requests on {' + '.join(self.pool_names)} ({self.num_gpus} GPUs): "
+        load = "" if self.concurrency is None else f", closed loop of {self.concurrency} clients"
+        title = (f"{len(self.workload)} requests on {' + '.join(self.pool_names)} ({self.num_gpus} GPUs{load}): "
                  f"{s['output_tokens_per_s']:.0f} output tokens/s, {self.num_rejected} rejected")
         text = format_table(["metric", "mean", "p50", "p90", "p99"], rows, title=title)
         if slo is not None:

@@ -48,6 +48,13 @@ step times):
    the last stage. New sequences join the lane whose step is being formed.
 8. **Ties.** Events at one instant are all applied before any instance forms a step, so requests
    arriving together are batched together. Everything is deterministic: same inputs, same result.
+9. **Load.** Open loop (default): request ``i`` arrives at the workload's ``arrival_s[i]``. Closed
+   loop (``concurrency=N``, what ``--concurrency`` / ``--max-concurrency`` of aiperf, genai-perf and
+   ``vllm bench serve`` do): the workload's arrival times are ignored; ``N`` clients send the first
+   ``N`` requests at time 0, and whenever a request ends (its last token, or its rejection) its
+   client sends the next request of the workload, in workload order, ``think_time_s`` later. The
+   arrival times so made are the result's ``workload.arrival_s``. Instances of a closed-loop run do
+   not coast (``Engine.coast``): a request that ends can send one that joins the next step.
 
 See ``docs/simulator.md`` for the validation against M/D/1 queueing formulas.
 """
@@ -171,15 +178,32 @@ def _engine_order(engine: Engine) -> tuple[int, int]:
     return engine.pool_index, engine.index
 
 
+class _ClosedLoopEngine(Engine):
+    """An instance of a closed-loop run (rule 9): a request that ends sends its client's next one, which
+    may join the very next step, so pure decode steps cannot run ahead of the event queue."""
+
+    def can_coast(self) -> bool:
+        return False
+
+
 class _Sim:
     """Event loop and request bookkeeping (module docstring); engines call back into it."""
 
     def __init__(self, workload: Workload, pools: tuple[Pool, ...], record_steps: bool, progress, progress_every,
-                 stop_on_miss=None):
+                 stop_on_miss=None, concurrency: int | None = None, think_time_s: float = 0.0):
         self.inp = workload.input_tokens.tolist()
         self.out = workload.output_tokens.tolist()
-        self.arrival = workload.arrival_s.tolist()
         n = len(self.inp)
+        # closed loop (rule 9): the first N requests at 0, the others sent as requests end (inf until then);
+        # the loop reads arrival[i] afresh at every event, so it sees each one once it is set
+        self.closed = concurrency is not None
+        if self.closed:
+            first = min(concurrency, n)
+            self.arrival = [0.0] * first + [math.inf] * (n - first)
+            self.next_send = first
+            self.think_s = think_time_s
+        else:
+            self.arrival = workload.arrival_s.tolist()
         self.first = [math.nan] * n
         self.finish = [math.nan] * n
         self.rejected = [False] * n
@@ -194,7 +218,8 @@ class _Sim:
         self.progress = progress
         self.progress_every = progress_every
         self.pools = pools
-        self.engines = [[Engine(self, i, j, p.cost, p.phase, p.resolved_token_budget, p.resolved_chunked,
+        engine = _ClosedLoopEngine if self.closed else Engine
+        self.engines = [[engine(self, i, j, p.cost, p.phase, p.resolved_token_budget, p.resolved_chunked,
                                 p.max_batch_size or p.cost.max_batch_size) for j in range(p.instances)]
                         for i, p in enumerate(pools)]
         self.rr = [0] * len(pools)
@@ -220,6 +245,8 @@ class _Sim:
         self.done += 1
         if self.watch is not None:
             self.watch.finished(rid, self.first[rid], t)
+        if self.closed:
+            self._send_next(t)
         if self.progress is not None and self.done % self.progress_every == 0:
             self.progress(self.done, len(self.inp))
 
@@ -239,6 +266,8 @@ class _Sim:
             self.done += 1
             if self.watch is not None:
                 self.watch.rejected(rid)
+            if self.closed:
+                self._send_next(t)
             return
         self.prefill_engine_of[rid] = engine
         self.decode_inst[rid] = target.index
@@ -261,6 +290,14 @@ class _Sim:
             return engines[i]
         return min(engines, key=Engine.load_tokens)
 
+    def _send_next(self, t: float) -> None:
+        """Closed loop: a request ended at ``t``; its client sends the next one of the workload after its
+        think time. Requests end in time order, so the arrival times so made never decrease."""
+        i = self.next_send
+        if i < len(self.arrival):
+            self.arrival[i] = t + self.think_s
+            self.next_send = i + 1
+
     def _arrive(self, rid: int, t: float) -> None:
         engine = self._route(0)
         if engine.need(rid) > engine.kv_cap:
@@ -268,6 +305,8 @@ class _Sim:
             self.done += 1
             if self.watch is not None:
                 self.watch.rejected(rid)
+            if self.closed:
+                self._send_next(t)
             return
         if engine.phase == "decode":
             self.first_token(rid, t)  # decode-only run: the prompt counts as prefilled on arrival
@@ -338,7 +377,8 @@ class _Sim:
 
 def simulate(workload: Workload, pools: Pool | Sequence[Pool], *, record_steps: bool = False,
              progress: Callable[[int, int], None] | None = None, progress_every: int = 1000,
-             stop_on_miss: SLO | None = None) -> SimResult:
+             stop_on_miss: SLO | None = None, concurrency: int | None = None,
+             think_time_s: float = 0.0) -> SimResult:
     """Serve ``workload`` on the deployment ``pools`` (module docstring for the rules).
 
     Parameters
@@ -352,7 +392,12 @@ def simulate(workload: Workload, pools: Pool | Sequence[Pool], *, record_steps: 
         enough requests already past a limit, whatever happens next). A run that meets it is simulated
         to the end and is the same as without; a stopped run has ``complete`` False, its unfinished
         requests have no times, and its statistics describe the part simulated only. What a goodput
-        search uses to skip the rest of an overloaded probe.
+        search uses to skip the rest of an overloaded probe. Open loop only.
+    concurrency : None (default): open loop, requests arrive at the workload's times. An integer
+        ``N >= 1``: closed loop (rule 9), ``N`` clients each sending its next request, in workload
+        order, when its previous one ends: the load of a benchmark run with ``--concurrency N``.
+        :meth:`SimResult.steady_state` gives its throughput and latencies without warm-up and drain.
+    think_time_s : closed loop: seconds between a request's end and its client's next request (default 0).
 
     Returns
     -------
@@ -362,7 +407,9 @@ def simulate(workload: Workload, pools: Pool | Sequence[Pool], *, record_steps: 
     Raises
     ------
     InputError
-        Bad pools (a phase combination that is no deployment, non-positive sizes), a non-Workload.
+        Bad pools (a phase combination that is no deployment, non-positive sizes), a non-Workload, a
+        ``concurrency`` that is no integer >= 1, a negative or non-finite ``think_time_s`` (or one
+        without ``concurrency``), ``stop_on_miss`` with ``concurrency``.
 
     Examples
     --------
@@ -376,6 +423,9 @@ def simulate(workload: Workload, pools: Pool | Sequence[Pool], *, record_steps: 
     ...                    Pool(distserve_cost("opt-13b", tp=1), phase="decode")])
     >>> bool(dis.percentile("ttft_ms", 90) < agg.percentile("ttft_ms", 90))
     True
+    >>> closed = simulate(w, Pool(distserve_cost("opt-13b", tp=1), token_budget=512), concurrency=8)
+    >>> closed.arrival_s[:8].tolist() == [0.0] * 8, closed.served_requests
+    (True, 500)
     """
     if not isinstance(workload, Workload):
         raise InputError(f"expected a Workload, got {type(workload).__name__}", param="workload")
@@ -384,11 +434,29 @@ def simulate(workload: Workload, pools: Pool | Sequence[Pool], *, record_steps: 
         raise InputError(f"must be an integer >= 1, got {progress_every!r}", param="progress_every")
     if stop_on_miss is not None and not isinstance(stop_on_miss, SLO):
         raise InputError(f"expected an SLO or None, got {type(stop_on_miss).__name__}", param="stop_on_miss")
+    if concurrency is not None:
+        if isinstance(concurrency, bool) or not isinstance(concurrency, (int, np.integer)) or concurrency < 1:
+            raise InputError(f"must be None (open loop) or an integer >= 1 (clients of a closed loop), "
+                             f"got {concurrency!r}", param="concurrency")
+        concurrency = int(concurrency)
+        if stop_on_miss is not None:
+            raise InputError("stopping at a certain miss is for open-loop runs; give concurrency or stop_on_miss, "
+                             "not both", param="stop_on_miss")
+    if (isinstance(think_time_s, bool) or not isinstance(think_time_s, (int, float, np.integer, np.floating))
+            or not math.isfinite(think_time_s) or think_time_s < 0):
+        raise InputError(f"must be a finite number of seconds >= 0, got {think_time_s!r}", param="think_time_s")
+    if think_time_s and concurrency is None:
+        raise InputError("a think time needs a closed loop: give concurrency too", param="think_time_s")
     start = time.perf_counter()
-    sim = _Sim(workload, pools, record_steps, progress, progress_every, stop_on_miss)
+    sim = _Sim(workload, pools, record_steps, progress, progress_every, stop_on_miss, concurrency,
+               float(think_time_s))
     end = sim.run()
     if progress is not None and sim.done % progress_every:
         progress(sim.done, len(workload))
+    if concurrency is not None:  # the arrival times the clients made (rule 9)
+        prov = {**workload.provenance, "closed_loop": f"concurrency {concurrency}, think time {float(think_time_s):g} s"}
+        workload = Workload(np.asarray(sim.arrival, dtype=np.float64), workload.input_tokens, workload.output_tokens,
+                            workload.source, prov)
     return SimResult(
         workload=workload,
         pool_names=tuple(p.label for p in pools),
@@ -407,5 +475,7 @@ def simulate(workload: Workload, pools: Pool | Sequence[Pool], *, record_steps: 
         decodes=pools[-1].phase != "prefill",
         steps_log=StepLog.from_rows(sim.step_log) if record_steps else None,
         complete=not sim.stopped,
+        concurrency=concurrency,
+        think_time_s=float(think_time_s),
         wall_s=time.perf_counter() - start,
     )
