@@ -16,11 +16,18 @@ from __future__ import annotations
 import heapq
 from collections import deque
 
+import numpy as np
+
 __all__ = ["Engine", "Lane", "DONE", "WAKE", "TRANSFER"]
 
 # event kinds of the simulator's heap
 DONE, WAKE, TRANSFER = 0, 1, 2
 _NO_LIMIT = 1 << 62
+inf = float("inf")
+#: coasting: a run of at least this many decode steps of one batch (no sequence finishing) is priced in one
+#: vectorised call (:meth:`CostModel.decode_step_times`), at most this many at a time
+_VECTOR_RUN = 32
+_MAX_VECTOR_RUN = 4096
 
 
 class Lane:
@@ -47,6 +54,7 @@ class Engine:
         self.index = index
         self.step_time = cost.step_time_s
         self.decode_step_reader = cost.decode_step_reader
+        self.decode_step_times = cost.decode_step_times
         self.readers: dict = {}  # decode batch size -> the cost model's step time of a pure decode step
         self.pp = cost.pipeline_stages
         # one stage, decodes, no step log: may run pure decode steps outside the event queue (coast)
@@ -323,6 +331,31 @@ class Engine:
                 if not bs or (watch is not None and watch.missed) or (queued and not self._queues_blocked(bs)):
                     break
                 step_time = readers.get(bs) or readers.setdefault(bs, self.decode_step_reader(bs))
+            # steps before the next one that finishes a sequence (same batch, known contexts), as many as may end
+            # before ``until`` at the last step's pace (more run through the loop below, the result is the same)
+            m = next_done - k
+            if m >= _VECTOR_RUN and until - t > _VECTOR_RUN * tau:  # price them at once; same floats, same order
+                m = min(m, _MAX_VECTOR_RUN, int((until - t) / tau) + 2) if until < inf else min(m, _MAX_VECTOR_RUN)
+                taus = self.decode_step_times(bs, ctx + bs * np.arange(m, dtype=np.int64))
+                ends = np.cumsum(np.concatenate(((t,), taus)))[1:]
+                stop = int(np.searchsorted(ends, until, side="left"))  # the first step not ending before until
+                ran = stop if stop < m else m
+                busy = float(np.cumsum(np.concatenate(((busy,), taus[:stop + 1])))[-1])
+                steps += stop + 1 if stop < m else m
+                tokens += bs * ran
+                ctx += bs * ran
+                k += ran
+                if ran:
+                    t = float(ends[ran - 1])
+                if stop < m:  # schedule it as _dispatch does
+                    self.stage_free[0] = float(ends[stop])
+                    self.busy_s, self.steps = busy, steps
+                    sim.tokens += tokens
+                    lane.bs, lane.ctx, lane.k = bs, ctx, k
+                    lane.busy = True
+                    sim.push(float(ends[stop]), DONE, self, lane, None if self.phase == "decode" else [], bs)
+                    sim.dirty.discard(self)
+                    return t
             tau = step_time(ctx)
             end = t + tau
             busy += tau

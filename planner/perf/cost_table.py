@@ -41,6 +41,8 @@ import math
 from bisect import bisect_right
 from dataclasses import dataclass, field
 
+import numpy as np
+
 from planner.errors import InputError
 from planner.perf.cost import CostModel
 from planner.perf.latency import step_time_grid
@@ -238,6 +240,27 @@ class LatencyModelCost(CostModel):
             return a + (b - a) * wx + attention
 
         return step_time
+
+    def decode_step_times(self, decode_batch: int, decode_context_tokens):
+        """:meth:`decode_step_reader` on an integer array of contexts at once: the same floating-point
+        operations element by element (numpy, no fused operations), so the same numbers bit for bit."""
+        _, b_segments, lengths, _, _, d_other, d_rate = self._fast
+        i, wx = (b_segments[decode_batch] if decode_batch < len(b_segments)
+                 else _segment(self.decode_other.xs, decode_batch))
+        grid = np.asarray(lengths, dtype=np.float64)
+        x = np.asarray(decode_context_tokens, dtype=np.int64)
+        ctx = x / decode_batch
+        j = np.clip(np.searchsorted(grid, ctx, side="right") - 1, 0, len(lengths) - 2)
+        lo = grid[j]
+        wy = (ctx - lo) / (grid[j + 1] - lo)
+        ra0, ra1, ro0, ro1 = (np.asarray(r, dtype=np.float64) for r in (d_rate[i], d_rate[i + 1], d_other[i],
+                                                                        d_other[i + 1]))
+        a = ra0[j] + (ra0[j + 1] - ra0[j]) * wy
+        b = ra1[j] + (ra1[j + 1] - ra1[j]) * wy
+        attention = (a + (b - a) * wx) * x
+        a = ro0[j] + (ro0[j + 1] - ro0[j]) * wy
+        b = ro1[j] + (ro1[j + 1] - ro1[j]) * wy
+        return a + (b - a) * wx + attention
 
     def kv_transfer_time_s(self, prompt_tokens: int) -> float:
         """``latency + prompt_tokens x kv_bytes_per_token / kv_link_bytes_per_s`` (per GPU, in parallel)."""
