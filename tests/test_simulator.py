@@ -352,3 +352,27 @@ def test_coasting_decode_steps_changes_nothing(name):
         assert np.array_equal(fast.finish_s, slow.finish_s, equal_nan=True)
         assert (fast.steps, fast.busy_s, fast.kv_peak_tokens, fast.tokens_generated, fast.sim_end_s) == \
             (slow.steps, slow.busy_s, slow.kv_peak_tokens, slow.tokens_generated, slow.sim_end_s)
+
+
+@pytest.mark.parametrize("phase", ["both", "decode", "disaggregated"])
+def test_coasting_with_queued_requests_changes_nothing(phase):
+    """Decode steps also coast while the queues' heads wait for KV room or a batch slot, and stop after the step
+    whose finished sequences let one in: the same times as through the queue, bit for bit, under overload
+    and with a miss watch."""
+    from dataclasses import replace
+
+    tight = replace(distserve_cost("opt-13b", tp=1), kv_capacity_tokens=12_000)  # a few requests' worth
+    pools = {"both": [Pool(tight, 2, token_budget=1024, max_batch_size=8)],
+             "decode": [Pool(tight, 1, phase="decode", max_batch_size=6)],
+             "disaggregated": [Pool(distserve_cost("opt-13b", tp=2), 1, phase="prefill"),
+                               Pool(tight, 1, phase="decode", max_batch_size=6)]}[phase]
+    w = poisson_workload(1.0, 200, input_tokens=1500, output_tokens=400, seed=3)
+    for rate in (0.2, 2.0, 20.0):
+        for watch in (None, SLO(ttft_ms=4000, tpot_ms=80)):
+            fast = simulate(w.with_rate(rate), pools, stop_on_miss=watch)
+            slow = simulate(w.with_rate(rate), pools, stop_on_miss=watch, record_steps=True)
+            assert np.array_equal(fast.first_token_s, slow.first_token_s, equal_nan=True)
+            assert np.array_equal(fast.finish_s, slow.finish_s, equal_nan=True)
+            assert (fast.steps, fast.busy_s, fast.kv_peak_tokens, fast.tokens_generated, fast.sim_end_s,
+                    fast.complete) == (slow.steps, slow.busy_s, slow.kv_peak_tokens, slow.tokens_generated,
+                                       slow.sim_end_s, slow.complete)

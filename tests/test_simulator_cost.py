@@ -84,3 +84,49 @@ def test_fast_step_time_equals_the_plain_table_reads_bit_for_bit(case):
         steps.append((n, sum(chunks), squares, b, ctx))
     for step in steps:
         assert cost.step_time_s(*step) == cost.step_time_reference_s(*step), step
+
+
+def test_decode_step_reader_equals_step_time_bit_for_bit(case):
+    """decode_step_reader(b)(ctx), what the simulator's runs of decode steps call, is step_time_s(0, 0, 0, b, ctx)
+    exactly, on and off the grid and beyond its last points (batch and context); the base class's is too."""
+    import random
+
+    from planner.perf import distserve_cost
+
+    *_, cost = case
+    rng = random.Random(1)
+    for b in (1, 2, 3, 7, 64, 255, 256, 257, 600):
+        read = cost.decode_step_reader(b)
+        for ctx in [b, b * 16, b * 17] + [sum(rng.randint(1, 40000) for _ in range(b)) for _ in range(40)]:
+            assert read(ctx) == cost.step_time_s(0, 0, 0, b, ctx), (b, ctx)
+    other = distserve_cost("opt-13b", tp=1)
+    assert other.decode_step_reader(5)(5000) == other.step_time_s(0, 0, 0, 5, 5000)
+
+
+def test_decode_step_times_equals_step_time_bit_for_bit(case):
+    """decode_step_times(b, contexts), what the simulator prices long runs of decode steps with, is
+    step_time_s(0, 0, 0, b, ctx) for every context exactly, on and off the grid and beyond its last points."""
+    import numpy as np
+
+    *_, cost = case
+    for b in (1, 3, 64, 255, 256, 257, 600):
+        ctx = np.array([b, b * 16, b * 17, b * 5000, b * 40000] + list(range(b * 100, b * 100 + 37 * b, b)))
+        got = cost.decode_step_times(b, ctx)
+        assert got.tolist() == [cost.step_time_s(0, 0, 0, b, int(c)) for c in ctx], b
+
+
+def test_long_decode_runs_simulate_the_same_as_through_the_queue(case):
+    """At a low rate an instance runs long stretches of decode steps with no sequence finishing (priced at once,
+    Engine.coast): the same times, bit for bit, as a run that goes through the event queue for every step."""
+    import numpy as np
+
+    *_, cost = case
+    w = poisson_workload(1.0, 60, input_tokens=600, output_tokens=300, seed=2)
+    for pools in ([Pool(cost, 1, phase="decode", max_batch_size=16)], [Pool(cost, 1, token_budget=1024)]):
+        for rate in (0.05, 0.5):
+            fast = simulate(w.with_rate(rate), pools)
+            slow = simulate(w.with_rate(rate), pools, record_steps=True)
+            assert np.array_equal(fast.first_token_s, slow.first_token_s, equal_nan=True)
+            assert np.array_equal(fast.finish_s, slow.finish_s, equal_nan=True)
+            assert (fast.steps, fast.busy_s, fast.tokens_generated, fast.sim_end_s) == \
+                (slow.steps, slow.busy_s, slow.tokens_generated, slow.sim_end_s)

@@ -37,13 +37,12 @@ from planner.inputs import ExpertLoads
 from planner.perf import (
     CostModel,
     ParallelLayout,
-    decode_step_time_s,
     distserve_cost,
     latency_model_cost,
     list_distserve_configs,
     memory_per_gpu,
-    prefill_time_s,
     replica_plan_effect,
+    step_time_grid,
 )
 from planner.plans import Plan
 from planner.profiles import GpuSpec, ModelArch, Precision
@@ -210,15 +209,18 @@ def _memory(arch, spec, layout, slots, batch_tokens, precision):
                           max_batch_tokens=batch_tokens)
 
 
-def quick_times(arch: ModelArch, spec: GpuSpec, inst: Instance, *, prompts: int, prompt_tokens: int,
-                decode_batch: int, context_tokens: int, precision: dict | None) -> tuple[float, float]:
-    """``(prefill_s, decode_step_s)``: one prefill of ``prompts`` prompts and one decode step of
-    ``decode_batch`` sequences, straight from the latency model (the screening before simulation)."""
+def quick_times(arch: ModelArch, spec: GpuSpec, inst: Instance, *, prompts, prompt_tokens: int, decode_batches,
+                context_tokens: int, precision: dict | None) -> tuple[dict[int, float], dict[int, float]]:
+    """``({n: prefill_s}, {b: decode_step_s})``: one prefill of ``n`` prompts of ``prompt_tokens`` tokens for
+    each ``n`` of ``prompts``, one decode step of ``b`` sequences of ``context_tokens`` for each ``b`` of
+    ``decode_batches``, straight from the latency model (the screening before simulation), every point in
+    one vectorised call per phase (:func:`planner.perf.step_time_grid`: the per-point numbers)."""
     opts = dict(balancedness=inst.imbalance.balancedness, expert_slots_per_gpu=inst.imbalance.expert_slots_per_gpu,
                 precision=_precision(precision))
-    p = prefill_time_s(arch, spec, inst.layout, prompts, prompt_tokens, **opts).total_s
-    d = decode_step_time_s(arch, spec, inst.layout, decode_batch, context_tokens, **opts).total_s
-    return p, d
+    prompts, batches = sorted(set(prompts)), sorted(set(decode_batches))
+    p = step_time_grid(arch, spec, inst.layout, prompts, [prompt_tokens], prefill=True, **opts)[0][:, 0].tolist()
+    d = step_time_grid(arch, spec, inst.layout, batches, [context_tokens], prefill=False, **opts)[0][:, 0].tolist()
+    return dict(zip(prompts, p)), dict(zip(batches, d))
 
 
 def cost_record(kind: str, model, spec: GpuSpec | None, inst: Instance, *, max_batch_size: int,

@@ -25,7 +25,7 @@ from dataclasses import dataclass
 from planner.inputs import SLO, Workload
 from planner.perf import CostModel, Pool, goodput
 
-__all__ = ["Candidate", "PhaseScore", "ROLES", "bound_candidate", "prune", "score", "probe_at"]
+__all__ = ["Candidate", "PhaseScore", "ROLES", "bound_points", "bound_candidate", "prune", "score", "probe_at"]
 
 ROLES = ("prefill", "decode", "both")
 #: first rate probed, as a share of the bound: prefill and decode instances mostly reach their bound within a
@@ -92,6 +92,14 @@ class PhaseScore:
                 "balancedness": c.instance.imbalance.balancedness}
 
 
+def bound_points(cand: Candidate, mean_input: float) -> tuple[tuple[int, int], tuple[int, int]]:
+    """The two ``(prompts, decode_batch)`` points :func:`bound_candidate` reads: one request per DP group
+    (unloaded), and a full batch (the prompts the token budget holds at the mean input, the batch cap)."""
+    dp = cand.instance.layout.dp
+    prompts = max(dp, min(cand.max_batch_size or 10**9, int((cand.token_budget or mean_input * dp) // max(mean_input, 1))))
+    return (dp, dp), (prompts, cand.max_batch_size or 256 * dp)
+
+
 def bound_candidate(cand: Candidate, cost_times, slo: SLO, mean_input: float, mean_output: float) -> Candidate | None:
     """``cand`` with its throughput bound, or None when its unloaded latency misses the limit.
 
@@ -99,10 +107,8 @@ def bound_candidate(cand: Candidate, cost_times, slo: SLO, mean_input: float, me
     decode_batch sequences)`` at the workload's mean lengths.
     """
     inst = cand.instance
-    dp = inst.layout.dp
-    prompts = max(dp, min(cand.max_batch_size or 10**9, int((cand.token_budget or mean_input * dp) // max(mean_input, 1))))
-    batch = cand.max_batch_size or 256 * dp
-    one_p, one_d = cost_times(dp, dp)  # one request per DP group, unloaded
+    unloaded, (prompts, batch) = bound_points(cand, mean_input)
+    one_p, one_d = cost_times(*unloaded)  # one request per DP group, unloaded
     full_p, full_d = cost_times(prompts, batch)
     prefill_rate = prompts / full_p
     decode_rate = batch / (full_d * max(mean_output - 1, 1))

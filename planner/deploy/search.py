@@ -28,7 +28,7 @@ from __future__ import annotations
 
 import math
 import time
-from dataclasses import dataclass, replace
+from dataclasses import dataclass, field, replace
 from typing import Callable
 
 from planner.deploy.instances import (
@@ -42,7 +42,7 @@ from planner.deploy.instances import (
 )
 from planner.deploy.end_to_end import COARSE_TOL, REL_TOL, deployments_at_rate, goodput_deployments
 from planner.deploy.result import Deployment, DeploymentResult, pareto_front
-from planner.deploy.scoring import Candidate, PhaseScore, bound_candidate, prune, score
+from planner.deploy.scoring import ROLES, Candidate, PhaseScore, bound_candidate, bound_points, prune, score
 from planner.errors import Infeasible, InputError
 from planner.inputs import SLO, ExpertLoads, Workload, poisson_workload
 from planner.plans import Plan
@@ -83,6 +83,9 @@ class _Setup:
     max_context: int
     per_node_cap: int | None
     steady_state_cap: bool = True
+    # integer programs solved in this search, by their arguments: the screening's last program of a kind is
+    # step 4's first (a pure function of its arguments, solved once)
+    solved: dict = field(default_factory=dict, compare=False, repr=False)
 
 
 def plan_deployment(
@@ -299,11 +302,15 @@ def _candidates(setup: _Setup, loads, replica_plan, keep: int, say) -> dict[str,
     w = setup.workload
     mean_in, mean_out = float(w.input_tokens.mean()), float(w.output_tokens.mean())
     out: dict[str, list[Candidate]] = {}
+    # the latency-model points the screening of a layout's candidates reads, priced together
+    times = {id(inst): _times_for(setup, inst, mean_in, mean_out, [pt for role in ROLES for c in _grid(setup, role, inst)
+                                                                   for pt in bound_points(c, mean_in)])
+             for inst in insts}
     for role in ("prefill", "decode", "both"):
         cands = []
         for inst in insts:
             for c in _grid(setup, role, inst):
-                b = bound_candidate(c, _times_for(setup, inst, mean_in, mean_out), setup.slo, mean_in, mean_out)
+                b = bound_candidate(c, times[id(inst)], setup.slo, mean_in, mean_out)
                 if b is not None:
                     cands.append(b)
         out[role] = prune(cands, keep) if setup.cost_kind != "distserve" else cands
@@ -335,16 +342,17 @@ def _cost(setup: _Setup, cand: Candidate):
     return cost_from_record(cost_args(setup, cand))
 
 
-def _times_for(setup: _Setup, inst: Instance, mean_in: float, mean_out: float):
+def _times_for(setup: _Setup, inst: Instance, mean_in: float, mean_out: float, points):
     context = int(mean_in + mean_out / 2)
     if setup.cost_kind == "distserve":
         cost = cost_from_record(cost_record("distserve", setup.model, None, inst, max_batch_size=1, max_prefill_batch=1,
                                             max_context_tokens=1, batch_tokens=1, precision=None))
         return lambda prompts, batch: (cost.prefill_time_s([int(mean_in)] * prompts),
                                        cost.decode_time_s([context] * min(batch, 4096)))
-    return lambda prompts, batch: quick_times(setup.arch, setup.spec, inst, prompts=prompts,
-                                              prompt_tokens=max(1, int(mean_in)), decode_batch=batch,
-                                              context_tokens=context, precision=setup.precision)
+    prefill, decode = quick_times(setup.arch, setup.spec, inst, prompts=[p for p, _ in points],
+                                  prompt_tokens=max(1, int(mean_in)), decode_batches=[b for _, b in points],
+                                  context_tokens=context, precision=setup.precision)
+    return lambda prompts, batch: (prefill[prompts], decode[batch])
 
 
 # -- 3. scores -----------------------------------------------------------------------------------------------
@@ -447,10 +455,14 @@ def _counts(setup: _Setup, role_scores, alternatives: int, time_limit_s: float):
         kw = dict(objective=setup.objective)
     node_local = setup.node_local and len(role_scores) == 2
     sols, first, seen = [], None, []
+    per_node_cap = setup.per_node_cap if len(role_scores) == 2 else None
     for _ in range(alternatives):
-        sol, rep = choose_instance_counts(gpus, caps, nodes, node_local=node_local, exclude=seen,
-                                          per_node_cap=setup.per_node_cap if len(role_scores) == 2 else None,
-                                          time_limit_s=time_limit_s, **kw)
+        key = (repr(gpus), repr(caps), tuple(nodes), node_local, repr(seen), per_node_cap, time_limit_s,
+               tuple(sorted(kw.items())))
+        if key not in setup.solved:
+            setup.solved[key] = choose_instance_counts(gpus, caps, nodes, node_local=node_local, exclude=seen,
+                                                       per_node_cap=per_node_cap, time_limit_s=time_limit_s, **kw)
+        sol, rep = setup.solved[key]
         first = first or rep
         if sol is None:
             break

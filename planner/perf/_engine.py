@@ -16,11 +16,18 @@ from __future__ import annotations
 import heapq
 from collections import deque
 
+import numpy as np
+
 __all__ = ["Engine", "Lane", "DONE", "WAKE", "TRANSFER"]
 
 # event kinds of the simulator's heap
 DONE, WAKE, TRANSFER = 0, 1, 2
 _NO_LIMIT = 1 << 62
+inf = float("inf")
+#: coasting: a run of at least this many decode steps of one batch (no sequence finishing) is priced in one
+#: vectorised call (:meth:`CostModel.decode_step_times`), at most this many at a time
+_VECTOR_RUN = 32
+_MAX_VECTOR_RUN = 4096
 
 
 class Lane:
@@ -46,7 +53,12 @@ class Engine:
         self.pool_index = pool_index
         self.index = index
         self.step_time = cost.step_time_s
+        self.decode_step_reader = cost.decode_step_reader
+        self.decode_step_times = cost.decode_step_times
+        self.readers: dict = {}  # decode batch size -> the cost model's step time of a pure decode step
         self.pp = cost.pipeline_stages
+        # one stage, decodes, no step log: may run pure decode steps outside the event queue (coast)
+        self.coastable = self.pp == 1 and phase != "prefill" and sim.step_log is None
         self.phase = phase
         self.budget = _NO_LIMIT if token_budget is None else token_budget
         self.chunked = chunked
@@ -236,11 +248,31 @@ class Engine:
 
     def can_coast(self) -> bool:
         """Whether the next steps are pure decode steps that need nothing from outside (:meth:`coast`): one
-        stage, sequences decoding, no prompt waiting or being prefilled, no request waiting to transfer."""
-        if self.pp != 1 or self.phase == "prefill" or self.waiting or self.pending or self.sim.step_log is not None:
+        stage, sequences decoding, no prompt being prefilled, and nothing the next step would take from the
+        queues (:meth:`_queues_blocked`)."""
+        if not self.coastable:
             return False
         lane = self.lanes[0]
-        return lane.bs > 0 and not lane.busy and not lane.prefilling
+        if not lane.bs or lane.busy or lane.prefilling:
+            return False
+        return not (self.waiting or self.pending) or self._queues_blocked(lane.bs)
+
+    def _queues_blocked(self, bs: int) -> bool:
+        """Whether a step formed now (:meth:`poke`, :meth:`_dispatch`) with ``bs`` sequences decoding would
+        start no transfer and admit nobody: the queues are empty, or their heads wait for KV room or a batch
+        slot (first come, first served: nobody overtakes a head that waits)."""
+        sim = self.sim
+        if self.phase == "decode":
+            if self.waiting and bs < self.max_batch:
+                return False
+            if self.pending:
+                rid = self.pending[0]
+                return self.kv_used + sim.inp[rid] + sim.out[rid] > self.kv_cap
+            return True
+        if self.waiting and bs < self.max_batch and self.budget > bs:
+            rid = self.waiting[0]
+            return self.kv_used + sim.inp[rid] + sim.out[rid] > self.kv_cap
+        return True
 
     def coast(self, t: float, until: float) -> float:
         """From ``t``, when the lane's last step ended, run its pure decode steps that end before ``until``
@@ -250,41 +282,96 @@ class Engine:
         Each step is exactly what :meth:`poke`, :meth:`_dispatch` and :meth:`step_done` do for a lane of
         decoding sequences and nothing else (same step time, same sums in the same order), so the result
         is the same as going through the simulator's loop; it only skips the heap and the loop for steps
-        no other event can interleave with. Stops early when the simulation's miss watch has decided.
+        no other event can interleave with. Stops early when the simulation's miss watch has decided, and
+        after a step whose finished sequences let a queued request in (the simulator's loop then forms
+        the next step at that instant, as it would have).
         """
         sim = self.sim
         lane = self.lanes[0]
-        step_time = self.step_time
-        heap = lane.heap
-        inp, out = sim.inp, sim.out
-        watch = sim.watch
-        bs, ctx, k = lane.bs, lane.ctx, lane.k
-        while bs:
-            tau = step_time(0, 0, 0, bs, ctx)
-            end = t + tau
+        bs = lane.bs
+        readers = self.readers
+        step_time = readers.get(bs) or readers.setdefault(bs, self.decode_step_reader(bs))
+        tau = step_time(lane.ctx)
+        end = t + tau
+        if not end < until:  # the common case under load: another event comes first, schedule the step
             self.stage_free[0] = end
             self.busy_s += tau
             self.steps += 1
+            lane.busy = True
+            sim.push(end, DONE, self, lane, None if self.phase == "decode" else [], bs)
+            sim.dirty.discard(self)
+            return t
+        heap = lane.heap
+        inp, out = sim.inp, sim.out
+        watch = sim.watch
+        finished = sim.finished
+        ctx, k = lane.ctx, lane.k
+        queued = bool(self.waiting or self.pending)  # nothing joins the queues while coasting
+        # running sums kept in locals and written back on leaving: the same additions in the same order
+        busy, steps, tokens = self.busy_s + tau, self.steps + 1, 0
+        next_done = heap[0][0] if heap else _NO_LIMIT  # the step at which the next sequence emits its last token
+        if watch is not None and watch.missed:  # decided already (by the step that just ended): one step, then stop
+            next_done = k
+        while True:  # the step of ``tau`` ends at ``end``, before ``until``
+            tokens += bs
+            ctx += bs
+            t = end
+            if k < next_done:
+                k += 1
+            else:
+                while heap and heap[0][0] <= k:
+                    rid = heapq.heappop(heap)[1]
+                    total = inp[rid] + out[rid]
+                    bs -= 1
+                    ctx -= total
+                    self.kv_used -= total
+                    finished(rid, end)
+                k += 1
+                next_done = heap[0][0] if heap else _NO_LIMIT
+                if not bs or (watch is not None and watch.missed) or (queued and not self._queues_blocked(bs)):
+                    break
+                step_time = readers.get(bs) or readers.setdefault(bs, self.decode_step_reader(bs))
+            # steps before the next one that finishes a sequence (same batch, known contexts), as many as may end
+            # before ``until`` at the last step's pace (more run through the loop below, the result is the same)
+            m = next_done - k
+            if m >= _VECTOR_RUN and until - t > _VECTOR_RUN * tau:  # price them at once; same floats, same order
+                m = min(m, _MAX_VECTOR_RUN, int((until - t) / tau) + 2) if until < inf else min(m, _MAX_VECTOR_RUN)
+                taus = self.decode_step_times(bs, ctx + bs * np.arange(m, dtype=np.int64))
+                ends = np.cumsum(np.concatenate(((t,), taus)))[1:]
+                stop = int(np.searchsorted(ends, until, side="left"))  # the first step not ending before until
+                ran = stop if stop < m else m
+                busy = float(np.cumsum(np.concatenate(((busy,), taus[:stop + 1])))[-1])
+                steps += stop + 1 if stop < m else m
+                tokens += bs * ran
+                ctx += bs * ran
+                k += ran
+                if ran:
+                    t = float(ends[ran - 1])
+                if stop < m:  # schedule it as _dispatch does
+                    self.stage_free[0] = float(ends[stop])
+                    self.busy_s, self.steps = busy, steps
+                    sim.tokens += tokens
+                    lane.bs, lane.ctx, lane.k = bs, ctx, k
+                    lane.busy = True
+                    sim.push(float(ends[stop]), DONE, self, lane, None if self.phase == "decode" else [], bs)
+                    sim.dirty.discard(self)
+                    return t
+            tau = step_time(ctx)
+            end = t + tau
+            busy += tau
+            steps += 1
             if not end < until:  # another event comes first: schedule this step as _dispatch does
+                self.stage_free[0] = end
+                self.busy_s, self.steps = busy, steps
+                sim.tokens += tokens
                 lane.bs, lane.ctx, lane.k = bs, ctx, k
                 lane.busy = True
                 sim.push(end, DONE, self, lane, None if self.phase == "decode" else [], bs)
                 sim.dirty.discard(self)
                 return t
-            sim.tokens += bs
-            ctx += bs
-            k_done = k
-            k += 1
-            while heap and heap[0][0] <= k_done:
-                rid = heapq.heappop(heap)[1]
-                total = inp[rid] + out[rid]
-                bs -= 1
-                ctx -= total
-                self.kv_used -= total
-                sim.finished(rid, end)
-            t = end
-            if watch is not None and watch.missed:
-                break
+        self.stage_free[0] = t
+        self.busy_s, self.steps = busy, steps
+        sim.tokens += tokens
         lane.bs, lane.ctx, lane.k = bs, ctx, k
         return t
 

@@ -56,6 +56,8 @@ from dataclasses import dataclass, field
 from importlib import resources
 from typing import Sequence
 
+import numpy as np
+
 from planner.errors import InputError
 from planner.profiles import AttentionSpec
 from planner.profiles.params import kv_elements_per_token_per_layer
@@ -85,6 +87,20 @@ class CostModel(abc.ABC):
     def kv_transfer_time_s(self, prompt_tokens: int) -> float:
         """Time to send one prompt's KV cache to a decode instance (default: free)."""
         return 0.0
+
+    def decode_step_reader(self, decode_batch: int):
+        """``f(decode_context_tokens)``: :meth:`step_time_s` of a pure decode step of ``decode_batch``
+        sequences, the same number; what the simulator calls for runs of decode steps of one batch size
+        (a cost model may specialise it: :class:`~planner.perf.cost_table.LatencyModelCost`)."""
+        step_time = self.step_time_s
+        return lambda decode_context_tokens: step_time(0, 0, 0, decode_batch, decode_context_tokens)
+
+    def decode_step_times(self, decode_batch: int, decode_context_tokens):
+        """:meth:`step_time_s` of pure decode steps of ``decode_batch`` sequences, one per entry of the
+        integer array ``decode_context_tokens``, as a float array of the same numbers (a cost model may
+        vectorise it: :class:`~planner.perf.cost_table.LatencyModelCost`)."""
+        read = self.decode_step_reader(decode_batch)
+        return np.array([read(int(c)) for c in decode_context_tokens], dtype=np.float64)
 
     # -- conveniences over step_time_s ------------------------------------------------------------
     def prefill_time_s(self, prompt_tokens: Sequence[int]) -> float:

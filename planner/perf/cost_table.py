@@ -2,7 +2,9 @@ r"""moeplan's latency model as a simulator cost model: tabulated once on a grid,
 
 :func:`planner.perf.latency.prefill_time_s` and :func:`~planner.perf.latency.decode_step_time_s`
 take ~1-10 ms per call for a large MoE model, far too slow for the ~10^5 steps of a simulation, so
-:class:`LatencyModelCost` evaluates them once on a grid and interpolates:
+:class:`LatencyModelCost` evaluates them once on a grid (all points at once,
+:func:`~planner.perf.latency.step_time_grid`: the same numbers, ~100x faster than point by point) and
+interpolates:
 
 - prefill: for ``n`` prompts of ``L`` tokens, the time outside the attention core ``P_o(n, L)`` and
   the attention core's time per (query, key) pair ``a_p(n, L)`` (the pairs are ``n L (L + 1) / 2``);
@@ -39,9 +41,11 @@ import math
 from bisect import bisect_right
 from dataclasses import dataclass, field
 
+import numpy as np
+
 from planner.errors import InputError
 from planner.perf.cost import CostModel
-from planner.perf.latency import decode_step_time_s, prefill_time_s
+from planner.perf.latency import step_time_grid
 from planner.perf.layout import ParallelLayout, resolve_instance
 from planner.perf.memory import memory_per_gpu
 
@@ -211,6 +215,53 @@ class LatencyModelCost(CostModel):
             return prefill
         return prefill + attention + (other if other > 0 else 0.0)
 
+    def decode_step_reader(self, decode_batch: int):
+        """``f(decode_context_tokens)``: :meth:`step_time_s` of a pure decode step of ``decode_batch``
+        sequences, the same operations with the batch's grid segment and table rows read once (the
+        simulator's runs of decode steps, :meth:`planner.perf._engine.Engine.coast`)."""
+        _, b_segments, lengths, _, _, d_other, d_rate = self._fast
+        i, wx = (b_segments[decode_batch] if decode_batch < len(b_segments)
+                 else _segment(self.decode_other.xs, decode_batch))
+        last = len(lengths) - 2
+        ra0, ra1, ro0, ro1 = d_rate[i], d_rate[i + 1], d_other[i], d_other[i + 1]
+        batch = decode_batch
+
+        def step_time(decode_context_tokens):
+            ctx = decode_context_tokens / batch
+            j = bisect_right(lengths, ctx) - 1
+            j = 0 if j < 0 else (last if j > last else j)
+            lo = lengths[j]
+            wy = (ctx - lo) / (lengths[j + 1] - lo)
+            a = ra0[j] + (ra0[j + 1] - ra0[j]) * wy
+            b = ra1[j] + (ra1[j + 1] - ra1[j]) * wy
+            attention = (a + (b - a) * wx) * decode_context_tokens
+            a = ro0[j] + (ro0[j + 1] - ro0[j]) * wy
+            b = ro1[j] + (ro1[j + 1] - ro1[j]) * wy
+            return a + (b - a) * wx + attention
+
+        return step_time
+
+    def decode_step_times(self, decode_batch: int, decode_context_tokens):
+        """:meth:`decode_step_reader` on an integer array of contexts at once: the same floating-point
+        operations element by element (numpy, no fused operations), so the same numbers bit for bit."""
+        _, b_segments, lengths, _, _, d_other, d_rate = self._fast
+        i, wx = (b_segments[decode_batch] if decode_batch < len(b_segments)
+                 else _segment(self.decode_other.xs, decode_batch))
+        grid = np.asarray(lengths, dtype=np.float64)
+        x = np.asarray(decode_context_tokens, dtype=np.int64)
+        ctx = x / decode_batch
+        j = np.clip(np.searchsorted(grid, ctx, side="right") - 1, 0, len(lengths) - 2)
+        lo = grid[j]
+        wy = (ctx - lo) / (grid[j + 1] - lo)
+        ra0, ra1, ro0, ro1 = (np.asarray(r, dtype=np.float64) for r in (d_rate[i], d_rate[i + 1], d_other[i],
+                                                                        d_other[i + 1]))
+        a = ra0[j] + (ra0[j + 1] - ra0[j]) * wy
+        b = ra1[j] + (ra1[j + 1] - ra1[j]) * wy
+        attention = (a + (b - a) * wx) * x
+        a = ro0[j] + (ro0[j + 1] - ro0[j]) * wy
+        b = ro1[j] + (ro1[j + 1] - ro1[j]) * wy
+        return a + (b - a) * wx + attention
+
     def kv_transfer_time_s(self, prompt_tokens: int) -> float:
         """``latency + prompt_tokens x kv_bytes_per_token / kv_link_bytes_per_s`` (per GPU, in parallel)."""
         return self.kv_transfer_latency_s + prompt_tokens * self.kv_bytes_per_token / self.kv_link_bytes_per_s
@@ -246,6 +297,7 @@ def latency_model_cost(model, gpu, layout, *, balancedness: float = 1.0, expert_
     Examples
     --------
     >>> c = latency_model_cost("qwen3-30b-a3b", "h100", "tp1pp1dp1ep1", max_context_tokens=4096)
+    >>> from planner.perf.latency import decode_step_time_s
     >>> direct = decode_step_time_s("qwen3-30b-a3b", "h100", "tp1pp1dp1ep1", 32, 1024).total_s
     >>> abs(c.decode_time_s([1024] * 32) / direct - 1) < 1e-9
     True
@@ -265,15 +317,16 @@ def latency_model_cost(model, gpu, layout, *, balancedness: float = 1.0, expert_
 
     batches = _grid(1, max_prefill_batch)
     lengths = _grid(16, max_context_tokens)
-    steps = [[prefill_time_s(arch, spec, lay, n, L, **opts) for L in lengths] for n in batches]
-    prefill_other = _Table(batches, lengths, [[s.total_s - s.attention_core_s for s in row] for row in steps])
-    prefill_rate = _Table(batches, lengths, [[s.attention_core_s / (n * L * (L + 1) / 2) for s, L in zip(row, lengths)]
-                                             for row, n in zip(steps, batches)])
+    # every grid point at once: the numbers of prefill_time_s / decode_step_time_s per point, bit for bit
+    totals, cores = (a.tolist() for a in step_time_grid(arch, spec, lay, batches, lengths, prefill=True, **opts))
+    prefill_other = _Table(batches, lengths, [[t - a for t, a in zip(*rows)] for rows in zip(totals, cores)])
+    prefill_rate = _Table(batches, lengths, [[a / (n * L * (L + 1) / 2) for a, L in zip(row, lengths)]
+                                             for row, n in zip(cores, batches)])
     decodes = _grid(1, max_batch_size)
-    steps = [[decode_step_time_s(arch, spec, lay, b, c, **opts) for c in lengths] for b in decodes]
-    decode_other = _Table(decodes, lengths, [[s.total_s - s.attention_core_s for s in row] for row in steps])
-    decode_rate = _Table(decodes, lengths, [[s.attention_core_s / (b * c) for s, c in zip(row, lengths)]
-                                            for row, b in zip(steps, decodes)])
+    totals, cores = (a.tolist() for a in step_time_grid(arch, spec, lay, decodes, lengths, prefill=False, **opts))
+    decode_other = _Table(decodes, lengths, [[t - a for t, a in zip(*rows)] for rows in zip(totals, cores)])
+    decode_rate = _Table(decodes, lengths, [[a / (b * c) for a, c in zip(row, lengths)]
+                                            for row, b in zip(cores, decodes)])
     return LatencyModelCost(
         model_id=arch.id, gpu_id=spec.id, layout=lay, balancedness=float(balancedness),
         kv_capacity_tokens=int(mem.kv_tokens_per_instance), kv_bytes_per_token=float(mem.kv_bytes_per_token),

@@ -41,7 +41,7 @@ sources and the measured errors are in ``docs/performance.md``.
 from __future__ import annotations
 
 from collections.abc import Mapping
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, replace
 from typing import Any
 
 import numpy as np
@@ -63,7 +63,7 @@ from planner.perf.op_times import (
 from planner.profiles import GemmMode, GpuSpec, ModelArch, Precision, resolve_precision
 from planner.profiles.params import kv_elements_per_token_per_layer, kv_heads_per_rank
 
-__all__ = ["StepTime", "prefill_time_s", "decode_step_time_s", "attention_core_time_s"]
+__all__ = ["StepTime", "prefill_time_s", "decode_step_time_s", "attention_core_time_s", "step_time_grid"]
 
 
 _COMPONENTS = (
@@ -158,19 +158,25 @@ class _Step:
         return self.precision.kv_cache.bytes_per_element
 
 
+def _value(x):
+    """A float for a scalar result; an array as it is (a step priced on a grid of batches and lengths at once,
+    :func:`step_time_grid`: the same operations element by element)."""
+    return float(x) if np.ndim(x) == 0 else x
+
+
 def _gemm(s: _Step, m, n, k, *, groups=1, weights: str = "attention") -> float:
     """GEMM time in the mode of the ``weights`` component (``attention``, ``experts`` or ``base``);
     the routed experts' GEMMs are grouped GEMMs."""
     mode: GemmMode = s.modes[weights]
-    return float(gemm_time_s(m, n, k, s.spec, factors=s.f, groups=groups, mode=mode, grouped=weights == "experts"))
+    return _value(gemm_time_s(m, n, k, s.spec, factors=s.f, groups=groups, mode=mode, grouped=weights == "experts"))
 
 
 def _mem(s: _Step, op: str, m, k, n=None) -> float:
-    return float(memory_op_time_s(op, m, k, s.spec, factors=s.f, n=n))
+    return _value(memory_op_time_s(op, m, k, s.spec, factors=s.f, n=n))
 
 
 def _coll(s: _Step, op: str, size_bytes, n) -> float:
-    return float(collective_time_s(op, size_bytes, n, s.spec, factors=s.f))
+    return _value(collective_time_s(op, size_bytes, n, s.spec, factors=s.f))
 
 
 def attention_core_time_s(kind: str, phase: str, heads, kv_heads, d_qk, d_v, requests, tokens, kv_bytes_per_token,
@@ -239,7 +245,7 @@ def _attention_block(s: _Step, window: int | None) -> dict[str, float]:
         d_qk = d_v = d
     kv_bytes = kv_elements_per_token_per_layer(att, tp) * s.kv_bytes_per_element  # per cached token on this rank
     out["attention_proj_s"] = proj
-    out["attention_core_s"] = float(attention_core_time_s(
+    out["attention_core_s"] = _value(attention_core_time_s(
         att.kind, "prefill" if s.prefill else "decode", heads, kv_heads, d_qk, d_v, s.requests_rank,
         s.new_tokens if s.prefill else s.context, kv_bytes, s.spec, window=window, factors=s.f))
     out["norm_s"] = norm
@@ -268,7 +274,7 @@ def _ffn_block(s: _Step, moe: bool) -> dict[str, float]:
     # (7): rows on the busiest GPU and the slots they touch (uniform routing within the GPU)
     rows = _moe_rows_busiest_gpu(s)
     inner = arch.moe_intermediate_size // lay.moe_tp
-    out["moe_expert_s"] = float(moe_experts_time_s(rows, H, inner, s.slots, s.spec, factors=s.f,
+    out["moe_expert_s"] = _value(moe_experts_time_s(rows, H, inner, s.slots, s.spec, factors=s.f,
                                                    mode=s.modes["experts"]))  # fmt: skip
     if lay.ep > 1:
         out["moe_dispatch_s"] = _ep_a2a(s, _dispatch_element_bytes(s))
@@ -293,7 +299,7 @@ def _ep_a2a(s: _Step, element_bytes: float) -> float:
     lay, arch = s.lay, s.arch
     b = s.balancedness
     per_node = max(1, min(lay.ep, s.spec.gpus_per_node // lay.moe_tp))
-    return float(ep_dispatch_time_s(s.tokens_total / lay.ep, arch.hidden_size, arch.top_k, arch.num_routed_experts,
+    return _value(ep_dispatch_time_s(s.tokens_total / lay.ep, arch.hidden_size, arch.top_k, arch.num_routed_experts,
                                     lay.ep, s.spec, element_bytes=element_bytes, factors=s.f, balancedness=b,
                                     devices_per_node=per_node, low_latency=not s.prefill))  # fmt: skip
 
@@ -304,7 +310,8 @@ def _moe_rows_busiest_gpu(s: _Step) -> float:
     return s.tokens_total * s.arch.top_k / (s.lay.ep * b)
 
 
-def _step_time(s: _Step) -> StepTime:
+def _step_parts(s: _Step) -> tuple[dict, list[dict]]:
+    """Eq. (8): the step's totals by component and each stage's components (floats, or arrays of a grid)."""
     arch, lay, H = s.arch, s.lay, s.arch.hidden_size
     moe_layers = set(arch.moe_layers)
     per_kind: dict[tuple, dict[str, float]] = {}  # (is MoE, window) -> one layer's components
@@ -330,9 +337,16 @@ def _step_time(s: _Step) -> StepTime:
     # vLLM hands the next stage its hidden states and residual (IntermediateTensors)
     handoff_bytes = 2 * s.tokens_rank * H * ACTIVATION_BYTES
     per_node = 2 if lay.num_gpus <= s.spec.gpus_per_node else 1
-    send = float(collective_time_s("send_recv", handoff_bytes, 2, s.spec, factors=s.f, devices_per_node=per_node))
+    send = _value(collective_time_s("send_recv", handoff_bytes, 2, s.spec, factors=s.f, devices_per_node=per_node))
     totals = {c: sum(p[c] for p in stages) for c in _COMPONENTS}
     totals["pp_send_s"] = (lay.pp - 1) * send
+    return totals, stages
+
+
+def _step_time(s: _Step) -> StepTime:
+    totals, stages = _step_parts(s)
+    arch, lay = s.arch, s.lay
+    moe_layers = set(arch.moe_layers)
     return StepTime(
         phase="prefill" if s.prefill else "decode",
         model_id=arch.id,
@@ -460,3 +474,32 @@ def decode_step_time_s(
     s = _prepare(model, gpu, layout, batch, 1, context_len, False, balancedness=balancedness,
                  expert_slots_per_gpu=expert_slots_per_gpu, factors=factors, precision=precision)  # fmt: skip
     return _step_time(s)
+
+
+def step_time_grid(model, gpu, layout, batches, tokens, *, prefill: bool, balancedness: float = 1.0,
+                   expert_slots_per_gpu: int | None = None, factors: EfficiencyFactors | None = None,
+                   precision: Precision | Mapping[str, Any] | None = None) -> tuple[np.ndarray, np.ndarray]:
+    """``(total_s, attention_core_s)`` of :func:`prefill_time_s` (``prefill``: ``batches[i]`` prompts of
+    ``tokens[j]`` tokens) or :func:`decode_step_time_s` (``batches[i]`` sequences attending to ``tokens[j]``)
+    at every point of the grid, as ``len(batches) x len(tokens)`` arrays.
+
+    The same operations as the per-point calls, element by element on numpy arrays (the op times are
+    vectorised), so the same numbers bit for bit (``tests/test_latency_grid.py``) at a fraction of the
+    cost: what :func:`planner.perf.latency_model_cost` tabulates.
+    """
+    for name, values in (("batch", batches), ("isl" if prefill else "context_len", tokens)):
+        for v in values:
+            check_number(name, v, low=1, integer=True)
+    s = _prepare(model, gpu, layout, batches[0], tokens[0] if prefill else 1, tokens[0], prefill,
+                 balancedness=balancedness, expert_slots_per_gpu=expert_slots_per_gpu, factors=factors,
+                 precision=precision)  # fmt: skip
+    batch, length = np.meshgrid(np.asarray(batches, dtype=np.int64), np.asarray(tokens, dtype=np.int64),
+                                indexing="ij")
+    requests_rank = -(-batch // s.lay.dp)
+    new = length if prefill else 1
+    s = replace(s, requests_total=batch, requests_rank=requests_rank, new_tokens=new, context=length,
+                tokens_rank=requests_rank * new, tokens_total=batch * new)
+    totals, _ = _step_parts(s)
+    shape = batch.shape
+    return (np.broadcast_to(sum(totals.values()), shape).astype(np.float64),
+            np.broadcast_to(totals["attention_core_s"], shape).astype(np.float64))

@@ -357,7 +357,7 @@ class _Sim:
             if kind == DONE:
                 engine.step_done(t, lane, chunks, bs)
                 # pure decode steps that end before anything else happens need no trip through the heap
-                if len(dirty) == 1 and engine.can_coast():
+                if len(dirty) == 1 and engine.coastable and engine.can_coast():
                     until = arrival[i] if i < n else inf
                     if heap and heap[0][0] < until:
                         until = heap[0][0]
