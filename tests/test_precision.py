@@ -352,8 +352,10 @@ AFTER_CALIBRATION = {
 def test_bf16_models_estimate_as_recorded(model, gpu, layout, batch, calibrated, ttft_ms, tpot_ms, memory_bytes):
     e = estimate(model, gpu, batch=batch, isl=2048, osl=256, calibrated=calibrated, **layout)
     ttft_ms, tpot_ms = AFTER_CALIBRATION.get((model, gpu), (ttft_ms, tpot_ms))
-    assert e.ttft_ms == pytest.approx(ttft_ms, rel=1e-9)
-    assert e.tpot_ms == pytest.approx(tpot_ms, rel=1e-9)
+    # 1e-7: the calibrated factors come from least-squares fits whose last bits differ between CPUs and BLAS
+    # builds (1e-9 relative seen on qwen3-30b-a3b / a100-80g); any change of the model moves them by far more
+    assert e.ttft_ms == pytest.approx(ttft_ms, rel=1e-7)
+    assert e.tpot_ms == pytest.approx(tpot_ms, rel=1e-7)
     assert e.memory_per_gpu_bytes == pytest.approx(memory_bytes, rel=1e-12)
     assert e.gemm_modes["attention"].name == e.gemm_modes["experts"].name == "w16a16"
 
