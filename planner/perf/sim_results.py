@@ -178,23 +178,24 @@ class SimResult:
         """Requests that finished."""
         return int(np.isfinite(self.finish_s).sum())
 
-    @property
-    def output_tokens_per_s(self) -> float:
-        """Output tokens of finished requests over the time from the first arrival to the last finish."""
+    def _per_served_second(self, per_request) -> float:
+        """The sum of ``per_request`` over finished requests, over the time from the first arrival to the
+        last finish (0 when none finished)."""
         served = np.isfinite(self.finish_s)
         if not served.any():
             return 0.0
         span = float(np.nanmax(self.finish_s) - self.workload.arrival_s[0])
-        return float(self.workload.output_tokens[served].sum()) / span if span > 0 else float("inf")
+        return float(per_request[served].sum()) / span if span > 0 else float("inf")
+
+    @property
+    def output_tokens_per_s(self) -> float:
+        """Output tokens of finished requests over the time from the first arrival to the last finish."""
+        return self._per_served_second(self.workload.output_tokens)
 
     @property
     def requests_per_s(self) -> float:
         """Finished requests over the time from the first arrival to the last finish."""
-        served = np.isfinite(self.finish_s)
-        if not served.any():
-            return 0.0
-        span = float(np.nanmax(self.finish_s) - self.workload.arrival_s[0])
-        return float(served.sum()) / span if span > 0 else float("inf")
+        return self._per_served_second(np.ones(len(self.finish_s)))
 
     def stats(self) -> Mapping[str, float]:
         """Headline numbers: mean and p50/p90/p99 of TTFT, TPOT and e2e (ms), throughput and utilisation."""
