@@ -85,11 +85,17 @@ def scenarios(quick: bool = False) -> list[Scenario]:
     return [Scenario(m, g, n, isl, osl) for m, g, n in base for isl, osl in ((4000, 1000), (2000, 500))]
 
 
+#: the memory rule of the engine both tools plan for: AIConfigurator's requests here use its TensorRT-LLM backend,
+#: whose KV cache gets free_gpu_memory_fraction = 0.9 of the memory left after the weights (AIConfigurator
+#: 0.12.0 trtllm_backend.TRTLLM_DEFAULT_FREE_GPU_MEMORY_FRACTION, memory.kv_cache_budget_bytes "of_free")
+MEMORY_RULE = {"memory_utilization": 0.9, "memory_fraction_of": "free"}
+
+
 def our_pick(scenario: Scenario):
-    """moeplan's :class:`~planner.deploy.DeploymentResult` for a scenario."""
+    """moeplan's :class:`~planner.deploy.DeploymentResult` for a scenario (TensorRT-LLM's memory rule)."""
     slo = SLO(scenario.ttft_ms, scenario.tpot_ms, attainment_target=scenario.percentile / 100, rule="percentile")
     return plan_deployment(scenario.model, scenario.gpu, slo, isl=scenario.isl, osl=scenario.osl,
-                           num_gpus=scenario.num_gpus)
+                           num_gpus=scenario.num_gpus, **MEMORY_RULE)
 
 
 def _baseline_s(s: Scenario) -> float:
@@ -100,7 +106,8 @@ def _baseline_s(s: Scenario) -> float:
     t = time.perf_counter()
     spec = get_gpu(s.gpu)
     latency_model_layouts(get_model(s.model), spec, max_gpus=s.num_gpus, gpus_per_node=spec.gpus_per_node,
-                          longest_context_tokens=s.isl + s.osl, batch_tokens_per_rank=8192, precision=None)
+                          longest_context_tokens=s.isl + s.osl, batch_tokens_per_rank=8192, precision=None,
+                          memory_options=MEMORY_RULE)
     return time.perf_counter() - t
 
 

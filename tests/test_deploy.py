@@ -85,10 +85,11 @@ def test_cli_deploy_json_and_exit_3(tmp_path):
     out = tmp_path / "dep.json"
     res = runner.invoke(app, ["deploy", "-m", "qwen3-30b-a3b", "-g", "h100", "--gpus", "2", "--ttft-ms", "1000",
                               "--tpot-ms", "50", "--isl", "1024", "--osl", "128", "--requests", "300", "-o", str(out),
-                              "--json"])
+                              "--memory-fraction-of", "free", "--memory-utilization", "0.85", "--json"])
     assert res.exit_code == 0, res.output
     doc = json.loads(res.stdout)
     assert doc["chosen"]["num_gpus"] <= 2 and doc["plan"]["kind"] == "deployment"
+    assert (doc["request"]["memory_fraction_of"], doc["request"]["memory_utilization"]) == ("free", 0.85)
     res = runner.invoke(app, ["verify", str(out)])
     assert res.exit_code == 0, res.output
     res = runner.invoke(app, ["export", str(out), "--target", "sglang", "-o", str(tmp_path / "x.json")])
@@ -180,3 +181,25 @@ def test_zero_alternatives_or_candidates_is_refused_not_called_infeasible(name):
         plan_deployment("qwen3-30b-a3b", "h100", SLO(1000, 50, rule="percentile"), isl=1024, osl=128, num_gpus=2,
                         **{name: 0})
     assert err.value.param == name
+
+
+def test_memory_rule_is_searched_recorded_and_reverified(result):
+    """--memory-fraction-of free (TensorRT-LLM's rule) gives every layout more KV room than vLLM's cap on the
+    total; the plan records the rule in each pool's cost arguments, and the verifier rebuilds the same capacity."""
+    free = plan_deployment("qwen3-30b-a3b", "h100", SLO(1000, 50, rule="percentile"), num_gpus=4,
+                           memory_fraction_of="free", **SMALL)
+    assert free.request["memory_fraction_of"] == "free" and result.request["memory_fraction_of"] == "total"
+    caps = lambda r: {p.cost["layout"]: p.kv_capacity_tokens  # noqa: E731
+                      for d in [r.plan.chosen, *r.plan.alternatives] for p in d.pools}
+    for pool in free.plan.chosen.pools:
+        assert (pool.cost["memory_fraction_of"], pool.cost["memory_utilization"]) == ("free", 0.9)
+    shared = caps(free).keys() & caps(result).keys()
+    assert shared and all(caps(free)[k] > caps(result)[k] for k in shared)
+    assert verify_deployment(free.plan).ok
+    tampered = free.plan.model_copy(deep=True)
+    tampered.chosen.pools[0].cost["memory_fraction_of"] = "total"
+    assert not verify_deployment(tampered).ok
+    for kwargs, param in ((dict(memory_utilization=1.5), "memory_utilization"),
+                          (dict(memory_fraction_of="rest"), "memory_fraction_of")):
+        with pytest.raises(InputError, match=param):
+            plan_deployment("qwen3-30b-a3b", "h100", SLO(1000, 50, rule="percentile"), num_gpus=4, **kwargs, **SMALL)

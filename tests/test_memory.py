@@ -474,3 +474,34 @@ def test_numpy_integers_are_accepted_and_results_stay_plain_python():
     data = m.to_dict()
     assert all(type(v) in (int, float, str, type(None)) for k, v in data.items() if k != "precision")
     assert all(type(v) is str for v in data["precision"].values())
+
+
+def test_free_fraction_rule_gives_the_kv_cache_its_share_of_what_is_left():
+    """TensorRT-LLM's free_gpu_memory_fraction: KV = u x (GPU - weights - activations - overhead), so a layout
+    whose weights pass 90 % of the GPU fits where vLLM's gpu_memory_utilization (a cap on the total) refuses it."""
+    args = ("qwen3-235b-a22b-fp8", "h200", "tp1pp1dp2ep2")
+    with pytest.raises(Infeasible, match=r"have 126\.9 GB \(0\.90 x 141\.0 GB\)"):
+        memory_per_gpu(*args, max_batch_tokens=16384)
+    free = memory_per_gpu(*args, max_batch_tokens=16384, memory_fraction_of="free")
+    non_kv = free.total_weights_bytes + free.activation_bytes + free.runtime_overhead_bytes
+    assert free.kv_cache_bytes == pytest.approx(0.9 * (141e9 - non_kv), rel=1e-12)
+    assert free.usable_memory_bytes == pytest.approx(non_kv + free.kv_cache_bytes, rel=1e-12)
+    assert free.memory_fraction_of == "free" and "0.90 x the rest of 141.0 GB" in free.table()
+    assert free.kv_tokens == math.floor(free.kv_cache_bytes / free.kv_bytes_per_token)
+    # the slot sweep follows the same rule, token for token
+    from planner.perf import kv_tokens_for_budget
+
+    sweep = kv_tokens_for_budget(*args, [64, 65], max_batch_tokens=16384, memory_fraction_of="free")
+    assert sweep[0] == free.kv_tokens
+    assert sweep[1] == memory_per_gpu(*args, max_batch_tokens=16384, memory_fraction_of="free",
+                                      expert_slots_per_gpu=65).kv_tokens
+    # a model that leaves much free: the two rules differ by (1 - u) x (weights + activations + overhead)
+    total = memory_per_gpu("qwen3-30b-a3b", "h200", "tp1pp1dp1ep1")
+    free = memory_per_gpu("qwen3-30b-a3b", "h200", "tp1pp1dp1ep1", memory_fraction_of="free")
+    non_kv = total.total_weights_bytes + total.activation_bytes + total.runtime_overhead_bytes
+    assert free.kv_cache_bytes - total.kv_cache_bytes == pytest.approx(0.1 * non_kv, rel=1e-9)
+    with pytest.raises(InputError, match="memory_fraction_of"):
+        memory_per_gpu("qwen3-30b-a3b", "h200", "tp1pp1dp1ep1", memory_fraction_of="rest")
+    # weights beyond the whole GPU fit under neither rule
+    with pytest.raises(Infeasible, match="weights, activations, overhead \\+ 0.90 x the rest of 141.0 GB"):
+        memory_per_gpu("deepseek-v3", "h200", "tp1pp1dp1ep1", memory_fraction_of="free")

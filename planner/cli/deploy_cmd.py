@@ -13,6 +13,9 @@ from planner.cli.options import (
     ExpertsOpt,
     JsonOpt,
     KvOpt,
+    MemoryFractionOf,
+    MemoryFractionOfOpt,
+    MemoryUtilizationOpt,
     ModelOpt,
     Objective,
     WeightsOpt,
@@ -45,6 +48,8 @@ def deploy(
     experts: ExpertsOpt = None,
     kv: KvOpt = None,
     activations: ActivationsOpt = None,
+    memory_utilization: MemoryUtilizationOpt = 0.9,
+    memory_fraction_of: MemoryFractionOfOpt = MemoryFractionOf.total,
     time_limit_s: Annotated[float, typer.Option("--time-limit-s", help="Seconds each integer program may take.")] = 30.0,
     plot: Annotated[Optional[Path], typer.Option("--plot", help="Write the Pareto front (tokens/s/GPU vs tokens/s/user) as a PNG.")] = None,
     output: Annotated[Optional[Path], typer.Option("--output", "-o", help="Write the deployment plan JSON here (atomically).")] = None,
@@ -64,6 +69,7 @@ def deploy(
         loads=read_loads_arg(loads) if loads else None, replica_plan=_replica_plan(replicas, model),
         objective=objective.value, node_local=node_local, steady_state_cap=steady_cap, num_requests=num_requests, time_limit_s=time_limit_s,
         precision=precision_overrides(weights, experts, kv, activations),
+        memory_utilization=memory_utilization, memory_fraction_of=memory_fraction_of.value,
         progress=progress("deploy"),
     )
     if output is not None:

@@ -13,6 +13,9 @@ from planner.cli.options import (
     ExpertsOpt,
     JsonOpt,
     KvOpt,
+    MemoryFractionOf,
+    MemoryFractionOfOpt,
+    MemoryUtilizationOpt,
     ModelOpt,
     WeightsOpt,
     precision_overrides,
@@ -40,7 +43,8 @@ def estimate(
     experts: ExpertsOpt = None,
     kv: KvOpt = None,
     activations: ActivationsOpt = None,
-    memory_utilization: Annotated[float, typer.Option("--memory-utilization", help="Share of GPU memory the engine may use.")] = 0.9,
+    memory_utilization: MemoryUtilizationOpt = 0.9,
+    memory_fraction_of: MemoryFractionOfOpt = MemoryFractionOf.total,
     max_batch_tokens: Annotated[int, typer.Option("--max-batch-tokens", help="Tokens per forward step the engine reserves activations for, over the instance.")] = 8192,
     json_out: JsonOpt = False,
 ) -> None:
@@ -62,7 +66,8 @@ def estimate(
         model, gpu, tp=tp, pp=pp, dp=dp, ep=ep, moe_tp=moe_tp, batch=batch, isl=isl, osl=osl, replica_plan=plan,
         balancedness=balancedness, calibrated=not uncalibrated, factors=factors,
         precision=precision_overrides(weights, experts, kv, activations),
-        memory_utilization=memory_utilization, max_batch_tokens=max_batch_tokens,
+        memory_utilization=memory_utilization, memory_fraction_of=memory_fraction_of.value,
+        max_batch_tokens=max_batch_tokens,
     )  # fmt: skip
     emit(result.to_dict(), result.table(), json_out)
 

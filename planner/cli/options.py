@@ -39,6 +39,9 @@ __all__ = [
     "RedundantOpt",
     "LoadsArg",
     "NumExpertsOpt",
+    "MemoryFractionOf",
+    "MemoryFractionOfOpt",
+    "MemoryUtilizationOpt",
     "RankFiles",
     "RankFilesOpt",
     "SampleStepsOpt",
@@ -143,6 +146,17 @@ LoadsArg = Annotated[list[str], typer.Argument(metavar="LOADS", help="Expert-loa
 NumExpertsOpt = Annotated[Optional[int], typer.Option("--num-experts", help="Experts per layer, for CSV dumps that miss some experts.")]
 
 
+class MemoryFractionOf(str, Enum):
+    """What --memory-utilization is a share of (``planner.perf.memory.MEMORY_FRACTION_OF``)."""
+
+    total = "total"
+    free = "free"
+
+
+MemoryUtilizationOpt = Annotated[float, typer.Option("--memory-utilization", help="Share of GPU memory the engine may use (vLLM gpu_memory_utilization, SGLang mem-fraction-static), or with --memory-fraction-of free the share of the memory left after weights, activations and overhead that the KV cache gets (TensorRT-LLM free_gpu_memory_fraction).")]
+MemoryFractionOfOpt = Annotated[MemoryFractionOf, typer.Option("--memory-fraction-of", help="total (vLLM, SGLang: a cap on all the engine uses) or free (TensorRT-LLM: the KV cache's share of what is left once weights are loaded).")]
+
+
 class RankFiles(str, Enum):
     """How per-rank load files combine (``planner.inputs.readers.RANK_FILES``)."""
 
@@ -239,6 +253,7 @@ PARAM_FLAGS: dict[str, str] = {
     "kv_cache": "--kv",
     "activations": "--activations",
     "memory_utilization": "--memory-utilization",
+    "memory_fraction_of": "--memory-fraction-of",
     "max_batch_tokens": "--max-batch-tokens",
     "replica_plan": "--replicas",
     # deploy

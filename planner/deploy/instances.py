@@ -143,8 +143,10 @@ def _powers_of_two(limit: int) -> list[int]:
 
 def latency_model_layouts(arch: ModelArch, spec: GpuSpec, *, max_gpus: int, gpus_per_node: int,
                           longest_context_tokens: int, batch_tokens_per_rank: int, precision: dict | None,
-                          replica_plan: Plan | None = None, loads: ExpertLoads | None = None) -> list[Instance]:
-    """Layouts of one instance that the model accepts and that fit in memory (module docstring)."""
+                          replica_plan: Plan | None = None, loads: ExpertLoads | None = None,
+                          memory_options: dict | None = None) -> list[Instance]:
+    """Layouts of one instance that the model accepts and that fit in memory (module docstring);
+    ``memory_options``: the memory model's engine rule (``memory_utilization``, ``memory_fraction_of``)."""
     moe = arch.num_routed_experts > 1
     out: list[Instance] = []
     imbalances: dict[int, Imbalance | None] = {}
@@ -173,7 +175,8 @@ def latency_model_layouts(arch: ModelArch, spec: GpuSpec, *, max_gpus: int, gpus
                 if imb is None:
                     continue
                 try:
-                    mem = _memory(arch, spec, layout, imb.expert_slots_per_gpu, batch_tokens_per_rank * dp, precision)
+                    mem = _memory(arch, spec, layout, imb.expert_slots_per_gpu, batch_tokens_per_rank * dp, precision,
+                                  memory_options)
                 except (Infeasible, InputError):
                     continue
                 if mem.kv_tokens < longest_context_tokens:
@@ -204,9 +207,9 @@ def _precision(formats: dict | None) -> Precision | None:
     return Precision.from_mapping(formats) if formats else None
 
 
-def _memory(arch, spec, layout, slots, batch_tokens, precision):
+def _memory(arch, spec, layout, slots, batch_tokens, precision, memory_options=None):
     return memory_per_gpu(arch, spec, layout, expert_slots_per_gpu=slots, precision=_precision(precision),
-                          max_batch_tokens=batch_tokens)
+                          max_batch_tokens=batch_tokens, **(memory_options or {}))
 
 
 def quick_times(arch: ModelArch, spec: GpuSpec, inst: Instance, *, prompts, prompt_tokens: int, decode_batches,
@@ -224,9 +227,11 @@ def quick_times(arch: ModelArch, spec: GpuSpec, inst: Instance, *, prompts, prom
 
 
 def cost_record(kind: str, model, spec: GpuSpec | None, inst: Instance, *, max_batch_size: int,
-                max_prefill_batch: int, max_context_tokens: int, batch_tokens: int, precision: dict | None) -> dict:
+                max_prefill_batch: int, max_context_tokens: int, batch_tokens: int, precision: dict | None,
+                memory_options: dict | None = None) -> dict:
     """The exact arguments of the cost model of one instance, as a plan records them: ``kind`` and the
-    keyword arguments of :func:`planner.perf.latency_model_cost` or :func:`planner.perf.distserve_cost`."""
+    keyword arguments of :func:`planner.perf.latency_model_cost` or :func:`planner.perf.distserve_cost`
+    (``memory_options``: the memory rule, recorded as ``memory_utilization`` and ``memory_fraction_of``)."""
     if kind == "distserve":
         return {"kind": "distserve", "model": str(model), "tp": inst.layout.tp, "pp": inst.layout.pp}
     return {"kind": "latency_model", "model": model if isinstance(model, str) else model.id, "gpu": spec.id,
@@ -234,7 +239,14 @@ def cost_record(kind: str, model, spec: GpuSpec | None, inst: Instance, *, max_b
             "expert_slots_per_gpu": inst.imbalance.expert_slots_per_gpu, "precision": dict(precision or {}),
             "max_batch_size": int(max_batch_size), "max_prefill_batch": int(max_prefill_batch),
             "max_context_tokens": 1 << max(5, math.ceil(math.log2(max_context_tokens))),
-            "max_batch_tokens": int(batch_tokens)}
+            "max_batch_tokens": int(batch_tokens), **_memory_rule(memory_options)}
+
+
+def _memory_rule(options: dict | None) -> dict:
+    """The memory model's engine rule, defaults filled in (older plans recorded none: the defaults)."""
+    o = options or {}
+    return {"memory_utilization": float(o.get("memory_utilization", 0.9)),
+            "memory_fraction_of": str(o.get("memory_fraction_of", "total"))}
 
 
 def cost_from_record(record: dict) -> CostModel:
@@ -252,4 +264,4 @@ def _cost_cached(items: tuple) -> CostModel:
                               expert_slots_per_gpu=r["expert_slots_per_gpu"], precision=_precision(dict(r["precision"])),
                               max_batch_size=r["max_batch_size"], max_prefill_batch=r["max_prefill_batch"],
                               max_context_tokens=r["max_context_tokens"],
-                              memory_options={"max_batch_tokens": r["max_batch_tokens"]})
+                              memory_options={"max_batch_tokens": r["max_batch_tokens"], **_memory_rule(r)})

@@ -43,8 +43,10 @@ from planner.deploy.instances import (
 from planner.deploy.end_to_end import COARSE_TOL, REL_TOL, deployments_at_rate, goodput_deployments
 from planner.deploy.result import Deployment, DeploymentResult, pareto_front
 from planner.deploy.scoring import ROLES, Candidate, PhaseScore, bound_candidate, bound_points, prune, score
+from planner.common.checks import POSITIVE, check_number
 from planner.errors import Infeasible, InputError
 from planner.inputs import SLO, ExpertLoads, Workload, poisson_workload
+from planner.perf import MEMORY_FRACTION_OF
 from planner.plans import Plan
 from planner.profiles import get_gpu, get_model, resolve_precision
 from solvers.xpyd import choose_instance_counts
@@ -83,6 +85,8 @@ class _Setup:
     max_context: int
     per_node_cap: int | None
     steady_state_cap: bool = True
+    # the memory model's engine rule: {"memory_utilization": u, "memory_fraction_of": "total" | "free"}
+    memory_options: dict = field(default_factory=dict)
     # integer programs solved in this search, by their arguments: the screening's last program of a kind is
     # step 4's first (a pure function of its arguments, solved once)
     solved: dict = field(default_factory=dict, compare=False, repr=False)
@@ -108,6 +112,8 @@ def plan_deployment(
     cost_model: str = "latency_model",
     num_requests: int | None = None,
     precision=None,
+    memory_utilization: float = 0.9,
+    memory_fraction_of: str = "total",
     max_candidates_per_role: int = 4,
     alternatives: int = 4,
     time_limit_s: float = 30.0,
@@ -137,6 +143,11 @@ def plan_deployment(
     num_requests : requests per simulation; default three times the largest decode batch, 300 to 3000.
     precision : number formats per component (:class:`planner.profiles.Precision`, a mapping of overrides
         such as ``{"kv_cache": "fp8"}``, or None for the model's native precision).
+    memory_utilization, memory_fraction_of : the serving engine's memory rule, as in
+        :func:`planner.perf.memory_per_gpu`: 0.9 of the whole GPU (``"total"``: vLLM's
+        ``gpu_memory_utilization``, SGLang's ``--mem-fraction-static``; the default) or the KV cache's
+        share of the memory left after the weights (``"free"``: TensorRT-LLM's ``free_gpu_memory_fraction``).
+        It decides which layouts fit and each instance's KV capacity.
     max_candidates_per_role : candidates simulated per role after screening.
     alternatives : layout combinations per kind (disaggregated, aggregated) simulated end to end, the best
         included (>= 1).
@@ -170,7 +181,8 @@ def plan_deployment(
     # a false "infeasible" (found by the report's tests)
     _check_int("alternatives", alternatives)
     _check_int("max_candidates_per_role", max_candidates_per_role)
-    setup = replace(setup, steady_state_cap=steady_state_cap)
+    setup = replace(setup, steady_state_cap=steady_state_cap,
+                    memory_options=_memory_options(setup, memory_utilization, memory_fraction_of))
     t = time.perf_counter()
     roles = _candidates(setup, loads, replica_plan, max_candidates_per_role, say)
     timings["candidates_s"] = time.perf_counter() - t
@@ -278,6 +290,16 @@ def _resolve(model, gpu, slo, workload, num_gpus, rate, isl, osl, loads, replica
                   None if rate is None else float(rate), objective, bool(node_local), max_context, None)
 
 
+def _memory_options(setup: _Setup, utilization, fraction_of) -> dict:
+    check_number("memory_utilization", utilization, low=POSITIVE, high=1.0)
+    if fraction_of not in MEMORY_FRACTION_OF:
+        raise InputError(f"unknown memory_fraction_of {fraction_of!r}; known: {', '.join(MEMORY_FRACTION_OF)}",
+                         param="memory_fraction_of")
+    if setup.cost_kind == "distserve" and (utilization != 0.9 or fraction_of != "total"):
+        raise InputError("DistServe's costs carry their own KV capacity; no memory rule", param="memory_utilization")
+    return {"memory_utilization": float(utilization), "memory_fraction_of": fraction_of}
+
+
 # -- 1-2. candidates, screened ---------------------------------------------------------------------------
 def _budget_limit(setup: _Setup) -> int:
     if setup.num_gpus is not None:
@@ -295,7 +317,7 @@ def _candidates(setup: _Setup, loads, replica_plan, keep: int, say) -> dict[str,
         insts = latency_model_layouts(setup.arch, setup.spec, max_gpus=limit, gpus_per_node=setup.gpus_per_node,
                                       longest_context_tokens=setup.max_context,
                                       batch_tokens_per_rank=_PREFILL_TOKENS_PER_RANK, precision=setup.precision,
-                                      replica_plan=replica_plan, loads=loads)
+                                      replica_plan=replica_plan, loads=loads, memory_options=setup.memory_options)
     if not insts:
         raise _no_layout(setup, limit)
     say(f"{len(insts)} layouts fit in memory: {', '.join(i.label for i in insts[:8])}{' ...' if len(insts) > 8 else ''}")
@@ -335,7 +357,8 @@ def cost_args(setup: _Setup, cand: Candidate) -> dict:
     return cost_record(setup.cost_kind, setup.model, setup.spec, cand.instance,
                        max_batch_size=max(*_AGG_BATCHES_PER_RANK, *_DECODE_CAPS_PER_RANK) * dp,
                        max_prefill_batch=_MAX_PREFILL_BATCH, max_context_tokens=setup.max_context,
-                       batch_tokens=_PREFILL_TOKENS_PER_RANK * dp, precision=setup.precision)
+                       batch_tokens=_PREFILL_TOKENS_PER_RANK * dp, precision=setup.precision,
+                       memory_options=setup.memory_options)
 
 
 def _cost(setup: _Setup, cand: Candidate):
@@ -547,7 +570,7 @@ def _request_record(setup: _Setup) -> dict:
         "figure_of_merit": _figure_of_merit(setup), "ttft_ms": setup.slo.ttft_ms, "tpot_ms": setup.slo.tpot_ms,
         "percentile": setup.slo.percentile, "rule": setup.slo.rule, "node_local": setup.node_local,
         "max_instances_per_node": setup.per_node_cap, "steady_state_cap": setup.steady_state_cap,
-        "cost_model": setup.cost_kind,
+        "cost_model": setup.cost_kind, **setup.memory_options,
         "workload": {"source": setup.workload.source, "num_requests": len(setup.workload),
                      "input_tokens_mean": st.input_tokens_mean, "output_tokens_mean": st.output_tokens_mean},
     }

@@ -197,7 +197,7 @@ class Estimate:
              f"{self.osl_tokens:,})"],
             ["memory used", self.memory_per_gpu_bytes, ""],
             ["KV cache available", m.kv_cache_bytes, f"{m.kv_tokens:,} tokens"],
-            ["usable memory", m.usable_memory_bytes, f"{m.memory_utilization:.2f} x {m.gpu_memory_bytes / 1e9:.1f} GB"],
+            ["usable memory", m.usable_memory_bytes, m.usable_note()],
         ]  # fmt: skip
         memory = format_table(
             ["memory per GPU", "GB", "note"],
@@ -229,6 +229,7 @@ def estimate(
     precision: Precision | Mapping[str, Any] | None = None,
     memory_utilization: float = 0.9,
     max_batch_tokens: int = 8192,
+    memory_fraction_of: str = "total",
 ) -> Estimate:
     """TTFT, TPOT, throughput and memory of one static batch on one instance.
 
@@ -254,7 +255,10 @@ def estimate(
         ``activations``; ``{"experts": "mxfp4", "kv_cache": "fp8"}``); default the native precision.
         Memory prices each component in its format; decode reads those bytes; GEMMs run at the peak
         of their GEMM mode on ``gpu`` (``docs/precision.md``).
-    memory_utilization : share of GPU memory the engine may use.
+    memory_utilization : share of GPU memory the engine may use; with ``memory_fraction_of="free"`` the
+        KV cache's share of the memory left after weights, activations and overhead.
+    memory_fraction_of : ``"total"`` (vLLM, SGLang) or ``"free"`` (TensorRT-LLM), as in
+        :func:`~planner.perf.memory.memory_per_gpu`.
     max_batch_tokens : tokens of one forward step the engine reserves activations for, over the
         whole instance (its chunked-prefill size); the TTFT itself is priced unchunked.
 
@@ -309,7 +313,8 @@ def estimate(
     slots = lay.expert_slots_per_gpu(arch, slots)
 
     mem = memory_per_gpu(arch, spec, lay, expert_slots_per_gpu=slots, precision=prec,
-                         max_batch_tokens=max_batch_tokens, memory_utilization=memory_utilization)  # fmt: skip
+                         max_batch_tokens=max_batch_tokens, memory_utilization=memory_utilization,
+                         memory_fraction_of=memory_fraction_of)  # fmt: skip
     context = isl + osl
     kv_needed_bytes = batch * mem.kv_bytes_per_sequence(context)
     if batch > mem.sequences_that_fit(context):
@@ -426,7 +431,7 @@ def _assumptions(arch, spec, lay, batch, isl, osl, decode_context, mem, plan_not
         _precision_note(arch, spec, prec, modes),
         (
             f"KV cache in {prec.kv_cache} ({prec.kv_cache.bytes_per_element:g} B/element); activations reserved for "
-            f"{mem.max_batch_tokens:,} tokens per forward step; {mem.memory_utilization:.2f} of GPU memory usable"
+            f"{mem.max_batch_tokens:,} tokens per forward step; usable memory {mem.usable_note()}"
         ),
         factors_note + "; where each factor group comes from is listed with the factors",
         "nothing overlaps (no two-batch overlap of communication and compute); CPU launch and scheduling not counted",

@@ -16,8 +16,11 @@ b_exp, b_base, b_kv the bytes per element of the precision's ``attention``, ``ex
                       + 4 B * min(T_r, 256) * ceil(V/tp)   (fp32 logits, last stage only)
                       with T_r = ceil(T / dp) tokens per attention rank, R = ceil(T k / ep) routed rows
     (8) overhead    = 3.5 GiB + NCCL buffers of a tp*dp group   (AIConfigurator's system files)
-    (9) usable      = memory_utilization * gpu.memory_bytes
+    (9) usable      = memory_utilization * gpu.memory_bytes                    (memory_fraction_of "total")
    (10) KV cache    = usable - (1..6) - (7) - (8);   < 0  ->  Infeasible
+        or, memory_fraction_of "free" (TensorRT-LLM's ``free_gpu_memory_fraction``):
+   (10') KV cache   = memory_utilization * (gpu.memory_bytes - (1..6) - (7) - (8));   < 0  ->  Infeasible
+        and usable  = gpu.memory_bytes - (1 - memory_utilization) * (gpu.memory_bytes - (1..8))
    (11) kv_tokens   = floor(KV cache / (kv_elems_per_layer(tp) * L_s * b_kv)), floored to blocks
 
 ``attn_rank(tp)`` and ``kv_elems_per_layer(tp)`` are :func:`~planner.profiles.params.attention_params`
@@ -48,6 +51,12 @@ Assumptions, all stated again in ``docs/memory.md``:
   551MB to 3.5GB for safer deployment") plus its ``nccl_mem`` for the group size (2: 342 MiB,
   4 and 8: 392 MiB; larger groups taken as 8), from ``systems/h800_sxm.yaml`` (h200_sxm holds the
   same other_mem). A pipeline's p2p buffers are not added.
+- The memory fraction follows the engine (``memory_fraction_of``): vLLM's ``gpu_memory_utilization``
+  and SGLang's ``--mem-fraction-static`` cap the *total* the engine may use ("total", the default);
+  TensorRT-LLM's ``free_gpu_memory_fraction`` (default 0.9) gives the KV cache that share of what is
+  *free* once weights, activations and overhead are loaded ("free"), so weights may fill the GPU
+  beyond 90 % and a layout that vLLM cannot load may still run there. AIConfigurator prices each
+  backend by its own rule (``memory.kv_cache_budget_bytes``, ``of_free`` for TensorRT-LLM).
 - Sliding-window layers (gpt-oss) are counted as full attention in ``kv_tokens`` (a lower bound);
   :meth:`MemoryBreakdown.sequences_that_fit` caps them at the window.
 """
@@ -75,6 +84,7 @@ __all__ = [
     "kv_tokens_for_budget",
     "total_params_check",
     "default_runtime_overhead_bytes",
+    "MEMORY_FRACTION_OF",
 ]
 
 _HIDDEN_BUFFERS = 4  # residual, layer input, layer output, all-reduce / all-to-all scratch
@@ -82,6 +92,9 @@ _LOGIT_BYTES = 4  # logits are computed in fp32
 _LOGIT_SEQS = 256  # sequences sampled per step (vLLM's long-standing max_num_seqs default)
 _OTHER_MEM_BYTES = 3_758_096_384  # AIConfigurator systems/*.yaml misc.other_mem (3.5 GiB)
 _NCCL_MEM_BYTES = {1: 0, 2: 358_612_992, 4: 411_041_792}  # AIConfigurator misc.nccl_mem (4 == 8)
+#: what ``memory_utilization`` is a share of: the whole GPU (vLLM, SGLang) or the memory left free after the
+#: weights, activations and overhead (TensorRT-LLM's ``free_gpu_memory_fraction``)
+MEMORY_FRACTION_OF = ("total", "free")
 
 
 @dataclass(frozen=True)
@@ -177,8 +190,10 @@ class _Prepared:
     slots: int
     max_batch_tokens: int
     memory_utilization: float
+    fraction_of: str
     overhead: float
-    usable: float
+    usable: float  # "total": the usable memory (9); "free": the whole GPU
+    kv_share: float  # of the memory left after the routed experts, the share the KV cache gets (10, 10')
     block: int
     stages: list  # of _Stage
     weights: list  # per stage: component -> bytes, routed experts excluded
@@ -195,6 +210,7 @@ def _prepare(
     precision=None,
     max_batch_tokens=8192,
     memory_utilization=0.90,
+    memory_fraction_of="total",
     runtime_overhead_bytes=None,
     kv_block_tokens=1,
 ) -> _Prepared:
@@ -203,10 +219,14 @@ def _prepare(
     check_number("max_batch_tokens", max_batch_tokens, low=0, integer=True)
     check_number("memory_utilization", memory_utilization, low=POSITIVE, high=1.0)
     check_number("kv_block_tokens", kv_block_tokens, low=1, integer=True)
+    if memory_fraction_of not in MEMORY_FRACTION_OF:
+        raise InputError(f"unknown memory_fraction_of {memory_fraction_of!r}; known: {', '.join(MEMORY_FRACTION_OF)}",
+                         param="memory_fraction_of")
     max_batch_tokens, kv_block_tokens = int(max_batch_tokens), int(kv_block_tokens)
     overhead = default_runtime_overhead_bytes(lay) if runtime_overhead_bytes is None else runtime_overhead_bytes
     check_number("runtime_overhead_bytes", overhead, low=0)
-    usable = memory_utilization * spec.memory_bytes
+    of_free = memory_fraction_of == "free"
+    usable = float(spec.memory_bytes) if of_free else memory_utilization * spec.memory_bytes
     stages = _stages(arch, lay, max_batch_tokens, prec.kv_cache.bytes_per_element)
     fmt = {"attention": prec.attention, "dense_ffn": prec.attention, "shared_expert": prec.attention,
            "router_and_norm": prec.base, "embedding": prec.base}  # fmt: skip
@@ -225,8 +245,10 @@ def _prepare(
         slots,
         max_batch_tokens,
         float(memory_utilization),
+        memory_fraction_of,
         float(overhead),
         float(usable),
+        float(memory_utilization) if of_free else 1.0,
         kv_block_tokens,
         stages,
         weights,
@@ -252,6 +274,10 @@ def memory_per_stage(
     for st, w, free, slot_bytes in zip(p.stages, p.weights, p.free_before_experts, p.slot_bytes):
         routed = p.slots * slot_bytes
         kv_bytes = free - routed
+        usable = p.usable
+        if p.fraction_of == "free":  # (10'): the engine gives the KV cache its share of what is left
+            usable = p.usable - (1.0 - p.kv_share) * kv_bytes if kv_bytes > 0 else p.usable
+            kv_bytes = p.kv_share * kv_bytes
         tokens = max(0, math.floor(kv_bytes / st.kv_bytes_per_token)) // p.block * p.block
         out.append(
             MemoryBreakdown(
@@ -265,6 +291,7 @@ def memory_per_stage(
                 expert_slots_per_gpu=p.slots,
                 max_batch_tokens=p.max_batch_tokens,
                 memory_utilization=p.memory_utilization,
+                memory_fraction_of=p.fraction_of,
                 attention_weights_bytes=float(w["attention"]),
                 dense_ffn_weights_bytes=float(w["dense_ffn"]),
                 shared_expert_weights_bytes=float(w["shared_expert"]),
@@ -281,7 +308,7 @@ def memory_per_stage(
                 kv_window_tokens=window if st.kv_windowed_layers else None,
                 kv_windowed_layers=st.kv_windowed_layers,
                 gpu_memory_bytes=float(p.spec.memory_bytes),
-                usable_memory_bytes=p.usable,
+                usable_memory_bytes=usable,
             )
         )
     return tuple(out)
@@ -296,6 +323,7 @@ def memory_per_gpu(
     precision: Precision | Mapping[str, Any] | None = None,
     max_batch_tokens: int = 8192,
     memory_utilization: float = 0.90,
+    memory_fraction_of: str = "total",
     runtime_overhead_bytes: float | None = None,
     kv_block_tokens: int = 1,
 ) -> MemoryBreakdown:
@@ -312,7 +340,11 @@ def memory_per_gpu(
         native precision (``{"weights": "fp8", "kv_cache": "fp8"}``); default the native precision.
     max_batch_tokens : tokens of one forward step over the whole instance (split over DP ranks).
     memory_utilization : share of device memory the engine may use (vLLM ``gpu_memory_utilization``,
-        default 0.9; SGLang ``--mem-fraction-static``).
+        default 0.9; SGLang ``--mem-fraction-static``), or with ``memory_fraction_of="free"`` the share
+        of the memory left free after weights, activations and overhead that the KV cache gets
+        (TensorRT-LLM ``free_gpu_memory_fraction``, default 0.9).
+    memory_fraction_of : ``"total"`` (vLLM, SGLang; the default) or ``"free"`` (TensorRT-LLM): what
+        ``memory_utilization`` is a share of (module docstring, (9)-(10')).
     runtime_overhead_bytes : CUDA context, NCCL, cuBLAS workspaces, CUDA graphs; default
         :func:`default_runtime_overhead_bytes`.
     kv_block_tokens : KV block (page) size; ``kv_tokens`` is floored to a multiple (vLLM 16, SGLang 1).
@@ -346,6 +378,7 @@ def memory_per_gpu(
         precision=precision,
         max_batch_tokens=max_batch_tokens,
         memory_utilization=memory_utilization,
+        memory_fraction_of=memory_fraction_of,
         runtime_overhead_bytes=runtime_overhead_bytes,
         kv_block_tokens=kv_block_tokens,
     )
@@ -366,8 +399,8 @@ def memory_per_gpu(
             f"{worst.gpu_id}: {worst.model_id} at {worst.layout} does not fit (stage {worst.pp_stage}): "
             f"need {need / 1e9:.1f} GB (weights {worst.total_weights_bytes / 1e9:.1f} + activations "
             f"{worst.activation_bytes / 1e9:.1f} + overhead {worst.runtime_overhead_bytes / 1e9:.1f}), have "
-            f"{worst.usable_memory_bytes / 1e9:.1f} GB ({worst.memory_utilization:.2f} x "
-            f"{worst.gpu_memory_bytes / 1e9:.1f}); largest: {name} {parts[name] / 1e9:.1f} GB"
+            f"{worst.usable_memory_bytes / 1e9:.1f} GB ({worst.usable_note()}); largest: {name} "
+            f"{parts[name] / 1e9:.1f} GB"
         )
     return worst
 
@@ -416,6 +449,8 @@ def kv_tokens_for_budget(
     per_stage = []
     for st, free, slot_bytes in zip(p.stages, p.free_before_experts, p.slot_bytes):
         kv_bytes = free - slots.astype(np.float64) * slot_bytes  # the float operations of memory_per_stage
+        if p.fraction_of == "free":
+            kv_bytes = p.kv_share * kv_bytes
         tokens = np.maximum(0.0, np.floor(kv_bytes / st.kv_bytes_per_token)).astype(np.int64)
         per_stage.append(tokens // p.block * p.block)
     return np.min(np.stack(per_stage), axis=0)

@@ -51,6 +51,14 @@ class MemoryBreakdown:
     kv_windowed_layers: int
     gpu_memory_bytes: float
     usable_memory_bytes: float
+    memory_fraction_of: str = "total"  # what memory_utilization is a share of: "total" or "free" (TensorRT-LLM)
+
+    def usable_note(self) -> str:
+        """How the usable memory was set: ``0.90 x 141.0 GB`` or ``weights etc. + 0.90 x the rest of 141.0 GB``."""
+        if self.memory_fraction_of == "free":
+            return f"weights, activations, overhead + {self.memory_utilization:.2f} x the rest of " \
+                   f"{self.gpu_memory_bytes / 1e9:.1f} GB"
+        return f"{self.memory_utilization:.2f} x {self.gpu_memory_bytes / 1e9:.1f} GB"
 
     def kv_bytes_per_sequence(self, context_tokens: int) -> float:
         """KV bytes one sequence of ``context_tokens`` tokens takes on this GPU, sliding-window layers capped."""
@@ -103,7 +111,7 @@ class MemoryBreakdown:
             (
                 "usable memory",
                 self.usable_memory_bytes,
-                f"{self.memory_utilization:.2f} x {self.gpu_memory_bytes / 1e9:.1f} GB",
+                self.usable_note(),
             ),
         ]
         head = (
