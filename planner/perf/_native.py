@@ -27,7 +27,7 @@ from planner.perf.cost import DistServeCost
 from planner.perf.cost_table import LatencyModelCost
 
 try:
-    from planner.perf import _simcore
+    import planner.perf._simcore as _simcore
 except ImportError:  # no C compiler at install time: the Python loop only
     _simcore = None
 

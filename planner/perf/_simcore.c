@@ -806,10 +806,10 @@ static double run_loop(Sim *s) {
 
 /* ---- Python interface ------------------------------------------------------------------------------ */
 
-typedef struct { Py_buffer views[16]; int count; } Views;
+typedef struct { Py_buffer views[32]; int count; } Views;
 
 static void *get_buffer(Views *v, PyObject *obj, Py_ssize_t itemsize, Py_ssize_t n, int writable, const char *what) {
-    if (v->count >= 16) {
+    if (v->count >= 32) {
         PyErr_SetString(PyExc_RuntimeError, "too many buffers");
         return NULL;
     }

@@ -71,9 +71,9 @@ import numpy as np
 
 from planner.errors import InputError
 from planner.inputs import SLO, Workload
-from planner.perf import _native
 from planner.perf._engine import DONE, TRANSFER, WAKE, Engine
 from planner.perf._miss_watch import MissWatch
+from planner.perf._native import ENV_VAR, built, native_pools, requested_core, run_native
 from planner.perf.cost import CostModel
 from planner.perf.sim_results import SimResult, StepLog
 
@@ -449,25 +449,25 @@ def simulate(workload: Workload, pools: Pool | Sequence[Pool], *, record_steps: 
     if think_time_s and concurrency is None:
         raise InputError("a think time needs a closed loop: give concurrency too", param="think_time_s")
     start = time.perf_counter()
-    core = _native.requested_core()
+    core = requested_core()
     specs = None
     if core != "python":
-        if not _native.built():
+        if not built():
             if core == "native":
-                raise InputError(f"{_native.ENV_VAR}=native but the C core is not built (pip install -e . with a "
-                                 "C compiler)", param=_native.ENV_VAR)
+                raise InputError(f"{ENV_VAR}=native but the C core is not built (pip install -e . with a "
+                                 "C compiler)", param=ENV_VAR)
         elif record_steps or progress is not None:
             if core == "native":
-                raise InputError(f"{_native.ENV_VAR}=native: step logs and progress callbacks need the Python loop",
-                                 param=_native.ENV_VAR)
+                raise InputError(f"{ENV_VAR}=native: step logs and progress callbacks need the Python loop",
+                                 param=ENV_VAR)
         else:
-            specs = _native.native_pools(pools, workload)
+            specs = native_pools(pools, workload)
             if specs is None and core == "native":
-                raise InputError(f"{_native.ENV_VAR}=native: the C core prices LatencyModelCost and DistServeCost "
+                raise InputError(f"{ENV_VAR}=native: the C core prices LatencyModelCost and DistServeCost "
                                  f"only, not {', '.join(type(p.cost).__name__ for p in pools)}",
-                                 param=_native.ENV_VAR)
+                                 param=ENV_VAR)
     if specs is not None:  # the C core: the same result as the Python loop below, float for float
-        r = _native.run_native(workload, pools, specs, stop_on_miss, concurrency, float(think_time_s))
+        r = run_native(workload, pools, specs, stop_on_miss, concurrency, float(think_time_s))
         arrival, end, stopped = r["arrival"], r["end"], r["stopped"]
         first, finish, rejected = r["first"], r["finish"], r["rejected"]
         prefill_inst, decode_inst, tokens = r["prefill_inst"], r["decode_inst"], r["tokens"]
