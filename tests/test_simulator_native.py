@@ -120,6 +120,35 @@ def test_random_scenarios(monkeypatch, costs, seed):
     _both(monkeypatch, w, pools, **kw)
 
 
+def _tie_scenario(seed, costs):
+    """Identical requests arriving in bursts on several identical instances: steps of different instances
+    end at the same instant, so the order of events at one time (the heap's sequence numbers, dirty
+    instances poked by pool and index) decides routing and queue order."""
+    rng = random.Random(seed)
+    n = rng.randint(30, 120)
+    arrival = np.repeat(np.arange(n // 6 + 1) * rng.choice([0.01, 0.2, 1.0]), 6)[:n]
+    prompt = rng.choice([16, 200, 1000])
+    out = [rng.choice([1, 2, 8, 8, 30]) for _ in range(n)]
+    w = Workload(arrival, [prompt] * n, out, source="bursts")
+    cost = costs[rng.choice(["ds1", "ds_link", "lm", "ds_pp2"])]
+    routing = rng.choice(["least_loaded", "round_robin"])
+    if rng.random() < 0.5:
+        pools = [Pool(cost, rng.choice([2, 3]), phase="prefill", max_batch_size=rng.choice([None, 2]), routing=routing),
+                 Pool(_tight(cost, rng) if rng.random() < 0.5 else cost, rng.choice([2, 3]), phase="decode",
+                      max_batch_size=rng.choice([None, 4]), routing=routing)]
+    else:
+        pools = [Pool(cost, rng.choice([2, 3]), token_budget=rng.choice([None, 256]),
+                      max_batch_size=rng.choice([None, 4]), routing=routing)]
+    kw = {"concurrency": rng.choice([4, 9])} if rng.random() < 0.3 else {}
+    return w, pools, kw
+
+
+@pytest.mark.parametrize("seed", range(40))
+def test_simultaneous_events(monkeypatch, costs, seed):
+    w, pools, kw = _tie_scenario(seed, costs)
+    _both(monkeypatch, w, pools, **kw)
+
+
 def test_scenarios_cover_the_rules(monkeypatch, costs):
     """The random scenarios reach what they are meant to: rejections, stopped runs, pipelines, transfers."""
     seen = set()
