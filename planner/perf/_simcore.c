@@ -804,6 +804,13 @@ static double run_loop(Sim *s) {
     }
 }
 
+/* run_loop with its own landing point for an allocation failure (the caller released the GIL) */
+static int run_guarded(Sim *s, double *end) {
+    if (setjmp(s->oom)) return -1;
+    *end = run_loop(s);
+    return 0;
+}
+
 /* ---- Python interface ------------------------------------------------------------------------------ */
 
 typedef struct { Py_buffer views[32]; int count; } Views;
@@ -1029,7 +1036,15 @@ static PyObject *simcore_run(PyObject *self, PyObject *args) {
             if (!e->lanes || !e->stage_free) longjmp(s->oom, 1);
         }
     }
-    double end = run_loop(s);
+    double end = 0.0;
+    int failed;
+    Py_BEGIN_ALLOW_THREADS  /* run_loop touches no Python object: other threads may run meanwhile */
+    failed = run_guarded(s, &end);
+    Py_END_ALLOW_THREADS
+    if (failed) {
+        PyErr_NoMemory();
+        goto done;
+    }
     {
         PyObject *peaks = PyTuple_New(s->npools), *busy = PyTuple_New(s->npools), *steps = PyTuple_New(s->npools);
         if (!peaks || !busy || !steps) {
