@@ -152,7 +152,8 @@ def _watch_spec(slo, arrival, out, decodes: bool):
 def run_native(workload, pools, specs, stop_on_miss, concurrency: int | None, think_time_s: float) -> dict:
     """Run the simulation in C; the per-request arrays and per-instance sums of the result."""
     n = len(workload)
-    inp, out = workload.input_tokens, workload.output_tokens
+    inp = np.ascontiguousarray(workload.input_tokens, dtype=np.int64)  # no copy for a Workload's own arrays
+    out = np.ascontiguousarray(workload.output_tokens, dtype=np.int64)
     if concurrency is not None:
         first = min(concurrency, n)
         arrival = np.full(n, math.inf)
