@@ -16,7 +16,7 @@ import pytest
 
 from planner.errors import InputError
 from planner.inputs import SLO, LengthDist, Workload, poisson_workload
-from planner.perf import Pool, distserve_cost, goodput, latency_model_cost, simulate
+from planner.perf import Pool, distserve_cost, goodput, latency_model_cost, simulate, simulator_core
 
 FIELDS = ("tokens_generated", "kv_peak_tokens", "busy_s", "steps", "sim_end_s", "complete", "concurrency",
           "think_time_s", "pool_names", "kv_capacity_tokens", "num_gpus")
@@ -217,3 +217,11 @@ def test_native_refuses_what_it_cannot_run(monkeypatch, costs):
         simulate(w, Pool(costs["ds1"]), record_steps=True)
     monkeypatch.setenv("MOEPLAN_SIM_CORE", "auto")
     assert simulate(w, Pool(costs["ds1"]), record_steps=True).steps_log is not None
+
+
+def test_simulator_core_names_the_core(monkeypatch):
+    monkeypatch.setenv("MOEPLAN_SIM_CORE", "python")
+    assert simulator_core() == "python"
+    for core in ("auto", "native"):
+        monkeypatch.setenv("MOEPLAN_SIM_CORE", core)
+        assert simulator_core() == "native"

@@ -77,7 +77,7 @@ from planner.perf._native import ENV_VAR, built, native_pools, requested_core, r
 from planner.perf.cost import CostModel
 from planner.perf.sim_results import SimResult, StepLog
 
-__all__ = ["Pool", "simulate", "check_pools", "PHASES", "ROUTING", "DEFAULT_TOKEN_BUDGET"]
+__all__ = ["Pool", "simulate", "check_pools", "simulator_core", "PHASES", "ROUTING", "DEFAULT_TOKEN_BUDGET"]
 
 PHASES = ("both", "prefill", "decode")
 ROUTING = ("least_loaded", "round_robin")
@@ -374,6 +374,15 @@ class _Sim:
             else:  # WAKE
                 engine.wake_at = -1.0
                 dirty.add(engine)
+
+
+def simulator_core() -> str:
+    """What :func:`simulate` runs a supported simulation on (``docs/simulator.md``, "Native core"):
+    ``"native"`` (the C core, built and allowed by ``MOEPLAN_SIM_CORE``) or ``"python"`` (the Python loop).
+    Step logs, progress callbacks and cost models other than ``LatencyModelCost`` and ``DistServeCost``
+    always run in Python; the results are the same either way."""
+    core = requested_core()
+    return "native" if core != "python" and built() else "python"
 
 
 def simulate(workload: Workload, pools: Pool | Sequence[Pool], *, record_steps: bool = False,
