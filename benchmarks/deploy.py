@@ -47,6 +47,7 @@ from pathlib import Path
 
 from planner.deploy import plan_deployment
 from planner.inputs import SLO
+from planner.perf import simulator_core
 
 TARGET_S = 5.0
 TARGET_SPEEDUP = 40.0
@@ -358,7 +359,8 @@ def main(argv=None) -> int:
         say(f"{s.name}: {wall:.1f} s, {c.label}")
     print(f"Machine: {os.cpu_count()} CPUs; a pure-Python loop of 10^7 additions takes {_loop_s():.2f} s here "
           "(a reference for comparing runs across machines: the absolute times scale with it, the ratio to "
-          "AIConfigurator's sweep timed in the same run does not)\n")
+          "AIConfigurator's sweep timed in the same run does not); simulator core: "
+          f"{simulator_core()} (MOEPLAN_SIM_CORE)\n")
     print(_speed_table(rows, args.no_aic))
     if not args.no_aic:
         print()

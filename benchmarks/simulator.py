@@ -36,7 +36,7 @@ import numpy as np
 from planner import __version__
 from planner.common.fileio import atomic_write_text
 from planner.inputs import SLO, builtin_trace, poisson_workload
-from planner.perf import Pool, distserve_cost, goodput, simulate
+from planner.perf import Pool, distserve_cost, goodput, simulate, simulator_core
 
 SPEED_TARGET_S = 2.0  # issue 11: 10,000 requests in <= 2 s on the 2-core machine
 ACCURACY_TARGET = 0.05  # issue 11: mean TTFT within 5 % of the M/D/1 closed form
@@ -148,7 +148,7 @@ def main(argv=None) -> int:
     n_speed, repeats = (2000, 1) if args.quick else (10_000, 3)
     n_md1, seeds = (20_000, 2) if args.quick else (50_000, 4)
     print(f"# Serving simulator benchmark (moeplan {__version__}, Python {platform.python_version()}, "
-          f"{platform.machine()})\n")
+          f"{platform.machine()}, simulator core: {simulator_core()})\n")
     speed_table, speed_rows = speed(n_speed, repeats)
     print("## 1. Speed: Azure 2023 conversation trace, OPT-13B (DistServe A100 coefficients)\n")
     print(speed_table + "\n")

@@ -44,8 +44,8 @@ def test_the_wheel_installs_distinct_top_level_names(tmp_path):
     """The repository's ``profiles/`` folder ships as ``moeplan_profiles`` with all of its data files."""
     src = tmp_path / "src"  # a copy: setuptools writes build/ and *.egg-info/ next to the sources
     for name in ("planner", "solvers", "profiles"):
-        shutil.copytree(ROOT / name, src / name, ignore=shutil.ignore_patterns("__pycache__"))
-    for name in ("pyproject.toml", "README.md"):
+        shutil.copytree(ROOT / name, src / name, ignore=shutil.ignore_patterns("__pycache__", "*.so"))
+    for name in ("pyproject.toml", "setup.py", "README.md"):
         shutil.copy(ROOT / name, src / name)
     res = subprocess.run([sys.executable, "-m", "pip", "wheel", "--no-deps", "--no-build-isolation", "-q", "-w",
                           str(tmp_path), str(src)], capture_output=True, text=True, timeout=300)
@@ -63,3 +63,5 @@ def test_the_wheel_installs_distinct_top_level_names(tmp_path):
             if p.is_file()}
     assert data <= set(names), sorted(data - set(names))[:5]  # traces (.csv, .jsonl), coefficients, provenance
     assert "planner/data/traces/mooncake-conversation.jsonl" in names
+    # the simulator's C core, compiled by setup.py (optional for users; CI has a compiler)
+    assert any(n.startswith("planner/perf/_simcore") and n.endswith((".so", ".pyd")) for n in names)

@@ -341,9 +341,10 @@ def test_goodput_growth_cap_and_bracket():
 
 
 @pytest.mark.parametrize("name", list(_deployments()))
-def test_coasting_decode_steps_changes_nothing(name):
+def test_coasting_decode_steps_changes_nothing(monkeypatch, name):
     """Pure decode steps that end before the next event run outside the event queue (Engine.coast); a run
     that records its steps goes through the queue for every step: both give the same times, bit for bit."""
+    monkeypatch.setenv("MOEPLAN_SIM_CORE", "python")  # the Python loop's coasting, not the C core
     pools = _deployments()[name]
     for rate in (0.3, 3.0):
         w = CONV.head(200).with_rate(rate)
@@ -355,10 +356,11 @@ def test_coasting_decode_steps_changes_nothing(name):
 
 
 @pytest.mark.parametrize("phase", ["both", "decode", "disaggregated"])
-def test_coasting_with_queued_requests_changes_nothing(phase):
+def test_coasting_with_queued_requests_changes_nothing(monkeypatch, phase):
     """Decode steps also coast while the queues' heads wait for KV room or a batch slot, and stop after the step
     whose finished sequences let one in: the same times as through the queue, bit for bit, under overload
     and with a miss watch."""
+    monkeypatch.setenv("MOEPLAN_SIM_CORE", "python")  # the Python loop's coasting, not the C core
     from dataclasses import replace
 
     tight = replace(distserve_cost("opt-13b", tp=1), kv_capacity_tokens=12_000)  # a few requests' worth

@@ -106,10 +106,11 @@ def test_one_client_is_sequential_service():
 
 
 @pytest.mark.parametrize("name", ["aggregated", "disaggregated", "decode-only", "pipeline"])
-def test_same_times_as_an_open_loop_replay(name):
+def test_same_times_as_an_open_loop_replay(monkeypatch, name):
     """A closed-loop run is an open-loop run on the arrival times its clients made: same times, bit for
     bit (the replay coasts through pure decode steps, the closed loop may not: a request that ends
     sends one that joins the next step)."""
+    monkeypatch.setenv("MOEPLAN_SIM_CORE", "python")  # the Python loop's coasting, not the C core
     tp1, tp2 = distserve_cost("opt-13b", tp=1), distserve_cost("opt-13b", tp=2)
     pools = {"aggregated": [Pool(tp1, token_budget=1024)],
              "disaggregated": [Pool(tp2, phase="prefill"), Pool(tp1, phase="decode", max_batch_size=24)],

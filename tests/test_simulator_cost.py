@@ -115,9 +115,10 @@ def test_decode_step_times_equals_step_time_bit_for_bit(case):
         assert got.tolist() == [cost.step_time_s(0, 0, 0, b, int(c)) for c in ctx], b
 
 
-def test_long_decode_runs_simulate_the_same_as_through_the_queue(case):
+def test_long_decode_runs_simulate_the_same_as_through_the_queue(monkeypatch, case):
     """At a low rate an instance runs long stretches of decode steps with no sequence finishing (priced at once,
     Engine.coast): the same times, bit for bit, as a run that goes through the event queue for every step."""
+    monkeypatch.setenv("MOEPLAN_SIM_CORE", "python")  # the Python loop's coasting, not the C core
     import numpy as np
 
     *_, cost = case

@@ -31,6 +31,8 @@ from __future__ import annotations
 import heapq
 import math
 
+import numpy as np
+
 __all__ = ["MissWatch"]
 
 _MARGIN = 1e-9
@@ -43,6 +45,22 @@ def _threshold(n: int, q: float) -> int:
     if h - f < 1e-6 and f > 0:
         f -= 1
     return n - f
+
+
+def _fewest_misses(n: int, target: float) -> int:
+    """The fewest misses ``m`` of ``n`` requests with ``(n - m) / n < target`` (``n + 1`` if none): the first
+    such ``m`` in order, searched from a few below ``n (1 - target)`` (the share falls as ``m`` grows), so
+    the same ``m`` as a scan from 0, in the same floating-point comparisons.
+
+    >>> _fewest_misses(10, 0.9), _fewest_misses(1000, 0.99), _fewest_misses(3, 1e-9)
+    (2, 11, 3)
+    """
+    m = max(0, int(n * (1.0 - target)) - 2)
+    if m and (n - m) / n < target:  # the guess overshot (rounding): scan from the start
+        m = 0
+    while m <= n and not (n - m) / n < target:
+        m += 1
+    return m
 
 
 class MissWatch:
@@ -58,13 +76,12 @@ class MissWatch:
         self.decodes = decodes
         self.check_ttft = math.isfinite(slo.ttft_ms)
         self.check_tpot = decodes and math.isfinite(slo.tpot_ms)
-        multi = sum(1 for o in out if o > 1)
+        multi = int(np.count_nonzero(np.asarray(out) > 1))  # outputs of more than one token
         if self.percentile_rule:
             self.ttft_needed = _threshold(n, slo.percentile) if n else 1
             self.tpot_needed = _threshold(multi, slo.percentile) if multi else n + 1
         else:
-            # certain miss when (n - missed) / n < target
-            self.any_needed = next((m for m in range(n + 1) if (n - m) / n < slo.attainment_target), n + 1)
+            self.any_needed = _fewest_misses(n, slo.attainment_target)
         self.ttft_missed = self.tpot_missed = self.any_missed = 0
         self.flag = bytearray(n)  # bit 1: TTFT counted, bit 2: TPOT counted
         self.ttft_next = 0  # requests before it have had their TTFT deadline checked

@@ -73,10 +73,11 @@ from planner.errors import InputError
 from planner.inputs import SLO, Workload
 from planner.perf._engine import DONE, TRANSFER, WAKE, Engine
 from planner.perf._miss_watch import MissWatch
+from planner.perf._native import ENV_VAR, built, native_pools, requested_core, run_native
 from planner.perf.cost import CostModel
 from planner.perf.sim_results import SimResult, StepLog
 
-__all__ = ["Pool", "simulate", "check_pools", "PHASES", "ROUTING", "DEFAULT_TOKEN_BUDGET"]
+__all__ = ["Pool", "simulate", "check_pools", "simulator_core", "PHASES", "ROUTING", "DEFAULT_TOKEN_BUDGET"]
 
 PHASES = ("both", "prefill", "decode")
 ROUTING = ("least_loaded", "round_robin")
@@ -375,6 +376,15 @@ class _Sim:
                 dirty.add(engine)
 
 
+def simulator_core() -> str:
+    """What :func:`simulate` runs a supported simulation on (``docs/simulator.md``, "Native core"):
+    ``"native"`` (the C core, built and allowed by ``MOEPLAN_SIM_CORE``) or ``"python"`` (the Python loop).
+    Step logs, progress callbacks and cost models other than ``LatencyModelCost`` and ``DistServeCost``
+    always run in Python; the results are the same either way."""
+    core = requested_core()
+    return "native" if core != "python" and built() else "python"
+
+
 def simulate(workload: Workload, pools: Pool | Sequence[Pool], *, record_steps: bool = False,
              progress: Callable[[int, int], None] | None = None, progress_every: int = 1000,
              stop_on_miss: SLO | None = None, concurrency: int | None = None,
@@ -448,33 +458,63 @@ def simulate(workload: Workload, pools: Pool | Sequence[Pool], *, record_steps: 
     if think_time_s and concurrency is None:
         raise InputError("a think time needs a closed loop: give concurrency too", param="think_time_s")
     start = time.perf_counter()
-    sim = _Sim(workload, pools, record_steps, progress, progress_every, stop_on_miss, concurrency,
-               float(think_time_s))
-    end = sim.run()
-    if progress is not None and sim.done % progress_every:
-        progress(sim.done, len(workload))
+    core = requested_core()
+    specs = None
+    if core != "python":
+        if not built():
+            if core == "native":
+                raise InputError(f"{ENV_VAR}=native but the C core is not built (pip install -e . with a "
+                                 "C compiler)", param=ENV_VAR)
+        elif record_steps or progress is not None:
+            if core == "native":
+                raise InputError(f"{ENV_VAR}=native: step logs and progress callbacks need the Python loop",
+                                 param=ENV_VAR)
+        else:
+            specs = native_pools(pools, workload)
+            if specs is None and core == "native":
+                raise InputError(f"{ENV_VAR}=native: the C core prices LatencyModelCost and DistServeCost "
+                                 f"only, not {', '.join(type(p.cost).__name__ for p in pools)}",
+                                 param=ENV_VAR)
+    if specs is not None:  # the C core: the same result as the Python loop below, float for float
+        r = run_native(workload, pools, specs, stop_on_miss, concurrency, float(think_time_s))
+        arrival, end, stopped = r["arrival"], r["end"], r["stopped"]
+        first, finish, rejected = r["first"], r["finish"], r["rejected"]
+        prefill_inst, decode_inst, tokens = r["prefill_inst"], r["decode_inst"], r["tokens"]
+        kv_peak, busy_s, steps = r["kv_peak"], r["busy_s"], r["steps"]
+    else:
+        sim = _Sim(workload, pools, record_steps, progress, progress_every, stop_on_miss, concurrency,
+                   float(think_time_s))
+        end = sim.run()
+        if progress is not None and sim.done % progress_every:
+            progress(sim.done, len(workload))
+        arrival, stopped = sim.arrival, sim.stopped
+        first, finish, rejected = sim.first, sim.finish, sim.rejected
+        prefill_inst, decode_inst, tokens = sim.prefill_inst, sim.decode_inst, sim.tokens
+        kv_peak = tuple(tuple(e.kv_peak for e in engines) for engines in sim.engines)
+        busy_s = tuple(tuple(e.busy_s for e in engines) for engines in sim.engines)
+        steps = tuple(tuple(e.steps for e in engines) for engines in sim.engines)
     if concurrency is not None:  # the arrival times the clients made (rule 9)
         prov = {**workload.provenance, "closed_loop": f"concurrency {concurrency}, think time {float(think_time_s):g} s"}
-        workload = Workload(np.asarray(sim.arrival, dtype=np.float64), workload.input_tokens, workload.output_tokens,
+        workload = Workload(np.asarray(arrival, dtype=np.float64), workload.input_tokens, workload.output_tokens,
                             workload.source, prov)
     return SimResult(
         workload=workload,
         pool_names=tuple(p.label for p in pools),
-        first_token_s=np.asarray(sim.first, dtype=np.float64),
-        finish_s=np.asarray(sim.finish, dtype=np.float64),
-        rejected=np.asarray(sim.rejected, dtype=bool),
-        prefill_instance=np.asarray(sim.prefill_inst, dtype=np.int64),
-        decode_instance=np.asarray(sim.decode_inst, dtype=np.int64),
-        tokens_generated=sim.tokens,
+        first_token_s=np.asarray(first, dtype=np.float64),
+        finish_s=np.asarray(finish, dtype=np.float64),
+        rejected=np.asarray(rejected, dtype=bool),
+        prefill_instance=np.asarray(prefill_inst, dtype=np.int64),
+        decode_instance=np.asarray(decode_inst, dtype=np.int64),
+        tokens_generated=tokens,
         kv_capacity_tokens=tuple(p.cost.kv_capacity_tokens for p in pools),
-        kv_peak_tokens=tuple(tuple(e.kv_peak for e in engines) for engines in sim.engines),
-        busy_s=tuple(tuple(e.busy_s for e in engines) for engines in sim.engines),
-        steps=tuple(tuple(e.steps for e in engines) for engines in sim.engines),
+        kv_peak_tokens=kv_peak,
+        busy_s=busy_s,
+        steps=steps,
         num_gpus=sum(p.num_gpus for p in pools),
         sim_end_s=end,
         decodes=pools[-1].phase != "prefill",
         steps_log=StepLog.from_rows(sim.step_log) if record_steps else None,
-        complete=not sim.stopped,
+        complete=not stopped,
         concurrency=concurrency,
         think_time_s=float(think_time_s),
         wall_s=time.perf_counter() - start,
