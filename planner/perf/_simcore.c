@@ -171,97 +171,68 @@ static inline void dp_pop(DequeP *d) { d->head = (d->head + 1) % d->cap; d->len-
 /* event heap: (t, seq), as Python's heapq on (t, seq, ...) tuples */
 static inline int ev_less(const Event *a, const Event *b) { return a->t < b->t || (a->t == b->t && a->seq < b->seq); }
 
+/* one binary min-heap per element type (events, lane finish steps, TPOT deadlines): sift a new last element
+   up, or take the root and sift the last element down from it -- heapq's order for a strict LESS */
+#define DEFINE_HEAP(NAME, T, LESS)                                                                              \
+    static void NAME##_sift_up(T *h, size_t i, T e) {                                                          \
+        while (i) {                                                                                            \
+            size_t p = (i - 1) / 2;                                                                            \
+            if (!LESS(&e, &h[p])) break;                                                                       \
+            h[i] = h[p];                                                                                       \
+            i = p;                                                                                             \
+        }                                                                                                      \
+        h[i] = e;                                                                                              \
+    }                                                                                                          \
+    static T NAME##_take_root(T *h, size_t *len) {                                                             \
+        T top = h[0];                                                                                          \
+        T last = h[--*len];                                                                                    \
+        size_t n = *len, i = 0;                                                                                \
+        for (;;) {                                                                                             \
+            size_t c = 2 * i + 1;                                                                              \
+            if (c >= n) break;                                                                                 \
+            if (c + 1 < n && LESS(&h[c + 1], &h[c])) c++;                                                      \
+            if (!LESS(&h[c], &last)) break;                                                                    \
+            h[i] = h[c];                                                                                       \
+            i = c;                                                                                             \
+        }                                                                                                      \
+        if (n) h[i] = last;                                                                                    \
+        return top;                                                                                            \
+    }
+
+DEFINE_HEAP(ev, Event, ev_less)
+
 static void ev_push(Sim *s, Event e) {
     s->heap = grow(s, s->heap, &s->hcap, s->hlen + 1, sizeof(Event));
-    size_t i = s->hlen++;
-    while (i) {
-        size_t p = (i - 1) / 2;
-        if (!ev_less(&e, &s->heap[p])) break;
-        s->heap[i] = s->heap[p];
-        i = p;
-    }
-    s->heap[i] = e;
+    ev_sift_up(s->heap, s->hlen++, e);
 }
 
-static Event ev_pop(Sim *s) {
-    Event top = s->heap[0];
-    Event last = s->heap[--s->hlen];
-    size_t n = s->hlen, i = 0;
-    for (;;) {
-        size_t c = 2 * i + 1;
-        if (c >= n) break;
-        if (c + 1 < n && ev_less(&s->heap[c + 1], &s->heap[c])) c++;
-        if (!ev_less(&s->heap[c], &last)) break;
-        s->heap[i] = s->heap[c];
-        i = c;
-    }
-    if (n) s->heap[i] = last;
-    return top;
-}
+static Event ev_pop(Sim *s) { return ev_take_root(s->heap, &s->hlen); }
 
 static inline int k_less(const KItem *a, const KItem *b) { return a->k < b->k || (a->k == b->k && a->rid < b->rid); }
+
+DEFINE_HEAP(kh, KItem, k_less)
 
 static void k_push(Sim *s, Lane *l, int64_t k, int64_t rid) {
     l->heap = grow(s, l->heap, &l->hcap, l->hlen + 1, sizeof(KItem));
     KItem e = {k, rid};
-    size_t i = l->hlen++;
-    while (i) {
-        size_t p = (i - 1) / 2;
-        if (!k_less(&e, &l->heap[p])) break;
-        l->heap[i] = l->heap[p];
-        i = p;
-    }
-    l->heap[i] = e;
+    kh_sift_up(l->heap, l->hlen++, e);
 }
 
-static int64_t k_pop(Lane *l) {
-    KItem top = l->heap[0];
-    KItem last = l->heap[--l->hlen];
-    size_t n = l->hlen, i = 0;
-    for (;;) {
-        size_t c = 2 * i + 1;
-        if (c >= n) break;
-        if (c + 1 < n && k_less(&l->heap[c + 1], &l->heap[c])) c++;
-        if (!k_less(&l->heap[c], &last)) break;
-        l->heap[i] = l->heap[c];
-        i = c;
-    }
-    if (n) l->heap[i] = last;
-    return top.rid;
-}
+static int64_t k_pop(Lane *l) { return kh_take_root(l->heap, &l->hlen).rid; }
 
 static inline int d_less(const DueItem *a, const DueItem *b) {
     return a->due < b->due || (a->due == b->due && a->rid < b->rid);
 }
 
+DEFINE_HEAP(dh, DueItem, d_less)
+
 static void d_push(Sim *s, Watch *w, double due, int64_t rid) {
     w->due = grow(s, w->due, &w->dcap, w->dlen + 1, sizeof(DueItem));
     DueItem e = {due, rid};
-    size_t i = w->dlen++;
-    while (i) {
-        size_t p = (i - 1) / 2;
-        if (!d_less(&e, &w->due[p])) break;
-        w->due[i] = w->due[p];
-        i = p;
-    }
-    w->due[i] = e;
+    dh_sift_up(w->due, w->dlen++, e);
 }
 
-static int64_t d_pop(Watch *w) {
-    DueItem top = w->due[0];
-    DueItem last = w->due[--w->dlen];
-    size_t n = w->dlen, i = 0;
-    for (;;) {
-        size_t c = 2 * i + 1;
-        if (c >= n) break;
-        if (c + 1 < n && d_less(&w->due[c + 1], &w->due[c])) c++;
-        if (!d_less(&w->due[c], &last)) break;
-        w->due[i] = w->due[c];
-        i = c;
-    }
-    if (n) w->due[i] = last;
-    return top.rid;
-}
+static int64_t d_pop(Watch *w) { return dh_take_root(w->due, &w->dlen).rid; }
 
 /* ---- step times (planner/perf/cost_table.py, planner/perf/cost.py) -------------------------------- */
 
