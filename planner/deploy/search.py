@@ -43,10 +43,9 @@ from planner.deploy.instances import (
 from planner.deploy.end_to_end import COARSE_TOL, REL_TOL, deployments_at_rate, goodput_deployments
 from planner.deploy.result import Deployment, DeploymentResult, pareto_front
 from planner.deploy.scoring import ROLES, Candidate, PhaseScore, bound_candidate, bound_points, prune, score
-from planner.common.checks import POSITIVE, check_number
 from planner.errors import Infeasible, InputError
 from planner.inputs import SLO, ExpertLoads, Workload, poisson_workload
-from planner.perf import MEMORY_FRACTION_OF
+from planner.perf import check_memory_rule
 from planner.plans import Plan
 from planner.profiles import get_gpu, get_model, resolve_precision
 from solvers.xpyd import choose_instance_counts
@@ -291,10 +290,7 @@ def _resolve(model, gpu, slo, workload, num_gpus, rate, isl, osl, loads, replica
 
 
 def _memory_options(setup: _Setup, utilization, fraction_of) -> dict:
-    check_number("memory_utilization", utilization, low=POSITIVE, high=1.0)
-    if fraction_of not in MEMORY_FRACTION_OF:
-        raise InputError(f"unknown memory_fraction_of {fraction_of!r}; known: {', '.join(MEMORY_FRACTION_OF)}",
-                         param="memory_fraction_of")
+    check_memory_rule(utilization, fraction_of)
     if setup.cost_kind == "distserve" and (utilization != 0.9 or fraction_of != "total"):
         raise InputError("DistServe's costs carry their own KV capacity; no memory rule", param="memory_utilization")
     return {"memory_utilization": float(utilization), "memory_fraction_of": fraction_of}

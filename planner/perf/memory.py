@@ -85,6 +85,7 @@ __all__ = [
     "total_params_check",
     "default_runtime_overhead_bytes",
     "MEMORY_FRACTION_OF",
+    "check_memory_rule",
 ]
 
 _HIDDEN_BUFFERS = 4  # residual, layer input, layer output, all-reduce / all-to-all scratch
@@ -95,6 +96,17 @@ _NCCL_MEM_BYTES = {1: 0, 2: 358_612_992, 4: 411_041_792}  # AIConfigurator misc.
 #: what ``memory_utilization`` is a share of: the whole GPU (vLLM, SGLang) or the memory left free after the
 #: weights, activations and overhead (TensorRT-LLM's ``free_gpu_memory_fraction``)
 MEMORY_FRACTION_OF = ("total", "free")
+
+
+def check_memory_rule(memory_utilization, memory_fraction_of) -> None:
+    """Refuse a memory rule the model cannot price: a share outside (0, 1], an unknown ``memory_fraction_of``.
+
+    >>> check_memory_rule(0.9, "free")
+    """
+    check_number("memory_utilization", memory_utilization, low=POSITIVE, high=1.0)
+    if memory_fraction_of not in MEMORY_FRACTION_OF:
+        raise InputError(f"unknown memory_fraction_of {memory_fraction_of!r}; known: {', '.join(MEMORY_FRACTION_OF)}",
+                         param="memory_fraction_of")
 
 
 @dataclass(frozen=True)
@@ -217,11 +229,8 @@ def _prepare(
     arch, spec, lay, slots = resolve_instance(model, gpu, layout, expert_slots_per_gpu=expert_slots_per_gpu)
     prec = resolve_precision(arch.precision, precision)
     check_number("max_batch_tokens", max_batch_tokens, low=0, integer=True)
-    check_number("memory_utilization", memory_utilization, low=POSITIVE, high=1.0)
+    check_memory_rule(memory_utilization, memory_fraction_of)
     check_number("kv_block_tokens", kv_block_tokens, low=1, integer=True)
-    if memory_fraction_of not in MEMORY_FRACTION_OF:
-        raise InputError(f"unknown memory_fraction_of {memory_fraction_of!r}; known: {', '.join(MEMORY_FRACTION_OF)}",
-                         param="memory_fraction_of")
     max_batch_tokens, kv_block_tokens = int(max_batch_tokens), int(kv_block_tokens)
     overhead = default_runtime_overhead_bytes(lay) if runtime_overhead_bytes is None else runtime_overhead_bytes
     check_number("runtime_overhead_bytes", overhead, low=0)
