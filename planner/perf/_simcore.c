@@ -133,18 +133,22 @@ static void *grow(Sim *s, void *p, size_t *cap, size_t need, size_t size) {
     return q;
 }
 
-static void dq_push(Sim *s, DequeI *d, int64_t v) {
-    if (d->len == d->cap) {
-        size_t c = d->cap ? d->cap * 2 : 8;
-        int64_t *a = malloc(c * sizeof(int64_t));
-        if (!a) longjmp(s->oom, 1);
-        for (size_t i = 0; i < d->len; i++) a[i] = d->a[(d->head + i) % d->cap];
-        free(d->a);
-        d->a = a; d->cap = c; d->head = 0;
+/* one ring-buffer deque push per element type (queued requests, chunked prompts): double when full */
+#define DEFINE_DEQUE_PUSH(NAME, D, T)                                                                           \
+    static void NAME(Sim *s, D *d, T v) {                                                                      \
+        if (d->len == d->cap) {                                                                                \
+            size_t c = d->cap ? d->cap * 2 : 8;                                                                \
+            T *a = malloc(c * sizeof(T));                                                                      \
+            if (!a) longjmp(s->oom, 1);                                                                        \
+            for (size_t i = 0; i < d->len; i++) a[i] = d->a[(d->head + i) % d->cap];                           \
+            free(d->a);                                                                                        \
+            d->a = a; d->cap = c; d->head = 0;                                                                 \
+        }                                                                                                      \
+        d->a[(d->head + d->len) % d->cap] = v;                                                                 \
+        d->len++;                                                                                              \
     }
-    d->a[(d->head + d->len) % d->cap] = v;
-    d->len++;
-}
+
+DEFINE_DEQUE_PUSH(dq_push, DequeI, int64_t)
 static inline int64_t dq_front(DequeI *d) { return d->a[d->head]; }
 static inline int64_t dq_pop(DequeI *d) {
     int64_t v = d->a[d->head];
@@ -153,18 +157,7 @@ static inline int64_t dq_pop(DequeI *d) {
     return v;
 }
 
-static void dp_push(Sim *s, DequeP *d, Prefilling v) {
-    if (d->len == d->cap) {
-        size_t c = d->cap ? d->cap * 2 : 8;
-        Prefilling *a = malloc(c * sizeof(Prefilling));
-        if (!a) longjmp(s->oom, 1);
-        for (size_t i = 0; i < d->len; i++) a[i] = d->a[(d->head + i) % d->cap];
-        free(d->a);
-        d->a = a; d->cap = c; d->head = 0;
-    }
-    d->a[(d->head + d->len) % d->cap] = v;
-    d->len++;
-}
+DEFINE_DEQUE_PUSH(dp_push, DequeP, Prefilling)
 static inline Prefilling *dp_at(DequeP *d, size_t i) { return &d->a[(d->head + i) % d->cap]; }
 static inline void dp_pop(DequeP *d) { d->head = (d->head + 1) % d->cap; d->len--; }
 
