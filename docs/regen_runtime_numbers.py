@@ -6,6 +6,7 @@ docs/migration.md, from one run of the commands that produce them.
                                                     # (exit 0 with a note on a CPU whose torch kernels' SIMD
                                                     # level differs from the recording's: not comparable)
     python docs/regen_runtime_numbers.py --part collect [--check]   # one part only (repeatable)
+    python docs/regen_runtime_numbers.py --part loop --check --work DIR   # keep the commands' files in DIR
 
 What runs (torch on one thread, ``OMP_NUM_THREADS=1``, in every process, as docs/collect.md
 recommends); the ``--part`` names:
@@ -508,6 +509,8 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--check", action="store_true", help="change nothing; exit 1 when a quoted number drifted")
     p.add_argument("--part", action="append", choices=list(PARTS),
                    help="run only this part (repeatable; default: all); the other markers keep the recorded values")
+    p.add_argument("--work", type=Path, help="run the commands in this directory and keep their files there (default: a "
+                   "temporary directory, removed at the end); e.g. the closed loop's files land in WORK/closed-loop/")
     args = p.parse_args(argv)
     os.environ["OMP_NUM_THREADS"] = "1"  # torch in this process too (collect, staging), before it is imported
     try:
@@ -517,7 +520,8 @@ def main(argv: list[str] | None = None) -> int:
     values, blocks, raw = {}, {}, {}
     started = time.perf_counter()
     with tempfile.TemporaryDirectory(prefix="moeplan-regen-") as tmp:
-        work = Path(tmp)
+        work = Path(tmp) if args.work is None else args.work.resolve()
+        work.mkdir(parents=True, exist_ok=True)
         for name in args.part or PARTS:
             for part in PARTS[name]:
                 got = part(work)

@@ -72,7 +72,7 @@ def _sleep(rank, world_size):
 @pytest.mark.slow  # starts worker processes
 def test_quick_profile_writes_a_loadable_table_with_provenance(quick):
     out, data, wall = quick
-    print(f"\n`moeplan profile --quick`: {wall:.1f} s")  # ~6-9 s on an idle 2-core host; more when it is busy
+    print(f"\n`moeplan profile --quick`: {wall:.1f} s")  # ~8-20 s on an idle 2-core host (docs/profiler.md); more when it is busy
     table = load_op_table(out)  # the plain op-timing loader reads it
     assert set(table.op.tolist()) == EXPECTED_OPS
     assert (table.time_ms > 0).all()
@@ -103,7 +103,7 @@ def test_held_out_calibration_meets_the_target(quick):
     families = {e.family: round(e.median_rel_error, 3) for e in cal.report.errors}
     print(f"\nheld-out median {cal.median_rel_error:.3f}; per family {families}; attention "
           f"{cal.attention_median_rel_error:.3f}; expert FFN {cal.expert_ffn_median_rel_error:.3f}")  # fmt: skip
-    assert cal.train_tokens == (1, 4, 16, 64, 256) and cal.held_out_tokens == (2, 8, 32, 128)
+    assert cal.train_tokens == (1, 4, 16, 64) and cal.held_out_tokens == (2, 8, 32)
     assert set(families) == EXPECTED_OPS - {"all_to_all"} | {"all_to_all/intra"}
     # the target (docs/profiler.md): the median over every held-out row (per-family medians are reported)
     assert cal.median_rel_error <= TARGET_HELD_OUT_MEDIAN_REL_ERROR

@@ -84,7 +84,7 @@ def _human(profile, cal, paths) -> str:
 def profile(
     output: Annotated[Path, typer.Option("--output", "-o", help="Where to write the op-timing CSV; the provenance goes next to it as NAME.provenance.json.")] = Path("profile.csv"),
     workers: Annotated[int, typer.Option("--workers", "-w", help="Local processes for the all-to-all (gloo on CPU, NCCL on GPU); 0 or 1 skips it.")] = 2,
-    quick: Annotated[bool, typer.Option("--quick", help="A short profile (under 15 s on 2 CPU cores) for smoke tests.")] = False,
+    quick: Annotated[bool, typer.Option("--quick", help="A short profile (shapes up to 64 tokens; 10-20 s on 2 CPU cores) for smoke tests.")] = False,
     threads: Annotated[int | None, typer.Option("--threads", help="Torch threads for the compute ops (default 1: steady timings on a shared host).")] = None,
     json_out: JsonOpt = False,
 ) -> None:
