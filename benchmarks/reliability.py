@@ -3,6 +3,7 @@
     python benchmarks/reliability.py            # every case, in-process and subprocess; every test module
     python benchmarks/reliability.py --quick    # in-process cases only; test modules without slow tests
     python benchmarks/reliability.py --out r.json
+    python benchmarks/reliability.py --quick --modules test_properties   # part 2 on these test modules only
 
 1. Collects ``CASES`` from every ``tests/test_bad_inputs_*.py`` (each area keeps its own module; a
    module that does not exist yet is simply not listed) and runs every case with
@@ -75,10 +76,16 @@ def run_corpus(quick: bool) -> list[dict]:
     return records
 
 
-def run_test_modules(quick: bool) -> list[dict]:
-    """pytest on every property / determinism / fuzz module: passed, failed, skipped, wall time."""
+def run_test_modules(quick: bool, only: list[str] | None = None) -> list[dict]:
+    """pytest on every property / determinism / fuzz module (``only``: those whose name is in it): passed,
+    failed, skipped, wall time."""
     out = []
     paths = sorted({p for g in TEST_GLOBS for p in TESTS.glob(g)})
+    if only is not None:
+        unknown = sorted(set(only) - {p.stem for p in paths})
+        if unknown:
+            raise SystemExit(f"--modules: no test module {', '.join(unknown)} (known: {', '.join(p.stem for p in paths)})")
+        paths = [p for p in paths if p.stem in only]
     for path in paths:
         with tempfile.TemporaryDirectory(prefix="moeplan-rel-") as tmp:
             xml = Path(tmp) / "junit.xml"
@@ -137,11 +144,13 @@ def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--quick", action="store_true", help="skip subprocess cases and slow tests")
     ap.add_argument("--out", type=Path, help="also write every record as JSON here")
+    ap.add_argument("--modules", action="append", metavar="NAME",
+                    help="part 2 runs only this test module (repeatable, e.g. test_properties; default: every one)")
     args = ap.parse_args(argv)
 
     started = time.perf_counter()
     records = run_corpus(args.quick)
-    modules = run_test_modules(args.quick)
+    modules = run_test_modules(args.quick, args.modules)
     wall = time.perf_counter() - started
 
     tried = [r for r in records if r["ran"]]
