@@ -261,11 +261,12 @@ def test_calibrated_factors_and_defaults_agree_with_the_fits():
 
 @pytest.mark.slow  # starts worker processes
 def test_benchmark_prints_the_tables_and_writes_json(tmp_path):
-    """``python benchmarks/calibration.py --out`` runs from any directory in a few seconds."""
+    """``python benchmarks/calibration.py --out`` runs from any directory (~35 s on 2 cores, most of it the
+    kernel tables' held-out fits; the timeout is a hang guard for a busy machine, not a speed target)."""
     script = Path(__file__).resolve().parents[1] / "benchmarks" / "calibration.py"
     out = tmp_path / "results.json"
     res = subprocess.run([sys.executable, str(script), "--out", str(out)], capture_output=True, text=True,
-                         timeout=120, cwd=tmp_path, check=False)  # fmt: skip
+                         timeout=900, cwd=tmp_path, check=False)  # fmt: skip
     assert res.returncode == 0, res.stderr[-2000:]
     assert "Target PASS" in res.stdout and "### h100" in res.stdout and "### a100-80g" in res.stdout
     data = json.loads(out.read_text(encoding="utf-8"))
