@@ -117,19 +117,25 @@ def operating_point(result) -> list[dict]:
     """Per pool of the chosen deployment, re-simulated at its goodput with its steps recorded: layout, instances,
     caps and the mean batch per attention-DP rank (prompts per prefill step; sequences per decode step,
     time-weighted)."""
-    import numpy as np
-
-    from planner.deploy.instances import cost_from_record
+    from planner.deploy.verify import deployment_pools
     from planner.inputs import poisson_workload
-    from planner.perf import ParallelLayout, Pool, simulate
+    from planner.perf import simulate
 
     plan = result.plan
     d, ref = plan.chosen, plan.inputs.workload
     w = poisson_workload(1.0, ref.num_requests, input_tokens=int(ref.spec["isl_tokens"]),
                          output_tokens=int(ref.spec["osl_tokens"]), seed=int(ref.spec["seed"]))
-    pools = [Pool(cost_from_record(dict(p.cost)), p.instances, phase=p.role, token_budget=p.token_budget,
-                  max_batch_size=p.max_batch_size) for p in d.pools]
-    res = simulate(w.head(d.num_requests).with_rate(d.rate_req_per_s), pools, record_steps=True)
+    res = simulate(w.head(d.num_requests).with_rate(d.rate_req_per_s), deployment_pools(d), record_steps=True)
+    return pool_points(d, res)
+
+
+def pool_points(d, res) -> list[dict]:
+    """Per pool of the recorded deployment ``d``, from a run ``res`` of it with its steps recorded (module
+    docstring of :func:`operating_point`)."""
+    import numpy as np
+
+    from planner.perf import ParallelLayout
+
     log = res.steps_log
     out = []
     for i, p in enumerate(d.pools):

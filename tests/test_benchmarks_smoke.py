@@ -109,6 +109,24 @@ def test_aic_compare_runs_on_its_cache(tmp_path):
     assert missing.returncode == 0 and "skipped: no cache" in missing.stderr
 
 
+def test_deploy_load_benchmark_smoke(tmp_path):
+    """benchmarks/deploy_load.py --quick --no-aic: every deployment the search simulated end to end is scored in
+    closed loop; the closed-loop pick is the best of them and meets the limits at its client count."""
+    out = tmp_path / "load.json"
+    res = subprocess.run([sys.executable, str(SCRIPT.parent / "deploy_load.py"), "--quick", "--no-aic", "--out", str(out)],
+                         capture_output=True, text=True, timeout=600, cwd=tmp_path)
+    assert res.returncode == 0, res.stderr[-2000:]
+    (row,) = json.loads(out.read_text(encoding="utf-8"))
+    scores = [a["closed"] for a in row["all"]]
+    assert len(scores) >= 2 and row["search_pick_closed"] == scores[0]
+    best = max(s.get("tokens_per_s_per_budget_gpu", 0.0) for s in scores)
+    pick = row["closed_pick_closed"]
+    assert pick["tokens_per_s_per_budget_gpu"] == best > 0
+    assert pick["clients"] >= 8 and pick["ttft_ms"] <= 2000 and pick["tpot_ms"] <= 50  # the scenario's limits
+    tables = _markdown_tables(res.stdout)
+    assert len(tables) == 1 and len(tables[0]) == 3 and row["closed_pick"] in tables[0][2]
+
+
 def test_deploy_benchmark_smoke_and_aic_cache(tmp_path):
     """benchmarks/deploy.py --quick --no-aic runs (speed is reported, never asserted); every cached
     AIConfigurator answer reads into the side-by-side table's cells without AIConfigurator installed."""
