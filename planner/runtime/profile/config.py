@@ -73,8 +73,8 @@ class ProfileConfig:
 #: the full profile: ~22-31 s on this 2-core CPU (docs/profiler.md)
 DEFAULT_CONFIG = ProfileConfig()
 #: a short profile for tests and smoke runs: the default's shapes up to 64 tokens, attention up to
-#: 512 tokens, 4 MiB messages, shorter rounds; ~8-12 s on a 2-core CPU with AVX-512 BF16, ~18 s on
-#: one without (where BF16 GEMMs run at ~20 GFLOP/s and the old cap of 256 tokens took ~50 s)
+#: 512 tokens, 4 MiB messages, shorter rounds; ~18 s on a 2-core CPU without AVX-512, where BF16
+#: GEMMs run at ~20 GFLOP/s and the earlier cap of 256 tokens took ~50 s (8-12 s on one with AVX-512 BF16)
 QUICK_CONFIG = ProfileConfig(
     token_counts=tuple(2**i for i in range(7)),  # 1 .. 64
     attention_tokens=(128, 256, 512),
