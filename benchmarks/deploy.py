@@ -250,7 +250,7 @@ def aic_answer(req: dict, cache: AicCache, python: str | None, refresh: bool, sa
     return entry
 
 
-def _aic_python(arg: str | None) -> str | None:
+def aic_python(arg: str | None) -> str | None:
     for cand in (arg, os.environ.get("MOEPLAN_AIC_PYTHON"), "/tmp/aicvenv/bin/python"):
         if cand and Path(cand).exists():
             return cand
@@ -331,7 +331,7 @@ def main(argv=None) -> int:
                                          "/tmp/aicvenv/bin/python, or this one if it has it)")
     args = ap.parse_args(argv)
     say = lambda msg: print(msg, file=sys.stderr)  # noqa: E731
-    python = None if args.no_aic else _aic_python(args.aic_python)
+    python = None if args.no_aic else aic_python(args.aic_python)
     cache = AicCache(AIC_CACHE)
     rows, out = [], []
     chosen = [s for s in scenarios(args.quick) if args.only is None or args.only in s.name]

@@ -97,7 +97,7 @@ def main(argv=None) -> int:
     ap.add_argument("--out", help="write every number as JSON to this file")
     args = ap.parse_args(argv)
     say = lambda msg: print(msg, file=sys.stderr, flush=True)  # noqa: E731
-    python = None if args.no_aic else bench._aic_python(args.aic_python)
+    python = None if args.no_aic else bench.aic_python(args.aic_python)
     cache = bench.AicCache(bench.AIC_CACHE)
     chosen = [s for s in bench.scenarios(args.quick) if args.only is None or args.only in s.name]
     if not chosen:
