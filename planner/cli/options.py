@@ -32,6 +32,7 @@ __all__ = [
     "Dispatch",
     "Format",
     "Objective",
+    "Load",
     "JsonOpt",
     "ModelOpt",
     "GpusOpt",
@@ -133,6 +134,13 @@ class Objective(str, Enum):
 
     max_rate = "max_rate"
     max_rate_per_gpu = "max_rate_per_gpu"
+
+
+class Load(str, Enum):
+    """How ``deploy`` loads each deployment end to end (``planner.deploy.LOADS``: open, closed)."""
+
+    open = "open"
+    closed = "closed"
 
 
 # ---- options shared by several commands (one spelling, one help text) ---------------------------
@@ -264,6 +272,7 @@ PARAM_FLAGS: dict[str, str] = {
     "workload": "--trace",
     "loads": "--loads",
     "objective": "--objective",
+    "load": "--load",
     "num_requests": "--requests",
     "balancedness": "--balancedness",
     # cluster

@@ -46,7 +46,8 @@ def deployment_record(setup, d) -> DeploymentRecord:
         mode=d.mode, xpyd=d.xpyd, pools=pools, num_gpus=d.num_gpus, nodes=[list(r) for r in d.nodes],
         rate_req_per_s=_f(d.rate_req_per_s), num_requests=d.num_requests, arrivals=setup.arrivals, seed=setup.seed,
         attainment=_f(d.attainment), ttft_ms=_f(d.ttft_ms), tpot_ms=_f(d.tpot_ms), meets_slo=bool(d.meets_slo),
-        tokens_per_s_per_gpu=_f(d.tokens_per_s_per_gpu), tokens_per_s_per_user=_f(d.tokens_per_s_per_user))
+        tokens_per_s_per_gpu=_f(d.tokens_per_s_per_gpu), tokens_per_s_per_user=_f(d.tokens_per_s_per_user),
+        concurrency=d.concurrency)
 
 
 def build_deployment_plan(setup, request: dict, deployments, notes, report, replica_plan) -> DeploymentPlan:
@@ -61,7 +62,7 @@ def build_deployment_plan(setup, request: dict, deployments, notes, report, repl
                        output_tokens_p90=_f(st.output_tokens_p[90]))
     slo = setup.slo
     params = {k: request[k] for k in ("num_gpus", "rate_req_per_s", "objective", "node_local", "max_instances_per_node",
-                                         "cost_model")}
+                                         "cost_model", "load")}
     params.update({"num_requests": setup.num_requests, "seed": setup.seed})
     imbalance = sorted({p.candidate.instance.imbalance.source for d in deployments for p in d.scores})
     comparison = DeploymentResult(request, tuple(deployments), (), (), None, ()).comparison

@@ -14,6 +14,9 @@ together (prefill pool -> KV transfer -> decode pool, or the aggregated pool).
   a capped deployment is re-simulated at the bound so its recorded numbers are those of that rate.
 - Target rate (:func:`deployments_at_rate`): each deployment simulated at the rate; one that misses gets
   one more instance of the role that missed, up to three times.
+- Closed loop (``load="closed"``, :func:`closed_loop_deployments`): each deployment's most clients meeting
+  the SLO in steady state (:func:`planner.perf.max_concurrency`); its rate is the steady window's served
+  rate there, its attainment and percentiles the window's.
 
 ``docs/deploy.md`` ("Method", step 5) states the rules.
 """
@@ -25,10 +28,10 @@ from dataclasses import replace
 from typing import Callable
 
 from planner.deploy.result import Deployment
-from planner.inputs import SLO
-from planner.perf import GoodputProbe, goodput, simulate
+from planner.inputs import SLO, Workload
+from planner.perf import GoodputProbe, goodput, max_concurrency, simulate
 
-__all__ = ["goodput_deployments", "deployments_at_rate", "steady_bound", "REL_TOL", "COARSE_TOL", "E2E_GROWTH",
+__all__ = ["goodput_deployments", "deployments_at_rate", "closed_loop_deployments", "steady_bound", "REL_TOL", "COARSE_TOL", "E2E_GROWTH",
            "MAX_PROBES"]
 
 REL_TOL = 0.04  # goodput searches stop when the bracket is this narrow (relative)
@@ -135,3 +138,21 @@ def _at_rate(kind, chosen, sol, workload_for, pools_for, slo: SLO, rate: float) 
             counts[1] += int(not tpot <= slo.tpot_ms) or int(ttft <= slo.ttft_ms)
     return Deployment(kind, tuple(chosen), tuple(counts), sol.rate, rate, res.attainment(slo), ttft, tpot,
                       met, len(w), mean_out, sol.nodes if tuple(counts) == sol.counts else ())
+
+
+def closed_loop_deployments(found, *, workload: Workload, pools_for: Callable, slo: SLO) -> list[Deployment]:
+    """Each ``(kind, chosen scores, solution)`` of ``found`` at its most clients meeting ``slo`` in steady state
+    (module docstring); one that meets it with no client count gets rate 0 and its one-client numbers."""
+    out = []
+    for kind, chosen, sol in found:
+        r = max_concurrency(workload, pools_for(chosen, list(sol.counts)), slo)
+        p = r.best or r.probes[-1]  # no count met: the last probe is the smallest count tried
+        if r.clients:
+            st = r.result.steady_state()
+            rate, mean_out = st["requests_per_s"], st["output_tokens_per_s"] / st["requests_per_s"]
+        else:
+            rate, mean_out = 0.0, float(workload.output_tokens[:p.num_requests].mean())
+        out.append(Deployment(kind, tuple(chosen), tuple(sol.counts), sol.rate, rate, p.attainment,
+                              p.ttft_ms_percentile, p.tpot_ms_percentile, p.met, p.num_requests, mean_out, sol.nodes,
+                              concurrency=p.clients))
+    return out

@@ -24,7 +24,9 @@ class Deployment:
     ``prefill`` / ``decode`` are set for a disaggregated deployment, ``both`` for an aggregated one;
     ``counts`` are the instances per pool. ``rate_req_per_s`` is the joint goodput (GPU budget) or the
     target rate (rate mode); ``attainment`` (per-request share meeting both limits) and the percentiles
-    are those of the simulation at that rate, of ``num_requests`` requests.
+    are those of the simulation at that rate, of ``num_requests`` requests. A closed-loop search
+    (``load="closed"``) sets ``concurrency``: the most clients meeting the SLO in steady state; the rate is
+    then the steady window's served rate and the attainment and percentiles are the window's.
     """
 
     mode: str  # "disaggregated" | "aggregated"
@@ -39,6 +41,7 @@ class Deployment:
     num_requests: int
     mean_output_tokens: float
     nodes: tuple[tuple[int, ...], ...] = ()
+    concurrency: int | None = None
 
     @property
     def num_gpus(self) -> int:
@@ -83,7 +86,7 @@ class Deployment:
             "rate_req_per_s_per_gpu": self.per_gpu, "attainment": self.attainment, "ttft_ms": self.ttft_ms,
             "tpot_ms": self.tpot_ms, "tokens_per_s_per_gpu": self.tokens_per_s_per_gpu,
             "tokens_per_s_per_user": self.tokens_per_s_per_user, "meets_slo": self.meets_slo,
-            "num_requests": self.num_requests,
+            "num_requests": self.num_requests, "concurrency": self.concurrency,
         }
         return _rounded(out)
 
@@ -188,8 +191,10 @@ class DeploymentResult:
     def table(self) -> str:
         """The ranked deployments, the comparison and the assumptions (human output)."""
         q = self.request["percentile"]
-        heads = ["rank", "kind", "xPyD", "(p)parallel", "(p)bs/tok", "(d)parallel", "(d)bs", "GPUs", "req/s",
-                 "tokens/s/GPU", "tokens/s/user", f"TTFT p{q:g} ms", f"TPOT p{q:g} ms", "attain", "SLO", "$/M tok"]
+        closed = self.request.get("load") == "closed"
+        heads = ["rank", "kind", "xPyD", "(p)parallel", "(p)bs/tok", "(d)parallel", "(d)bs", "GPUs",
+                 *(["clients"] if closed else []), "req/s", "tokens/s/GPU", "tokens/s/user", f"TTFT p{q:g} ms",
+                 f"TPOT p{q:g} ms", "attain", "SLO", "$/M tok"]
         rows = []
         price = _price_per_gpu_hour(self.request["gpu"])
         wl = self.request["workload"]
@@ -203,7 +208,8 @@ class DeploymentResult:
                 p, dc = d.scores[0].candidate, d.scores[1].candidate
                 p_par, p_b, d_par, d_b = p.instance.label, _budget(p), dc.instance.label, str(dc.max_batch_size or "-")
             rows.append([f"{i + 1}{'*' if i in front else ''}", d.mode[:5], d.xpyd, p_par, p_b, d_par, d_b,
-                         d.num_gpus, f"{d.rate_req_per_s:.3g}", f"{d.tokens_per_s_per_gpu:.1f}",
+                         d.num_gpus, *([d.concurrency] if closed else []), f"{d.rate_req_per_s:.3g}",
+                         f"{d.tokens_per_s_per_gpu:.1f}",
                          f"{d.tokens_per_s_per_user:.1f}", f"{d.ttft_ms:.0f}", f"{d.tpot_ms:.1f}",
                          f"{d.attainment:.3f}", "met" if d.meets_slo else "MISSED",
                          _usd(price, d.num_gpus, d.rate_req_per_s * tokens_per_request)])
@@ -214,7 +220,8 @@ class DeploymentResult:
         lines = [format_table(heads, rows, title=title), "* = on the Pareto front (tokens/s/GPU vs tokens/s/user); "
                  "$/M tok: $ per million prompt + output tokens at the GPU profile's price",
                  f"chosen: {self.chosen.label} on {self.chosen.num_gpus} GPUs, {self.chosen.rate_req_per_s:.4g} req/s "
-                 f"(simulated attainment {self.chosen.attainment:.3f})", self.comparison, "assumptions:"]
+                 + (f"at {self.chosen.concurrency} clients in steady state " if closed else "")
+                 + f"(simulated attainment {self.chosen.attainment:.3f})", self.comparison, "assumptions:"]
         lines += [f"  - {n}" for n in self.notes]
         return "\n".join(lines)
 

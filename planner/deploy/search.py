@@ -16,8 +16,9 @@
    (one role) programs are solved separately.
 5. **End-to-end check** (:mod:`planner.deploy.end_to_end`): every deployment from step 4 is simulated
    with all its pools together: its goodput (budget) or its attainment at the target rate (a deployment
-   that misses gets one more instance of the role that missed, up to three times). Deployments are
-   ranked by that.
+   that misses gets one more instance of the role that missed, up to three times); with
+   ``load="closed"``, its most clients meeting the SLO in steady state and the rate it serves there.
+   Deployments are ranked by that.
 
 ``docs/deploy.md`` states the rules, the program and the DistServe reproduction. One module past 450
 lines because every stage reads the resolved request (``_Setup``) and its few helpers (probe lengths,
@@ -40,7 +41,13 @@ from planner.deploy.instances import (
     latency_model_layouts,
     quick_times,
 )
-from planner.deploy.end_to_end import COARSE_TOL, REL_TOL, deployments_at_rate, goodput_deployments
+from planner.deploy.end_to_end import (
+    COARSE_TOL,
+    REL_TOL,
+    closed_loop_deployments,
+    deployments_at_rate,
+    goodput_deployments,
+)
 from planner.deploy.result import Deployment, DeploymentResult, pareto_front
 from planner.deploy.scoring import ROLES, Candidate, PhaseScore, bound_candidate, bound_points, prune, score
 from planner.errors import Infeasible, InputError
@@ -50,10 +57,14 @@ from planner.plans import Plan
 from planner.profiles import get_gpu, get_model, resolve_precision
 from solvers.xpyd import choose_instance_counts
 
-__all__ = ["plan_deployment", "cost_args", "OBJECTIVES", "DEFAULT_BALANCEDNESS_SOURCE"]
+__all__ = ["plan_deployment", "cost_args", "OBJECTIVES", "LOADS", "DEFAULT_BALANCEDNESS_SOURCE"]
 
 #: what a GPU budget maximises: the served rate, or the rate per GPU used (DistServe's objective)
 OBJECTIVES = ("max_rate", "max_rate_per_gpu")
+#: how step 5 loads a deployment: arrivals at a rate (goodput) or a fixed number of clients (closed loop)
+LOADS = ("open", "closed")
+#: requests of a fixed-length closed-loop search: 6 per client up to planner.perf's 16,384 clients
+_CLOSED_REQUESTS = 6 * 16384
 DEFAULT_BALANCEDNESS_SOURCE = "planner/inputs/synthetic.py (TensorRT-LLM DeepSeek-R1 EP32 imbalance 1.56)"
 _PREFILL_TOKENS_PER_RANK = 8192
 _DECODE_CAPS_PER_RANK = (16, 128, 512)
@@ -84,6 +95,7 @@ class _Setup:
     max_context: int
     per_node_cap: int | None
     steady_state_cap: bool = True
+    load: str = "open"
     # the memory model's engine rule: {"memory_utilization": u, "memory_fraction_of": "total" | "free"}
     memory_options: dict = field(default_factory=dict)
     # integer programs solved in this search, by their arguments: the screening's last program of a kind is
@@ -108,6 +120,7 @@ def plan_deployment(
     node_local: bool = False,
     max_instances_per_node: int | None = None,
     steady_state_cap: bool = True,
+    load: str = "open",
     cost_model: str = "latency_model",
     num_requests: int | None = None,
     precision=None,
@@ -138,8 +151,16 @@ def plan_deployment(
     steady_state_cap : cap each deployment's goodput at the rate its pools sustain (instances x one
         instance's full-batch throughput, the least role): a finite probe lets a pool absorb a burst it
         could not sustain. False: the probes' answer alone (DistServe's protocol).
+    load : how the end-to-end check (step 5) loads a deployment and ranks it. ``"open"`` (default): requests
+        arrive at a rate (the trace's pattern or Poisson), the figure is the goodput. ``"closed"``: a fixed
+        number of clients each send their next request when the last one ends (``aiperf`` / ``genai-perf
+        --concurrency``, the load AIConfigurator prices); the figure is the rate served at the most clients
+        whose steady-state TTFT and TPOT meet the SLO (:func:`planner.perf.max_concurrency`), recorded with
+        that client count. Needs ``num_gpus``; steps 1-4 are the same in both.
     cost_model : ``"latency_model"`` (moeplan's) or ``"distserve"`` (DistServe's fitted OPT coefficients).
-    num_requests : requests per simulation; default three times the largest decode batch, 300 to 3000.
+    num_requests : requests per simulation; default three times the largest decode batch, 300 to 3000 (the
+        length of the fixed-length workload: 3000; with ``load="closed"``, 98,304 = 6 per client up to
+        16,384 clients).
     precision : number formats per component (:class:`planner.profiles.Precision`, a mapping of overrides
         such as ``{"kv_cache": "fp8"}``, or None for the model's native precision).
     memory_utilization, memory_fraction_of : the serving engine's memory rule, as in
@@ -170,8 +191,13 @@ def plan_deployment(
     start = time.perf_counter()
     say = progress or (lambda msg: None)
     timings: dict[str, float] = {}
+    if load not in LOADS:
+        raise InputError(f"unknown load {load!r}; known: {', '.join(LOADS)}", param="load")
+    if load == "closed" and num_gpus is None:
+        raise InputError("a closed loop has no arrival rate to serve: give a GPU budget (num_gpus) with "
+                         "load='closed'", param="load")
     setup = _resolve(model, gpu, slo, workload, num_gpus, rate_req_per_s, isl, osl, loads, replica_plan, objective,
-                     gpus_per_node, node_local, cost_model, num_requests, precision, seed)
+                     gpus_per_node, node_local, cost_model, num_requests, precision, seed, load)
     if max_instances_per_node is not None:
         setup = replace(setup, per_node_cap=_check_int("max_instances_per_node", max_instances_per_node))
     if not isinstance(steady_state_cap, bool):
@@ -237,7 +263,7 @@ def _check_int(name, value, low=1):
 
 
 def _resolve(model, gpu, slo, workload, num_gpus, rate, isl, osl, loads, replica_plan, objective, gpus_per_node,
-             node_local, cost_model, num_requests, precision, seed) -> _Setup:
+             node_local, cost_model, num_requests, precision, seed, load="open") -> _Setup:
     if cost_model not in COST_MODELS:
         raise InputError(f"unknown cost model {cost_model!r}; known: {', '.join(COST_MODELS)}", param="cost_model")
     if not isinstance(slo, SLO):
@@ -264,7 +290,8 @@ def _resolve(model, gpu, slo, workload, num_gpus, rate, isl, osl, loads, replica
             raise InputError("give a workload (a trace) or both isl and osl", param="isl")
         _check_int("isl", isl)
         _check_int("osl", osl)
-        n = 3000 if num_requests is None else _check_int("num_requests", num_requests, 2)
+        n = (3000 if load == "open" else _CLOSED_REQUESTS) if num_requests is None else \
+            _check_int("num_requests", num_requests, 2)
         base = poisson_workload(1.0, n, input_tokens=isl, output_tokens=osl, seed=seed)
         wl = Workload(base.arrival_s, base.input_tokens, base.output_tokens, f"isl {isl} / osl {osl}", base.provenance)
         spec_w = {"kind": "fixed", "isl_tokens": isl, "osl_tokens": osl, "seed": seed}
@@ -286,7 +313,7 @@ def _resolve(model, gpu, slo, workload, num_gpus, rate, isl, osl, loads, replica
         formats = resolve_precision(arch.precision, precision).to_dict()
     return _Setup(model if cost_model == "distserve" else arch.id, arch, spec, cost_model, node, slo, wl, spec_w,
                   "trace", seed, formats, num_requests, num_gpus,
-                  None if rate is None else float(rate), objective, bool(node_local), max_context, None)
+                  None if rate is None else float(rate), objective, bool(node_local), max_context, None, load=load)
 
 
 def _memory_options(setup: _Setup, utilization, fraction_of) -> dict:
@@ -506,6 +533,8 @@ def _end_to_end(setup: _Setup, found) -> list[Deployment]:
     if setup.rate is not None:
         return deployments_at_rate(found, workload_for=workload_for, pools_for=pools_for, slo=setup.slo,
                                    rate=setup.rate)
+    if setup.load == "closed":
+        return closed_loop_deployments(found, workload=setup.workload, pools_for=pools_for, slo=setup.slo)
     return goodput_deployments(found, workload_for=workload_for, pools_for=pools_for, slo=setup.slo,
                                arrivals=setup.arrivals, seed=setup.seed,
                                per_gpu=setup.objective == "max_rate_per_gpu", steady_cap=setup.steady_state_cap)
@@ -565,7 +594,7 @@ def _request_record(setup: _Setup) -> dict:
         "num_gpus": setup.num_gpus, "rate_req_per_s": setup.rate, "objective": setup.objective,
         "figure_of_merit": _figure_of_merit(setup), "ttft_ms": setup.slo.ttft_ms, "tpot_ms": setup.slo.tpot_ms,
         "percentile": setup.slo.percentile, "rule": setup.slo.rule, "node_local": setup.node_local,
-        "max_instances_per_node": setup.per_node_cap, "steady_state_cap": setup.steady_state_cap,
+        "max_instances_per_node": setup.per_node_cap, "steady_state_cap": setup.steady_state_cap, "load": setup.load,
         "cost_model": setup.cost_kind, **setup.memory_options,
         "workload": {"source": setup.workload.source, "num_requests": len(setup.workload),
                      "input_tokens_mean": st.input_tokens_mean, "output_tokens_mean": st.output_tokens_mean},
@@ -591,10 +620,19 @@ def _notes(setup: _Setup, scores: list[PhaseScore], skipped: int = 0) -> list[st
     if skipped:
         notes.append(f"candidates not simulated: {skipped} (their throughput bound could not reach the best rate the "
                      "integer program already predicted for their kind)")
-    if setup.rate is None and setup.steady_state_cap:
+    if setup.load == "closed":
+        notes.append("closed loop: each end-to-end deployment ranked by the rate it serves at the most clients whose "
+                     f"steady-state p{setup.slo.percentile:g} TTFT and TPOT meet the limits (clients doubled from 8, "
+                     "then bisected to 1/32; 6 requests per client, at least 1,500, sent in the workload's order; "
+                     "the window between the first and the last N requests to end); candidates and counts "
+                     "(steps 1-4) come from open-loop goodput")
+        if len(setup.workload) // 3 < 16384:
+            notes.append(f"closed loop: at most {len(setup.workload) // 3:,} clients (a steady window needs 3 requests "
+                         f"per client; the workload has {len(setup.workload):,})")
+    if setup.rate is None and setup.steady_state_cap and setup.load == "open":
         notes.append("end-to-end goodput capped at the rate the pools sustain (instances x full-batch throughput, "
                      "least role); a finite probe can absorb a burst above it")
-    if setup.rate is None:
+    if setup.rate is None and setup.load == "open":
         notes.append(f"end-to-end goodput to {REL_TOL:.0%} for deployments that could still win, to "
                      f"{COARSE_TOL:.0%} for the others")
     return notes

@@ -20,6 +20,7 @@ Modules
     simulator         discrete-event serving simulator: :class:`Pool`, :func:`simulate`
     sim_results       per-request TTFT / TPOT, percentiles and SLO attainment (:class:`SimResult`)
     goodput_search    highest rate that meets an SLO (:func:`goodput`)
+    concurrency_search  most closed-loop clients that meet an SLO in steady state (:func:`max_concurrency`)
 
 >>> from planner.perf import ParallelLayout, memory_per_gpu
 >>> memory_per_gpu("qwen3-235b-a22b", "h100", ParallelLayout(tp=8, ep=8)).kv_bytes_per_token
@@ -27,7 +28,7 @@ Modules
 """
 
 from planner.perf import factors, latency, layout, memory, memory_breakdown, op_times
-from planner.perf import cost, cost_table, goodput_search, replica_effect, sim_results, simulator
+from planner.perf import concurrency_search, cost, cost_table, goodput_search, replica_effect, sim_results, simulator
 from planner.perf.factors import *  # noqa: F403
 from planner.perf.latency import *  # noqa: F403
 from planner.perf.layout import *  # noqa: F403
@@ -37,6 +38,7 @@ from planner.perf.op_times import *  # noqa: F403
 from planner.perf.cost import *  # noqa: F403
 from planner.perf.cost_table import *  # noqa: F403
 from planner.perf.goodput_search import *  # noqa: F403
+from planner.perf.concurrency_search import *  # noqa: F403
 from planner.perf.sim_results import *  # noqa: F403
 from planner.perf.simulator import *  # noqa: F403
 from planner.perf.replica_effect import *  # noqa: F403
@@ -44,4 +46,4 @@ from planner.perf.replica_effect import *  # noqa: F403
 __all__ = [*layout.__all__, *memory_breakdown.__all__, *memory.__all__, *factors.__all__, *op_times.__all__,
            *latency.__all__]
 __all__ += [*cost.__all__, *cost_table.__all__, *simulator.__all__, *sim_results.__all__, *goodput_search.__all__]
-__all__ += [*replica_effect.__all__]
+__all__ += [*replica_effect.__all__, *concurrency_search.__all__]

@@ -130,8 +130,9 @@ class SimResult:
         """Requests no instance could hold."""
         return int(self.rejected.sum())
 
-    def percentile(self, metric: str, q: float) -> float:
-        """The ``q``-th percentile of ``metric`` (``ttft_ms``, ``tpot_ms``, ``e2e_ms``) over requests.
+    def percentile(self, metric: str, q: float, *, steady: bool = False) -> float:
+        """The ``q``-th percentile of ``metric`` (``ttft_ms``, ``tpot_ms``, ``e2e_ms``) over requests
+        (``steady``: over the closed loop's steady window, :meth:`steady_mask`).
 
         Rejected requests count as infinitely slow; one-token outputs have no TPOT and are left
         out of ``tpot_ms``. ``nan`` when no request has the metric.
@@ -142,8 +143,10 @@ class SimResult:
             raise InputError(f"must be a number in [0, 100], got {q!r}", param="q")
         values = getattr(self, metric)
         values = np.where(self.rejected, np.inf, values)
-        if metric == "tpot_ms":
-            values = values[self.workload.output_tokens > 1]
+        keep = self.workload.output_tokens > 1 if metric == "tpot_ms" else np.ones(values.shape, dtype=bool)
+        if steady:
+            keep = keep & self.steady_mask()
+        values = values[keep]
         if values.size == 0:
             return float("nan")
         return float(np.percentile(values, q))
@@ -156,20 +159,25 @@ class SimResult:
         tpot_ok = np.isnan(tpot) | (tpot <= slo.tpot_ms)
         return ttft_ok & tpot_ok & ~self.rejected
 
-    def attainment(self, slo: SLO) -> float:
-        """Share of requests that meet both limits (DistServe's per-request SLO attainment)."""
-        return float(self.attains(slo).mean())
+    def attainment(self, slo: SLO, *, steady: bool = False) -> float:
+        """Share of requests that meet both limits (DistServe's per-request SLO attainment); ``steady``:
+        of the closed loop's steady window (:meth:`steady_mask`)."""
+        ok = self.attains(slo)
+        if steady:
+            ok = ok[self.steady_mask()]
+        return float(ok.mean()) if ok.size else float("nan")
 
-    def meets(self, slo: SLO) -> bool:
+    def meets(self, slo: SLO, *, steady: bool = False) -> bool:
         """Whether the run meets ``slo`` under its rule (``planner.inputs.slo``): attainment >= target
         (``per_request``) or both percentiles within their limits (``percentile``); a run stopped on a
-        certain miss (``complete`` False) meets none."""
+        certain miss (``complete`` False) meets none. ``steady``: judged on the closed loop's steady
+        window (:meth:`steady_mask`), the load a fixed client count keeps up."""
         if not self.complete:
             return False
         if slo.rule == "per_request":
-            return self.attainment(slo) >= slo.attainment_target
+            return self.attainment(slo, steady=steady) >= slo.attainment_target
         q = slo.percentile
-        ttft, tpot = self.percentile("ttft_ms", q), self.percentile("tpot_ms", q)
+        ttft, tpot = self.percentile("ttft_ms", q, steady=steady), self.percentile("tpot_ms", q, steady=steady)
         return ttft <= slo.ttft_ms and (math.isnan(tpot) or tpot <= slo.tpot_ms)
 
     # -- throughput ----------------------------------------------------------------------------------
@@ -240,17 +248,8 @@ class SimResult:
         >>> s["requests"], round(s["mean_in_flight"], 1)
         (384.0, 8.0)
         """
-        n_clients = self.concurrency
-        if n_clients is None:
-            raise InputError("steady_state is for closed-loop runs (simulate(..., concurrency=N))",
-                             param="concurrency")
-        served = np.isfinite(self.finish_s)
-        finish = np.sort(self.finish_s[served])
-        if finish.size <= 2 * n_clients:
-            raise InputError(f"{finish.size} served requests leave no steady window between the first and the "
-                             f"last {n_clients}; simulate more than {2 * n_clients} requests", param="concurrency")
-        start, end = float(finish[n_clients - 1]), float(finish[finish.size - n_clients - 1])
-        inside = served & (self.finish_s > start) & (self.finish_s <= end)
+        start, end = self._steady_window()
+        inside = self.steady_mask() & ~self.rejected
         span = end - start
         out: dict[str, float] = {"requests": float(inside.sum()), "start_s": start, "end_s": end}
         out["requests_per_s"] = out["requests"] / span if span > 0 else float("inf")
@@ -265,6 +264,32 @@ class SimResult:
                 out[f"{metric}_p{q}"] = float(np.percentile(values, q)) if values.size else float("nan")
         out["mean_in_flight"] = out["requests_per_s"] * out["e2e_ms_mean"] / 1e3
         return out
+
+    def _steady_window(self) -> tuple[float, float]:
+        n_clients = self.concurrency
+        if n_clients is None:
+            raise InputError("the steady state is for closed-loop runs (simulate(..., concurrency=N))",
+                             param="concurrency")
+        finish = np.sort(self.finish_s[np.isfinite(self.finish_s)])
+        if finish.size <= 2 * n_clients:
+            raise InputError(f"{finish.size} served requests leave no steady window between the first and the "
+                             f"last {n_clients}; simulate more than {2 * n_clients} requests", param="concurrency")
+        return float(finish[n_clients - 1]), float(finish[finish.size - n_clients - 1])
+
+    def steady_mask(self) -> np.ndarray:
+        """Per request: in the closed loop's steady window (:meth:`steady_state`): finished in it, or rejected
+        when sent in it (a rejected request is a miss the window must see).
+
+        Raises
+        ------
+        InputError
+            An open-loop run, or one of at most ``2 N`` served requests (no window).
+        """
+        start, end = self._steady_window()
+        served = np.isfinite(self.finish_s)
+        sent = self.workload.arrival_s
+        return (served & (self.finish_s > start) & (self.finish_s <= end)) | (
+            self.rejected & (sent > start) & (sent <= end))
 
     def summary(self, slo: SLO | None = None) -> str:
         """A table of TTFT / TPOT / e2e percentiles, throughput and (with ``slo``) attainment."""

@@ -291,6 +291,9 @@ class DeploymentRecord(_Frozen):
     meets_slo: bool
     tokens_per_s_per_gpu: float
     tokens_per_s_per_user: float | None
+    concurrency: int | None = Field(
+        default=None, description="closed-loop search: the most clients meeting the SLO in steady state; the rate, "
+        "attainment and percentiles are then the steady window's (null: open loop, arrivals at the rate)")
 
 
 class DeploymentInputs(_Frozen):
