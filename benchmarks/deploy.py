@@ -92,11 +92,12 @@ def scenarios(quick: bool = False) -> list[Scenario]:
 MEMORY_RULE = {"memory_utilization": 0.9, "memory_fraction_of": "free"}
 
 
-def our_pick(scenario: Scenario):
-    """moeplan's :class:`~planner.deploy.DeploymentResult` for a scenario (TensorRT-LLM's memory rule)."""
+def our_pick(scenario: Scenario, load: str = "open"):
+    """moeplan's :class:`~planner.deploy.DeploymentResult` for a scenario (TensorRT-LLM's memory rule; ``load``
+    as :func:`planner.deploy.plan_deployment`'s)."""
     slo = SLO(scenario.ttft_ms, scenario.tpot_ms, attainment_target=scenario.percentile / 100, rule="percentile")
     return plan_deployment(scenario.model, scenario.gpu, slo, isl=scenario.isl, osl=scenario.osl,
-                           num_gpus=scenario.num_gpus, **MEMORY_RULE)
+                           num_gpus=scenario.num_gpus, load=load, **MEMORY_RULE)
 
 
 def _baseline_s(s: Scenario) -> float:
@@ -114,9 +115,9 @@ def _baseline_s(s: Scenario) -> float:
 
 # -- our chosen deployment as AIConfigurator's estimator takes it -------------------------------------------
 def operating_point(result) -> list[dict]:
-    """Per pool of the chosen deployment, re-simulated at its goodput with its steps recorded: layout, instances,
-    caps and the mean batch per attention-DP rank (prompts per prefill step; sequences per decode step,
-    time-weighted)."""
+    """Per pool of the chosen deployment, re-simulated at its goodput (a closed-loop search's: at its client
+    count) with its steps recorded: layout, instances, caps and the mean batch per attention-DP rank (prompts
+    per prefill step; sequences per decode step, time-weighted)."""
     from planner.deploy.verify import deployment_pools
     from planner.inputs import poisson_workload
     from planner.perf import simulate
@@ -125,7 +126,10 @@ def operating_point(result) -> list[dict]:
     d, ref = plan.chosen, plan.inputs.workload
     w = poisson_workload(1.0, ref.num_requests, input_tokens=int(ref.spec["isl_tokens"]),
                          output_tokens=int(ref.spec["osl_tokens"]), seed=int(ref.spec["seed"]))
-    res = simulate(w.head(d.num_requests).with_rate(d.rate_req_per_s), deployment_pools(d), record_steps=True)
+    if d.concurrency is not None:
+        res = simulate(w.head(d.num_requests), deployment_pools(d), concurrency=d.concurrency, record_steps=True)
+    else:
+        res = simulate(w.head(d.num_requests).with_rate(d.rate_req_per_s), deployment_pools(d), record_steps=True)
     return pool_points(d, res)
 
 

@@ -1,4 +1,5 @@
-"""The load model behind the deployment search's verdicts: goodput under arrivals against a fixed concurrency.
+"""The load model behind the deployment search's verdicts: the search under arrivals against the search at a fixed
+concurrency, both priced by AIConfigurator.
 
 Run from the repository root (moeplan installed)::
 
@@ -9,25 +10,21 @@ Run from the repository root (moeplan installed)::
     python benchmarks/deploy_load.py --out r.json    # also every number as JSON
 
 Why. AIConfigurator prices a deployment at a fixed concurrency: ``bs`` requests per attention-DP rank always
-in flight, the load of an ``aiperf`` / ``genai-perf --concurrency`` run. moeplan's search scores each
-deployment by its goodput under Poisson arrivals: the highest rate whose p90 TTFT and TPOT meet the limits.
-On four 8-GPU scenarios of ``benchmarks/deploy.py`` the two tools disagree on aggregated against
-disaggregated serving, and this benchmark asks whether that is the load model or the cost model.
+in flight, the load of an ``aiperf`` / ``genai-perf --concurrency`` run. moeplan's search by default scores each
+deployment by its goodput under Poisson arrivals (``load="open"``): the highest rate whose p90 TTFT and TPOT meet
+the limits. With ``load="closed"`` it ranks the same deployments (steps 1-4 are shared) by the rate served at the
+most clients whose steady-state p90 TTFT and TPOT meet the limits (``planner.perf.max_concurrency``): the question
+AIConfigurator answers. This benchmark runs both and has AIConfigurator price the closed-loop search's pick.
 
 What. For each scenario: the search as ``benchmarks/deploy.py`` runs it (open loop, TensorRT-LLM's memory
-rule); then every deployment it simulated end to end (the chosen one and its alternatives, aggregated ones
-always among them) is scored again with moeplan's own simulator in closed loop
-(``planner.perf.simulate(..., concurrency=N)``): the largest number of clients ``N`` whose steady-state p90
-TTFT and TPOT meet the limits (``N`` doubled from 8, then bisected to 1/32 of it; ``6 N`` requests of the
-scenario's lengths, at least 1,500), and the steady-state output tokens/s per GPU of the budget at that
-``N`` (``SimResult.steady_state``: between warm-up and drain). The best of them is the *closed-loop pick*.
-AIConfigurator then prices it as ``benchmarks/deploy.py`` prices the search's pick: its estimate at the
-pick's operating point (the closed-loop run at ``N``: prompts per prefill step and time-weighted sequences per
-decode step, per rank), and at the batch sizes up to our caps that meet the limits with the most throughput
-(answers cached in ``benchmarks/aic_results.json``; the search's own pick re-uses ``deploy.py``'s request).
+rule), and the same search with ``load="closed"``. The open pick's closed-loop numbers are read from the closed
+search, which simulated the same deployment. AIConfigurator prices the closed-loop pick as
+``benchmarks/deploy.py`` prices the open one: its estimate at the pick's operating point (the closed loop at
+its client count, steps recorded: prompts per prefill step and time-weighted sequences per decode step, per
+rank), and at the batch sizes up to our caps that meet the limits with the most throughput (answers cached in
+``benchmarks/aic_results.json``).
 
-This is a measurement about the two load models, not a second search: the search itself scores open-loop
-goodput (docs/deploy.md). Exit code 0 whatever the numbers.
+Exit code 0 whatever the numbers.
 """
 
 from __future__ import annotations
@@ -42,50 +39,16 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 import deploy as bench  # noqa: E402  (benchmarks/deploy.py: scenarios, the search call, AIConfigurator requests)
 
-from planner.deploy.verify import deployment_pools  # noqa: E402
-from planner.inputs import poisson_workload  # noqa: E402
-from planner.perf import simulate  # noqa: E402
 
-MIN_REQUESTS = 1500
-REQUESTS_PER_CLIENT = 6
-START_CLIENTS = 8
-MAX_CLIENTS = 16384
-BISECT_TO = 32  # bisection stops when the bracket is narrower than 1/32 of the lower end
+def _key(d) -> tuple:
+    """A deployment by its mode, counts and pool layouts and caps (the same in both searches' results)."""
+    return d.mode, tuple(d.counts), tuple(s.candidate.label for s in d.scores)
 
 
-def _run(d, s, clients: int, record: bool = False):
-    w = poisson_workload(1.0, max(MIN_REQUESTS, REQUESTS_PER_CLIENT * clients), input_tokens=s.isl,
-                         output_tokens=s.osl, seed=0)
-    return simulate(w, deployment_pools(d), concurrency=clients, record_steps=record)
-
-
-def closed_loop_score(d, s) -> dict:
-    """The largest client count whose steady-state p90 TTFT and TPOT meet the scenario's limits, and the
-    steady state there (module docstring); ``clients`` 0 when 8 clients already miss."""
-    q = f"_p{int(s.percentile)}"  # steady_state has p50, p90, p99
-
-    def meets(st):
-        return st["ttft_ms" + q] <= s.ttft_ms and st["tpot_ms" + q] <= s.tpot_ms
-
-    lo, hi, best, n = 0, None, None, START_CLIENTS
-    while n <= MAX_CLIENTS:
-        st = _run(d, s, n).steady_state()
-        if not meets(st):
-            hi = n
-            break
-        lo, best, n = n, st, 2 * n
-    while hi is not None and lo and hi - lo > max(1, lo // BISECT_TO):
-        m = (lo + hi) // 2
-        st = _run(d, s, m).steady_state()
-        if meets(st):
-            lo, best = m, st
-        else:
-            hi = m
-    if best is None:
-        return {"clients": 0}
-    return {"clients": lo, "capped": hi is None, "output_tokens_per_s": best["output_tokens_per_s"],
-            "tokens_per_s_per_budget_gpu": best["output_tokens_per_s"] / s.num_gpus,
-            "ttft_ms": best["ttft_ms" + q], "tpot_ms": best["tpot_ms" + q], "requests_per_s": best["requests_per_s"]}
+def _numbers(d, num_gpus: int) -> dict:
+    return {"clients": d.concurrency, "meets": d.meets_slo, "requests_per_s": d.rate_req_per_s,
+            "tokens_per_s_per_budget_gpu": d.rate_req_per_s * d.mean_output_tokens / num_gpus,
+            "ttft_ms": d.ttft_ms, "tpot_ms": d.tpot_ms}
 
 
 def main(argv=None) -> int:
@@ -106,30 +69,27 @@ def main(argv=None) -> int:
     rows = []
     for s in chosen:
         t = time.perf_counter()
-        r = bench.our_pick(s)
-        records = [r.plan.chosen, *r.plan.alternatives]
-        scores = [closed_loop_score(d, s) for d in records]
-        k = max(range(len(records)), key=lambda i: scores[i].get("tokens_per_s_per_budget_gpu", 0.0))
-        row = {"scenario": s.name, "search_pick": records[0].xpyd + " " + _layouts(records[0]),
-               "search_mode": records[0].mode, "search_open_loop_tokens_per_s_per_gpu": records[0].tokens_per_s_per_gpu,
-               "search_pick_closed": scores[0],
-               "closed_pick": records[k].xpyd + " " + _layouts(records[k]), "closed_mode": records[k].mode,
-               "closed_pick_closed": scores[k],
-               "all": [{"deployment": d.xpyd + " " + _layouts(d), "mode": d.mode,
-                        "open_loop_tokens_per_s_per_gpu": d.tokens_per_s_per_gpu, "closed": sc}
-                       for d, sc in zip(records, scores)],
-               "wall_s": time.perf_counter() - t}
+        r_open = bench.our_pick(s)
+        t_open = time.perf_counter() - t
+        t = time.perf_counter()
+        r_closed = bench.our_pick(s, load="closed")
+        t_closed = time.perf_counter() - t
+        by_key = {_key(d): d for d in r_closed.deployments}
+        o, c = r_open.chosen, r_closed.chosen
+        row = {"scenario": s.name, "search_pick": o.label, "search_mode": o.mode,
+               "search_open_loop_tokens_per_s_per_gpu": o.rate_req_per_s * o.mean_output_tokens / s.num_gpus,
+               "search_pick_closed": _numbers(by_key[_key(o)], s.num_gpus),
+               "closed_pick": c.label, "closed_mode": c.mode, "closed_pick_closed": _numbers(c, s.num_gpus),
+               "all": [{"deployment": d.label, "mode": d.mode, "closed": _numbers(d, s.num_gpus)}
+                       for d in r_closed.deployments],
+               "open_search_s": t_open, "closed_search_s": t_closed}
         if not args.no_aic:
             row["aic_best"] = bench.aic_best(bench.aic_answer(bench.aic_default_request(s), cache, python, False, say))
-            if k == 0:  # the search's pick: deploy.py's request (its open-loop operating point), from the cache
-                pools = bench.operating_point(r)
-            else:
-                pools = bench.pool_points(records[k], _run(records[k], s, scores[k]["clients"], record=True))
-            row["aic_priced"] = bench.aic_priced(bench.aic_answer(bench.aic_price_request(s, pools), cache, python,
-                                                                  False, say))
-            row["aic_priced_gpus"] = records[k].num_gpus
+            row["aic_priced"] = bench.aic_priced(bench.aic_answer(
+                bench.aic_price_request(s, bench.operating_point(r_closed)), cache, python, False, say))
+            row["aic_priced_gpus"] = c.num_gpus
         rows.append(row)
-        say(f"{s.name}: {row['wall_s']:.1f} s; search {row['search_pick']}, closed loop {row['closed_pick']}")
+        say(f"{s.name}: searches {t_open:.1f} s open, {t_closed:.1f} s closed; open {o.xpyd}, closed {c.xpyd}")
     print(_table(rows, chosen, args.no_aic))
     if args.out:
         with open(args.out, "w", encoding="utf-8") as f:
@@ -137,13 +97,9 @@ def main(argv=None) -> int:
     return 0
 
 
-def _layouts(d) -> str:
-    return " / ".join(p.layout for p in d.pools)
-
-
 def _table(rows, scenarios, no_aic: bool) -> str:
-    head = ["scenario", "search pick (open loop)", "its tok/s/GPU: open loop / closed loop (N)",
-            "closed-loop pick", "its closed-loop tok/s/GPU (N)"]
+    head = ["scenario", "search s: open / closed", "open-loop search's pick",
+            "its tok/s/GPU: open loop / closed loop (N)", "closed-loop search's pick", "its closed-loop tok/s/GPU (N)"]
     if not no_aic:
         head += ["AIC best: mode, tok/s/GPU", "closed-loop pick's mode = AIC's", "closed-loop pick priced by AIC",
                  "vs AIC best", f"within {1 - bench.TARGET_QUALITY:.0%}"]
@@ -151,7 +107,7 @@ def _table(rows, scenarios, no_aic: bool) -> str:
     ok = priced = 0
     for row, s in zip(rows, scenarios):
         a, c = row["search_pick_closed"], row["closed_pick_closed"]
-        cells = [row["scenario"], row["search_pick"],
+        cells = [row["scenario"], f"{row['open_search_s']:.1f} / {row['closed_search_s']:.1f}", row["search_pick"],
                  f"{row['search_open_loop_tokens_per_s_per_gpu']:.0f} / {a.get('tokens_per_s_per_budget_gpu', 0):.0f} "
                  f"({a['clients']})", row["closed_pick"], f"{c.get('tokens_per_s_per_budget_gpu', 0):.0f} ({c['clients']})"]
         if not no_aic:

@@ -110,19 +110,20 @@ def test_aic_compare_runs_on_its_cache(tmp_path):
 
 
 def test_deploy_load_benchmark_smoke(tmp_path):
-    """benchmarks/deploy_load.py --quick --no-aic: every deployment the search simulated end to end is scored in
-    closed loop; the closed-loop pick is the best of them and meets the limits at its client count."""
+    """benchmarks/deploy_load.py --quick --no-aic: the open and the closed-loop searches run; the closed search's
+    pick is the best of the deployments it simulated and meets the limits at its client count, and the open
+    pick's closed-loop numbers are among them."""
     out = tmp_path / "load.json"
     res = subprocess.run([sys.executable, str(SCRIPT.parent / "deploy_load.py"), "--quick", "--no-aic", "--out", str(out)],
                          capture_output=True, text=True, timeout=600, cwd=tmp_path)
     assert res.returncode == 0, res.stderr[-2000:]
     (row,) = json.loads(out.read_text(encoding="utf-8"))
     scores = [a["closed"] for a in row["all"]]
-    assert len(scores) >= 2 and row["search_pick_closed"] == scores[0]
-    best = max(s.get("tokens_per_s_per_budget_gpu", 0.0) for s in scores)
+    assert len(scores) >= 2 and row["search_pick_closed"] in scores
+    best = max(s["tokens_per_s_per_budget_gpu"] for s in scores if s["meets"])
     pick = row["closed_pick_closed"]
-    assert pick["tokens_per_s_per_budget_gpu"] == best > 0
-    assert pick["clients"] >= 8 and pick["ttft_ms"] <= 2000 and pick["tpot_ms"] <= 50  # the scenario's limits
+    assert pick == scores[0] and pick["tokens_per_s_per_budget_gpu"] == best > 0
+    assert pick["clients"] >= 1 and pick["ttft_ms"] <= 2000 and pick["tpot_ms"] <= 50  # the scenario's limits
     tables = _markdown_tables(res.stdout)
     assert len(tables) == 1 and len(tables[0]) == 3 and row["closed_pick"] in tables[0][2]
 
