@@ -147,6 +147,10 @@ def test_cli_deploy_load_closed(tmp_path):
     doc = json.loads(res.stdout)
     assert doc["chosen"]["concurrency"] > 0 and doc["plan"]["chosen"]["concurrency"] == doc["chosen"]["concurrency"]
     assert runner.invoke(app, ["verify", str(out)]).exit_code == 0
+    page = tmp_path / "r.html"
+    res = runner.invoke(app, ["report", str(out), "-o", str(page), "--rate-points", "2"])
+    assert res.exit_code == 0, res.output
+    assert f"closed loop: {doc['chosen']['concurrency']} clients" in page.read_text(encoding="utf-8")
     res = runner.invoke(app, ["deploy", "-m", "qwen3-30b-a3b", "-g", "h100", "--rate", "2", "--ttft-ms", "1000",
                               "--tpot-ms", "50", "--isl", "1024", "--osl", "128", "--load", "closed"])
     assert res.exit_code == 2 and "--load" in res.output

@@ -55,6 +55,8 @@ def _decision(plan: DeploymentPlan) -> Section:
         ("budget", f"{inp.parameters.get('num_gpus')} GPUs" if inp.parameters.get("num_gpus") else
          f"rate {inp.parameters.get('rate_req_per_s')} req/s"),
         ("objective", inp.parameters.get("objective")),
+        ("load", "open loop: arrivals at the rate" if plan.chosen.concurrency is None else
+         f"closed loop: {plan.chosen.concurrency} clients; rates and percentiles of the steady window"),
         ("chosen", f"{plan.chosen.xpyd}: {_pools_text(plan.chosen)} on {plan.chosen.num_gpus} GPUs"),
         ("integer program", f"{plan.report.status} ({plan.report.stop_reason}), {plan.report.solver}"),
         ("GPU price", f"${price:g} per GPU-hour (profile: {price_source}; indicative)" if price else "unknown: no cost columns"),
@@ -165,7 +167,9 @@ def _goodput(plan: DeploymentPlan, workload: Workload | None, rate_points: int) 
                        [(r, a, g, a >= s.attainment_target) for r, a, g in zip(rates, att, good)], left=0)
     return Section(title, figure_html(fig1, "Above the planned rate attainment falls below the target.") +
                    figure_html(fig2, "Requests per second served within both limits.") + table,
-                   f"The chosen deployment re-simulated on {d.num_requests} requests at {len(rates)} rates.", figures=2)
+                   f"The chosen deployment re-simulated on {d.num_requests} requests at {len(rates)} rates"
+                   + (" of arrivals (open loop; the plan's rate is what its clients drew in steady state)."
+                      if d.concurrency is not None else "."), figures=2)
 
 
 def deployment_sections(plan: DeploymentPlan, workload: Workload | None = None, *,
