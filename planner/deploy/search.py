@@ -52,7 +52,14 @@ from planner.deploy.result import Deployment, DeploymentResult, pareto_front
 from planner.deploy.scoring import ROLES, Candidate, PhaseScore, bound_candidate, bound_points, prune, score
 from planner.errors import Infeasible, InputError
 from planner.inputs import SLO, ExpertLoads, Workload, poisson_workload
-from planner.perf import check_memory_rule
+from planner.perf import (
+    BISECT_TO,
+    MAX_CLIENTS,
+    MIN_REQUESTS,
+    REQUESTS_PER_CLIENT,
+    START_CLIENTS,
+    check_memory_rule,
+)
 from planner.plans import Plan
 from planner.profiles import get_gpu, get_model, resolve_precision
 from solvers.xpyd import choose_instance_counts
@@ -63,8 +70,8 @@ __all__ = ["plan_deployment", "cost_args", "OBJECTIVES", "LOADS", "DEFAULT_BALAN
 OBJECTIVES = ("max_rate", "max_rate_per_gpu")
 #: how step 5 loads a deployment: arrivals at a rate (goodput) or a fixed number of clients (closed loop)
 LOADS = ("open", "closed")
-#: requests of a fixed-length closed-loop search: 6 per client up to planner.perf's 16,384 clients
-_CLOSED_REQUESTS = 6 * 16384
+#: requests of a fixed-length closed-loop search: a probe's per client, up to the most clients probed
+_CLOSED_REQUESTS = REQUESTS_PER_CLIENT * MAX_CLIENTS
 DEFAULT_BALANCEDNESS_SOURCE = "planner/inputs/synthetic.py (TensorRT-LLM DeepSeek-R1 EP32 imbalance 1.56)"
 _PREFILL_TOKENS_PER_RANK = 8192
 _DECODE_CAPS_PER_RANK = (16, 128, 512)
@@ -622,11 +629,12 @@ def _notes(setup: _Setup, scores: list[PhaseScore], skipped: int = 0) -> list[st
                      "integer program already predicted for their kind)")
     if setup.load == "closed":
         notes.append("closed loop: each end-to-end deployment ranked by the rate it serves at the most clients whose "
-                     f"steady-state p{setup.slo.percentile:g} TTFT and TPOT meet the limits (clients doubled from 8, "
-                     "then bisected to 1/32; 6 requests per client, at least 1,500, sent in the workload's order; "
+                     f"steady-state p{setup.slo.percentile:g} TTFT and TPOT meet the limits (clients doubled from "
+                     f"{START_CLIENTS}, then bisected to 1/{BISECT_TO}; {REQUESTS_PER_CLIENT} requests per client, at "
+                     f"least {MIN_REQUESTS:,}, sent in the workload's order; "
                      "the window between the first and the last N requests to end); candidates and counts "
                      "(steps 1-4) come from open-loop goodput")
-        if len(setup.workload) // 3 < 16384:
+        if len(setup.workload) // 3 < MAX_CLIENTS:
             notes.append(f"closed loop: at most {len(setup.workload) // 3:,} clients (a steady window needs 3 requests "
                          f"per client; the workload has {len(setup.workload):,})")
     if setup.rate is None and setup.steady_state_cap and setup.load == "open":

@@ -29,7 +29,8 @@ from planner.inputs import SLO, Workload
 from planner.perf.sim_results import SimResult
 from planner.perf.simulator import Pool, simulate
 
-__all__ = ["max_concurrency", "ConcurrencyResult", "ConcurrencyProbe", "concurrency_requests"]
+__all__ = ["max_concurrency", "ConcurrencyResult", "ConcurrencyProbe", "concurrency_requests", "MAX_CLIENTS",
+           "REQUESTS_PER_CLIENT", "MIN_REQUESTS", "START_CLIENTS", "BISECT_TO"]
 
 MIN_REQUESTS = 1500  # a probe's requests at least (the steady window of a small N needs many rounds)
 REQUESTS_PER_CLIENT = 6  # ... and 6 per client: warm-up and drain take about N each, 4 N are left
