@@ -118,13 +118,14 @@ def test_closed_plan_verifies_and_tampering_fails(closed):
     assert not bad.ok and "steady window" in bad.failures[0].detail
 
 
-def test_closed_loop_changes_only_step_five(closed):
-    """Steps 1-4 are the open search's: the same candidates scored alone, the same layout combinations."""
+def test_closed_loop_scores_every_candidate_and_changes_only_step_five(closed):
+    """Steps 1-4 are the open search's, except that no candidate is skipped (the skip rule bounds open-loop
+    goodput, not the closed loop's ranking): the open search's scores are among the closed one's."""
     open_ = plan_deployment("qwen3-30b-a3b", "h100", SLO(1000, 50, rule="percentile"), num_gpus=4, **SMALL)
-    as_text = lambda scores: json.dumps([s.to_dict() for s in scores], sort_keys=True)  # noqa: E731  (nan == nan)
-    assert as_text(open_.scores) == as_text(closed.scores)
-    key = lambda d: (d.mode, d.counts, tuple(s.candidate.label for s in d.scores))  # noqa: E731
-    assert sorted(map(key, open_.deployments)) == sorted(map(key, closed.deployments))
+    as_text = lambda s: json.dumps(s.to_dict(), sort_keys=True)  # noqa: E731  (nan == nan)
+    closed_scores = {as_text(s) for s in closed.scores}
+    assert {as_text(s) for s in open_.scores} <= closed_scores
+    assert not any("not simulated" in n for n in closed.notes)
     assert all(d.concurrency is None for d in open_.deployments)
     assert np.isfinite([d.rate_req_per_s for d in closed.deployments]).all()
 

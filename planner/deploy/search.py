@@ -442,9 +442,11 @@ def _scores(setup: _Setup, roles: dict[str, list[Candidate]], time_limit_s: floa
     scored candidates of its kind, the candidate cannot be in the program's best solution, which is
     therefore the same as with every candidate scored. The next-best solutions (the alternatives
     simulated end to end) are drawn from the candidates scored. Rate mode and DistServe's costs (its
-    algorithm scores every candidate) score all.
+    algorithm scores every candidate) score all, and so does a closed-loop search: its ranking is step 5's
+    client-count throughput, which the open-loop bound does not bound, so a candidate the rule would skip
+    can still win there.
     """
-    if setup.rate is not None or setup.cost_kind == "distserve":
+    if setup.rate is not None or setup.cost_kind == "distserve" or setup.load == "closed":
         return {role: [_score(setup, c) for c in cands] for role, cands in roles.items()}, 0
     out: dict[str, list[PhaseScore]] = {role: [] for role in roles}
     for role, cands in roles.items():  # the best bound per GPU of every role first: a rate to beat
