@@ -31,8 +31,8 @@ from planner.deploy.result import Deployment
 from planner.inputs import SLO, Workload
 from planner.perf import GoodputProbe, goodput, max_concurrency, simulate
 
-__all__ = ["goodput_deployments", "deployments_at_rate", "closed_loop_deployments", "steady_bound", "REL_TOL", "COARSE_TOL", "E2E_GROWTH",
-           "MAX_PROBES"]
+__all__ = ["goodput_deployments", "deployments_at_rate", "closed_loop_deployments", "steady_bound", "REL_TOL",
+           "COARSE_TOL", "E2E_GROWTH", "MAX_PROBES"]
 
 REL_TOL = 0.04  # goodput searches stop when the bracket is this narrow (relative)
 COARSE_TOL = 0.10  # ... for a deployment whose bracket cannot reach the best one found
