@@ -128,6 +128,21 @@ def test_deploy_load_benchmark_smoke(tmp_path):
     assert len(tables) == 1 and len(tables[0]) == 3 and row["closed_pick"] in tables[0][2]
 
 
+def test_deploy_width_benchmark_smoke(tmp_path):
+    """benchmarks/deploy_width.py --quick: the default and the wide search run on the same scenario; the wide one
+    simulates at least as many candidates and deployments, and the table's ratio is the two goodputs'."""
+    out = tmp_path / "width.json"
+    res = subprocess.run([sys.executable, str(SCRIPT.parent / "deploy_width.py"), "--quick", "--out", str(out)],
+                         capture_output=True, text=True, timeout=600, cwd=tmp_path)
+    assert res.returncode == 0, res.stderr[-2000:]
+    (row,) = json.loads(out.read_text(encoding="utf-8"))
+    assert row["wide_candidates"] >= row["default_candidates"] and row["wide_deployments"] >= row["default_deployments"]
+    assert row["ratio"] == pytest.approx(row["default_req_per_s"] / row["wide_req_per_s"])
+    assert row["same_pick"] == (row["default_pick"] == row["wide_pick"])
+    tables = _markdown_tables(res.stdout)
+    assert len(tables) == 2 and len(tables[0]) == 3 and f"{row['ratio']:.3f}" in tables[0][2]
+
+
 def test_deploy_benchmark_smoke_and_aic_cache(tmp_path):
     """benchmarks/deploy.py --quick --no-aic runs (speed is reported, never asserted); every cached
     AIConfigurator answer reads into the side-by-side table's cells without AIConfigurator installed."""

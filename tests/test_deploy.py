@@ -203,3 +203,19 @@ def test_memory_rule_is_searched_recorded_and_reverified(result):
                           (dict(memory_fraction_of="rest"), "memory_fraction_of")):
         with pytest.raises(InputError, match=param):
             plan_deployment("qwen3-30b-a3b", "h100", SLO(1000, 50, rule="percentile"), num_gpus=4, **kwargs, **SMALL)
+
+
+def test_wide_search_keeps_every_candidate_and_the_default_is_its_subset():
+    """max_candidates_per_role=None (benchmarks/deploy_width.py's wide search): no candidate dropped at screening,
+    dominated ones included; the default search's candidates are among them."""
+    from planner.deploy.scoring import prune
+
+    kw = dict(SMALL, max_candidates_per_role=None)
+    wide = plan_deployment("qwen3-30b-a3b", "h100", SLO(1000, 50, rule="percentile"), num_gpus=2, **kw)
+    narrow = plan_deployment("qwen3-30b-a3b", "h100", SLO(1000, 50, rule="percentile"), num_gpus=2, **SMALL)
+    labels = lambda r: {(s.candidate.role, s.candidate.label) for s in r.scores}  # noqa: E731
+    assert labels(narrow) <= labels(wide) and len(labels(wide)) > len(labels(narrow))
+    cands = [s.candidate for s in wide.scores]
+    assert len(prune(cands, None)) == len(cands) >= len(prune(cands, 10 ** 6))
+    per_gpu = [c.bound_req_per_s / c.num_gpus for c in prune(cands, None)]
+    assert per_gpu == sorted(per_gpu, reverse=True)

@@ -129,16 +129,20 @@ def bound_candidate(cand: Candidate, cost_times, slo: SLO, mean_input: float, me
     return Candidate(cand.role, inst, cand.token_budget, cand.max_batch_size, float(bound))
 
 
-def prune(cands: list[Candidate], keep: int) -> list[Candidate]:
+def prune(cands: list[Candidate], keep: int | None) -> list[Candidate]:
     """Drop candidates dominated within their role (no fewer GPUs and no more bound per GPU than another,
-    one strictly), then keep the ``keep`` best bounds per GPU (ties: fewer GPUs)."""
+    one strictly), then keep the ``keep`` best bounds per GPU (ties: fewer GPUs). ``keep=None``: every
+    candidate, in the same order (the wide search: nothing dropped)."""
+    order = lambda c: (-c.bound_req_per_s / c.num_gpus, c.num_gpus, c.label)  # noqa: E731
+    if keep is None:
+        return sorted(cands, key=order)
     out = []
     for c in cands:
         dominated = any(o is not c and o.num_gpus <= c.num_gpus and o.bound_req_per_s >= c.bound_req_per_s
                         and (o.num_gpus < c.num_gpus or o.bound_req_per_s > c.bound_req_per_s) for o in cands)
         if not dominated:
             out.append(c)
-    out.sort(key=lambda c: (-c.bound_req_per_s / c.num_gpus, c.num_gpus, c.label))
+    out.sort(key=order)
     return out[:keep]
 
 

@@ -133,7 +133,7 @@ def plan_deployment(
     precision=None,
     memory_utilization: float = 0.9,
     memory_fraction_of: str = "total",
-    max_candidates_per_role: int = 4,
+    max_candidates_per_role: int | None = 4,
     alternatives: int = 4,
     time_limit_s: float = 30.0,
     seed: int = 0,
@@ -175,7 +175,9 @@ def plan_deployment(
         ``gpu_memory_utilization``, SGLang's ``--mem-fraction-static``; the default) or the KV cache's
         share of the memory left after the weights (``"free"``: TensorRT-LLM's ``free_gpu_memory_fraction``).
         It decides which layouts fit and each instance's KV capacity.
-    max_candidates_per_role : candidates simulated per role after screening.
+    max_candidates_per_role : candidates simulated per role after screening; None: every memory-feasible
+        candidate that meets its limits unloaded, dominated ones too (a wide search, ``benchmarks/deploy_width.py``:
+        slower, to check what the screening costs).
     alternatives : layout combinations per kind (disaggregated, aggregated) simulated end to end, the best
         included (>= 1).
     time_limit_s : budget of each integer program.
@@ -212,7 +214,8 @@ def plan_deployment(
     # the best layout combination of each kind counts as the first: 0 would simulate nothing and end in
     # a false "infeasible" (found by the report's tests)
     _check_int("alternatives", alternatives)
-    _check_int("max_candidates_per_role", max_candidates_per_role)
+    if max_candidates_per_role is not None:
+        _check_int("max_candidates_per_role", max_candidates_per_role)
     setup = replace(setup, steady_state_cap=steady_state_cap,
                     memory_options=_memory_options(setup, memory_utilization, memory_fraction_of))
     t = time.perf_counter()
@@ -337,7 +340,7 @@ def _budget_limit(setup: _Setup) -> int:
     return setup.gpus_per_node * _MAX_NODES
 
 
-def _candidates(setup: _Setup, loads, replica_plan, keep: int, say) -> dict[str, list[Candidate]]:
+def _candidates(setup: _Setup, loads, replica_plan, keep: int | None, say) -> dict[str, list[Candidate]]:
     limit = _budget_limit(setup)
     if setup.node_local:
         limit = min(limit, setup.gpus_per_node)
