@@ -151,7 +151,9 @@ def test_cli_deploy_load_closed(tmp_path):
     page = tmp_path / "r.html"
     res = runner.invoke(app, ["report", str(out), "-o", str(page), "--rate-points", "2"])
     assert res.exit_code == 0, res.output
-    assert f"closed loop: {doc['chosen']['concurrency']} clients" in page.read_text(encoding="utf-8")
+    html = page.read_text(encoding="utf-8")
+    assert f"closed loop: {doc['chosen']['concurrency']} clients" in html
+    assert "Served rate and latency vs clients" in html and "Goodput vs request rate" not in html
     res = runner.invoke(app, ["deploy", "-m", "qwen3-30b-a3b", "-g", "h100", "--rate", "2", "--ttft-ms", "1000",
                               "--tpot-ms", "50", "--isl", "1024", "--osl", "128", "--load", "closed"])
     assert res.exit_code == 2 and "--load" in res.output

@@ -21,7 +21,7 @@ def report(
     trace: Annotated[Optional[str], typer.Option("--trace", help="Deployment plans simulated on a trace: that trace (verifies it; adds goodput vs rate).")] = None,
     cluster: Annotated[Optional[str], typer.Option("--cluster", help="Cluster plans: the cluster file (or helix:NAME) the plan was made for; checks its hash, nodes and links too.")] = None,
     gpu: Annotated[Optional[str], typer.Option("--gpu", "-g", help="Replica plans made without a GPU: the GPU profile the budget sweep prices replicas in.")] = None,
-    rate_points: Annotated[int, typer.Option("--rate-points", help="Deployment plans: rates at which the chosen deployment is re-simulated for goodput vs rate (0: none).")] = 8,
+    rate_points: Annotated[int, typer.Option("--rate-points", help="Deployment plans: rates at which the chosen deployment is re-simulated for goodput vs rate (a closed-loop plan: client counts; 0: none).")] = 8,
     num_experts: NumExpertsOpt = None,
     rank_files: RankFilesOpt = RankFiles.auto,
     json_out: JsonOpt = False,

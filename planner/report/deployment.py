@@ -1,9 +1,11 @@
 """Report sections of a deployment plan: the decision and its alternatives, SLO attainment, the Pareto
-front, memory per GPU of every pool, and goodput vs rate with the SLO line.
+front, memory per GPU of every pool, and goodput vs rate with the SLO line (a closed-loop plan: served
+rate and latency vs clients).
 
 Goodput vs rate re-simulates the chosen deployment at ``rate_points`` rates around its own (the same
-simulator and requests as :func:`planner.deploy.verify_deployment`); a plan simulated on a trace needs
-that trace, which the plan does not hold.
+simulator and requests as :func:`planner.deploy.verify_deployment`); a closed-loop plan's chosen deployment
+is re-simulated instead at ``rate_points`` client counts around its own, judged on each run's steady
+window. A plan simulated on a trace needs that trace, which the plan does not hold.
 """
 
 from __future__ import annotations
@@ -12,7 +14,7 @@ from planner.deploy.result import pareto_front
 from planner.deploy.verify import deployment_pools, deployment_workload
 from planner.errors import PlannerError
 from planner.inputs import SLO, Workload
-from planner.perf import memory_per_gpu, simulate
+from planner.perf import concurrency_requests, memory_per_gpu, simulate
 from planner.plans.schema import DeploymentPlan, DeploymentRecord
 from planner.errors import ProfileNotFound
 from planner.profiles import Precision, cost_per_million_tokens_usd, get_gpu
@@ -21,7 +23,8 @@ from planner.report.svg import bar_chart, line_chart
 
 __all__ = ["deployment_sections", "RATE_FACTORS"]
 
-#: rates of the goodput curve, as multiples of the chosen deployment's rate
+#: rates of the goodput curve, as multiples of the chosen deployment's rate (a closed-loop plan: client
+#: counts, as multiples of its clients)
 RATE_FACTORS = (0.25, 0.5, 0.75, 0.9, 1.0, 1.1, 1.25, 1.5)
 
 
@@ -150,10 +153,9 @@ def _goodput(plan: DeploymentPlan, workload: Workload | None, rate_points: int) 
     if d.rate_req_per_s <= 0:
         return Section(title, missing_html("goodput vs rate", "the chosen deployment has rate 0"))
     slo = SLO(s.ttft_ms, s.tpot_ms, s.attainment_target, s.rule)
-    factors = RATE_FACTORS if rate_points >= len(RATE_FACTORS) else RATE_FACTORS[:: max(1, len(RATE_FACTORS) // rate_points)]
     head, pools = w.head(d.num_requests), deployment_pools(d)
     rates, att, good = [], [], []
-    for f in sorted(set(factors) | {1.0}):
+    for f in _factors(rate_points):
         r = d.rate_req_per_s * f
         res = simulate(head.with_rate(r), pools)
         a = res.attainment(slo)
@@ -167,12 +169,52 @@ def _goodput(plan: DeploymentPlan, workload: Workload | None, rate_points: int) 
                        [(r, a, g, a >= s.attainment_target) for r, a, g in zip(rates, att, good)], left=0)
     return Section(title, figure_html(fig1, "Above the planned rate attainment falls below the target.") +
                    figure_html(fig2, "Requests per second served within both limits.") + table,
-                   f"The chosen deployment re-simulated on {d.num_requests} requests at {len(rates)} rates"
-                   + (" of arrivals (open loop; the plan's rate is what its clients drew in steady state)."
-                      if d.concurrency is not None else "."), figures=2)
+                   f"The chosen deployment re-simulated on {d.num_requests} requests at {len(rates)} rates.", figures=2)
+
+
+def _factors(rate_points: int) -> list[float]:
+    pick = RATE_FACTORS if rate_points >= len(RATE_FACTORS) else RATE_FACTORS[:: max(1, len(RATE_FACTORS) // rate_points)]
+    return sorted(set(pick) | {1.0})
+
+
+def _clients(plan: DeploymentPlan, workload: Workload | None, rate_points: int) -> Section:
+    """A closed-loop plan: the chosen deployment at client counts around its own, each judged on its steady window."""
+    title = "Served rate and latency vs clients"
+    d, s = plan.chosen, plan.inputs.slo
+    if rate_points <= 0:
+        return Section(title, missing_html("rate and latency vs clients", "disabled (rate points 0)"))
+    w = deployment_workload(plan, workload)
+    if w is None:
+        return Section(title, missing_html("rate and latency vs clients", f"the plan was simulated on "
+                                           f"{plan.inputs.workload.source}, which it does not hold: give it (--trace)"))
+    if d.rate_req_per_s <= 0:
+        return Section(title, missing_html("rate and latency vs clients", "the chosen deployment serves no client count"))
+    slo = SLO(s.ttft_ms, s.tpot_ms, s.attainment_target, s.rule)
+    counts = sorted({max(1, min(len(w) // 3, round(d.concurrency * f))) for f in _factors(rate_points)})
+    pools, rows = deployment_pools(d), []
+    for n in counts:
+        res = simulate(w.head(concurrency_requests(n, len(w))), pools, concurrency=n)
+        st = res.steady_state()
+        ttft, tpot = res.percentile("ttft_ms", s.percentile, steady=True), res.percentile("tpot_ms", s.percentile, steady=True)
+        rows.append((n, st["requests_per_s"], ttft, tpot, res.meets(slo, steady=True)))
+    xs = [r[0] for r in rows]
+    q = f"p{s.percentile:g}"
+    fig1 = line_chart({f"TTFT {q} / limit": (xs, [r[2] / s.ttft_ms for r in rows]),
+                       f"TPOT {q} / limit": (xs, [r[3] / s.tpot_ms for r in rows])},
+                      title=f"latency vs clients ({d.xpyd})", xlabel="clients", ylabel="percentile / SLO limit",
+                      hline=(1.0, "SLO limit"), vline=(d.concurrency, "planned clients"))
+    fig2 = line_chart({"served": (xs, [r[1] for r in rows])}, title=f"served rate vs clients ({d.xpyd})",
+                      xlabel="clients", ylabel="req/s in steady state", vline=(d.concurrency, "planned clients"))
+    table = table_html(["clients", "req/s", f"TTFT {q} ms", f"TPOT {q} ms", "meets SLO"], rows, left=0)
+    return Section(title, figure_html(fig1, "Above the planned clients a percentile passes its limit.") +
+                   figure_html(fig2, "Requests per second finished in each run's steady window.") + table,
+                   f"The chosen deployment re-simulated in closed loop at {len(rows)} client counts "
+                   f"(each on its first max(1500, 6 N) requests, judged between warm-up and drain).", figures=2)
 
 
 def deployment_sections(plan: DeploymentPlan, workload: Workload | None = None, *,
                         rate_points: int = len(RATE_FACTORS)) -> tuple[Section, ...]:
     """The deployment plan's sections (an embedded replica plan is rendered as its own part by the caller)."""
-    return (_decision(plan), _attainment(plan), _pareto(plan), _memory(plan), _goodput(plan, workload, rate_points))
+    last = _goodput(plan, workload, rate_points) if plan.chosen.concurrency is None else \
+        _clients(plan, workload, rate_points)
+    return (_decision(plan), _attainment(plan), _pareto(plan), _memory(plan), last)
