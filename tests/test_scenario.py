@@ -45,11 +45,22 @@ SMALL = {
     ({"spare_slots": -1}, "spare_slots"),
     ({"fleet": {"rate_req_per_s": 3}}, "fleet"),
     ({"prices": {"h100": -2}}, "prices.h100"),
+    ({"load": "fixed"}, "load"),
+    ({"load": 3}, "load"),
 ])
 def test_bad_scenario_values_are_refused_naming_the_key(change, key):
     with pytest.raises(InputError) as err:
         parse_scenario({**SMALL, **change}, "s.yaml")
     assert key in str(err.value) and str(err.value).startswith("s.yaml")
+
+
+def test_closed_loop_scenario_is_parsed_recorded_and_needs_a_budget():
+    sc = parse_scenario({**SMALL, "load": "closed"}, "s.yaml")
+    assert sc.load == "closed" and sc.to_dict()["load"] == "closed"
+    assert parse_scenario(SMALL, "s.yaml").load == "open"
+    rated = {k: v for k, v in SMALL.items() if k != "num_gpus"}
+    with pytest.raises(InputError, match=r"^s\.yaml: load: a closed loop has no arrival rate"):
+        parse_scenario({**rated, "rate_req_per_s": 5, "load": "closed"}, "s.yaml")
 
 
 def test_replica_only_scenario_needs_loads_and_gpus():

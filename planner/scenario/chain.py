@@ -164,7 +164,7 @@ def _deploy(sc, arch, gpu, slo, workload, fixed, loads, say):
 
     kw = {"num_requests": sc.workload["num_requests"]} if "num_requests" in sc.workload else {}
     return plan_deployment(arch, gpu, slo, workload, num_gpus=sc.num_gpus, rate_req_per_s=sc.rate_req_per_s,
-                           loads=loads if arch.num_routed_experts > 1 else None, objective=sc.objective,
+                           loads=loads if arch.num_routed_experts > 1 else None, objective=sc.objective, load=sc.load,
                            precision=sc.precision or None, progress=lambda m: say(f"  {gpu}: {m}"), **fixed, **kw)
 
 

@@ -42,7 +42,7 @@ DEFAULT_SCENARIO = "default"
 _KEYS = {
     "name", "description", "model", "gpu", "gpus", "num_gpus", "num_nodes", "rate_req_per_s", "slo", "workload",
     "loads", "redundant_slots", "algorithm", "policy", "running_plan", "fleet", "cluster", "exports",
-    "compare_eplb", "allow_unsupported_exports", "prices", "precision", "spare_slots", "objective",
+    "compare_eplb", "allow_unsupported_exports", "prices", "precision", "spare_slots", "objective", "load",
 }
 _SLO_KEYS = {"ttft_ms", "tpot_ms", "percentile"}
 _WORKLOAD_KEYS = {"trace", "isl", "osl", "num_requests"}
@@ -77,6 +77,7 @@ class Scenario:
     precision: dict = field(default_factory=dict)
     spare_slots: int = 1
     objective: str = "max_rate"
+    load: str = "open"
     base: str = "."
 
     @property
@@ -208,9 +209,13 @@ def parse_scenario(doc: Any, where: str = "scenario", *, base: str = ".") -> Sce
         out["redundant_slots"] = _int(where, "redundant_slots", raw["redundant_slots"], 0, MAX_SLOTS)
     if "spare_slots" in raw:
         out["spare_slots"] = _int(where, "spare_slots", raw["spare_slots"], 0, 64)
-    for key in ("algorithm", "policy", "objective"):
+    for key in ("algorithm", "policy", "objective", "load"):
         if key in raw:
             out[key] = _str(where, key, raw[key])
+    if out.get("load", "open") not in ("open", "closed"):
+        raise InputError(f"{where}: load: must be open or closed, got {out['load']!r}")
+    if out.get("load") == "closed" and "rate_req_per_s" in out:
+        raise InputError(f"{where}: load: a closed loop has no arrival rate to serve; give num_gpus, not rate_req_per_s")
     for key in ("compare_eplb", "allow_unsupported_exports"):
         if key in raw:
             if not isinstance(raw[key], bool):
