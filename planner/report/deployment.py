@@ -141,17 +141,26 @@ def _memory(plan: DeploymentPlan) -> Section:
                    "What each GPU holds; the KV cache is what is left of the usable memory.", figures=1)
 
 
+def _rerun_inputs(plan: DeploymentPlan, workload: Workload | None, rate_points: int, title: str, what: str,
+                  no_rate: str) -> tuple[Workload | None, Section | None]:
+    """The requests to re-simulate the chosen deployment on, or the section saying why it is not shown."""
+    if rate_points <= 0:
+        return None, Section(title, missing_html(what, "disabled (rate points 0)"))
+    w = deployment_workload(plan, workload)
+    if w is None:
+        return None, Section(title, missing_html(what, f"the plan was simulated on {plan.inputs.workload.source}, "
+                                                       "which it does not hold: give it (--trace)"))
+    if plan.chosen.rate_req_per_s <= 0:
+        return None, Section(title, missing_html(what, no_rate))
+    return w, None
+
+
 def _goodput(plan: DeploymentPlan, workload: Workload | None, rate_points: int) -> Section:
     title = "Goodput vs request rate"
     d, s = plan.chosen, plan.inputs.slo
-    if rate_points <= 0:
-        return Section(title, missing_html("goodput vs rate", "disabled (rate points 0)"))
-    w = deployment_workload(plan, workload)
-    if w is None:
-        return Section(title, missing_html("goodput vs rate", f"the plan was simulated on {plan.inputs.workload.source}, "
-                                                              "which it does not hold: give it (--trace)"))
-    if d.rate_req_per_s <= 0:
-        return Section(title, missing_html("goodput vs rate", "the chosen deployment has rate 0"))
+    w, why = _rerun_inputs(plan, workload, rate_points, title, "goodput vs rate", "the chosen deployment has rate 0")
+    if why is not None:
+        return why
     slo = SLO(s.ttft_ms, s.tpot_ms, s.attainment_target, s.rule)
     head, pools = w.head(d.num_requests), deployment_pools(d)
     rates, att, good = [], [], []
@@ -181,14 +190,10 @@ def _clients(plan: DeploymentPlan, workload: Workload | None, rate_points: int) 
     """A closed-loop plan: the chosen deployment at client counts around its own, each judged on its steady window."""
     title = "Served rate and latency vs clients"
     d, s = plan.chosen, plan.inputs.slo
-    if rate_points <= 0:
-        return Section(title, missing_html("rate and latency vs clients", "disabled (rate points 0)"))
-    w = deployment_workload(plan, workload)
-    if w is None:
-        return Section(title, missing_html("rate and latency vs clients", f"the plan was simulated on "
-                                           f"{plan.inputs.workload.source}, which it does not hold: give it (--trace)"))
-    if d.rate_req_per_s <= 0:
-        return Section(title, missing_html("rate and latency vs clients", "the chosen deployment serves no client count"))
+    w, why = _rerun_inputs(plan, workload, rate_points, title, "rate and latency vs clients",
+                           "the chosen deployment serves no client count")
+    if why is not None:
+        return why
     slo = SLO(s.ttft_ms, s.tpot_ms, s.attainment_target, s.rule)
     counts = sorted({max(1, min(len(w) // 3, round(d.concurrency * f))) for f in _factors(rate_points)})
     pools, rows = deployment_pools(d), []
