@@ -31,12 +31,21 @@ def test_every_command_has_examples_and_its_help_shows_them():
         assert " ".join(e.line.split()) in _help(e.command), e.line
 
 
-def _run_all(tmp_path, monkeypatch, include_slow: bool):
+#: the slow examples in groups that run as separate tests (pytest-xdist spreads them over the workers); a
+#: group holds the examples that read each other's files, every group first runs the quick ones
+_GROUPS = {"workers": ("collect", "replicas", "apply"), "profile": ("profile",)}
+
+
+def _group(e) -> str:
+    return next((name for name, commands in _GROUPS.items() if e.command in commands), "others")
+
+
+def _run_all(tmp_path, monkeypatch, include_slow: bool, group: str | None = None):
     monkeypatch.chdir(tmp_path)
     monkeypatch.setenv("OMP_NUM_THREADS", "1")
     ran = 0
     for e in EXAMPLES:
-        if e.slow and not include_slow:
+        if e.slow and (not include_slow or (group is not None and _group(e) != group)):
             continue
         res = runner.invoke(app, shlex.split(e.line)[1:])
         assert res.exit_code == 0, f"{e.line}\n{res.output[-2000:]}"
@@ -50,8 +59,17 @@ def test_quick_examples_run_as_written(tmp_path, monkeypatch):
     assert (tmp_path / "olmoe-out" / "plan.json").is_file()
 
 
+def test_every_slow_example_is_in_one_group():
+    groups = {_group(e) for e in EXAMPLES if e.slow}
+    assert groups == {*_GROUPS, "others"}
+    assert sum(sum(e.slow and _group(e) == g for e in EXAMPLES) for g in groups) == sum(e.slow for e in EXAMPLES)
+
+
 @pytest.mark.slow
-def test_every_example_runs_as_written(tmp_path, monkeypatch):
+@pytest.mark.parametrize("group", [*_GROUPS, "others"])
+def test_every_example_runs_as_written(tmp_path, monkeypatch, group):
     pytest.importorskip("torch")
-    assert _run_all(tmp_path, monkeypatch, include_slow=True) == len(EXAMPLES)
-    assert (tmp_path / "moeplan-out" / "plan.json").is_file() and (tmp_path / "running.json").is_file()
+    ran = _run_all(tmp_path, monkeypatch, include_slow=True, group=group)
+    assert ran == sum(not e.slow or _group(e) == group for e in EXAMPLES)
+    made = {"workers": "running.json", "profile": "profile.csv", "others": "moeplan-out/plan.json"}[group]
+    assert (tmp_path / made).is_file()
