@@ -92,12 +92,12 @@ def scenarios(quick: bool = False) -> list[Scenario]:
 MEMORY_RULE = {"memory_utilization": 0.9, "memory_fraction_of": "free"}
 
 
-def our_pick(scenario: Scenario, load: str = "open"):
-    """moeplan's :class:`~planner.deploy.DeploymentResult` for a scenario (TensorRT-LLM's memory rule; ``load``
-    as :func:`planner.deploy.plan_deployment`'s)."""
+def our_pick(scenario: Scenario, **search):
+    """moeplan's :class:`~planner.deploy.DeploymentResult` for a scenario (TensorRT-LLM's memory rule; ``search``:
+    more :func:`planner.deploy.plan_deployment` arguments, e.g. ``load="closed"``)."""
     slo = SLO(scenario.ttft_ms, scenario.tpot_ms, attainment_target=scenario.percentile / 100, rule="percentile")
     return plan_deployment(scenario.model, scenario.gpu, slo, isl=scenario.isl, osl=scenario.osl,
-                           num_gpus=scenario.num_gpus, load=load, **MEMORY_RULE)
+                           num_gpus=scenario.num_gpus, **MEMORY_RULE, **search)
 
 
 def _baseline_s(s: Scenario) -> float:
@@ -126,10 +126,9 @@ def operating_point(result) -> list[dict]:
     d, ref = plan.chosen, plan.inputs.workload
     w = poisson_workload(1.0, ref.num_requests, input_tokens=int(ref.spec["isl_tokens"]),
                          output_tokens=int(ref.spec["osl_tokens"]), seed=int(ref.spec["seed"]))
-    if d.concurrency is not None:
-        res = simulate(w.head(d.num_requests), deployment_pools(d), concurrency=d.concurrency, record_steps=True)
-    else:
-        res = simulate(w.head(d.num_requests).with_rate(d.rate_req_per_s), deployment_pools(d), record_steps=True)
+    head = w.head(d.num_requests)  # a closed loop sends them as its clients free up, an open one at the rate
+    res = simulate(head if d.concurrency is not None else head.with_rate(d.rate_req_per_s), deployment_pools(d),
+                   concurrency=d.concurrency, record_steps=True)
     return pool_points(d, res)
 
 

@@ -39,16 +39,17 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 import deploy as bench  # noqa: E402  (benchmarks/deploy.py: scenarios, the search call, AIConfigurator requests)
 
+from planner.common.fileio import atomic_write_text  # noqa: E402
 
-def _key(d) -> tuple:
-    """A deployment by its mode, counts and pool layouts and caps (the same in both searches' results)."""
-    return d.mode, tuple(d.counts), tuple(s.candidate.label for s in d.scores)
+
+def _per_budget_gpu(d, num_gpus: int) -> float:
+    """Output tokens/s per GPU of the budget (a deployment may use fewer GPUs than the budget)."""
+    return d.tokens_per_s_per_gpu * d.num_gpus / num_gpus
 
 
 def _numbers(d, num_gpus: int) -> dict:
     return {"clients": d.concurrency, "meets": d.meets_slo, "requests_per_s": d.rate_req_per_s,
-            "tokens_per_s_per_budget_gpu": d.rate_req_per_s * d.mean_output_tokens / num_gpus,
-            "ttft_ms": d.ttft_ms, "tpot_ms": d.tpot_ms}
+            "tokens_per_s_per_budget_gpu": _per_budget_gpu(d, num_gpus), "ttft_ms": d.ttft_ms, "tpot_ms": d.tpot_ms}
 
 
 def main(argv=None) -> int:
@@ -74,11 +75,11 @@ def main(argv=None) -> int:
         t = time.perf_counter()
         r_closed = bench.our_pick(s, load="closed")
         t_closed = time.perf_counter() - t
-        by_key = {_key(d): d for d in r_closed.deployments}
+        by_label = {d.label: d for d in r_closed.deployments}  # steps 1-4 are shared: the same deployments
         o, c = r_open.chosen, r_closed.chosen
         row = {"scenario": s.name, "search_pick": o.label, "search_mode": o.mode,
-               "search_open_loop_tokens_per_s_per_gpu": o.rate_req_per_s * o.mean_output_tokens / s.num_gpus,
-               "search_pick_closed": _numbers(by_key[_key(o)], s.num_gpus),
+               "search_open_loop_tokens_per_s_per_gpu": _per_budget_gpu(o, s.num_gpus),
+               "search_pick_closed": _numbers(by_label[o.label], s.num_gpus),
                "closed_pick": c.label, "closed_mode": c.mode, "closed_pick_closed": _numbers(c, s.num_gpus),
                "all": [{"deployment": d.label, "mode": d.mode, "closed": _numbers(d, s.num_gpus)}
                        for d in r_closed.deployments],
@@ -92,8 +93,7 @@ def main(argv=None) -> int:
         say(f"{s.name}: searches {t_open:.1f} s open, {t_closed:.1f} s closed; open {o.xpyd}, closed {c.xpyd}")
     print(_table(rows, chosen, args.no_aic))
     if args.out:
-        with open(args.out, "w", encoding="utf-8") as f:
-            json.dump(rows, f, indent=2, default=str)
+        atomic_write_text(args.out, json.dumps(rows, indent=2, default=str) + "\n")
     return 0
 
 

@@ -25,9 +25,7 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
 import sys
-import tempfile
 import time
 from pathlib import Path
 
@@ -35,17 +33,15 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 import deploy as bench  # noqa: E402  (benchmarks/deploy.py: scenarios and the memory rule)
 
-from planner.deploy import plan_deployment  # noqa: E402
+from planner.common.fileio import atomic_write_text  # noqa: E402
 from planner.deploy.end_to_end import REL_TOL  # noqa: E402
-from planner.inputs import SLO  # noqa: E402
 
 WIDE = {"max_candidates_per_role": None, "alternatives": 32}
 
 
 def _search(s, **kw) -> tuple[object, float]:
-    slo = SLO(s.ttft_ms, s.tpot_ms, attainment_target=s.percentile / 100, rule="percentile")
     t = time.perf_counter()
-    r = plan_deployment(s.model, s.gpu, slo, isl=s.isl, osl=s.osl, num_gpus=s.num_gpus, **bench.MEMORY_RULE, **kw)
+    r = bench.our_pick(s, **kw)
     return r, time.perf_counter() - t
 
 
@@ -83,14 +79,6 @@ def _table(rows: list[dict]) -> str:
     return "\n".join(lines)
 
 
-def _write(path: str, rows: list[dict]) -> None:
-    folder = os.path.dirname(os.path.abspath(path))
-    fd, tmp = tempfile.mkstemp(dir=folder, suffix=".tmp")
-    with os.fdopen(fd, "w", encoding="utf-8") as f:
-        json.dump(rows, f, indent=2)
-    os.replace(tmp, path)
-
-
 def main(argv=None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--quick", action="store_true", help="benchmarks/deploy.py's one small scenario")
@@ -109,7 +97,7 @@ def main(argv=None) -> int:
               file=sys.stderr, flush=True)
     print(_table(rows))
     if args.out:
-        _write(args.out, rows)
+        atomic_write_text(args.out, json.dumps(rows, indent=2) + "\n")
     return 0
 
 
