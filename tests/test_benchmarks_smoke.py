@@ -110,14 +110,17 @@ def test_aic_compare_runs_on_its_cache(tmp_path):
 
 
 def test_deploy_load_benchmark_smoke(tmp_path):
-    """benchmarks/deploy_load.py --quick --no-aic: the open and the closed-loop searches run; the closed search's
-    pick is the best of the deployments it simulated and meets the limits at its client count, and the open
-    pick's closed-loop numbers are among them."""
+    """benchmarks/deploy_load.py --quick --no-aic --routing aic: the open and the closed-loop searches run under
+    AIConfigurator's routing (a balancedness per EP size, lower at larger EP); the closed search's pick is the best
+    of the deployments it simulated and meets the limits at its client count, and the open pick's closed-loop
+    numbers are among them."""
     out = tmp_path / "load.json"
-    res = subprocess.run([sys.executable, str(SCRIPT.parent / "deploy_load.py"), "--quick", "--no-aic", "--out", str(out)],
-                         capture_output=True, text=True, timeout=600, cwd=tmp_path)
+    res = subprocess.run([sys.executable, str(SCRIPT.parent / "deploy_load.py"), "--quick", "--no-aic", "--routing",
+                          "aic", "--out", str(out)], capture_output=True, text=True, timeout=600, cwd=tmp_path)
     assert res.returncode == 0, res.stderr[-2000:]
     (row,) = json.loads(out.read_text(encoding="utf-8"))
+    b = [row["balancedness"][k] for k in sorted(row["balancedness"], key=int)]
+    assert sorted(row["balancedness"], key=int) == ["2", "4", "8"] and 1 > b[0] > b[1] > b[2] > 0
     scores = [a["closed"] for a in row["all"]]
     assert len(scores) >= 2 and row["search_pick_closed"] in scores
     best = max(s["tokens_per_s_per_budget_gpu"] for s in scores if s["meets"])

@@ -219,3 +219,55 @@ def test_wide_search_keeps_every_candidate_and_the_default_is_its_subset():
     assert len(prune(cands, None)) == len(cands) >= len(prune(cands, 10 ** 6))
     per_gpu = [c.bound_req_per_s / c.num_gpus for c in prune(cands, None)]
     assert per_gpu == sorted(per_gpu, reverse=True)
+
+
+def test_aggregated_candidates_try_both_token_budgets_within_their_cost_tables():
+    """An aggregated layout is screened with 2048 and 8192 tokens per rank and step (Sarathi-Serve's largest
+    chunk, TensorRT-LLM's default max_num_tokens); every scored candidate's budget fits the cost table its plan
+    records, so verify prices the same steps. (A closed-loop search scores every candidate it keeps.)"""
+    kw = dict(SMALL, max_candidates_per_role=None, load="closed")
+    wide = plan_deployment("qwen3-30b-a3b", "h100", SLO(1000, 50, rule="percentile"), num_gpus=2, **kw)
+    budgets: dict[str, set[int]] = {}
+    for s in wide.scores:
+        c = s.candidate
+        if c.role == "both":
+            budgets.setdefault(c.instance.label, set()).add(c.token_budget // c.instance.layout.dp)
+    assert budgets and all(b == {2048, 8192} for b in budgets.values()), budgets
+    for d in [wide.plan.chosen, *wide.plan.alternatives]:
+        for p in d.pools:
+            if p.token_budget is not None:
+                assert p.token_budget <= p.cost["max_batch_tokens"], (d, p)
+
+
+def test_given_balancedness_prices_the_moe_layouts_and_is_checked(tmp_path):
+    """balancedness={ep: b} (or one b for all): those EP sizes take it, in the screening, the recorded pools and
+    verify; a harsher imbalance never serves more; bad values and conflicting inputs are refused by name."""
+    slo = SLO(1000, 50, rule="percentile")
+    given = plan_deployment("qwen3-30b-a3b", "h100", slo, num_gpus=4, balancedness={2: 0.5, 4: 0.3}, **SMALL)
+    seen = {p.cost["layout"]: p.cost["balancedness"] for d in [given.plan.chosen, *given.plan.alternatives]
+            for p in d.pools}
+    for label, b in seen.items():
+        ep = int(label.split("ep")[1].split("moe")[0])
+        assert b == {1: 1.0, 2: 0.5, 4: 0.3}[ep], (label, b)
+    assert any("the caller's balancedness b = 0.3000" in n for n in given.notes)
+    assert verify_deployment(given.plan).ok
+    even = plan_deployment("qwen3-30b-a3b", "h100", slo, num_gpus=4, balancedness=1.0, **SMALL)
+    harsh = plan_deployment("qwen3-30b-a3b", "h100", slo, num_gpus=4, balancedness=0.25, **SMALL)
+    assert harsh.chosen.rate_req_per_s <= even.chosen.rate_req_per_s
+    for bad in (0.0, 1.5, float("nan"), {1: 0.5}, {2: True}, {}, "0.5"):
+        with pytest.raises(InputError) as e:
+            plan_deployment("qwen3-30b-a3b", "h100", slo, num_gpus=4, balancedness=bad, **SMALL)
+        assert e.value.param == "balancedness"
+    from planner.inputs.synthetic import synthetic_trace
+
+    with pytest.raises(InputError) as e:
+        plan_deployment("qwen3-30b-a3b", "h100", slo, num_gpus=4, balancedness=0.5,
+                        loads=synthetic_trace(num_steps=2, seed=0, num_layers=2, num_experts=128), **SMALL)
+    assert e.value.param == "balancedness"
+    args = ["deploy", "-m", "qwen3-30b-a3b", "-g", "h100", "--ttft-ms", "1000", "--tpot-ms", "50", "--gpus", "4",
+            "--isl", "1024", "--osl", "128", "--requests", "300"]
+    ok = CliRunner().invoke(app, args + ["--balancedness", "2=0.5,4=0.3", "--json"])
+    assert ok.exit_code == 0, ok.output
+    for text in ("2=0.5,4=x", "0.5,2=1", "2=0.5,2=0.6", "abc"):
+        res = CliRunner().invoke(app, args + ["--balancedness", text])
+        assert res.exit_code == 2 and "--balancedness" in res.output, (text, res.output)

@@ -41,6 +41,7 @@ def deploy(
     osl: Annotated[Optional[int], typer.Option("--osl", help="Output tokens of every request (with --isl).")] = None,
     loads: Annotated[Optional[list[str]], typer.Option("--loads", "-l", help="Measured expert loads: a replica plan per EP size sets each MoE layout's balancedness.")] = None,
     replicas: Annotated[Optional[Path], typer.Option("--replicas", help="Replica plan (from `moeplan replicas -o`): MoE layouts take its EP size, slots and balancedness.")] = None,
+    balancedness: Annotated[Optional[str], typer.Option("--balancedness", help="Mean / max GPU load of a MoE layer (e.g. measured on your engine): B for every EP size, or EP=B[,EP=B...] (4=0.85,8=0.7) for those EP sizes; instead of the default; not with --loads or --replicas.")] = None,
     objective: Annotated[Objective, typer.Option("--objective", help="With --gpus: max_rate (serve the most) or max_rate_per_gpu (DistServe's objective).")] = Objective.max_rate,
     node_local: Annotated[bool, typer.Option("--node-local", help="Prefill and decode of a request share a node (DistServe's low node-affinity).")] = False,
     load: Annotated[Load, typer.Option("--load", help="open (default): requests arrive at a rate, deployments ranked by goodput; closed: a fixed number of clients, ranked by the rate served at the most clients meeting the SLO in steady state (needs --gpus).")] = Load.open,
@@ -69,7 +70,7 @@ def deploy(
     result = plan_deployment(
         model, gpu, slo, workload, num_gpus=gpus, rate_req_per_s=rate, isl=isl, osl=osl,
         loads=read_loads_arg(loads) if loads else None, replica_plan=_replica_plan(replicas, model),
-        objective=objective.value, node_local=node_local, steady_state_cap=steady_cap, load=load.value, num_requests=num_requests, time_limit_s=time_limit_s,
+        balancedness=_per_ep(balancedness), objective=objective.value, node_local=node_local, steady_state_cap=steady_cap, load=load.value, num_requests=num_requests, time_limit_s=time_limit_s,
         precision=precision_overrides(weights, experts, kv, activations),
         memory_utilization=memory_utilization, memory_fraction_of=memory_fraction_of.value,
         progress=progress("deploy"),
@@ -86,6 +87,31 @@ def _share(percentile: float) -> float:
     if not 0 < percentile <= 100:
         raise InputError(f"must be in (0, 100], got {percentile!r}", param="percentile")
     return percentile / 100.0
+
+
+def _per_ep(text: str | None) -> float | dict[int, float] | None:
+    """``--balancedness 0.8`` as 0.8, ``4=0.85,8=0.7`` as ``{4: 0.85, 8: 0.7}`` (the search checks the values)."""
+    if text is None:
+        return None
+    if "=" not in text:
+        try:
+            return float(text)
+        except ValueError:
+            raise InputError(f"expected a fraction such as 0.8 or EP=B pairs such as 8=0.7, got {text!r}",
+                             param="balancedness") from None
+    out: dict[int, float] = {}
+    for part in text.split(","):
+        ep, sep, b = part.strip().partition("=")
+        try:
+            if not sep:
+                raise ValueError
+            key, value = int(ep), float(b)
+        except ValueError:
+            raise InputError(f"expected EP=B pairs such as 8=0.7, got {part.strip()!r}", param="balancedness") from None
+        if key in out:
+            raise InputError(f"EP {key} given twice", param="balancedness")
+        out[key] = value
+    return out
 
 
 def _replica_plan(path, model):

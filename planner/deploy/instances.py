@@ -21,6 +21,8 @@ the busiest GPU:
   layouts whose EP size equals the plan's GPUs (``planner.perf.replica_plan_effect``);
 - with measured loads: :func:`planner.replicas.plan_replicas` for each EP size, its replayed
   balancedness and slots;
+- with the caller's figures (``balancedness={ep: b}``, e.g. measured on their engine, or another tool's routing
+  assumption): those, for the EP sizes given;
 - otherwise the engines' default placement (expert ``e`` on GPU ``e * ep // E``, no replicas) replayed
   on moeplan's synthetic trace, whose skew is calibrated to TensorRT-LLM's DeepSeek-R1 figure
   (imbalance (max - mean) / mean = 1.56 at EP32, i.e. b = 1 / 2.56 there; ``planner/inputs/synthetic.py``).
@@ -29,6 +31,7 @@ the busiest GPU:
 from __future__ import annotations
 
 import math
+from collections.abc import Mapping
 from dataclasses import dataclass
 from functools import lru_cache
 
@@ -81,11 +84,15 @@ class Instance:
 
 # -- imbalance ------------------------------------------------------------------------------------------
 def imbalance_for(arch: ModelArch, ep: int, *, replica_plan: Plan | None = None, loads: ExpertLoads | None = None,
-                  gpu: GpuSpec | None = None) -> Imbalance | None:
+                  gpu: GpuSpec | None = None, given: float | Mapping[int, float] | None = None) -> Imbalance | None:
     """Balancedness of ``arch``'s MoE layers at EP size ``ep`` (module docstring); None when a replica plan
-    is given for another EP size (the layout is then not a candidate)."""
+    is given for another EP size (the layout is then not a candidate). ``given``: the caller's balancedness,
+    one for every EP size or per EP size (used where it has ``ep``)."""
     if arch.num_routed_experts <= 1 or ep == 1:
         return Imbalance(ep, 1.0, None, "one EP rank holds every expert: balancedness 1")
+    b_given = given.get(ep) if isinstance(given, Mapping) else given
+    if b_given is not None:
+        return Imbalance(ep, float(b_given), None, f"EP {ep}: the caller's balancedness b = {float(b_given):.4f}")
     if replica_plan is not None:
         if replica_plan.replicas.num_gpus != ep:
             return None
@@ -144,9 +151,11 @@ def _powers_of_two(limit: int) -> list[int]:
 def latency_model_layouts(arch: ModelArch, spec: GpuSpec, *, max_gpus: int, gpus_per_node: int,
                           longest_context_tokens: int, batch_tokens_per_rank: int, precision: dict | None,
                           replica_plan: Plan | None = None, loads: ExpertLoads | None = None,
-                          memory_options: dict | None = None) -> list[Instance]:
+                          memory_options: dict | None = None,
+                          balancedness: float | Mapping[int, float] | None = None) -> list[Instance]:
     """Layouts of one instance that the model accepts and that fit in memory (module docstring);
-    ``memory_options``: the memory model's engine rule (``memory_utilization``, ``memory_fraction_of``)."""
+    ``memory_options``: the memory model's engine rule (``memory_utilization``, ``memory_fraction_of``);
+    ``balancedness``: the caller's balancedness per EP size (:func:`imbalance_for`)."""
     moe = arch.num_routed_experts > 1
     out: list[Instance] = []
     imbalances: dict[int, Imbalance | None] = {}
@@ -170,7 +179,7 @@ def latency_model_layouts(arch: ModelArch, spec: GpuSpec, *, max_gpus: int, gpus
                     continue
                 if layout.ep not in imbalances:
                     imbalances[layout.ep] = imbalance_for(arch, layout.ep, replica_plan=replica_plan, loads=loads,
-                                                          gpu=spec)
+                                                          gpu=spec, given=balancedness)
                 imb = imbalances[layout.ep]
                 if imb is None:
                     continue

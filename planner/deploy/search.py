@@ -29,6 +29,7 @@ from __future__ import annotations
 
 import math
 import time
+from collections.abc import Mapping
 from dataclasses import dataclass, field, replace
 from typing import Callable
 
@@ -75,7 +76,12 @@ _CLOSED_REQUESTS = REQUESTS_PER_CLIENT * MAX_CLIENTS
 DEFAULT_BALANCEDNESS_SOURCE = "planner/inputs/synthetic.py (TensorRT-LLM DeepSeek-R1 EP32 imbalance 1.56)"
 _PREFILL_TOKENS_PER_RANK = 8192
 _DECODE_CAPS_PER_RANK = (16, 128, 512)
-_AGG_TOKENS_PER_RANK = 2048
+#: aggregated token budgets per rank and step: Sarathi-Serve's largest chunk (2048) and TensorRT-LLM's default
+#: ``max_num_tokens`` (8192), also the top of AIConfigurator's own ``ctx_tokens`` sweep for aggregated workers
+#: (``max_normal_ctx_tokens`` in its ``sdk/sweep.py``). Under a closed loop the larger one served 6-14 % more
+#: tokens/s/GPU on the 8-GPU benchmark scenarios (benchmarks/README.md); under Poisson arrivals the smaller one
+#: can keep TPOT's tail lower. Both within the cost tables' ``_PREFILL_TOKENS_PER_RANK``.
+_AGG_TOKENS_PER_RANK = (2048, 8192)
 _AGG_BATCHES_PER_RANK = (128, 256)
 _MAX_PREFILL_BATCH = 64
 _MAX_NODES = 64
@@ -103,6 +109,7 @@ class _Setup:
     per_node_cap: int | None
     steady_state_cap: bool = True
     load: str = "open"
+    balancedness: float | dict | None = None  # given by the caller: b for every EP size, or {ep: b}
     # the memory model's engine rule: {"memory_utilization": u, "memory_fraction_of": "total" | "free"}
     memory_options: dict = field(default_factory=dict)
     # integer programs solved in this search, by their arguments: the screening's last program of a kind is
@@ -122,6 +129,7 @@ def plan_deployment(
     osl: int | None = None,
     loads: ExpertLoads | None = None,
     replica_plan: Plan | None = None,
+    balancedness: float | Mapping[int, float] | None = None,
     objective: str = "max_rate",
     gpus_per_node: int | None = None,
     node_local: bool = False,
@@ -150,6 +158,9 @@ def plan_deployment(
     num_gpus : the GPU budget; or ``rate_req_per_s``: the rate to serve with the fewest GPUs.
     loads : measured expert loads: a replica plan per EP size sets each MoE layout's balancedness.
     replica_plan : a replica plan: MoE layouts must have its EP size and take its slots and balancedness.
+    balancedness : the mean / max GPU load of a MoE layer (0 < b <= 1; e.g. measured on your engine, or another
+        tool's routing assumption): one number for every EP size, or ``{ep: b}`` for the EP sizes given (the
+        others keep the default). Not with ``loads`` or ``replica_plan``, which set it themselves.
     objective : with ``num_gpus``: ``"max_rate"`` (serve the most) or ``"max_rate_per_gpu"`` (DistServe's).
     gpus_per_node : node size; default the GPU profile's.
     node_local : prefill and decode that exchange KV share a node (DistServe's low node-affinity).
@@ -218,6 +229,7 @@ def plan_deployment(
         _check_int("max_candidates_per_role", max_candidates_per_role)
     setup = replace(setup, steady_state_cap=steady_state_cap,
                     memory_options=_memory_options(setup, memory_utilization, memory_fraction_of))
+    setup = replace(setup, balancedness=_check_balancedness(balancedness, setup, loads, replica_plan))
     t = time.perf_counter()
     roles = _candidates(setup, loads, replica_plan, max_candidates_per_role, say)
     timings["candidates_s"] = time.perf_counter() - t
@@ -333,6 +345,32 @@ def _memory_options(setup: _Setup, utilization, fraction_of) -> dict:
     return {"memory_utilization": float(utilization), "memory_fraction_of": fraction_of}
 
 
+def _check_balancedness(given, setup: _Setup, loads, replica_plan) -> float | dict[int, float] | None:
+    if given is None:
+        return None
+    if loads is not None or replica_plan is not None:
+        raise InputError("measured loads and replica plans set the balancedness themselves: give one of the three",
+                         param="balancedness")
+    if setup.cost_kind == "distserve":
+        raise InputError("DistServe's OPT models are dense: no balancedness", param="balancedness")
+    if not isinstance(given, Mapping):
+        return _fraction(given, "")
+    if not given:
+        raise InputError("give a balancedness, or EP sizes mapped to one, e.g. {8: 0.6}", param="balancedness")
+    out = {}
+    for ep, b in given.items():
+        if isinstance(ep, bool) or not isinstance(ep, int) or ep < 2:
+            raise InputError(f"EP size {ep!r} must be an integer >= 2", param="balancedness")
+        out[ep] = _fraction(b, f"EP {ep}: ")
+    return dict(sorted(out.items()))
+
+
+def _fraction(b, where: str) -> float:
+    if isinstance(b, bool) or not isinstance(b, (int, float)) or not (math.isfinite(b) and 0 < b <= 1):
+        raise InputError(f"{where}balancedness {b!r} must be in (0, 1] (mean / max GPU load)", param="balancedness")
+    return float(b)
+
+
 # -- 1-2. candidates, screened ---------------------------------------------------------------------------
 def _budget_limit(setup: _Setup) -> int:
     if setup.num_gpus is not None:
@@ -350,7 +388,8 @@ def _candidates(setup: _Setup, loads, replica_plan, keep: int | None, say) -> di
         insts = latency_model_layouts(setup.arch, setup.spec, max_gpus=limit, gpus_per_node=setup.gpus_per_node,
                                       longest_context_tokens=setup.max_context,
                                       batch_tokens_per_rank=_PREFILL_TOKENS_PER_RANK, precision=setup.precision,
-                                      replica_plan=replica_plan, loads=loads, memory_options=setup.memory_options)
+                                      replica_plan=replica_plan, loads=loads, memory_options=setup.memory_options,
+                                      balancedness=setup.balancedness)
     if not insts:
         raise _no_layout(setup, limit)
     say(f"{len(insts)} layouts fit in memory: {', '.join(i.label for i in insts[:8])}{' ...' if len(insts) > 8 else ''}")
@@ -381,7 +420,8 @@ def _grid(setup: _Setup, role: str, inst: Instance) -> list[Candidate]:
         return [Candidate(role, inst, _PREFILL_TOKENS_PER_RANK * dp, min(_MAX_PREFILL_BATCH, 8 * dp))]
     if role == "decode":
         return [Candidate(role, inst, None, cap * dp) for cap in _DECODE_CAPS_PER_RANK]
-    return [Candidate(role, inst, _AGG_TOKENS_PER_RANK * dp, cap * dp) for cap in _AGG_BATCHES_PER_RANK]
+    return [Candidate(role, inst, tokens * dp, cap * dp)
+            for tokens in _AGG_TOKENS_PER_RANK for cap in _AGG_BATCHES_PER_RANK]
 
 
 def cost_args(setup: _Setup, cand: Candidate) -> dict:
@@ -608,6 +648,8 @@ def _request_record(setup: _Setup) -> dict:
         "percentile": setup.slo.percentile, "rule": setup.slo.rule, "node_local": setup.node_local,
         "max_instances_per_node": setup.per_node_cap, "steady_state_cap": setup.steady_state_cap, "load": setup.load,
         "cost_model": setup.cost_kind, **setup.memory_options,
+        "balancedness": ({str(k): v for k, v in setup.balancedness.items()} if isinstance(setup.balancedness, dict)
+                         else setup.balancedness),
         "workload": {"source": setup.workload.source, "num_requests": len(setup.workload),
                      "input_tokens_mean": st.input_tokens_mean, "output_tokens_mean": st.output_tokens_mean},
     }
