@@ -52,6 +52,8 @@ __all__ = ["BACKENDS", "free_port", "report", "run_workers"]
 BACKENDS = ("gloo", "nccl")
 _POLL_S = 0.2  # longest wait between two looks at the deadline
 _ROOT_CAUSE_S = 1.0  # after a failure, how long to wait for the rank that caused it to show
+# what a rank raises when a peer is gone (gloo / c10d): a consequence, never the cause, when a peer exited
+_PEER_LOST = ("DistNetworkError", "Connection reset by peer", "Connection closed by peer", "Broken pipe")
 _KILL_GRACE_S = 3.0  # SIGTERM, then SIGKILL after this long
 _PR_SET_PDEATHSIG = 1  # <linux/prctl.h>
 
@@ -215,8 +217,9 @@ class _Watch:
 
 def _failure(watch: _Watch, num_workers: int, backend: str, logs: str) -> RuntimeAdapterError:
     """One error for a failed run: a rank killed by a signal other than our SIGTERM first (its peers
-    fail too when their collectives lose it), else the first rank that raised, else the first that
-    exited."""
+    fail too when their collectives lose it), else the first rank that raised (but when the only errors
+    are lost peers, :data:`_PEER_LOST`, and a rank exited with a nonzero code, that rank), else the first
+    that exited."""
     deadline = time.monotonic() + _ROOT_CAUSE_S
     while True:
         for r in range(num_workers):
@@ -231,10 +234,13 @@ def _failure(watch: _Watch, num_workers: int, backend: str, logs: str) -> Runtim
         r = killed[0]
         return RuntimeAdapterError(f"worker rank {r} of {num_workers} ({backend}) was killed by signal "
                                    f"{_signal_name(-watch.processes[r].exitcode)} {where}")
-    if watch.errors:
-        r = next(iter(watch.errors))
+    # a rank that exited without raising, while its peers only raised because they lost it: the exit is the cause
+    exited = [r for r in watch.failed() if r not in watch.errors and watch.processes[r].exitcode not in (None, 0)]
+    caused = [r for r, e in watch.errors.items() if not any(m in str(e) for m in _PEER_LOST)]
+    if caused or (watch.errors and not exited):
+        r = (caused or list(watch.errors))[0]
         return RuntimeAdapterError(f"worker rank {r} of {num_workers} ({backend}) failed: {watch.errors[r]} {where}")
-    r = watch.failed()[0]
+    r = exited[0] if exited else watch.failed()[0]
     code = watch.processes[r].exitcode
     how = f"was killed by signal {_signal_name(-code)}" if code is not None and code < 0 else f"exited with code {code}"
     if code == 0:
