@@ -21,7 +21,7 @@ the busiest GPU:
   layouts whose EP size equals the plan's GPUs (``planner.perf.replica_plan_effect``);
 - with measured loads: :func:`planner.replicas.plan_replicas` for each EP size, its replayed
   balancedness and slots;
-- with the caller's figures (``balancedness={ep: b}``, e.g. measured on their engine, or another tool's routing
+- with the caller's figures (``balancedness=b`` or ``{ep: b}``, e.g. measured on their engine, or another tool's routing
   assumption): those, for the EP sizes given;
 - otherwise the engines' default placement (expert ``e`` on GPU ``e * ep // E``, no replicas) replayed
   on moeplan's synthetic trace, whose skew is calibrated to TensorRT-LLM's DeepSeek-R1 figure
@@ -155,7 +155,7 @@ def latency_model_layouts(arch: ModelArch, spec: GpuSpec, *, max_gpus: int, gpus
                           balancedness: float | Mapping[int, float] | None = None) -> list[Instance]:
     """Layouts of one instance that the model accepts and that fit in memory (module docstring);
     ``memory_options``: the memory model's engine rule (``memory_utilization``, ``memory_fraction_of``);
-    ``balancedness``: the caller's balancedness per EP size (:func:`imbalance_for`)."""
+    ``balancedness``: the caller's balancedness, one for every EP size or per EP size (:func:`imbalance_for`)."""
     moe = arch.num_routed_experts > 1
     out: list[Instance] = []
     imbalances: dict[int, Imbalance | None] = {}
