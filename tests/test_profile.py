@@ -160,12 +160,15 @@ def test_worker_exit_and_timeout_become_runtime_adapter_errors():
     ({0: "DistNetworkError: Connection reset by peer", 1: "ValueError: boom"}, [1, 1], "rank 1 of 2 (gloo) failed"),
     ({1: "DistNetworkError: Connection reset by peer"}, [0, 1], "rank 1 of 2 (gloo) failed: DistNetworkError"),
 ])  # fmt: skip
-def test_the_root_cause_is_blamed_not_the_peer_that_lost_it(errors, codes, blamed):
+def test_the_root_cause_is_blamed_not_the_peer_that_lost_it(errors, codes, blamed, monkeypatch):
     """The launcher's verdict on a failed run does not depend on which report arrives first: a peer's lost
     connection is blamed only when no rank exited on its own (the race seen once in CI under load)."""
     from types import SimpleNamespace
 
+    from planner.runtime import dist
     from planner.runtime.dist import _failure, _Watch
+
+    monkeypatch.setattr(dist, "_ROOT_CAUSE_S", 0.0)  # every process here has already ended: no wait for a kill
 
     watch = _Watch([SimpleNamespace(exitcode=c, sentinel=None) for c in codes], [], None)
     watch.errors.update(errors)
