@@ -239,7 +239,7 @@ def test_aggregated_candidates_try_both_token_budgets_within_their_cost_tables()
                 assert p.token_budget <= p.cost["max_batch_tokens"], (d, p)
 
 
-def test_given_balancedness_prices_the_moe_layouts_and_is_checked(tmp_path):
+def test_given_balancedness_prices_the_moe_layouts_and_is_checked():
     """balancedness={ep: b} (or one b for all): those EP sizes take it, in the screening, the recorded pools and
     verify; a harsher imbalance never serves more; bad values and conflicting inputs are refused by name."""
     slo = SLO(1000, 50, rule="percentile")
