@@ -50,7 +50,7 @@ from planner.perf import (
 from planner.plans import Plan
 from planner.profiles import GpuSpec, ModelArch, Precision
 
-__all__ = ["Imbalance", "Instance", "imbalance_for", "replica_plan_for_ep", "latency_model_layouts", "distserve_layouts",
+__all__ = ["Imbalance", "Instance", "imbalance_for", "balancedness_arg", "replica_plan_for_ep", "latency_model_layouts", "distserve_layouts",
            "cost_record", "cost_from_record", "quick_times", "COST_MODELS"]
 
 #: cost models the search can price instances with
@@ -103,6 +103,29 @@ def imbalance_for(arch: ModelArch, ep: int, *, replica_plan: Plan | None = None,
     b = _default_balancedness(arch.id, arch.num_routed_experts, arch.top_k, arch.moe_layers[0], ep)
     return Imbalance(ep, b, None, f"EP {ep} default: engine placement (no replicas) replayed on moeplan's synthetic trace "
                                   f"calibrated to TensorRT-LLM's EP32 imbalance 1.56 (b = 1/2.56 at EP32): b = {b:.4f}")
+
+
+def balancedness_arg(given) -> float | dict[int, float] | None:
+    """The caller's balancedness checked (:func:`imbalance_for`'s ``given``): None, a fraction in (0, 1] for every
+    EP size, or ``{ep: b}`` with EP sizes >= 2 (returned sorted by EP size)."""
+    if given is None:
+        return None
+    if not isinstance(given, Mapping):
+        return _fraction(given, "")
+    if not given:
+        raise InputError("give a balancedness, or EP sizes mapped to one, e.g. {8: 0.6}", param="balancedness")
+    out = {}
+    for ep, b in given.items():
+        if isinstance(ep, bool) or not isinstance(ep, int) or ep < 2:
+            raise InputError(f"EP size {ep!r} must be an integer >= 2", param="balancedness")
+        out[ep] = _fraction(b, f"EP {ep}: ")
+    return dict(sorted(out.items()))
+
+
+def _fraction(b, where: str) -> float:
+    if isinstance(b, bool) or not isinstance(b, (int, float)) or not (math.isfinite(b) and 0 < b <= 1):
+        raise InputError(f"{where}balancedness {b!r} must be in (0, 1] (mean / max GPU load)", param="balancedness")
+    return float(b)
 
 
 def replica_plan_for_ep(arch: ModelArch, ep: int, loads: ExpertLoads, gpu=None) -> Plan:

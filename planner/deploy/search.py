@@ -36,6 +36,7 @@ from typing import Callable
 from planner.deploy.instances import (
     COST_MODELS,
     Instance,
+    balancedness_arg,
     cost_from_record,
     cost_record,
     distserve_layouts,
@@ -228,8 +229,8 @@ def plan_deployment(
     if max_candidates_per_role is not None:
         _check_int("max_candidates_per_role", max_candidates_per_role)
     setup = replace(setup, steady_state_cap=steady_state_cap,
-                    memory_options=_memory_options(setup, memory_utilization, memory_fraction_of))
-    setup = replace(setup, balancedness=_check_balancedness(balancedness, setup, loads, replica_plan))
+                    memory_options=_memory_options(setup, memory_utilization, memory_fraction_of),
+                    balancedness=_check_balancedness(balancedness, setup, loads, replica_plan))
     t = time.perf_counter()
     roles = _candidates(setup, loads, replica_plan, max_candidates_per_role, say)
     timings["candidates_s"] = time.perf_counter() - t
@@ -346,29 +347,12 @@ def _memory_options(setup: _Setup, utilization, fraction_of) -> dict:
 
 
 def _check_balancedness(given, setup: _Setup, loads, replica_plan) -> float | dict[int, float] | None:
-    if given is None:
-        return None
-    if loads is not None or replica_plan is not None:
+    if given is not None and (loads is not None or replica_plan is not None):
         raise InputError("measured loads and replica plans set the balancedness themselves: give one of the three",
                          param="balancedness")
-    if setup.cost_kind == "distserve":
+    if given is not None and setup.cost_kind == "distserve":
         raise InputError("DistServe's OPT models are dense: no balancedness", param="balancedness")
-    if not isinstance(given, Mapping):
-        return _fraction(given, "")
-    if not given:
-        raise InputError("give a balancedness, or EP sizes mapped to one, e.g. {8: 0.6}", param="balancedness")
-    out = {}
-    for ep, b in given.items():
-        if isinstance(ep, bool) or not isinstance(ep, int) or ep < 2:
-            raise InputError(f"EP size {ep!r} must be an integer >= 2", param="balancedness")
-        out[ep] = _fraction(b, f"EP {ep}: ")
-    return dict(sorted(out.items()))
-
-
-def _fraction(b, where: str) -> float:
-    if isinstance(b, bool) or not isinstance(b, (int, float)) or not (math.isfinite(b) and 0 < b <= 1):
-        raise InputError(f"{where}balancedness {b!r} must be in (0, 1] (mean / max GPU load)", param="balancedness")
-    return float(b)
+    return balancedness_arg(given)
 
 
 # -- 1-2. candidates, screened ---------------------------------------------------------------------------
