@@ -226,9 +226,13 @@ def _failure(watch: _Watch, num_workers: int, backend: str, logs: str) -> Runtim
             watch.drain(r)
         killed = [r for r, p in enumerate(watch.processes)
                   if p.exitcode is not None and p.exitcode < 0 and p.exitcode != -signal.SIGTERM]
-        if killed or time.monotonic() > deadline:
+        # after a kill, the survivors fail at their next collective: let them end, so that the reports they sent
+        # before (progress of a step every rank finished) are read rather than lost when they are stopped
+        if time.monotonic() > deadline or (killed and all(p.exitcode is not None for p in watch.processes)):
             break
         watch.wait(0.05)
+    for r in range(num_workers):  # what a rank wrote just before it ended
+        watch.drain(r)
     where = f"(worker logs: {logs})"
     if killed:
         r = killed[0]
